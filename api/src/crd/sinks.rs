@@ -1,0 +1,108 @@
+//! `spec.sinks`: where quotes go.
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{SecretKeyRef, schema};
+
+/// Channel of contract 004 for quotes.
+pub const DEFAULT_QUOTES_CHANNEL: &str = "quotes.realtime";
+/// Channel of contract 004 for heartbeats.
+pub const DEFAULT_HEALTH_CHANNEL: &str = "system.health";
+/// Table of the storage schema (seed 002).
+pub const DEFAULT_TABLE: &str = "quotes.real_time";
+
+/// The sinks of a stream; every quote that passes validation goes to each configured sink.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.redis) || has(self.storage) || has(self.postgres)")
+    .message("configure at least one sink: sinks.redis, sinks.storage or sinks.postgres"))]
+#[serde(rename_all = "camelCase")]
+pub struct Sinks {
+    /// Redis Pub/Sub (best effort, never blocks the durable sinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSink>,
+    /// The storage HTTP API (POST {url}/quotes/batch), at least once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSink>,
+    /// PostgreSQL/TimescaleDB (idempotent bulk writes), at least once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSink>,
+}
+
+/// Publish each quote to a Redis Pub/Sub channel.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)")
+    .message("set exactly one of sinks.redis.url and sinks.redis.urlSecretRef (use the Secret when the URL has a password)"))]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSink {
+    /// redis:// or rediss:// URL without a password, e.g. redis://redis.cache:6379/0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::redis_url")]
+    pub url: Option<String>,
+    /// A Secret key holding the full URL (with AUTH user/password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+    /// Channel for quotes (default quotes.realtime).
+    #[serde(default = "default_channel")]
+    #[schemars(length(min = 1, max = 256))]
+    pub channel: String,
+    /// Message format: plain (the contract JSON, default) or cloudevents (CloudEvents 1.0 JSON
+    /// envelope with the contract JSON as data).
+    #[serde(default)]
+    pub format: RedisFormat,
+    /// Channel for the 30-second heartbeats (default system.health).
+    #[serde(default = "default_health_channel")]
+    #[schemars(length(min = 1, max = 256))]
+    pub health_channel: String,
+}
+
+/// Message formats of the Redis sink.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisFormat {
+    #[default]
+    Plain,
+    Cloudevents,
+}
+
+/// POST batches of quotes to the storage service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSink {
+    /// Base URL of the storage API; quotes go to POST {url}/quotes/batch.
+    #[schemars(schema_with = "schema::http_url")]
+    pub url: String,
+    /// Quotes per batch, 1-1000 (default 500; the contract's limit is 1000).
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub batch_size: i32,
+}
+
+/// Write quotes to PostgreSQL (a TimescaleDB hypertable when the extension is present).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSink {
+    /// A Secret key holding the connection string (postgres://user:password@host/db).
+    pub dsn_secret_ref: SecretKeyRef,
+    /// Schema-qualified table (default quotes.real_time); created by the worker's migrations.
+    #[serde(default = "default_table")]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$"))]
+    pub table: String,
+}
+
+fn default_channel() -> String {
+    DEFAULT_QUOTES_CHANNEL.to_owned()
+}
+
+fn default_health_channel() -> String {
+    DEFAULT_HEALTH_CHANNEL.to_owned()
+}
+
+fn default_batch_size() -> i32 {
+    500
+}
+
+fn default_table() -> String {
+    DEFAULT_TABLE.to_owned()
+}

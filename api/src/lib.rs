@@ -1,0 +1,13 @@
+//! The quotestream API shared by the control plane (operator) and the data plane (worker):
+//! the `QuoteStream` custom resource, ticker symbols, durations, and the shard assignment.
+//!
+//! It lives in its own small crate so that the worker can read the types the operator writes
+//! without linking the Kubernetes client and controller runtime.
+
+pub mod crd;
+pub mod duration;
+pub mod sharding;
+pub mod ticker;
+
+pub use crd::{QuoteStream, QuoteStreamSpec, QuoteStreamStatus};
+pub use ticker::{Ticker, TickerSet};

@@ -1,0 +1,334 @@
+//! Ticker symbols: parsing, the share-class mapping, and ticker lists.
+//!
+//! The data contracts (Redis `quotes.realtime`, POST /quotes/batch INV-002) say a ticker matches
+//! `^[A-Z]{1,5}$`. The S&P 500 also holds share classes (`BRK.B`, `BF.B`) that do not. quotestream
+//! accepts them in one canonical form, the dotted one used by the exchanges' consolidated tape
+//! and by the S&P list itself: `ROOT.CLASS`, `^[A-Z]{1,5}(\.[A-Z])?$`. Each vendor gets its own
+//! spelling at the edge ([`Ticker::yahoo_symbol`] gives `BRK-B`), and [`Ticker::is_contract_symbol`]
+//! tells a sink whose contract only admits the plain pattern that it must not send this one.
+//! See docs/tickers.md for the full mapping.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The pattern every ticker in a QuoteStream matches (the contract pattern plus an optional
+/// one-letter share class). It is also put into the CRD's OpenAPI schema.
+pub const TICKER_PATTERN: &str = r"^[A-Z]{1,5}(\.[A-Z])?$";
+
+/// Why a symbol is not a valid ticker. Every variant names the offending input and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TickerError {
+    #[error("ticker is empty; write a symbol such as AAPL")]
+    Empty,
+    #[error("ticker {0:?} has lower-case letters; tickers are upper case (write {1:?})")]
+    LowerCase(String, String),
+    #[error(
+        "ticker {0:?} writes its share class with {1:?}; quotestream writes share classes with a dot (write {2:?})"
+    )]
+    ShareClassSeparator(String, char, String),
+    #[error(
+        "ticker {0:?} does not match {TICKER_PATTERN}: 1-5 letters A-Z, optionally a dot and one class letter (e.g. AAPL, BRK.B)"
+    )]
+    Pattern(String),
+}
+
+/// A validated ticker symbol in canonical form (`AAPL`, `BRK.B`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticker(String);
+
+impl Ticker {
+    /// Parses a symbol, rejecting anything that is not canonical with an error that says how
+    /// to write it instead. Surrounding whitespace is not accepted here (lists trim it).
+    pub fn parse(symbol: &str) -> Result<Self, TickerError> {
+        if symbol.is_empty() {
+            return Err(TickerError::Empty);
+        }
+        if is_canonical(symbol) {
+            return Ok(Self(symbol.to_owned()));
+        }
+        let upper = symbol.to_ascii_uppercase();
+        if upper != symbol && is_canonical(&upper) {
+            return Err(TickerError::LowerCase(symbol.to_owned(), upper));
+        }
+        for sep in ['-', '/', '_', ' '] {
+            let dotted = upper.replacen(sep, ".", 1);
+            if dotted != upper && is_canonical(&dotted) {
+                return Err(TickerError::ShareClassSeparator(
+                    symbol.to_owned(),
+                    sep,
+                    dotted,
+                ));
+            }
+        }
+        Err(TickerError::Pattern(symbol.to_owned()))
+    }
+
+    /// Maps a Yahoo Finance symbol (`BRK-B`) back to the canonical ticker (`BRK.B`).
+    pub fn from_yahoo(symbol: &str) -> Result<Self, TickerError> {
+        match symbol.split_once('-') {
+            Some((root, class)) => Self::parse(&format!("{root}.{class}")),
+            None => Self::parse(symbol),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The share class letter, if the ticker has one (`B` for `BRK.B`).
+    pub fn share_class(&self) -> Option<&str> {
+        self.0.split_once('.').map(|(_, class)| class)
+    }
+
+    /// True when the ticker matches the contracts' strict pattern `^[A-Z]{1,5}$`.
+    pub fn is_contract_symbol(&self) -> bool {
+        self.share_class().is_none()
+    }
+
+    /// The symbol as Yahoo Finance spells it: share classes use a dash (`BRK-B`).
+    pub fn yahoo_symbol(&self) -> String {
+        self.0.replace('.', "-")
+    }
+}
+
+impl fmt::Display for Ticker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Ticker {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_canonical(s: &str) -> bool {
+    let (root, class) = match s.split_once('.') {
+        Some((root, class)) => (root, Some(class)),
+        None => (s, None),
+    };
+    let letters = |part: &str| part.bytes().all(|b| b.is_ascii_uppercase());
+    (1..=5).contains(&root.len())
+        && letters(root)
+        && class.is_none_or(|c| c.len() == 1 && letters(c))
+}
+
+/// A problem with one entry of a ticker list, located by its 1-based line and position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TickerListError {
+    #[error("line {line}: {source}")]
+    Invalid {
+        line: usize,
+        #[source]
+        source: TickerError,
+    },
+    #[error(
+        "line {line}: ticker {ticker} is listed twice (first on line {first_line}); remove one of them"
+    )]
+    Duplicate {
+        line: usize,
+        first_line: usize,
+        ticker: Ticker,
+    },
+    #[error("the ticker list is empty; add at least one symbol (one per line or comma separated)")]
+    Empty,
+}
+
+/// A non-empty set of distinct tickers, kept sorted (the order of the input never matters to
+/// the shard assignment).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TickerSet(Vec<Ticker>);
+
+impl TickerSet {
+    /// Builds a set from symbols, rejecting duplicates: a list that names a ticker twice is
+    /// almost always a mistake (a merge of two lists), so it is an error, not merged silently.
+    pub fn from_symbols<S: AsRef<str>>(
+        symbols: impl IntoIterator<Item = S>,
+    ) -> Result<Self, TickerListError> {
+        Self::from_located(
+            symbols
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (i + 1, s.as_ref().to_owned())),
+        )
+    }
+
+    /// Parses a list as stored in a ConfigMap: one symbol per line or comma separated, blank
+    /// lines and `#` comments ignored. Errors carry the line number.
+    pub fn parse_list(text: &str) -> Result<Self, TickerListError> {
+        let entries = text.lines().enumerate().flat_map(|(i, line)| {
+            let content = line.split('#').next().unwrap_or_default();
+            content
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(move |s| (i + 1, s.to_owned()))
+                .collect::<Vec<_>>()
+        });
+        Self::from_located(entries)
+    }
+
+    fn from_located(
+        entries: impl IntoIterator<Item = (usize, String)>,
+    ) -> Result<Self, TickerListError> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (line, symbol) in entries {
+            let ticker = Ticker::parse(&symbol)
+                .map_err(|source| TickerListError::Invalid { line, source })?;
+            if let Some(&first_line) = seen.get(&ticker) {
+                return Err(TickerListError::Duplicate {
+                    line,
+                    first_line,
+                    ticker,
+                });
+            }
+            seen.insert(ticker, line);
+        }
+        if seen.is_empty() {
+            return Err(TickerListError::Empty);
+        }
+        Ok(Self(seen.into_keys().collect()))
+    }
+
+    /// Joins several sets (inline tickers and a ConfigMap list); a ticker in both is a duplicate.
+    pub fn union_disjoint(self, other: TickerSet) -> Result<Self, Ticker> {
+        let mut all: BTreeSet<Ticker> = self.0.into_iter().collect();
+        for t in other.0 {
+            if let Some(dup) = all.replace(t) {
+                return Err(dup);
+            }
+        }
+        Ok(Self(all.into_iter().collect()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Ticker> {
+        self.0.iter()
+    }
+
+    pub fn as_slice(&self) -> &[Ticker] {
+        &self.0
+    }
+
+    pub fn contains(&self, ticker: &Ticker) -> bool {
+        self.0.binary_search(ticker).is_ok()
+    }
+}
+
+impl<'a> IntoIterator for &'a TickerSet {
+    type Item = &'a Ticker;
+    type IntoIter = std::slice::Iter<'a, Ticker>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<Ticker> for TickerSet {
+    /// Collects distinct tickers; duplicates collapse (use [`TickerSet::from_symbols`] for
+    /// user input, where a duplicate is an error).
+    fn from_iter<I: IntoIterator<Item = Ticker>>(iter: I) -> Self {
+        let set: BTreeSet<Ticker> = iter.into_iter().collect();
+        Self(set.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_plain_and_share_class_symbols() {
+        for s in ["A", "AAPL", "GOOGL", "BRK.B", "BF.B"] {
+            assert_eq!(Ticker::parse(s).map(|t| t.to_string()), Ok(s.to_owned()));
+        }
+    }
+
+    #[test]
+    fn errors_say_how_to_fix_the_symbol() {
+        assert_eq!(
+            Ticker::parse("aapl"),
+            Err(TickerError::LowerCase("aapl".into(), "AAPL".into()))
+        );
+        let err = Ticker::parse("BRK-B").unwrap_err().to_string();
+        assert!(err.contains("\"BRK.B\""), "{err}");
+        assert!(matches!(
+            Ticker::parse("TOOLONG"),
+            Err(TickerError::Pattern(_))
+        ));
+        assert!(matches!(
+            Ticker::parse("BRK.BB"),
+            Err(TickerError::Pattern(_))
+        ));
+        assert!(matches!(Ticker::parse(".B"), Err(TickerError::Pattern(_))));
+        assert_eq!(Ticker::parse(""), Err(TickerError::Empty));
+    }
+
+    #[test]
+    fn yahoo_mapping_round_trips() {
+        let t = Ticker::parse("BRK.B").unwrap();
+        assert_eq!(t.yahoo_symbol(), "BRK-B");
+        assert_eq!(Ticker::from_yahoo("BRK-B").unwrap(), t);
+        assert!(!t.is_contract_symbol());
+        assert!(Ticker::parse("MSFT").unwrap().is_contract_symbol());
+    }
+
+    #[test]
+    fn list_parsing_accepts_lines_commas_and_comments() {
+        let set = TickerSet::parse_list("AAPL, MSFT\n# tech\n\nGOOGL # alphabet\n").unwrap();
+        let names: Vec<_> = set.iter().map(Ticker::as_str).collect();
+        assert_eq!(names, ["AAPL", "GOOGL", "MSFT"]);
+    }
+
+    #[test]
+    fn list_errors_name_the_line() {
+        let err = TickerSet::parse_list("AAPL\nMSFT\nAAPL\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3: ticker AAPL is listed twice (first on line 1); remove one of them"
+        );
+        let err = TickerSet::parse_list("AAPL\nms ft\n").unwrap_err();
+        assert!(err.to_string().starts_with("line 2: "), "{err}");
+        assert_eq!(
+            TickerSet::parse_list("# nothing\n"),
+            Err(TickerListError::Empty)
+        );
+    }
+
+    #[test]
+    fn union_rejects_overlap() {
+        let a = TickerSet::from_symbols(["AAPL", "MSFT"]).unwrap();
+        let b = TickerSet::from_symbols(["MSFT"]).unwrap();
+        assert_eq!(a.union_disjoint(b).unwrap_err().as_str(), "MSFT");
+    }
+
+    proptest! {
+        #[test]
+        fn canonical_pattern_is_exactly_the_documented_regex(s in "[A-Za-z.\\-]{0,8}") {
+            let re_match = {
+                let (root, class) = match s.split_once('.') {
+                    Some((r, c)) => (r, Some(c)),
+                    None => (s.as_str(), None),
+                };
+                (1..=5).contains(&root.len()) && root.chars().all(|c| c.is_ascii_uppercase())
+                    && class.is_none_or(|c| c.len() == 1 && c.chars().all(|c| c.is_ascii_uppercase()))
+            };
+            prop_assert_eq!(Ticker::parse(&s).is_ok(), re_match);
+        }
+
+        #[test]
+        fn yahoo_symbol_maps_back(root in "[A-Z]{1,5}", class in proptest::option::of("[A-Z]")) {
+            let s = match &class { Some(c) => format!("{root}.{c}"), None => root.clone() };
+            let t = Ticker::parse(&s).unwrap();
+            prop_assert_eq!(Ticker::from_yahoo(&t.yahoo_symbol()).unwrap(), t);
+        }
+    }
+}
