@@ -114,21 +114,37 @@ fn is_canonical(s: &str) -> bool {
         && class.is_none_or(|c| c.len() == 1 && letters(c))
 }
 
-/// A problem with one entry of a ticker list, located by its 1-based line and position.
+/// Where an entry sits in a ticker list: a line of a text list, or an item of a YAML list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// 1-based line of a text list.
+    Line(usize),
+    /// 0-based index of a list (as in `spec.tickers[3]`).
+    Item(usize),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Line(n) => write!(f, "line {n}"),
+            Self::Item(i) => write!(f, "item [{i}]"),
+        }
+    }
+}
+
+/// A problem with one entry of a ticker list, located by its position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TickerListError {
-    #[error("line {line}: {source}")]
+    #[error("{at}: {source}")]
     Invalid {
-        line: usize,
+        at: Position,
         #[source]
         source: TickerError,
     },
-    #[error(
-        "line {line}: ticker {ticker} is listed twice (first on line {first_line}); remove one of them"
-    )]
+    #[error("{at}: ticker {ticker} is listed twice (first at {first}); remove one of them")]
     Duplicate {
-        line: usize,
-        first_line: usize,
+        at: Position,
+        first: Position,
         ticker: Ticker,
     },
     #[error("the ticker list is empty; add at least one symbol (one per line or comma separated)")]
@@ -150,7 +166,7 @@ impl TickerSet {
             symbols
                 .into_iter()
                 .enumerate()
-                .map(|(i, s)| (i + 1, s.as_ref().to_owned())),
+                .map(|(i, s)| (Position::Item(i), s.as_ref().to_owned())),
         )
     }
 
@@ -163,27 +179,23 @@ impl TickerSet {
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(move |s| (i + 1, s.to_owned()))
+                .map(move |s| (Position::Line(i + 1), s.to_owned()))
                 .collect::<Vec<_>>()
         });
         Self::from_located(entries)
     }
 
     fn from_located(
-        entries: impl IntoIterator<Item = (usize, String)>,
+        entries: impl IntoIterator<Item = (Position, String)>,
     ) -> Result<Self, TickerListError> {
         let mut seen = std::collections::BTreeMap::new();
-        for (line, symbol) in entries {
-            let ticker = Ticker::parse(&symbol)
-                .map_err(|source| TickerListError::Invalid { line, source })?;
-            if let Some(&first_line) = seen.get(&ticker) {
-                return Err(TickerListError::Duplicate {
-                    line,
-                    first_line,
-                    ticker,
-                });
+        for (at, symbol) in entries {
+            let ticker =
+                Ticker::parse(&symbol).map_err(|source| TickerListError::Invalid { at, source })?;
+            if let Some(&first) = seen.get(&ticker) {
+                return Err(TickerListError::Duplicate { at, first, ticker });
             }
-            seen.insert(ticker, line);
+            seen.insert(ticker, at);
         }
         if seen.is_empty() {
             return Err(TickerListError::Empty);
@@ -293,7 +305,7 @@ mod tests {
         let err = TickerSet::parse_list("AAPL\nMSFT\nAAPL\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "line 3: ticker AAPL is listed twice (first on line 1); remove one of them"
+            "line 3: ticker AAPL is listed twice (first at line 1); remove one of them"
         );
         let err = TickerSet::parse_list("AAPL\nms ft\n").unwrap_err();
         assert!(err.to_string().starts_with("line 2: "), "{err}");

@@ -4,6 +4,7 @@
 //! enforce (patterns, bounds, CEL `x-kubernetes-validations`) is declared here, next to the
 //! fields, and lands in `crds/quotestream.yaml` through `quotestream-operator crd`.
 
+mod resolve;
 mod schema;
 mod sinks;
 mod source;
@@ -13,6 +14,7 @@ mod worker;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub use resolve::SpecError;
 pub use sinks::{
     DEFAULT_HEALTH_CHANNEL, DEFAULT_QUOTES_CHANNEL, DEFAULT_TABLE, PostgresSink, RedisFormat,
     RedisSink, Sinks, StorageSink,
