@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs from Debian's packages when it is missing: Redis and
+# PostgreSQL servers (started by the tests themselves on free loopback ports, never as system
+# services). Idempotent and quiet when everything is there.
+set -euo pipefail
+
+pg_bindir() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do
+        [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+    done
+    return 1
+}
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+pg_bindir >/dev/null || need+=(postgresql)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "ensure-deps: installing ${need[*]} from Debian's packages"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || {
+        echo "ensure-deps: need root (or sudo) to apt-get install ${need[*]}" >&2
+        exit 1
+    }
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Policy: never start the packaged services; the tests run their own throwaway servers.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "ensure-deps: done"

@@ -1,0 +1,42 @@
+//! Real servers for tests, started on free loopback ports in temporary directories and stopped
+//! when dropped (also when a test panics). Nothing here is a mock: these are the Debian
+//! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs.
+
+mod port;
+mod postgres;
+mod process;
+mod redis;
+mod wait;
+
+pub use port::free_port;
+pub use postgres::PostgresServer;
+pub use redis::RedisServer;
+pub use wait::wait_until;
+
+/// Why a test server could not be started. Messages say what to install or look at.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    #[error("{program} not found: run `make deps` (scripts/ensure-deps.sh) to install it")]
+    Missing { program: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} did not become ready within {seconds}s; its log:\n{log}")]
+    NotReady {
+        what: String,
+        seconds: u64,
+        log: String,
+    },
+    #[error("{what} failed: {detail}")]
+    Failed { what: String, detail: String },
+}
+
+pub type Result<T> = std::result::Result<T, TestkitError>;
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestkitError {
+    let what = what.into();
+    move |source| TestkitError::Io { what, source }
+}

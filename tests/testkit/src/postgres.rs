@@ -1,0 +1,267 @@
+use std::os::unix::fs::chown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{Guarded, find_program};
+use crate::{Result, TestkitError, free_port, io_err, wait_until};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A throwaway PostgreSQL server on a free loopback port with trust authentication for the
+/// `postgres` superuser. The cluster is copied from a template made by `initdb` once per machine,
+/// so starting one costs a copy and a server start, not an initdb.
+#[derive(Debug)]
+pub struct PostgresServer {
+    port: u16,
+    process: Guarded,
+    bin: PathBuf,
+    // Dropped last: the server must be gone before its data directory is removed.
+    _dir: tempfile::TempDir,
+}
+
+/// Whether the server may lose committed data on a crash in exchange for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync off: for tests.
+    Fast,
+    /// PostgreSQL's defaults (fsync on): for benchmarks that compare against the machine.
+    Default,
+}
+
+impl PostgresServer {
+    pub fn start() -> Result<Self> {
+        Self::start_with(Durability::Fast)
+    }
+
+    pub fn start_with(durability: Durability) -> Result<Self> {
+        let bin = bin_dir()?;
+        let owner = ServerUser::detect()?;
+        let template = template(&bin, &owner)?;
+        let dir = tempfile::Builder::new()
+            .prefix("qs-postgres-")
+            .tempdir()
+            .map_err(io_err("creating a temp dir for postgres"))?;
+        let data = dir.path().join("data");
+        let copy = Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(&data)
+            .status()
+            .map_err(io_err("copying the PostgreSQL template cluster"))?;
+        if !copy.success() {
+            return Err(TestkitError::Failed {
+                what: "cp -a of the template cluster".into(),
+                detail: format!("{copy}"),
+            });
+        }
+        owner.own(dir.path())?;
+        let port = free_port().map_err(io_err("picking a free port"))?;
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D").arg(&data).args(["-p", &port.to_string()]);
+        cmd.args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+        ]);
+        cmd.arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.path().display()));
+        if durability == Durability::Fast {
+            cmd.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
+        }
+        owner.apply(&mut cmd);
+        // SIGINT is PostgreSQL's fast shutdown: it stops its backends and reaps them.
+        let process = Guarded::spawn_with_stop(cmd, &dir.path().join("postgres.log"), "INT")?;
+        let mut server = Self {
+            port,
+            process,
+            bin,
+            _dir: dir,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connection string for `database` as the superuser.
+    pub fn dsn(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates a database (each test takes its own) and returns its connection string.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""))?;
+        Ok(self.dsn(name))
+    }
+
+    /// Runs SQL with psql (unaligned, tuples only) and returns its output.
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String> {
+        let psql = find_program("psql", std::slice::from_ref(&self.bin))?;
+        let out = Command::new(psql)
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(io_err("running psql"))?;
+        if !out.status.success() {
+            return Err(TestkitError::Failed {
+                what: format!("psql -c {sql:?}"),
+                detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let ready = wait_until(READY_TIMEOUT, || {
+            self.process.exited() || self.psql("postgres", "SELECT 1").is_ok()
+        });
+        if ready && !self.process.exited() {
+            return Ok(());
+        }
+        Err(TestkitError::NotReady {
+            what: format!("postgres on port {}", self.port),
+            seconds: READY_TIMEOUT.as_secs(),
+            log: self.process.log_text(),
+        })
+    }
+}
+
+/// The newest PostgreSQL server binaries Debian installed.
+fn bin_dir() -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.retain(|d| d.join("initdb").is_file());
+    dirs.sort_by_key(|d| {
+        d.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.pop().ok_or_else(|| TestkitError::Missing {
+        program: "postgresql (initdb)".into(),
+    })
+}
+
+/// PostgreSQL refuses to run as root; as root the servers run as the `postgres` user.
+#[derive(Debug)]
+struct ServerUser(Option<(u32, u32)>);
+
+impl ServerUser {
+    fn detect() -> Result<Self> {
+        let me = id(&["-u"])?;
+        if me != 0 {
+            return Ok(Self(None));
+        }
+        let uid = id(&["-u", "postgres"])?;
+        let gid = id(&["-g", "postgres"])?;
+        Ok(Self(Some((uid, gid))))
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        if let Some((uid, gid)) = self.0 {
+            cmd.uid(uid).gid(gid);
+        }
+    }
+
+    fn own(&self, path: &Path) -> Result<()> {
+        let Some((uid, gid)) = self.0 else {
+            return Ok(());
+        };
+        chown(path, Some(uid), Some(gid)).map_err(io_err(format!("chown {}", path.display())))
+    }
+
+    fn key(&self) -> String {
+        match self.0 {
+            Some((uid, _)) => uid.to_string(),
+            None => id(&["-u"]).map(|u| u.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+fn id(args: &[&str]) -> Result<u32> {
+    let out = Command::new("id")
+        .args(args)
+        .output()
+        .map_err(io_err("running id"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| TestkitError::Failed {
+            what: format!("id {}", args.join(" ")),
+            detail: "no such user: install PostgreSQL with `make deps`".into(),
+        })
+}
+
+/// An initdb'd cluster kept in the temp dir and copied for each server. Made atomically (a
+/// rename), so test binaries running in parallel never see a half-made template.
+fn template(bin: &Path, owner: &ServerUser) -> Result<PathBuf> {
+    let version = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|v| v.to_str())
+        .unwrap_or("pg");
+    let root = std::env::temp_dir();
+    let path = root.join(format!("quotestream-pg-template-{version}-{}", owner.key()));
+    if path.join("PG_VERSION").is_file() {
+        return Ok(path);
+    }
+    let staging = tempfile::Builder::new()
+        .prefix("quotestream-pg-staging-")
+        .tempdir_in(&root)
+        .map_err(io_err("creating a staging dir for initdb"))?;
+    owner.own(staging.path())?;
+    let data = staging.path().join("data");
+    let mut cmd = Command::new(bin.join("initdb"));
+    cmd.arg("-D").arg(&data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+        "--locale=C",
+    ]);
+    owner.apply(&mut cmd);
+    let out = cmd.output().map_err(io_err("running initdb"))?;
+    if !out.status.success() {
+        return Err(TestkitError::Failed {
+            what: "initdb".into(),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    // Another process may have won the race; its template is as good as ours.
+    if std::fs::rename(&data, &path).is_err() && !path.join("PG_VERSION").is_file() {
+        return Err(TestkitError::Failed {
+            what: format!("moving the template cluster to {}", path.display()),
+            detail: "rename failed".into(),
+        });
+    }
+    Ok(path)
+}

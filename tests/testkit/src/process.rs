@@ -1,0 +1,104 @@
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{Result, TestkitError, io_err, wait_until};
+
+/// A child process that is killed and reaped when dropped.
+#[derive(Debug)]
+pub(crate) struct Guarded {
+    child: Option<Child>,
+    pub(crate) log: PathBuf,
+    /// Signal asking for a clean shutdown (so the server reaps its own children); SIGKILL is
+    /// the fallback after [`GRACE`].
+    stop_signal: &'static str,
+}
+
+const GRACE: Duration = Duration::from_secs(10);
+
+impl Guarded {
+    /// Spawns `cmd` with stdout and stderr going to `log`.
+    pub(crate) fn spawn(cmd: Command, log: &Path) -> Result<Self> {
+        Self::spawn_with_stop(cmd, log, "KILL")
+    }
+
+    /// Like [`Guarded::spawn`], stopping the process with `stop_signal` (e.g. `INT`) first.
+    pub(crate) fn spawn_with_stop(
+        mut cmd: Command,
+        log: &Path,
+        stop_signal: &'static str,
+    ) -> Result<Self> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let out =
+            std::fs::File::create(log).map_err(io_err(format!("creating {}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(io_err("duplicating the log handle"))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => TestkitError::Missing {
+                    program: program.clone(),
+                },
+                _ => TestkitError::Io {
+                    what: format!("starting {program}"),
+                    source,
+                },
+            })?;
+        Ok(Self {
+            child: Some(child),
+            log: log.to_owned(),
+            stop_signal,
+        })
+    }
+
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process has exited already (it crashed or refused to start).
+    pub(crate) fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// Stops the process (its stop signal, then SIGKILL after a grace period) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if self.stop_signal != "KILL" {
+            let asked = Command::new("kill")
+                .args(["-s", self.stop_signal, &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if asked && wait_until(GRACE, || matches!(child.try_wait(), Ok(Some(_)))) {
+                return;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Finds a program on PATH or in the given extra directories.
+pub(crate) fn find_program(name: &str, extra_dirs: &[PathBuf]) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra_dirs.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| TestkitError::Missing {
+            program: name.to_owned(),
+        })
+}
