@@ -64,10 +64,11 @@ fn outsiders(set: &TickerSet, count: usize) -> Vec<Ticker> {
     for word in [
         "ZZZZA", "ZZZZB", "ZZZZC", "ZZZZD", "ZZZZE", "ZZZZF", "ZZZZG", "ZZZZH", "QQQQA", "QQQQB",
     ] {
-        if let Ok(t) = Ticker::parse(word) {
-            if !set.contains(&t) && out.len() < count {
-                out.push(t);
-            }
+        if let Ok(t) = Ticker::parse(word)
+            && !set.contains(&t)
+            && out.len() < count
+        {
+            out.push(t);
         }
     }
     out

@@ -2,6 +2,8 @@
 //! every platform and in every process as the reference prototype (testdata/sharding-vectors.json,
 //! computed independently in Python).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 

@@ -43,6 +43,8 @@ pub const MAX_SHARDS: i32 = 1024;
 /// Desired state of a QuoteStream: which tickers to stream, from which source, to which sinks,
 /// over how many shards. Each shard is a worker Deployment owning a balanced, consistent share
 /// of the tickers.
+// Several print columns share a `type_`; clippy mistakes them for repeated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "quotes.opa.io",

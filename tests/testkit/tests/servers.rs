@@ -1,5 +1,7 @@
 //! The test servers start, answer, restart and stop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use quotestream_testkit::{PostgresServer, RedisServer};
 
 #[test]

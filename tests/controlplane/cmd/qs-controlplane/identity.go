@@ -9,8 +9,8 @@ import (
 	"regexp"
 	"strings"
 
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 const serviceAccountPrefix = "system:serviceaccount:"

@@ -25,16 +25,16 @@ type pki struct {
 	caCert *x509.Certificate
 	caKey  crypto.Signer
 
-	CAFile         string // CA certificate (serving CA and client CA)
-	ServingCert    string // kube-apiserver serving certificate
-	ServingKey     string
-	SAKey          string // service-account signing key (private)
-	SAPub          string // service-account verification key (public)
-	AdminCert      string // client certificate of the cluster admin (group system:masters)
-	AdminKey       string
-	caPEM          []byte
-	adminCertPEM   []byte
-	adminKeyPEM    []byte
+	CAFile       string // CA certificate (serving CA and client CA)
+	ServingCert  string // kube-apiserver serving certificate
+	ServingKey   string
+	SAKey        string // service-account signing key (private)
+	SAPub        string // service-account verification key (public)
+	AdminCert    string // client certificate of the cluster admin (group system:masters)
+	AdminKey     string
+	caPEM        []byte
+	adminCertPEM []byte
+	adminKeyPEM  []byte
 }
 
 func newPKI(dir string) (*pki, error) {

@@ -1,0 +1,54 @@
+# quotestream — the two commands first:
+#   make run    the main job locally, no cluster, no external services
+#   make test   everything CI checks (installs/starts what the tests need by itself)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= auto
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Show how the example S&P 500 stream is sharded (the worker's local run comes next)
+	$(CARGO) run --release -q -p quotestream-operator -- assign -f examples/sp500.yaml
+
+.PHONY: test
+test: deps fmt-check clippy ## Format and lint checks, then every test (unit, property, integration)
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests need (redis-server, postgresql) when missing
+	@scripts/ensure-deps.sh
+
+.PHONY: fmt-check
+fmt-check: ## cargo fmt --check (skipped with a note when rustfmt is not installed)
+	@if $(CARGO) fmt --version >/dev/null 2>&1; then \
+		$(CARGO) fmt --all -- --check; \
+	else echo "rustfmt is not installed on this machine: skipping the format check"; fi
+
+.PHONY: clippy
+clippy: ## cargo clippy -D warnings (skipped with a note when clippy is not installed)
+	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
+		$(CARGO) clippy --workspace --all-targets -- -D warnings; \
+	else echo "clippy is not installed on this machine: skipping the lint step"; fi
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: crd
+crd: ## Regenerate crds/quotestream.yaml from the Rust types
+	$(CARGO) run -q -p quotestream-operator -- crd > crds/quotestream.yaml
+
+.PHONY: sharding-report
+sharding-report: ## Measure the shard assignment and rewrite docs/sharding.md
+	$(CARGO) run --release -q -p quotestream-api --example sharding_report > docs/sharding.md
+
+.PHONY: build
+build: ## Release build of both binaries
+	$(CARGO) build --release -p quotestream-operator -p quotestream-worker
