@@ -8,6 +8,8 @@ pub mod crd;
 pub mod duration;
 pub mod sharding;
 pub mod ticker;
+pub mod worker_config;
 
 pub use crd::{QuoteStream, QuoteStreamSpec, QuoteStreamStatus};
 pub use ticker::{Ticker, TickerSet};
+pub use worker_config::WorkerConfig;

@@ -1,4 +1,16 @@
 //! The quotestream data plane: one worker process streams one shard of a QuoteStream from its
 //! source, through validation, to its sinks.
+//!
+//! source ──mpsc (bounded)──► pipeline (validate, drop repeats) ──► one bounded queue per sink
+//!
+//! Durable sinks (storage, PostgreSQL) block the pipeline when they fall behind, which holds the
+//! source back; Redis Pub/Sub drops its oldest batches instead and counts them.
 
+pub mod health;
+pub mod metrics;
+pub mod pipeline;
+pub mod queue;
 pub mod quote;
+pub mod rate_limit;
+pub mod sinks;
+pub mod sources;

@@ -1,0 +1,213 @@
+//! The worker's Prometheus metrics: the seeds' names (`streamer_*`, `redis_publish*`) plus the
+//! queue/drop/breaker gauges a bounded pipeline needs. Every series carries the `stream` and
+//! `shard` labels; no label takes a ticker (bounded cardinality).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 100 µs to 30 s.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Quotes a source delivered (before validation).
+    pub quotes_fetched: IntCounter,
+    /// Quotes a sink confirmed, by sink (`redis`, `storage`, `postgres`, `console`).
+    pub quotes_published: IntCounterVec,
+    /// Time of one source fetch (one poll cycle).
+    pub fetch_duration: Histogram,
+    /// Time of one sink write (one pipeline, batch or COPY), by sink.
+    pub publish_duration: HistogramVec,
+    /// Errors by type: fetch, publish, validation, config.
+    pub errors: IntCounterVec,
+    /// Validation failures by reason (`ValidationError::reason`).
+    pub validation_errors: IntCounterVec,
+    /// Quotes not republished because the source repeated (ticker, timestamp).
+    pub duplicates: IntCounter,
+    /// Tickers this shard streams now.
+    pub active_tickers: IntGauge,
+    /// Times the source waited for the rate limiter or was told 429 by the vendor.
+    pub rate_limit_hits: IntCounter,
+    /// Contract 004 metrics of the Redis sink, by channel.
+    pub redis_publishes: IntCounterVec,
+    pub redis_publish_errors: IntCounterVec,
+    pub redis_publish_latency: HistogramVec,
+    /// Quotes waiting in each sink's queue.
+    pub queued_quotes: IntGaugeVec,
+    /// Quotes a sink gave up on, by sink and reason (queue_full, shutdown, rejected, contract).
+    pub dropped_quotes: IntCounterVec,
+    /// 1 while a sink's circuit breaker is open.
+    pub circuit_open: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Metrics for one shard of one stream.
+    pub fn new(stream: &str, shard: u32) -> Result<Self, prometheus::Error> {
+        let labels = [
+            ("stream".to_owned(), stream.to_owned()),
+            ("shard".to_owned(), shard.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let registry = Registry::new_custom(None, Some(labels))?;
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let histogram_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                    labels,
+                )?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let gauge_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let fetch_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "streamer_fetch_duration_seconds",
+                "Time of one source fetch",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(fetch_duration.clone()))?;
+        let active_tickers =
+            IntGauge::new("streamer_active_tickers", "Tickers this shard streams")?;
+        registry.register(Box::new(active_tickers.clone()))?;
+        Ok(Self {
+            quotes_fetched: counter(
+                "streamer_quotes_fetched_total",
+                "Quotes delivered by the source",
+            )?,
+            quotes_published: counter_vec(
+                "streamer_quotes_published_total",
+                "Quotes a sink confirmed",
+                &["sink"],
+            )?,
+            fetch_duration,
+            publish_duration: histogram_vec(
+                "streamer_publish_duration_seconds",
+                "Time of one sink write",
+                &["sink"],
+            )?,
+            errors: counter_vec("streamer_errors_total", "Errors by type", &["type"])?,
+            validation_errors: counter_vec(
+                "streamer_validation_errors_total",
+                "Quotes dropped by validation, by reason",
+                &["reason"],
+            )?,
+            duplicates: counter(
+                "streamer_duplicate_quotes_total",
+                "Quotes not republished because (ticker, timestamp) repeated",
+            )?,
+            active_tickers,
+            rate_limit_hits: counter(
+                "streamer_rate_limit_hits_total",
+                "Times the source was held back by the rate limit",
+            )?,
+            redis_publishes: counter_vec(
+                "redis_publishes_total",
+                "Messages published to Redis",
+                &["channel"],
+            )?,
+            redis_publish_errors: counter_vec(
+                "redis_publish_errors_total",
+                "Messages that could not be published to Redis",
+                &["channel"],
+            )?,
+            redis_publish_latency: histogram_vec(
+                "redis_publish_latency_seconds",
+                "Time of one Redis publish pipeline",
+                &["channel"],
+            )?,
+            queued_quotes: gauge_vec(
+                "streamer_sink_queued_quotes",
+                "Quotes waiting for a sink",
+                &["sink"],
+            )?,
+            dropped_quotes: counter_vec(
+                "streamer_sink_dropped_quotes_total",
+                "Quotes a sink gave up on, by reason",
+                &["sink", "reason"],
+            )?,
+            circuit_open: gauge_vec(
+                "streamer_sink_circuit_open",
+                "1 while the sink's circuit breaker is open",
+                &["sink"],
+            )?,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_seed_names_with_shard_labels() {
+        let m = Metrics::new("sp500", 3).unwrap();
+        m.quotes_fetched.inc();
+        m.quotes_published.with_label_values(&["redis"]).inc();
+        m.errors.with_label_values(&["validation"]).inc();
+        m.redis_publishes
+            .with_label_values(&["quotes.realtime"])
+            .inc();
+        m.redis_publish_errors
+            .with_label_values(&["quotes.realtime"])
+            .inc_by(0);
+        m.redis_publish_latency
+            .with_label_values(&["quotes.realtime"])
+            .observe(0.001);
+        m.publish_duration
+            .with_label_values(&["redis"])
+            .observe(0.001);
+        m.fetch_duration.observe(0.01);
+        let text = m.render();
+        for name in [
+            "streamer_quotes_fetched_total",
+            "streamer_quotes_published_total",
+            "streamer_fetch_duration_seconds",
+            "streamer_publish_duration_seconds",
+            "streamer_errors_total",
+            "streamer_active_tickers",
+            "streamer_rate_limit_hits_total",
+            "redis_publishes_total",
+            "redis_publish_errors_total",
+            "redis_publish_latency_seconds",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+        assert!(
+            text.contains(r#"streamer_quotes_fetched_total{shard="3",stream="sp500"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The stage between source and sinks: validate, drop repeats, fan out.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use quotestream_api::Ticker;
+use tokio::sync::mpsc;
+
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::queue::QueueSender;
+use crate::quote::{Quote, RawQuote, validate};
+use crate::sinks::Batch;
+
+/// How often one kind of validation failure is logged (every one is counted).
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Validates every quote, publishes only quotes newer than the last one of their ticker (a poll
+/// that returns an unchanged quote publishes nothing), and hands each batch to every sink
+/// queue. Returns when the source side closes; dropping the senders then closes the sink queues.
+pub async fn run(
+    mut input: mpsc::Receiver<Vec<RawQuote>>,
+    sinks: Vec<QueueSender>,
+    metrics: Metrics,
+    health: Health,
+) {
+    let mut stage = Stage::new(metrics);
+    while let Some(raw) = input.recv().await {
+        health.record_fetch();
+        let batch = stage.accept(raw, Timestamp::now());
+        if batch.is_empty() {
+            continue;
+        }
+        for sink in &sinks {
+            sink.send(batch.clone()).await;
+        }
+    }
+}
+
+/// The pure part of the pipeline, testable without tasks.
+#[derive(Debug)]
+pub struct Stage {
+    metrics: Metrics,
+    last_published: HashMap<Ticker, i64>,
+    last_logged: HashMap<&'static str, Instant>,
+}
+
+impl Stage {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            last_published: HashMap::new(),
+            last_logged: HashMap::new(),
+        }
+    }
+
+    /// The quotes of `raw` that go to the sinks.
+    pub fn accept(&mut self, raw: Vec<RawQuote>, now: Timestamp) -> Batch {
+        let mut out: Vec<Quote> = Vec::with_capacity(raw.len());
+        for r in raw {
+            match validate(r, now) {
+                Ok(q) => {
+                    let ms = q.timestamp.as_millisecond();
+                    match self.last_published.get_mut(&q.ticker) {
+                        Some(last) if *last >= ms => self.metrics.duplicates.inc(),
+                        Some(last) => {
+                            *last = ms;
+                            out.push(q);
+                        }
+                        None => {
+                            self.last_published.insert(q.ticker.clone(), ms);
+                            out.push(q);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let reason = e.reason();
+                    self.metrics.errors.with_label_values(&["validation"]).inc();
+                    self.metrics
+                        .validation_errors
+                        .with_label_values(&[reason])
+                        .inc();
+                    let due = self
+                        .last_logged
+                        .get(reason)
+                        .is_none_or(|t| t.elapsed() >= LOG_EVERY);
+                    if due {
+                        self.last_logged.insert(reason, Instant::now());
+                        tracing::warn!(reason, error = %e, "dropped an invalid quote (logged once a minute per reason; all are counted in streamer_validation_errors_total)");
+                    }
+                }
+            }
+        }
+        out.into()
+    }
+
+    /// Forgets tickers the shard no longer owns (keeps memory bounded across reshards).
+    pub fn retain(&mut self, owned: impl Fn(&Ticker) -> bool) {
+        self.last_published.retain(|t, _| owned(t));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(ticker: &str, ms: i64, price: f64) -> RawQuote {
+        RawQuote {
+            ticker: ticker.into(),
+            timestamp: Timestamp::from_millisecond(ms).unwrap(),
+            price,
+            volume: 100.0,
+            bid: None,
+            ask: None,
+            open: None,
+            high: None,
+            low: None,
+            source: "synthetic",
+        }
+    }
+
+    const T0: i64 = 1_768_919_415_123;
+
+    #[test]
+    fn repeated_and_invalid_quotes_are_not_published_but_counted() {
+        let m = Metrics::new("t", 0).unwrap();
+        let mut stage = Stage::new(m.clone());
+        let now = Timestamp::from_millisecond(T0 + 1000).unwrap();
+        let first = stage.accept(vec![raw("AAPL", T0, 1.0), raw("MSFT", T0, -1.0)], now);
+        assert_eq!(first.len(), 1);
+        let second = stage.accept(vec![raw("AAPL", T0, 1.0), raw("AAPL", T0 + 1, 2.0)], now);
+        assert_eq!(
+            second.len(),
+            1,
+            "the repeat is dropped, the newer quote goes"
+        );
+        assert_eq!(second[0].price, 2.0);
+        assert_eq!(m.duplicates.get(), 1);
+        assert_eq!(m.validation_errors.with_label_values(&["price"]).get(), 1);
+        assert_eq!(m.errors.with_label_values(&["validation"]).get(), 1);
+    }
+}

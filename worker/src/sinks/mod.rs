@@ -1,0 +1,45 @@
+//! Sinks: where validated quotes go. Each sink lives in its own folder with the same parts (its
+//! settings, the connector, its tests) and implements [`Sink`]: it drains its queue, writes
+//! batches, retries what can be retried, and counts what it gives up on. When its queue closes
+//! (shutdown) it writes what is left and returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::queue::QueueReceiver;
+use crate::quote::Quote;
+
+/// A batch of validated quotes, shared by all sinks (one allocation, many readers).
+pub type Batch = Arc<[Quote]>;
+
+/// What a running sink gets from the worker.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    pub metrics: Metrics,
+    /// How long the sink may keep retrying once its queue has closed (the pod's grace period
+    /// minus a margin); after that it counts what is left as dropped and returns.
+    pub drain_deadline: Duration,
+}
+
+/// A sink failure that stops the worker (bad configuration). Outages are retried, not returned.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{sink} sink configuration: {reason}")]
+    Config { sink: &'static str, reason: String },
+}
+
+/// A destination for quotes.
+pub trait Sink: Send + 'static {
+    /// Label of the sink in metrics and logs.
+    fn name(&self) -> &'static str;
+    /// Whether quotes must reach it (storage, PostgreSQL) or may be dropped when it falls behind
+    /// (Redis Pub/Sub, the console).
+    fn durable(&self) -> bool;
+    /// Runs until `queue` is closed and drained.
+    fn run(
+        self,
+        queue: QueueReceiver,
+        ctx: SinkContext,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
