@@ -13,8 +13,8 @@ help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Show how the example S&P 500 stream is sharded (the worker's local run comes next)
-	$(CARGO) run --release -q -p quotestream-operator -- assign -f examples/sp500.yaml
+run: ## Stream the example S&P 500 QuoteStream locally (4 shards, synthetic quotes; REDIS_URL etc. optional)
+	$(CARGO) run --release -q -p quotestream-worker -- local $(ARGS)
 
 .PHONY: test
 test: deps fmt-check clippy ## Format and lint checks, then every test (unit, property, integration)

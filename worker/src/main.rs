@@ -1,12 +1,18 @@
 //! `quotestream-worker`: the quotestream data plane.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use quotestream_worker::local::{self, LocalOptions};
 use quotestream_worker::quote::{validate, wire};
+use quotestream_worker::runtime::{RunOptions, Worker};
+use quotestream_worker::{config_file, server};
+use tokio_util::sync::CancellationToken;
 
 /// The quotestream worker: streams one shard of a QuoteStream from its source to its sinks.
 #[derive(Debug, Parser)]
@@ -15,16 +21,62 @@ use quotestream_worker::quote::{validate, wire};
     version,
     about,
     after_help = "Examples:\n  \
-        quotestream-worker check recording.ndjson\n  \
-        cat recording.ndjson | quotestream-worker check -"
+        quotestream-worker local                          # the S&P 500 example, 4 shards, synthetic quotes\n  \
+        REDIS_URL=redis://127.0.0.1:6379 quotestream-worker local --shards 8 --interval 500ms\n  \
+        quotestream-worker run --config /etc/quotestream/worker.json\n  \
+        quotestream-worker check recording.ndjson"
 )]
 struct Cli {
+    /// Log format (default: json inside Kubernetes, pretty elsewhere).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Stream one shard as configured by the operator (the container's command).
+    Run {
+        /// The worker configuration written by the operator.
+        #[arg(long, env = "QUOTESTREAM_CONFIG", default_value = quotestream_api::worker_config::WORKER_CONFIG_PATH)]
+        config: PathBuf,
+        /// Address of /metrics, /health and /ready.
+        #[arg(long, env = "QUOTESTREAM_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Time the sinks get to drain on SIGTERM (keep it below the pod's grace period).
+        #[arg(long, env = "QUOTESTREAM_GRACE", default_value = "25s", value_parser = parse_duration)]
+        grace: Duration,
+        /// How often the configuration file is checked for a new ticker list.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        reload_every: Duration,
+    },
+    /// Run the example S&P 500 stream locally: every shard in this process, synthetic quotes,
+    /// a live summary; publishes to Redis too when REDIS_URL is set.
+    Local {
+        /// Number of shards (default: the example's 4).
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Tick of the synthetic market, a Go duration (default: the example's 5s is slow to
+        /// watch, so 1s).
+        #[arg(long, default_value = "1s")]
+        interval: String,
+        /// Seed of the synthetic market.
+        #[arg(long, default_value_t = 1)]
+        seed: i64,
+        /// A ticker list file to stream instead of the S&P 500.
+        #[arg(long)]
+        tickers_file: Option<PathBuf>,
+        /// Stop after this long (default: run until Ctrl-C).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
     /// Validate a recording of contract quotes (NDJSON, one quote per line) exactly as the
     /// worker validates quotes before publishing, and report every line that would be dropped.
     Check {
@@ -33,16 +85,109 @@ enum Command {
     },
 }
 
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    quotestream_api::duration::parse(s).map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Check { file } => match check(&file) {
-            Ok(0) => ExitCode::SUCCESS,
-            Ok(_) => ExitCode::from(1),
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                ExitCode::from(2)
+    let cli = Cli::parse();
+    let local = matches!(cli.command, Command::Local { .. });
+    init_tracing(cli.log_format, local);
+    // rustls needs a process-wide crypto provider for rediss:// and https://.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command {
+        Command::Check { file } => {
+            return match check(&file) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Run { config, listen, grace, reload_every } => runtime().and_then(|rt| rt.block_on(run(config, listen, grace, reload_every))),
+        Command::Local { shards, interval, seed, tickers_file, duration } => runtime().and_then(|rt| {
+            rt.block_on(async move {
+                let tickers = tickers_file
+                    .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                    .transpose()?;
+                let opts = LocalOptions { shards, interval: Some(interval), seed, tickers, duration, refresh: Duration::from_secs(1) };
+                let shutdown = on_signal();
+                local::run(opts, RunOptions::default().with_process_env(), shutdown).await?;
+                Ok(())
+            })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+async fn run(path: PathBuf, listen: SocketAddr, grace: Duration, reload_every: Duration) -> anyhow::Result<()> {
+    let config = config_file::load(&path)?;
+    let options = RunOptions { grace, ..RunOptions::default() }.with_process_env();
+    let worker = Worker::new(config.clone(), options, None)?;
+    let shutdown = on_signal();
+    let (bound, server) = server::serve(listen, worker.metrics().clone(), worker.health().clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(%bound, "serving /metrics, /health, /ready");
+    let watcher = tokio::spawn(config_file::watch(path, config, reload_every, worker.tickers_handle(), shutdown.clone()));
+    let result = worker.run(shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = watcher.await;
+    let _ = server.await;
+    result?;
+    Ok(())
+}
+
+/// Cancelled on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+fn on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-        },
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        tracing::info!("shutdown requested: draining");
+        t.cancel();
+    });
+    token
+}
+
+fn init_tracing(format: Option<LogFormat>, local: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if local { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Pretty) => false,
+        None => in_cluster,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -3,6 +3,9 @@
 //! batches, retries what can be retried, and counts what it gives up on. When its queue closes
 //! (shutdown) it writes what is left and returns.
 
+pub mod console;
+pub mod redis;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,122 @@
+//! `quotestream-worker local` (`make run`): the example S&P 500 QuoteStream streamed on this
+//! machine with no cluster and no external services — every shard is a full worker (synthetic
+//! source, validation, sinks) in this process, and a live summary shows what they do. When
+//! `REDIS_URL`, `DATABASE_URL` or `STORAGE_URL` are set, the shards publish there too.
+
+mod display;
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use quotestream_api::crd::{RedisSink, SourceType, SyntheticSource};
+use quotestream_api::sharding::balanced_split;
+use quotestream_api::{QuoteStream, Ticker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+pub use display::Display;
+
+use crate::runtime::{RunOptions, Summary, Worker, WorkerError};
+use crate::sinks::console::ConsoleView;
+use crate::sinks::redis::REDIS_URL_ENV;
+
+/// The manifest `make run` streams (examples/sp500.yaml, embedded at build time).
+const EXAMPLE: &str = include_str!("../../../examples/sp500.yaml");
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub shards: Option<usize>,
+    pub interval: Option<String>,
+    pub seed: i64,
+    pub tickers: Option<String>,
+    pub duration: Option<Duration>,
+    pub refresh: Duration,
+}
+
+/// The shard configurations of the local run: the example stream with the synthetic source.
+pub fn plan(opts: &LocalOptions, env_redis: bool) -> Result<Vec<WorkerConfig>, WorkerError> {
+    let stream: QuoteStream =
+        serde_yaml::from_str(EXAMPLE).map_err(|e| WorkerError::Config(format!("examples/sp500.yaml: {e}")))?;
+    let mut spec = stream.spec;
+    let tickers = match &opts.tickers {
+        Some(text) => quotestream_api::TickerSet::parse_list(text).map_err(|e| WorkerError::Config(format!("--tickers: {e}")))?,
+        None => spec.ticker_set(None).map_err(|e| WorkerError::Config(e.to_string()))?,
+    };
+    let shards = opts.shards.unwrap_or(spec.shards as usize).clamp(1, tickers.len().max(1));
+    let shards = NonZeroUsize::new(shards).ok_or_else(|| WorkerError::Config("--shards must be at least 1".into()))?;
+    if let Some(i) = &opts.interval {
+        spec.interval = i.clone();
+    }
+    spec.source.kind = SourceType::Synthetic;
+    spec.source.yahoo = None;
+    spec.source.synthetic = Some(SyntheticSource { seed: Some(opts.seed), market_hours: Some(false), volatility_percent: None });
+    // Only what the environment provides: no external service is needed.
+    spec.sinks.redis = env_redis.then(|| RedisSink {
+        url: None,
+        url_secret_ref: None,
+        channel: quotestream_api::crd::DEFAULT_QUOTES_CHANNEL.into(),
+        format: Default::default(),
+        health_channel: quotestream_api::crd::DEFAULT_HEALTH_CHANNEL.into(),
+    });
+    spec.sinks.postgres = None;
+    spec.sinks.storage = None;
+    let assignment = balanced_split(&tickers, shards);
+    let per_hour = spec.source.rate_limit.requests_per_hour as f64 / shards.get() as f64;
+    Ok(assignment
+        .shards()
+        .iter()
+        .enumerate()
+        .map(|(i, list)| WorkerConfig {
+            namespace: "local".into(),
+            stream: "sp500".into(),
+            shard: i as u32,
+            shards: shards.get() as u32,
+            tickers: list.iter().map(Ticker::to_string).collect(),
+            interval: spec.interval.clone(),
+            requests_per_hour: per_hour,
+            source: spec.source.clone(),
+            sinks: spec.sinks.clone(),
+            epoch: 1,
+            fingerprint: assignment.shard_fingerprint(i),
+        })
+        .collect())
+}
+
+/// Runs every shard until Ctrl-C (or `duration`), showing the live summary; returns each
+/// shard's summary.
+pub async fn run(opts: LocalOptions, options: RunOptions, shutdown: CancellationToken) -> Result<Vec<Summary>, WorkerError> {
+    let configs = plan(&opts, options.env.contains_key(REDIS_URL_ENV))?;
+    let mut workers = Vec::new();
+    let mut views = Vec::new();
+    for config in configs {
+        let view = ConsoleView::default();
+        let worker = Worker::new(config.clone(), options.clone(), Some(view.clone()))?;
+        views.push((config, view, worker.metrics().clone()));
+        workers.push(worker);
+    }
+    let sinks: Vec<String> = options.env.keys().filter(|k| k.as_str() == REDIS_URL_ENV).cloned().collect();
+    let mut display = Display::new(views, sinks);
+    let tasks: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w.run(shutdown.clone()))).collect();
+
+    let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut refresh = tokio::time::interval(opts.refresh);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                shutdown.cancel();
+                break;
+            }
+            _ = refresh.tick() => display.render(),
+        }
+    }
+    let mut summaries = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(s)) => summaries.push(s),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(WorkerError::Config(format!("shard task failed: {e}"))),
+        }
+    }
+    display.finish(&summaries);
+    Ok(summaries)
+}

@@ -1,0 +1,316 @@
+//! One worker: builds the source, the pipeline and the sinks of a shard from its
+//! [`WorkerConfig`], runs them, and shuts them down in order (source first, then the pipeline,
+//! then the sinks drain within the grace period).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quotestream_api::crd::SourceType;
+use quotestream_api::{TickerSet, WorkerConfig};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::queue::{self, FullPolicy, QueueReceiver};
+use crate::rate_limit::RateLimiter;
+use crate::sinks::console::{ConsoleSink, ConsoleView};
+use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
+use crate::sinks::{Sink, SinkContext, SinkError};
+use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
+use crate::sources::{Source, SourceContext, SourceError};
+use crate::pipeline;
+
+/// Why a worker cannot run. Messages name the setting and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("worker configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Knobs of a worker process that are not part of the stream's configuration.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How long sinks may take to drain after shutdown begins.
+    pub grace: Duration,
+    /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
+    pub queue_quotes: usize,
+    /// Secrets and overrides from the environment (`REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`).
+    pub env: HashMap<String, String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(25),
+            queue_quotes: 200_000,
+            env: HashMap::new(),
+        }
+    }
+}
+
+impl RunOptions {
+    /// Reads the variables the worker understands from the process environment.
+    pub fn with_process_env(mut self) -> Self {
+        for key in [REDIS_URL_ENV, "DATABASE_URL", "STORAGE_URL"] {
+            if let Ok(v) = std::env::var(key) {
+                self.env.insert(key.to_owned(), v);
+            }
+        }
+        self
+    }
+}
+
+/// What a worker did, reported when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub fetched: u64,
+    pub published: Vec<(String, u64)>,
+    pub dropped: u64,
+}
+
+/// Every sink a worker can run (traits with async methods are not object-safe; the enum is).
+#[derive(Debug)]
+pub enum AnySink {
+    Console(ConsoleSink),
+    Redis(RedisSink),
+}
+
+impl AnySink {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Console(s) => s.name(),
+            Self::Redis(s) => s.name(),
+        }
+    }
+
+    fn durable(&self) -> bool {
+        match self {
+            Self::Console(s) => s.durable(),
+            Self::Redis(s) => s.durable(),
+        }
+    }
+
+    async fn run(self, queue: QueueReceiver, ctx: SinkContext) -> Result<(), SinkError> {
+        match self {
+            Self::Console(s) => s.run(queue, ctx).await,
+            Self::Redis(s) => s.run(queue, ctx).await,
+        }
+    }
+}
+
+/// Every source a worker can run.
+#[derive(Debug)]
+pub enum AnySource {
+    Synthetic(SyntheticSource),
+}
+
+impl AnySource {
+    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
+        match self {
+            Self::Synthetic(s) => s.run(ctx).await,
+        }
+    }
+}
+
+/// A worker for one shard, built and ready to run.
+#[derive(Debug)]
+pub struct Worker {
+    config: WorkerConfig,
+    options: RunOptions,
+    metrics: Metrics,
+    health: Health,
+    tickers: watch::Sender<TickerSet>,
+    source: AnySource,
+    sinks: Vec<AnySink>,
+}
+
+impl Worker {
+    /// Builds the source and sinks the configuration names. `console` adds the console sink
+    /// (`make run`).
+    pub fn new(config: WorkerConfig, options: RunOptions, console: Option<ConsoleView>) -> Result<Self, WorkerError> {
+        let metrics = Metrics::new(&config.stream, config.shard)?;
+        let health = Health::new(config.shard, metrics.clone());
+        let tickers = parse_tickers(&config.tickers)?;
+        metrics.active_tickers.set(tickers.len() as i64);
+        let (tickers, _) = watch::channel(tickers);
+        quotestream_api::duration::parse(&config.interval)
+            .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
+        let source = build_source(&config)?;
+        let mut sinks = Vec::new();
+        if let Some(view) = console {
+            sinks.push(AnySink::Console(ConsoleSink::new(view)));
+        }
+        if let Some(spec) = &config.sinks.redis {
+            let producer = format!("/quotestream/{}/{}/shard-{}", config.namespace, config.stream, config.shard);
+            let redis = RedisConfig::from_spec(spec, options.env.get(REDIS_URL_ENV).cloned(), producer)
+                .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
+            sinks.push(AnySink::Redis(RedisSink::new(redis, health.clone(), config.shard.to_string())));
+        }
+        if sinks.is_empty() {
+            return Err(WorkerError::Config("no sink configured: set sinks.redis, sinks.storage or sinks.postgres".into()));
+        }
+        Ok(Self { config, options, metrics, health, tickers, source, sinks })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// A handle to change the shard's tickers while the worker runs (a reshard: no restart).
+    pub fn tickers_handle(&self) -> TickersHandle {
+        TickersHandle { tx: self.tickers.clone(), metrics: self.metrics.clone() }
+    }
+
+    /// Runs until `shutdown` is cancelled (or the source or a sink fails), then drains.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<Summary, WorkerError> {
+        let Self { config, options, metrics, health, tickers, source, sinks } = self;
+        let interval = quotestream_api::duration::parse(&config.interval)
+            .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
+        let drain_deadline = options.grace.mul_f64(0.8);
+
+        let mut senders = Vec::new();
+        let mut sink_tasks: Vec<(&'static str, JoinHandle<Result<(), SinkError>>)> = Vec::new();
+        for sink in sinks {
+            let name = sink.name();
+            let policy = if sink.durable() { FullPolicy::Block } else { FullPolicy::DropOldest };
+            let (tx, rx) = queue::channel(
+                options.queue_quotes,
+                policy,
+                metrics.queued_quotes.with_label_values(&[name]),
+                metrics.dropped_quotes.with_label_values(&[name, "queue_full"]),
+            );
+            senders.push(tx);
+            let ctx = SinkContext { metrics: metrics.clone(), drain_deadline };
+            sink_tasks.push((name, tokio::spawn(sink.run(rx, ctx))));
+        }
+
+        // A few batches of slack between source and pipeline; beyond that the source waits.
+        let (out, input) = mpsc::channel(4);
+        let pipeline_task = tokio::spawn(pipeline::run(input, senders, metrics.clone(), health.clone()));
+        let source_stop = shutdown.child_token();
+        let ctx = SourceContext {
+            tickers: tickers.subscribe(),
+            interval,
+            out,
+            metrics: metrics.clone(),
+            rate_limit: Arc::new(rate_limiter(&config)),
+            shutdown: source_stop.clone(),
+        };
+        let mut source_task = tokio::spawn(source.run(ctx));
+        health.set_ready(true);
+        tracing::info!(stream = %config.stream, shard = config.shard, tickers = tickers.borrow().len(), source = ?config.source.kind, "worker running");
+
+        let source_result = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            r = &mut source_task => Some(r),
+        };
+        health.set_ready(false);
+        source_stop.cancel();
+        let source_result = match source_result {
+            Some(r) => r,
+            None => source_task.await,
+        };
+        // The source's sender is gone: the pipeline finishes what it holds and closes the queues.
+        let _ = pipeline_task.await;
+        let mut first_error: Option<WorkerError> = match source_result {
+            Ok(Err(e)) => Some(e.into()),
+            Ok(Ok(())) => None,
+            Err(join) => Some(WorkerError::Config(format!("source task failed: {join}"))),
+        };
+        for (name, task) in sink_tasks {
+            match tokio::time::timeout(options.grace, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    first_error.get_or_insert(e.into());
+                }
+                Ok(Err(join)) => tracing::error!(sink = name, error = %join, "sink task failed"),
+                Err(_) => tracing::error!(sink = name, grace = ?options.grace, "sink did not drain within the grace period"),
+            }
+        }
+        let summary = Summary {
+            fetched: metrics.quotes_fetched.get(),
+            published: ["console", "redis", "storage", "postgres"]
+                .iter()
+                .map(|s| (s.to_string(), metrics.quotes_published.with_label_values(&[s]).get()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            dropped: ["console", "redis", "storage", "postgres"]
+                .iter()
+                .flat_map(|s| ["queue_full", "unavailable", "shutdown", "rejected", "contract"].map(|r| (s, r)))
+                .map(|(s, r)| metrics.dropped_quotes.with_label_values(&[s, r]).get())
+                .sum(),
+        };
+        tracing::info!(?summary, "worker stopped");
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+}
+
+/// Changes a running worker's tickers.
+#[derive(Debug, Clone)]
+pub struct TickersHandle {
+    tx: watch::Sender<TickerSet>,
+    metrics: Metrics,
+}
+
+impl TickersHandle {
+    /// Replaces the shard's tickers; returns whether they changed.
+    pub fn set(&self, tickers: TickerSet) -> bool {
+        let n = tickers.len();
+        let changed = self.tx.send_if_modified(|cur| {
+            if *cur == tickers {
+                return false;
+            }
+            *cur = tickers;
+            true
+        });
+        if changed {
+            self.metrics.active_tickers.set(n as i64);
+        }
+        changed
+    }
+}
+
+/// The shard's tickers; an empty shard (more shards than tickers) is allowed.
+pub fn parse_tickers(list: &[String]) -> Result<TickerSet, WorkerError> {
+    if list.is_empty() {
+        return Ok(TickerSet::default());
+    }
+    TickerSet::from_symbols(list).map_err(|e| WorkerError::Config(format!("tickers: {e}")))
+}
+
+fn rate_limiter(config: &WorkerConfig) -> RateLimiter {
+    if config.source.kind.is_polling() {
+        // A burst of a few requests lets one poll cycle's batches go out together.
+        RateLimiter::new(config.requests_per_hour, 4)
+    } else {
+        RateLimiter::unlimited()
+    }
+}
+
+fn build_source(config: &WorkerConfig) -> Result<AnySource, WorkerError> {
+    match config.source.kind {
+        SourceType::Synthetic => Ok(AnySource::Synthetic(SyntheticSource::new(SyntheticConfig::from_spec(
+            config.source.synthetic.as_ref(),
+        )))),
+        other => Err(WorkerError::Config(format!(
+            "source type {} is not available in this worker build",
+            serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        ))),
+    }
+}

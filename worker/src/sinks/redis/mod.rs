@@ -1,0 +1,9 @@
+//! `redis`: contract 004 Pub/Sub (see [`sink`]).
+
+mod config;
+mod heartbeat;
+mod sink;
+
+pub use config::{REDIS_URL_ENV, RedisConfig, redact};
+pub use heartbeat::{Heartbeat, SERVICE};
+pub use sink::RedisSink;
