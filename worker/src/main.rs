@@ -93,8 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let local = matches!(cli.command, Command::Local { .. });
     init_tracing(cli.log_format, local);
-    // rustls needs a process-wide crypto provider for rediss:// and https://.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    quotestream_worker::install_crypto_provider();
     let result = match cli.command {
         Command::Check { file } => {
             return match check(&file) {
@@ -106,13 +105,34 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Run { config, listen, grace, reload_every } => runtime().and_then(|rt| rt.block_on(run(config, listen, grace, reload_every))),
-        Command::Local { shards, interval, seed, tickers_file, duration } => runtime().and_then(|rt| {
+        Command::Run {
+            config,
+            listen,
+            grace,
+            reload_every,
+        } => runtime().and_then(|rt| rt.block_on(run(config, listen, grace, reload_every))),
+        Command::Local {
+            shards,
+            interval,
+            seed,
+            tickers_file,
+            duration,
+        } => runtime().and_then(|rt| {
             rt.block_on(async move {
                 let tickers = tickers_file
-                    .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                    .map(|p| {
+                        std::fs::read_to_string(&p)
+                            .with_context(|| format!("reading {}", p.display()))
+                    })
                     .transpose()?;
-                let opts = LocalOptions { shards, interval: Some(interval), seed, tickers, duration, refresh: Duration::from_secs(1) };
+                let opts = LocalOptions {
+                    shards,
+                    interval: Some(interval),
+                    seed,
+                    tickers,
+                    duration,
+                    refresh: Duration::from_secs(1),
+                };
                 let shutdown = on_signal();
                 local::run(opts, RunOptions::default().with_process_env(), shutdown).await?;
                 Ok(())
@@ -129,19 +149,42 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
-async fn run(path: PathBuf, listen: SocketAddr, grace: Duration, reload_every: Duration) -> anyhow::Result<()> {
+async fn run(
+    path: PathBuf,
+    listen: SocketAddr,
+    grace: Duration,
+    reload_every: Duration,
+) -> anyhow::Result<()> {
     let config = config_file::load(&path)?;
-    let options = RunOptions { grace, ..RunOptions::default() }.with_process_env();
+    let options = RunOptions {
+        grace,
+        ..RunOptions::default()
+    }
+    .with_process_env();
     let worker = Worker::new(config.clone(), options, None)?;
     let shutdown = on_signal();
-    let (bound, server) = server::serve(listen, worker.metrics().clone(), worker.health().clone(), shutdown.clone())
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
+    let (bound, server) = server::serve(
+        listen,
+        worker.metrics().clone(),
+        worker.health().clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(%bound, "serving /metrics, /health, /ready");
-    let watcher = tokio::spawn(config_file::watch(path, config, reload_every, worker.tickers_handle(), shutdown.clone()));
+    let watcher = tokio::spawn(config_file::watch(
+        path,
+        config,
+        reload_every,
+        worker.tickers_handle(),
+        shutdown.clone(),
+    ));
     let result = worker.run(shutdown.clone()).await;
     shutdown.cancel();
     let _ = watcher.await;
@@ -183,7 +226,9 @@ fn init_tracing(format: Option<LogFormat>, local: bool) {
         Some(LogFormat::Pretty) => false,
         None => in_cluster,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

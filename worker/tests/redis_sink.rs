@@ -1,0 +1,285 @@
+//! The Redis sink against a real redis-server: contract 004 messages (plain and CloudEvents),
+//! heartbeats, AUTH, and an outage in the middle of the stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use quotestream_api::crd::{RedisFormat, RedisSink as RedisSpec};
+use quotestream_testkit::RedisServer;
+use quotestream_worker::health::Health;
+use quotestream_worker::metrics::Metrics;
+use quotestream_worker::queue::{self, FullPolicy, QueueSender};
+use quotestream_worker::quote::{Quote, RawQuote, validate};
+use quotestream_worker::sinks::redis::{RedisConfig, RedisSink};
+use quotestream_worker::sinks::{Batch, Sink, SinkContext};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn quote(ticker: &str, ms: i64) -> Quote {
+    let ts = jiff::Timestamp::from_millisecond(ms).unwrap();
+    validate(
+        RawQuote {
+            ticker: ticker.into(),
+            timestamp: ts,
+            price: 185.5,
+            volume: 45_000_000.0,
+            bid: Some(185.48),
+            ask: Some(185.52),
+            open: None,
+            high: None,
+            low: None,
+            source: "yfinance",
+        },
+        ts,
+    )
+    .unwrap()
+}
+
+fn config(url: String, format: RedisFormat, heartbeat: Duration) -> RedisConfig {
+    let spec: RedisSpec = serde_json::from_value(json!({"url": url, "format": format})).unwrap();
+    let mut c =
+        RedisConfig::from_spec(&spec, None, "/quotestream/markets/sp500/shard-2".into()).unwrap();
+    c.heartbeat_every = heartbeat;
+    c
+}
+
+struct Running {
+    tx: Option<QueueSender>,
+    task: tokio::task::JoinHandle<()>,
+    metrics: Metrics,
+}
+
+fn start(config: RedisConfig) -> Running {
+    let metrics = Metrics::new("sp500", 2).unwrap();
+    let (tx, rx) = queue::channel(
+        10_000,
+        FullPolicy::DropOldest,
+        metrics.queued_quotes.with_label_values(&["redis"]),
+        metrics
+            .dropped_quotes
+            .with_label_values(&["redis", "queue_full"]),
+    );
+    let sink = RedisSink::new(config, Health::new(2, metrics.clone()), "2".into());
+    let ctx = SinkContext {
+        metrics: metrics.clone(),
+        drain_deadline: Duration::from_secs(1),
+    };
+    let task = tokio::spawn(async move {
+        sink.run(rx, ctx).await.unwrap();
+    });
+    Running {
+        tx: Some(tx),
+        task,
+        metrics,
+    }
+}
+
+impl Running {
+    async fn send(&self, quotes: Vec<Quote>) {
+        let batch: Batch = Arc::from(quotes);
+        self.tx.as_ref().unwrap().send(batch).await;
+    }
+
+    async fn stop(mut self) {
+        self.tx.take();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("sink stops when its queue closes")
+            .unwrap();
+    }
+}
+
+/// Polls `check` without blocking the runtime (the sink runs on the same thread).
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    check()
+}
+
+async fn subscribe(url: &str, channel: &str) -> redis::aio::PubSub {
+    let client = redis::Client::open(url).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    pubsub
+}
+
+async fn next_json(stream: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin)) -> Value {
+    let msg = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("a message within the wait")
+        .unwrap();
+    serde_json::from_slice(msg.get_payload_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn publishes_the_contract_message_to_quotes_realtime() {
+    let redis = RedisServer::start().unwrap();
+    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let mut messages = sub.on_message();
+    let sink = start(config(
+        redis.url(),
+        RedisFormat::Plain,
+        Duration::from_secs(3600),
+    ));
+    sink.send(vec![
+        quote("AAPL", 1_768_919_415_123),
+        quote("BRK.B", 1_768_919_415_124),
+    ])
+    .await;
+    assert_eq!(
+        next_json(&mut messages).await,
+        json!({"ticker": "AAPL", "timestamp": "2026-01-20T14:30:15.123Z", "price": 185.5,
+               "volume": 45000000, "bid": 185.48, "ask": 185.52, "source": "yfinance"})
+    );
+    assert_eq!(next_json(&mut messages).await["ticker"], "BRK.B");
+    assert!(
+        eventually(|| sink
+            .metrics
+            .redis_publishes
+            .with_label_values(&["quotes.realtime"])
+            .get()
+            == 2)
+        .await
+    );
+    assert_eq!(
+        sink.metrics
+            .quotes_published
+            .with_label_values(&["redis"])
+            .get(),
+        2
+    );
+    let text = sink.metrics.render();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("redis_publish_latency_seconds_count{")
+                && l.contains(r#"channel="quotes.realtime""#)
+                && l.ends_with(" 1")),
+        "one pipeline round trip observed:\n{text}"
+    );
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn cloudevents_format_wraps_the_contract_message() {
+    let redis = RedisServer::start().unwrap();
+    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let mut messages = sub.on_message();
+    let sink = start(config(
+        redis.url(),
+        RedisFormat::Cloudevents,
+        Duration::from_secs(3600),
+    ));
+    sink.send(vec![quote("MSFT", 1_768_919_415_123)]).await;
+    let event = next_json(&mut messages).await;
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["id"], "MSFT@1768919415123");
+    assert_eq!(event["source"], "/quotestream/markets/sp500/shard-2");
+    assert_eq!(event["type"], "io.opa.quotes.realtime.v1");
+    assert_eq!(event["data"]["ticker"], "MSFT");
+    assert_eq!(event["data"]["price"], 185.5);
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeats_follow_the_system_health_schema() {
+    let redis = RedisServer::start().unwrap();
+    let mut sub = subscribe(&redis.url(), "system.health").await;
+    let mut messages = sub.on_message();
+    let sink = start(config(
+        redis.url(),
+        RedisFormat::Plain,
+        Duration::from_millis(50),
+    ));
+    let beat = next_json(&mut messages).await;
+    assert_eq!(beat["service"], "opa-quotes-streamer");
+    assert_eq!(beat["status"], "healthy");
+    assert!(beat["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(beat["details"]["uptime_seconds"].is_u64());
+    assert!(beat["details"]["memory_mb"].as_f64().unwrap() > 0.0);
+    assert!(beat["details"]["cpu_percent"].is_number());
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn authenticates_with_the_password_in_the_url() {
+    let redis = RedisServer::start_with_password("s3cret").unwrap();
+    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let mut messages = sub.on_message();
+    let sink = start(config(
+        redis.url(),
+        RedisFormat::Plain,
+        Duration::from_secs(3600),
+    ));
+    sink.send(vec![quote("NVDA", 1_768_919_415_123)]).await;
+    assert_eq!(next_json(&mut messages).await["ticker"], "NVDA");
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_is_counted_and_publishing_resumes_after_restart() {
+    let mut redis = RedisServer::start().unwrap();
+    let sink = start(config(
+        redis.url(),
+        RedisFormat::Plain,
+        Duration::from_secs(3600),
+    ));
+    sink.send(vec![quote("AAPL", 1_768_919_415_000)]).await;
+    let published = sink
+        .metrics
+        .redis_publishes
+        .with_label_values(&["quotes.realtime"]);
+    assert!(eventually(|| published.get() == 1).await);
+
+    redis.stop();
+    let errors = sink
+        .metrics
+        .redis_publish_errors
+        .with_label_values(&["quotes.realtime"]);
+    sink.send(vec![
+        quote("AAPL", 1_768_919_416_000),
+        quote("MSFT", 1_768_919_416_000),
+    ])
+    .await;
+    assert!(
+        eventually(|| errors.get() == 2).await,
+        "the lost quotes are counted"
+    );
+    assert_eq!(
+        sink.metrics
+            .dropped_quotes
+            .with_label_values(&["redis", "unavailable"])
+            .get(),
+        2
+    );
+
+    redis.restart().unwrap();
+    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let mut messages = sub.on_message();
+    // The connection manager reconnects in the background; publish until a message gets through.
+    let mut ms = 1_768_919_417_000;
+    let got = loop {
+        sink.send(vec![quote("NVDA", ms)]).await;
+        ms += 1;
+        if let Ok(Some(msg)) =
+            tokio::time::timeout(Duration::from_millis(200), messages.next()).await
+        {
+            break msg;
+        }
+        assert!(
+            ms < 1_768_919_417_000 + 100,
+            "Redis never came back for the sink"
+        );
+    };
+    let v: Value = serde_json::from_slice(got.get_payload_bytes()).unwrap();
+    assert_eq!(v["ticker"], "NVDA");
+    sink.stop().await;
+}
