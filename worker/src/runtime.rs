@@ -14,14 +14,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::pipeline;
 use crate::queue::{self, FullPolicy, QueueReceiver};
 use crate::rate_limit::RateLimiter;
 use crate::sinks::console::{ConsoleSink, ConsoleView};
 use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
+use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::sources::{Source, SourceContext, SourceError};
-use crate::pipeline;
 
 /// Why a worker cannot run. Messages name the setting and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +61,12 @@ impl Default for RunOptions {
 impl RunOptions {
     /// Reads the variables the worker understands from the process environment.
     pub fn with_process_env(mut self) -> Self {
-        for key in [REDIS_URL_ENV, "DATABASE_URL", "STORAGE_URL"] {
+        for key in [
+            REDIS_URL_ENV,
+            "DATABASE_URL",
+            "STORAGE_URL",
+            REPLAY_FILE_ENV,
+        ] {
             if let Ok(v) = std::env::var(key) {
                 self.env.insert(key.to_owned(), v);
             }
@@ -111,12 +117,14 @@ impl AnySink {
 #[derive(Debug)]
 pub enum AnySource {
     Synthetic(SyntheticSource),
+    Replay(ReplaySource),
 }
 
 impl AnySource {
     async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
         match self {
             Self::Synthetic(s) => s.run(ctx).await,
+            Self::Replay(s) => s.run(ctx).await,
         }
     }
 }
@@ -136,7 +144,11 @@ pub struct Worker {
 impl Worker {
     /// Builds the source and sinks the configuration names. `console` adds the console sink
     /// (`make run`).
-    pub fn new(config: WorkerConfig, options: RunOptions, console: Option<ConsoleView>) -> Result<Self, WorkerError> {
+    pub fn new(
+        config: WorkerConfig,
+        options: RunOptions,
+        console: Option<ConsoleView>,
+    ) -> Result<Self, WorkerError> {
         let metrics = Metrics::new(&config.stream, config.shard)?;
         let health = Health::new(config.shard, metrics.clone());
         let tickers = parse_tickers(&config.tickers)?;
@@ -144,21 +156,39 @@ impl Worker {
         let (tickers, _) = watch::channel(tickers);
         quotestream_api::duration::parse(&config.interval)
             .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
-        let source = build_source(&config)?;
+        let source = build_source(&config, &options)?;
         let mut sinks = Vec::new();
         if let Some(view) = console {
             sinks.push(AnySink::Console(ConsoleSink::new(view)));
         }
         if let Some(spec) = &config.sinks.redis {
-            let producer = format!("/quotestream/{}/{}/shard-{}", config.namespace, config.stream, config.shard);
-            let redis = RedisConfig::from_spec(spec, options.env.get(REDIS_URL_ENV).cloned(), producer)
-                .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
-            sinks.push(AnySink::Redis(RedisSink::new(redis, health.clone(), config.shard.to_string())));
+            let producer = format!(
+                "/quotestream/{}/{}/shard-{}",
+                config.namespace, config.stream, config.shard
+            );
+            let redis =
+                RedisConfig::from_spec(spec, options.env.get(REDIS_URL_ENV).cloned(), producer)
+                    .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
+            sinks.push(AnySink::Redis(RedisSink::new(
+                redis,
+                health.clone(),
+                config.shard.to_string(),
+            )));
         }
         if sinks.is_empty() {
-            return Err(WorkerError::Config("no sink configured: set sinks.redis, sinks.storage or sinks.postgres".into()));
+            return Err(WorkerError::Config(
+                "no sink configured: set sinks.redis, sinks.storage or sinks.postgres".into(),
+            ));
         }
-        Ok(Self { config, options, metrics, health, tickers, source, sinks })
+        Ok(Self {
+            config,
+            options,
+            metrics,
+            health,
+            tickers,
+            source,
+            sinks,
+        })
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -171,12 +201,23 @@ impl Worker {
 
     /// A handle to change the shard's tickers while the worker runs (a reshard: no restart).
     pub fn tickers_handle(&self) -> TickersHandle {
-        TickersHandle { tx: self.tickers.clone(), metrics: self.metrics.clone() }
+        TickersHandle {
+            tx: self.tickers.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 
     /// Runs until `shutdown` is cancelled (or the source or a sink fails), then drains.
     pub async fn run(self, shutdown: CancellationToken) -> Result<Summary, WorkerError> {
-        let Self { config, options, metrics, health, tickers, source, sinks } = self;
+        let Self {
+            config,
+            options,
+            metrics,
+            health,
+            tickers,
+            source,
+            sinks,
+        } = self;
         let interval = quotestream_api::duration::parse(&config.interval)
             .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
         let drain_deadline = options.grace.mul_f64(0.8);
@@ -185,21 +226,35 @@ impl Worker {
         let mut sink_tasks: Vec<(&'static str, JoinHandle<Result<(), SinkError>>)> = Vec::new();
         for sink in sinks {
             let name = sink.name();
-            let policy = if sink.durable() { FullPolicy::Block } else { FullPolicy::DropOldest };
+            let policy = if sink.durable() {
+                FullPolicy::Block
+            } else {
+                FullPolicy::DropOldest
+            };
             let (tx, rx) = queue::channel(
                 options.queue_quotes,
                 policy,
                 metrics.queued_quotes.with_label_values(&[name]),
-                metrics.dropped_quotes.with_label_values(&[name, "queue_full"]),
+                metrics
+                    .dropped_quotes
+                    .with_label_values(&[name, "queue_full"]),
             );
             senders.push(tx);
-            let ctx = SinkContext { metrics: metrics.clone(), drain_deadline };
+            let ctx = SinkContext {
+                metrics: metrics.clone(),
+                drain_deadline,
+            };
             sink_tasks.push((name, tokio::spawn(sink.run(rx, ctx))));
         }
 
         // A few batches of slack between source and pipeline; beyond that the source waits.
         let (out, input) = mpsc::channel(4);
-        let pipeline_task = tokio::spawn(pipeline::run(input, senders, metrics.clone(), health.clone()));
+        let pipeline_task = tokio::spawn(pipeline::run(
+            input,
+            senders,
+            metrics.clone(),
+            health.clone(),
+        ));
         let source_stop = shutdown.child_token();
         let ctx = SourceContext {
             tickers: tickers.subscribe(),
@@ -237,19 +292,35 @@ impl Worker {
                     first_error.get_or_insert(e.into());
                 }
                 Ok(Err(join)) => tracing::error!(sink = name, error = %join, "sink task failed"),
-                Err(_) => tracing::error!(sink = name, grace = ?options.grace, "sink did not drain within the grace period"),
+                Err(_) => {
+                    tracing::error!(sink = name, grace = ?options.grace, "sink did not drain within the grace period")
+                }
             }
         }
         let summary = Summary {
             fetched: metrics.quotes_fetched.get(),
             published: ["console", "redis", "storage", "postgres"]
                 .iter()
-                .map(|s| (s.to_string(), metrics.quotes_published.with_label_values(&[s]).get()))
+                .map(|s| {
+                    (
+                        s.to_string(),
+                        metrics.quotes_published.with_label_values(&[s]).get(),
+                    )
+                })
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             dropped: ["console", "redis", "storage", "postgres"]
                 .iter()
-                .flat_map(|s| ["queue_full", "unavailable", "shutdown", "rejected", "contract"].map(|r| (s, r)))
+                .flat_map(|s| {
+                    [
+                        "queue_full",
+                        "unavailable",
+                        "shutdown",
+                        "rejected",
+                        "contract",
+                    ]
+                    .map(|r| (s, r))
+                })
                 .map(|(s, r)| metrics.dropped_quotes.with_label_values(&[s, r]).get())
                 .sum(),
         };
@@ -303,14 +374,25 @@ fn rate_limiter(config: &WorkerConfig) -> RateLimiter {
     }
 }
 
-fn build_source(config: &WorkerConfig) -> Result<AnySource, WorkerError> {
+fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource, WorkerError> {
     match config.source.kind {
-        SourceType::Synthetic => Ok(AnySource::Synthetic(SyntheticSource::new(SyntheticConfig::from_spec(
-            config.source.synthetic.as_ref(),
-        )))),
+        SourceType::Replay => {
+            let spec = config.source.replay.as_ref().ok_or_else(|| {
+                WorkerError::Config("source.type replay needs source.replay.configMapKeyRef".into())
+            })?;
+            Ok(AnySource::Replay(ReplaySource::new(
+                ReplayConfig::from_spec(spec, options.env.get(REPLAY_FILE_ENV).cloned()),
+            )))
+        }
+        SourceType::Synthetic => Ok(AnySource::Synthetic(SyntheticSource::new(
+            SyntheticConfig::from_spec(config.source.synthetic.as_ref()),
+        ))),
         other => Err(WorkerError::Config(format!(
             "source type {} is not available in this worker build",
-            serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
         ))),
     }
 }

@@ -26,7 +26,14 @@ pub struct Display {
 
 impl Display {
     pub fn new(shards: Vec<(WorkerConfig, ConsoleView, Metrics)>, sinks: Vec<String>) -> Self {
-        Self { shards, sinks, started: Instant::now(), last: None, terminal: std::io::stdout().is_terminal(), frames: 0 }
+        Self {
+            shards,
+            sinks,
+            started: Instant::now(),
+            last: None,
+            terminal: std::io::stdout().is_terminal(),
+            frames: 0,
+        }
     }
 
     /// Draws one frame.
@@ -37,12 +44,12 @@ impl Display {
             return;
         }
         let frame = self.frame();
-        let mut out = std::io::stdout().lock();
+        // print! (not a raw stdout handle) so test harnesses capture it.
         if self.terminal {
-            let _ = write!(out, "\x1b[2J\x1b[H");
+            print!("\x1b[2J\x1b[H");
         }
-        let _ = writeln!(out, "{frame}");
-        let _ = out.flush();
+        println!("{frame}");
+        let _ = std::io::stdout().flush();
     }
 
     fn frame(&mut self) -> String {
@@ -52,7 +59,11 @@ impl Display {
         let rates: Vec<f64> = match &self.last {
             Some((at, prev)) => {
                 let dt = now.duration_since(*at).as_secs_f64().max(1e-3);
-                totals.iter().zip(prev).map(|(t, p)| (t - p) as f64 / dt).collect()
+                totals
+                    .iter()
+                    .zip(prev)
+                    .map(|(t, p)| (t - p) as f64 / dt)
+                    .collect()
             }
             None => vec![0.0; totals.len()],
         };
@@ -69,13 +80,19 @@ impl Display {
             first.interval,
             self.started.elapsed().as_secs()
         );
-        let _ = writeln!(s, "{:>5} {:>7} {:>10} {:>12} {:>8}  latest prices (change since start)", "shard", "tickers", "quotes/s", "published", "age ms");
+        let _ = writeln!(
+            s,
+            "{:>5} {:>7} {:>10} {:>12} {:>8}  latest prices (change since start)",
+            "shard", "tickers", "quotes/s", "published", "age ms"
+        );
         for (i, ((config, _, _), snap)) in self.shards.iter().zip(&snaps).enumerate() {
             let latest: Vec<String> = snap
                 .prices
                 .iter()
                 .take(SHOWN)
-                .map(|(t, (last, first))| format!("{t} {last:.2} ({:+.2}%)", (last / first - 1.0) * 100.0))
+                .map(|(t, (last, first))| {
+                    format!("{t} {last:.2} ({:+.2}%)", (last / first - 1.0) * 100.0)
+                })
                 .collect();
             let _ = writeln!(
                 s,
@@ -96,15 +113,33 @@ impl Display {
             rates.iter().sum::<f64>(),
             totals.iter().sum::<u64>()
         );
-        let invalid: u64 = self.shards.iter().map(|(_, _, m)| m.errors.with_label_values(&["validation"]).get()).sum();
+        let invalid: u64 = self
+            .shards
+            .iter()
+            .map(|(_, _, m)| m.errors.with_label_values(&["validation"]).get())
+            .sum();
         let mut sinks = String::from("sinks: console");
         for name in &self.sinks {
-            let published: u64 = self.shards.iter().map(|(_, _, m)| m.quotes_published.with_label_values(&["redis"]).get()).sum();
-            let errors: u64 = self.shards.iter().map(|(_, _, m)| m.errors.with_label_values(&["publish"]).get()).sum();
-            let _ = write!(sinks, ", redis via {name} ({published} published, {errors} failed writes)");
+            let published: u64 = self
+                .shards
+                .iter()
+                .map(|(_, _, m)| m.quotes_published.with_label_values(&["redis"]).get())
+                .sum();
+            let errors: u64 = self
+                .shards
+                .iter()
+                .map(|(_, _, m)| m.errors.with_label_values(&["publish"]).get())
+                .sum();
+            let _ = write!(
+                sinks,
+                ", redis via {name} ({published} published, {errors} failed writes)"
+            );
         }
         let _ = writeln!(s, "{sinks}; invalid quotes dropped: {invalid}");
-        let _ = write!(s, "Ctrl-C stops (sinks drain first). Set REDIS_URL to publish to Redis as well.");
+        let _ = write!(
+            s,
+            "Ctrl-C stops (sinks drain first). Set REDIS_URL to publish to Redis as well."
+        );
         s
     }
 
@@ -119,8 +154,16 @@ impl Display {
             fetched as f64 / secs.max(1e-3)
         );
         for (i, s) in summaries.iter().enumerate() {
-            let published: Vec<String> = s.published.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            println!("  shard {i}: fetched {}, published {}", s.fetched, published.join(", "));
+            let published: Vec<String> = s
+                .published
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            println!(
+                "  shard {i}: fetched {}, published {}",
+                s.fetched,
+                published.join(", ")
+            );
         }
     }
 }

@@ -34,21 +34,32 @@ pub struct LocalOptions {
 
 /// The shard configurations of the local run: the example stream with the synthetic source.
 pub fn plan(opts: &LocalOptions, env_redis: bool) -> Result<Vec<WorkerConfig>, WorkerError> {
-    let stream: QuoteStream =
-        serde_yaml::from_str(EXAMPLE).map_err(|e| WorkerError::Config(format!("examples/sp500.yaml: {e}")))?;
+    let stream: QuoteStream = serde_yaml::from_str(EXAMPLE)
+        .map_err(|e| WorkerError::Config(format!("examples/sp500.yaml: {e}")))?;
     let mut spec = stream.spec;
     let tickers = match &opts.tickers {
-        Some(text) => quotestream_api::TickerSet::parse_list(text).map_err(|e| WorkerError::Config(format!("--tickers: {e}")))?,
-        None => spec.ticker_set(None).map_err(|e| WorkerError::Config(e.to_string()))?,
+        Some(text) => quotestream_api::TickerSet::parse_list(text)
+            .map_err(|e| WorkerError::Config(format!("--tickers: {e}")))?,
+        None => spec
+            .ticker_set(None)
+            .map_err(|e| WorkerError::Config(e.to_string()))?,
     };
-    let shards = opts.shards.unwrap_or(spec.shards as usize).clamp(1, tickers.len().max(1));
-    let shards = NonZeroUsize::new(shards).ok_or_else(|| WorkerError::Config("--shards must be at least 1".into()))?;
+    let shards = opts
+        .shards
+        .unwrap_or(spec.shards as usize)
+        .clamp(1, tickers.len().max(1));
+    let shards = NonZeroUsize::new(shards)
+        .ok_or_else(|| WorkerError::Config("--shards must be at least 1".into()))?;
     if let Some(i) = &opts.interval {
         spec.interval = i.clone();
     }
     spec.source.kind = SourceType::Synthetic;
     spec.source.yahoo = None;
-    spec.source.synthetic = Some(SyntheticSource { seed: Some(opts.seed), market_hours: Some(false), volatility_percent: None });
+    spec.source.synthetic = Some(SyntheticSource {
+        seed: Some(opts.seed),
+        market_hours: Some(false),
+        volatility_percent: None,
+    });
     // Only what the environment provides: no external service is needed.
     spec.sinks.redis = env_redis.then(|| RedisSink {
         url: None,
@@ -83,7 +94,11 @@ pub fn plan(opts: &LocalOptions, env_redis: bool) -> Result<Vec<WorkerConfig>, W
 
 /// Runs every shard until Ctrl-C (or `duration`), showing the live summary; returns each
 /// shard's summary.
-pub async fn run(opts: LocalOptions, options: RunOptions, shutdown: CancellationToken) -> Result<Vec<Summary>, WorkerError> {
+pub async fn run(
+    opts: LocalOptions,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<Vec<Summary>, WorkerError> {
     let configs = plan(&opts, options.env.contains_key(REDIS_URL_ENV))?;
     let mut workers = Vec::new();
     let mut views = Vec::new();
@@ -93,9 +108,17 @@ pub async fn run(opts: LocalOptions, options: RunOptions, shutdown: Cancellation
         views.push((config, view, worker.metrics().clone()));
         workers.push(worker);
     }
-    let sinks: Vec<String> = options.env.keys().filter(|k| k.as_str() == REDIS_URL_ENV).cloned().collect();
+    let sinks: Vec<String> = options
+        .env
+        .keys()
+        .filter(|k| k.as_str() == REDIS_URL_ENV)
+        .cloned()
+        .collect();
     let mut display = Display::new(views, sinks);
-    let tasks: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w.run(shutdown.clone()))).collect();
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|w| tokio::spawn(w.run(shutdown.clone())))
+        .collect();
 
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut refresh = tokio::time::interval(opts.refresh);

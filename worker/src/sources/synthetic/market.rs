@@ -36,13 +36,21 @@ impl Walk {
         // Listed prices span a few dollars to a few thousand: log-uniform in [10, 1000].
         let price = cents(10f64.powf(1.0 + 2.0 * rng.random::<f64>()));
         let volume = rng.random_range(100_000..5_000_000);
-        Self { rng, price, open: price, high: price, low: price, volume }
+        Self {
+            rng,
+            price,
+            open: price,
+            high: price,
+            low: price,
+            volume,
+        }
     }
 
     fn step(&mut self, dt_secs: f64, volatility: f64) {
         let dt = dt_secs / TRADING_YEAR_SECS;
         let z = standard_normal(&mut self.rng);
-        let next = self.price * ((-0.5 * volatility * volatility) * dt + volatility * dt.sqrt() * z).exp();
+        let next =
+            self.price * ((-0.5 * volatility * volatility) * dt + volatility * dt.sqrt() * z).exp();
         self.price = cents(next).max(0.01);
         self.high = self.high.max(self.price);
         self.low = self.low.min(self.price);
@@ -87,16 +95,28 @@ pub struct Market {
 
 impl Market {
     pub fn new(seed: u64, volatility: f64) -> Self {
-        Self { seed, volatility, walks: HashMap::new() }
+        Self {
+            seed,
+            volatility,
+            walks: HashMap::new(),
+        }
     }
 
     /// Advances every ticker by `dt` and returns one quote each, stamped `at`.
-    pub fn tick<'a>(&mut self, tickers: impl IntoIterator<Item = &'a Ticker>, dt: Duration, at: Timestamp) -> Vec<RawQuote> {
+    pub fn tick<'a>(
+        &mut self,
+        tickers: impl IntoIterator<Item = &'a Ticker>,
+        dt: Duration,
+        at: Timestamp,
+    ) -> Vec<RawQuote> {
         let (seed, vol) = (self.seed, self.volatility);
         tickers
             .into_iter()
             .map(|t| {
-                let walk = self.walks.entry(t.clone()).or_insert_with(|| Walk::new(seed, t));
+                let walk = self
+                    .walks
+                    .entry(t.clone())
+                    .or_insert_with(|| Walk::new(seed, t));
                 walk.step(dt.as_secs_f64(), vol);
                 walk.quote(t, at)
             })
