@@ -14,13 +14,23 @@ use crate::runtime::{TickersHandle, WorkerError, parse_tickers};
 pub fn load(path: &Path) -> Result<WorkerConfig, WorkerError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| WorkerError::Config(format!("reading {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| WorkerError::Config(format!("{} is not a worker configuration: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| {
+        WorkerError::Config(format!(
+            "{} is not a worker configuration: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// Re-reads `path` every `every` and applies a changed ticker list. Any other change needs a
 /// new process (the operator rolls the Deployment for those), so it is only logged.
-pub async fn watch(path: PathBuf, mut current: WorkerConfig, every: Duration, tickers: TickersHandle, stop: CancellationToken) {
+pub async fn watch(
+    path: PathBuf,
+    mut current: WorkerConfig,
+    every: Duration,
+    tickers: TickersHandle,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -51,7 +61,9 @@ pub async fn watch(path: PathBuf, mut current: WorkerConfig, every: Duration, ti
                         tracing::info!(tickers = n, epoch = next.epoch, fingerprint = %next.fingerprint, "ticker list updated without restart");
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "new ticker list rejected; keeping the current one"),
+                Err(e) => {
+                    tracing::error!(error = %e, "new ticker list rejected; keeping the current one")
+                }
             }
         }
         current = next;

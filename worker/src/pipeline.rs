@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use quotestream_api::Ticker;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -19,21 +20,33 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Validates every quote, publishes only quotes newer than the last one of their ticker (a poll
 /// that returns an unchanged quote publishes nothing), and hands each batch to every sink
 /// queue. Returns when the source side closes; dropping the senders then closes the sink queues.
+///
+/// `give_up` fires at the drain deadline of a shutdown: a durable sink that is still down keeps
+/// its queue full, so from then on what cannot be queued is counted as dropped (reason
+/// `shutdown`) instead of waiting forever.
 pub async fn run(
     mut input: mpsc::Receiver<Vec<RawQuote>>,
-    sinks: Vec<QueueSender>,
+    sinks: Vec<(&'static str, QueueSender)>,
     metrics: Metrics,
     health: Health,
+    give_up: CancellationToken,
 ) {
-    let mut stage = Stage::new(metrics);
+    let mut stage = Stage::new(metrics.clone());
     while let Some(raw) = input.recv().await {
         health.record_fetch();
         let batch = stage.accept(raw, Timestamp::now());
         if batch.is_empty() {
             continue;
         }
-        for sink in &sinks {
-            sink.send(batch.clone()).await;
+        for (name, sink) in &sinks {
+            tokio::select! {
+                biased;
+                _ = sink.send(batch.clone()) => {}
+                _ = give_up.cancelled() => {
+                    metrics.dropped_quotes.with_label_values(&[name, "shutdown"]).inc_by(batch.len() as u64);
+                    tracing::error!(sink = name, quotes = batch.len(), "sink still full at the drain deadline: quotes dropped");
+                }
+            }
         }
     }
 }

@@ -48,7 +48,11 @@ impl CpuSampler {
     pub fn percent(&mut self) -> f64 {
         let cpu = cpu_seconds().unwrap_or(self.last_cpu);
         let wall = self.last_at.elapsed().as_secs_f64();
-        let pct = if wall > 0.0 { (cpu - self.last_cpu) / wall * 100.0 } else { 0.0 };
+        let pct = if wall > 0.0 {
+            (cpu - self.last_cpu) / wall * 100.0
+        } else {
+            0.0
+        };
         self.last_cpu = cpu;
         self.last_at = Instant::now();
         (pct * 10.0).round() / 10.0

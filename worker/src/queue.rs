@@ -161,6 +161,12 @@ impl QueueReceiver {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether the pipeline has closed the queue (shutdown); batches may still be waiting. A
+    /// sink retrying a batch checks this to bound its retries by the drain deadline.
+    pub fn is_closed(&self) -> bool {
+        !self.0.lock().senders_alive
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::queue::{self, FullPolicy, QueueReceiver};
 use crate::rate_limit::RateLimiter;
 use crate::sinks::console::{ConsoleSink, ConsoleView};
 use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
+use crate::sinks::storage::{STORAGE_URL_ENV, StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
 use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
@@ -88,6 +89,7 @@ pub struct Summary {
 pub enum AnySink {
     Console(ConsoleSink),
     Redis(RedisSink),
+    Storage(StorageSink),
 }
 
 impl AnySink {
@@ -95,6 +97,7 @@ impl AnySink {
         match self {
             Self::Console(s) => s.name(),
             Self::Redis(s) => s.name(),
+            Self::Storage(s) => s.name(),
         }
     }
 
@@ -102,6 +105,7 @@ impl AnySink {
         match self {
             Self::Console(s) => s.durable(),
             Self::Redis(s) => s.durable(),
+            Self::Storage(s) => s.durable(),
         }
     }
 
@@ -109,6 +113,7 @@ impl AnySink {
         match self {
             Self::Console(s) => s.run(queue, ctx).await,
             Self::Redis(s) => s.run(queue, ctx).await,
+            Self::Storage(s) => s.run(queue, ctx).await,
         }
     }
 }
@@ -175,6 +180,14 @@ impl Worker {
                 config.shard.to_string(),
             )));
         }
+        if let Some(spec) = &config.sinks.storage {
+            let storage = StorageConfig::from_spec(
+                spec,
+                options.env.get(STORAGE_URL_ENV).map(String::as_str),
+            )
+            .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
+            sinks.push(AnySink::Storage(StorageSink::new(storage)?));
+        }
         if sinks.is_empty() {
             return Err(WorkerError::Config(
                 "no sink configured: set sinks.redis, sinks.storage or sinks.postgres".into(),
@@ -239,7 +252,7 @@ impl Worker {
                     .dropped_quotes
                     .with_label_values(&[name, "queue_full"]),
             );
-            senders.push(tx);
+            senders.push((name, tx));
             let ctx = SinkContext {
                 metrics: metrics.clone(),
                 drain_deadline,
@@ -249,11 +262,13 @@ impl Worker {
 
         // A few batches of slack between source and pipeline; beyond that the source waits.
         let (out, input) = mpsc::channel(4);
+        let give_up = CancellationToken::new();
         let pipeline_task = tokio::spawn(pipeline::run(
             input,
             senders,
             metrics.clone(),
             health.clone(),
+            give_up.clone(),
         ));
         let source_stop = shutdown.child_token();
         let ctx = SourceContext {
@@ -274,19 +289,29 @@ impl Worker {
         };
         health.set_ready(false);
         source_stop.cancel();
+        let shutdown_started = tokio::time::Instant::now();
+        // From here the drain deadline runs: after it the pipeline stops waiting for full queues.
+        let deadline = tokio::spawn({
+            let give_up = give_up.clone();
+            async move {
+                tokio::time::sleep(drain_deadline).await;
+                give_up.cancel();
+            }
+        });
         let source_result = match source_result {
             Some(r) => r,
             None => source_task.await,
         };
         // The source's sender is gone: the pipeline finishes what it holds and closes the queues.
         let _ = pipeline_task.await;
+        deadline.abort();
         let mut first_error: Option<WorkerError> = match source_result {
             Ok(Err(e)) => Some(e.into()),
             Ok(Ok(())) => None,
             Err(join) => Some(WorkerError::Config(format!("source task failed: {join}"))),
         };
         for (name, task) in sink_tasks {
-            match tokio::time::timeout(options.grace, task).await {
+            match tokio::time::timeout_at(shutdown_started + options.grace, task).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(e))) => {
                     first_error.get_or_insert(e.into());

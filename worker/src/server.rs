@@ -38,7 +38,10 @@ pub async fn serve(
     let app = router(metrics, health);
     let task = tokio::spawn(async move {
         let stop = async move { shutdown.cancelled().await };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
@@ -47,7 +50,10 @@ pub async fn serve(
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }

@@ -17,7 +17,7 @@ const SHOWN: usize = 4;
 #[derive(Debug)]
 pub struct Display {
     shards: Vec<(WorkerConfig, ConsoleView, Metrics)>,
-    sinks: Vec<String>,
+    sinks: Vec<&'static str>,
     started: Instant,
     last: Option<(Instant, Vec<u64>)>,
     terminal: bool,
@@ -25,7 +25,10 @@ pub struct Display {
 }
 
 impl Display {
-    pub fn new(shards: Vec<(WorkerConfig, ConsoleView, Metrics)>, sinks: Vec<String>) -> Self {
+    pub fn new(
+        shards: Vec<(WorkerConfig, ConsoleView, Metrics)>,
+        sinks: Vec<&'static str>,
+    ) -> Self {
         Self {
             shards,
             sinks,

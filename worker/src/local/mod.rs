@@ -5,10 +5,11 @@
 
 mod display;
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use quotestream_api::crd::{RedisSink, SourceType, SyntheticSource};
+use quotestream_api::crd::{RedisSink, SourceType, StorageSink, SyntheticSource};
 use quotestream_api::sharding::balanced_split;
 use quotestream_api::{QuoteStream, Ticker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,7 @@ pub use display::Display;
 use crate::runtime::{RunOptions, Summary, Worker, WorkerError};
 use crate::sinks::console::ConsoleView;
 use crate::sinks::redis::REDIS_URL_ENV;
+use crate::sinks::storage::STORAGE_URL_ENV;
 
 /// The manifest `make run` streams (examples/sp500.yaml, embedded at build time).
 const EXAMPLE: &str = include_str!("../../../examples/sp500.yaml");
@@ -33,7 +35,10 @@ pub struct LocalOptions {
 }
 
 /// The shard configurations of the local run: the example stream with the synthetic source.
-pub fn plan(opts: &LocalOptions, env_redis: bool) -> Result<Vec<WorkerConfig>, WorkerError> {
+pub fn plan(
+    opts: &LocalOptions,
+    env: &HashMap<String, String>,
+) -> Result<Vec<WorkerConfig>, WorkerError> {
     let stream: QuoteStream = serde_yaml::from_str(EXAMPLE)
         .map_err(|e| WorkerError::Config(format!("examples/sp500.yaml: {e}")))?;
     let mut spec = stream.spec;
@@ -61,7 +66,7 @@ pub fn plan(opts: &LocalOptions, env_redis: bool) -> Result<Vec<WorkerConfig>, W
         volatility_percent: None,
     });
     // Only what the environment provides: no external service is needed.
-    spec.sinks.redis = env_redis.then(|| RedisSink {
+    spec.sinks.redis = env.contains_key(REDIS_URL_ENV).then(|| RedisSink {
         url: None,
         url_secret_ref: None,
         channel: quotestream_api::crd::DEFAULT_QUOTES_CHANNEL.into(),
@@ -69,7 +74,10 @@ pub fn plan(opts: &LocalOptions, env_redis: bool) -> Result<Vec<WorkerConfig>, W
         health_channel: quotestream_api::crd::DEFAULT_HEALTH_CHANNEL.into(),
     });
     spec.sinks.postgres = None;
-    spec.sinks.storage = None;
+    spec.sinks.storage = env.get(STORAGE_URL_ENV).map(|url| StorageSink {
+        url: url.clone(),
+        batch_size: 500,
+    });
     let assignment = balanced_split(&tickers, shards);
     let per_hour = spec.source.rate_limit.requests_per_hour as f64 / shards.get() as f64;
     Ok(assignment
@@ -99,7 +107,7 @@ pub async fn run(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<Vec<Summary>, WorkerError> {
-    let configs = plan(&opts, options.env.contains_key(REDIS_URL_ENV))?;
+    let configs = plan(&opts, &options.env)?;
     let mut workers = Vec::new();
     let mut views = Vec::new();
     for config in configs {
@@ -108,11 +116,10 @@ pub async fn run(
         views.push((config, view, worker.metrics().clone()));
         workers.push(worker);
     }
-    let sinks: Vec<String> = options
-        .env
-        .keys()
-        .filter(|k| k.as_str() == REDIS_URL_ENV)
-        .cloned()
+    let sinks: Vec<&'static str> = [("redis", REDIS_URL_ENV), ("storage", STORAGE_URL_ENV)]
+        .into_iter()
+        .filter(|(_, var)| options.env.contains_key(*var))
+        .map(|(sink, _)| sink)
         .collect();
     let mut display = Display::new(views, sinks);
     let tasks: Vec<_> = workers

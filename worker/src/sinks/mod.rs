@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod redis;
+pub mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -57,10 +57,15 @@ impl Sink for ConsoleSink {
         let published = ctx.metrics.quotes_published.with_label_values(&[NAME]);
         while let Some(batch) = queue.recv().await {
             let now = Timestamp::now();
-            let Ok(mut stats) = self.view.0.lock() else { continue };
+            let Ok(mut stats) = self.view.0.lock() else {
+                continue;
+            };
             stats.quotes += batch.len() as u64;
             for q in batch.iter() {
-                let entry = stats.prices.entry(q.ticker.clone()).or_insert((q.price, q.price));
+                let entry = stats
+                    .prices
+                    .entry(q.ticker.clone())
+                    .or_insert((q.price, q.price));
                 entry.0 = q.price;
             }
             if let Some(q) = batch.last() {

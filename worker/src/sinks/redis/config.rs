@@ -25,7 +25,11 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// From the QuoteStream settings; the URL comes from `spec.sinks.redis.url` or, with
     /// `urlSecretRef`, from `REDIS_URL` (`env_url`).
-    pub fn from_spec(spec: &RedisSink, env_url: Option<String>, producer: String) -> Result<Self, String> {
+    pub fn from_spec(
+        spec: &RedisSink,
+        env_url: Option<String>,
+        producer: String,
+    ) -> Result<Self, String> {
         let url = match (&spec.url, &spec.url_secret_ref) {
             (Some(url), _) => url.clone(),
             (None, Some(r)) => env_url.ok_or_else(|| {
@@ -37,7 +41,10 @@ impl RedisConfig {
             (None, None) => env_url.ok_or("set spec.sinks.redis.url or spec.sinks.redis.urlSecretRef")?,
         };
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return Err(format!("Redis URL must start with redis:// or rediss:// (got {})", redact(&url)));
+            return Err(format!(
+                "Redis URL must start with redis:// or rediss:// (got {})",
+                redact(&url)
+            ));
         }
         Ok(Self {
             url,
@@ -74,8 +81,16 @@ mod tests {
     #[test]
     fn secret_reference_reads_the_environment() {
         let err = RedisConfig::from_spec(&spec(None, true), None, "/p".into()).unwrap_err();
-        assert!(err.contains("REDIS_URL is not set") && err.contains("Secret redis key url"), "{err}");
-        let c = RedisConfig::from_spec(&spec(None, true), Some("rediss://:pw@r:6380/0".into()), "/p".into()).unwrap();
+        assert!(
+            err.contains("REDIS_URL is not set") && err.contains("Secret redis key url"),
+            "{err}"
+        );
+        let c = RedisConfig::from_spec(
+            &spec(None, true),
+            Some("rediss://:pw@r:6380/0".into()),
+            "/p".into(),
+        )
+        .unwrap();
         assert_eq!(c.url, "rediss://:pw@r:6380/0");
         assert_eq!(c.channel, "quotes.realtime");
         assert_eq!(c.health_channel, "system.health");
@@ -83,7 +98,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("redis://:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(
+            redact("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
     }
 }

@@ -33,7 +33,11 @@ pub struct RedisSink {
 
 impl RedisSink {
     pub fn new(config: RedisConfig, health: Health, shard_label: String) -> Self {
-        Self { config, health, shard_label }
+        Self {
+            config,
+            health,
+            shard_label,
+        }
     }
 
     fn connect(&self) -> Result<ConnectionManager, SinkError> {
@@ -46,14 +50,20 @@ impl RedisSink {
             .set_number_of_retries(3)
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)));
-        ConnectionManager::new_lazy_with_config(client, manager)
-            .map_err(|e| config_err(format!("Redis connection to {}: {e}", redact(&self.config.url))))
+        ConnectionManager::new_lazy_with_config(client, manager).map_err(|e| {
+            config_err(format!(
+                "Redis connection to {}: {e}",
+                redact(&self.config.url)
+            ))
+        })
     }
 
     fn encode(&self, q: &Quote) -> Result<Vec<u8>, serde_json::Error> {
         match self.config.format {
             RedisFormat::Plain => serde_json::to_vec(&RedisQuote::from(q)),
-            RedisFormat::Cloudevents => serde_json::to_vec(&CloudEvent::new(q, &self.config.producer)),
+            RedisFormat::Cloudevents => {
+                serde_json::to_vec(&CloudEvent::new(q, &self.config.producer))
+            }
         }
     }
 }
@@ -116,7 +126,9 @@ impl Sink for RedisSink {
                             pipe.publish(channel, payload).ignore();
                             encoded += 1;
                         }
-                        Err(e) => tracing::error!(error = %e, ticker = %q.ticker, "quote could not be encoded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, ticker = %q.ticker, "quote could not be encoded")
+                        }
                     }
                 }
                 let started = Instant::now();

@@ -46,7 +46,9 @@ impl Source for SyntheticSource {
             }
             let started = std::time::Instant::now();
             let quotes = market.tick(ctx.tickers.borrow().iter(), ctx.interval, now);
-            ctx.metrics.fetch_duration.observe(started.elapsed().as_secs_f64());
+            ctx.metrics
+                .fetch_duration
+                .observe(started.elapsed().as_secs_f64());
             if !ctx.deliver(quotes).await {
                 return Ok(());
             }

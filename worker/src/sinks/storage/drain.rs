@@ -1,0 +1,163 @@
+//! The shutdown clock of the storage sink: once shutdown begins (the worker's shutdown token is
+//! cancelled, or the queue closes), every wait and request is cut off at the drain deadline.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::QueueReceiver;
+
+/// How often a waiting sink looks whether its queue was closed.
+pub const CLOSE_CHECK: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+pub struct Drain {
+    shutdown: CancellationToken,
+    grace: Duration,
+    since: Option<Instant>,
+}
+
+impl Drain {
+    /// `shutdown` may be a token that is never cancelled; then only [`Drain::start`] (the queue
+    /// closing) starts the clock.
+    pub fn new(shutdown: CancellationToken, grace: Duration) -> Self {
+        Self {
+            shutdown,
+            grace,
+            since: None,
+        }
+    }
+
+    /// How long retries may go on once shutdown has begun.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// Shutdown has begun now (if it had not already).
+    pub fn start(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// When retrying must stop, once shutdown has begun.
+    pub fn deadline(&mut self) -> Option<Instant> {
+        if self.shutdown.is_cancelled() {
+            self.start();
+        }
+        self.since.map(|since| since + self.grace)
+    }
+
+    /// Runs `fut` to completion unless the drain deadline comes first (then `None`). Shutdown
+    /// beginning while `fut` runs moves the cut-off in, so a retry loop stuck on a down storage
+    /// API notices shutdown: through the token at once, or through `queue` closing (checked
+    /// every [`CLOSE_CHECK`]; the queue has no close notification of its own that would not
+    /// compete with its receiver).
+    pub async fn bounded<F: Future>(
+        &mut self,
+        fut: F,
+        queue: Option<&QueueReceiver>,
+    ) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            if queue.is_some_and(QueueReceiver::is_closed) {
+                self.start();
+            }
+            match self.deadline() {
+                Some(deadline) if deadline <= Instant::now() => return None,
+                Some(deadline) => {
+                    return tokio::time::timeout_at(deadline.into(), &mut fut)
+                        .await
+                        .ok();
+                }
+                None => {
+                    let token = self.shutdown.clone();
+                    let check_queue = async {
+                        match queue {
+                            Some(_) => tokio::time::sleep(CLOSE_CHECK).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        out = &mut fut => return Some(out),
+                        () = token.cancelled() => {}
+                        () = check_queue => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps until `until`; false when the drain deadline comes first.
+    pub async fn sleep_until(&mut self, until: Instant, queue: Option<&QueueReceiver>) -> bool {
+        self.bounded(tokio::time::sleep_until(until.into()), queue)
+            .await
+            .is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real (short) time: the workspace's tokio has no `test-util` to pause the clock.
+    #[tokio::test]
+    async fn waits_are_cut_at_the_deadline_once_shutdown_begins() {
+        let token = CancellationToken::new();
+        let mut drain = Drain::new(token.clone(), Duration::from_millis(50));
+        assert!(
+            drain
+                .sleep_until(Instant::now() + Duration::from_millis(10), None)
+                .await
+        );
+        let cancel = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            cancel.cancel();
+        });
+        let begun = Instant::now();
+        assert!(
+            !drain
+                .sleep_until(begun + Duration::from_secs(3600), None)
+                .await,
+            "the hour-long wait ends at the deadline"
+        );
+        assert!(begun.elapsed() < Duration::from_secs(60));
+        assert!(
+            drain.bounded(async { 1 }, None).await.is_none(),
+            "past the deadline"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_queue_closing_starts_the_clock_too() {
+        let mut drain = Drain::new(CancellationToken::new(), Duration::from_millis(200));
+        assert_eq!(drain.deadline(), None);
+        drain.start();
+        let deadline = drain.deadline().unwrap();
+        drain.start();
+        assert_eq!(drain.deadline(), Some(deadline), "the first start counts");
+        assert!(drain.sleep_until(Instant::now(), None).await);
+        assert!(
+            !drain
+                .sleep_until(Instant::now() + Duration::from_secs(3600), None)
+                .await
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_is_noticed_while_waiting() {
+        let gauge = prometheus::IntGauge::new("q", "q").unwrap();
+        let dropped = prometheus::IntCounter::new("d", "d").unwrap();
+        let (tx, rx) = crate::queue::channel(10, crate::queue::FullPolicy::Block, gauge, dropped);
+        let mut drain = Drain::new(CancellationToken::new(), Duration::from_millis(50));
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(tx);
+        });
+        assert!(
+            !drain
+                .sleep_until(Instant::now() + Duration::from_secs(3600), Some(&rx))
+                .await,
+            "the close started the drain clock, whose deadline ended the wait"
+        );
+    }
+}

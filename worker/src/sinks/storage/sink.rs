@@ -1,0 +1,337 @@
+//! The storage sink's loop: gather quotes into batches (up to `batch_size` or `linger`), split
+//! them into contract batches, POST each until storage takes it, and count what it gives up on.
+//!
+//! Metrics (label `sink="storage"`): `streamer_quotes_published_total` once storage answered
+//! 2xx; `streamer_publish_duration_seconds` the time of each accepted POST;
+//! `streamer_errors_total{type="publish"}` every failed or rejected POST;
+//! `streamer_sink_dropped_quotes_total{reason}` with `contract` (share-class tickers and
+//! sources the contract cannot carry), `rejected` (a 4xx other than 408/429) and `shutdown`
+//! (still unsent at the drain deadline); `streamer_sink_circuit_open` 1 while the breaker is
+//! not closed.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use prometheus::{Histogram, IntCounter, IntGauge};
+use tokio_util::sync::CancellationToken;
+
+use super::breaker::{Breaker, BreakerState, Permit};
+use super::client::{Answer, StorageClient, idempotency_key};
+use super::config::StorageConfig;
+use super::drain::Drain;
+use crate::metrics::Metrics;
+use crate::queue::QueueReceiver;
+use crate::quote::Quote;
+use crate::quote::wire::{ContractViolation, StorageBatch};
+use crate::sinks::{Sink, SinkContext, SinkError};
+
+/// The sink's label in metrics and logs.
+pub const SINK: &str = "storage";
+/// Distinct contract violations remembered for log-once; beyond this they are still counted
+/// but no longer logged (keeps memory bounded whatever the ticker list).
+const MAX_LOGGED_VIOLATIONS: usize = 10_000;
+
+/// POSTs quotes to the storage API (contract 001). Durable: retryable failures are retried
+/// until storage takes the batch; the queue in front provides the back-pressure.
+#[derive(Debug)]
+pub struct StorageSink {
+    config: StorageConfig,
+    client: StorageClient,
+    shutdown: CancellationToken,
+}
+
+impl StorageSink {
+    /// Checks `config` and builds the HTTP client.
+    pub fn new(config: StorageConfig) -> Result<Self, SinkError> {
+        let fail = |reason: String| SinkError::Config { sink: SINK, reason };
+        config.validate().map_err(|e| fail(e.to_string()))?;
+        let client = StorageClient::new(&config)
+            .map_err(|e| fail(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            config,
+            client,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The worker's shutdown token. Without it the drain deadline only starts when the queue
+    /// closes, which a sink retrying a batch against a down storage API would not notice; with
+    /// it, shutdown cuts retries off `drain_deadline` after the token fires.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+}
+
+impl Sink for StorageSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    async fn run(self, mut queue: QueueReceiver, ctx: SinkContext) -> Result<(), SinkError> {
+        let batch_size = self.config.batch_size;
+        let linger = self.config.linger;
+        let mut w = Writer::new(self, &ctx);
+        tracing::info!(endpoint = %w.client.endpoint(), batch_size, "storage sink started");
+        let mut held: Vec<Quote> = Vec::new();
+        loop {
+            // A queue closed with batches still waiting has not said `None` yet, but shutdown has
+            // begun: the drain clock starts now.
+            if queue.is_closed() {
+                w.drain.start();
+            }
+            match w.drain.bounded(queue.recv(), None).await {
+                None => {
+                    w.give_up(0, &queue);
+                    return Ok(());
+                }
+                Some(None) => {
+                    w.drain.start();
+                    return Ok(());
+                }
+                Some(Some(batch)) => held.extend_from_slice(&batch),
+            }
+            // Linger: let a small first batch wait briefly for company, so storage gets few
+            // large requests rather than many small ones.
+            let flush_at = tokio::time::Instant::now() + linger;
+            let mut closed = false;
+            while held.len() < batch_size {
+                match tokio::time::timeout_at(flush_at, queue.recv()).await {
+                    Ok(Some(batch)) => held.extend_from_slice(&batch),
+                    Ok(None) => {
+                        // Shutting down: write what is held now rather than after the linger.
+                        closed = true;
+                        w.drain.start();
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let quotes = std::mem::take(&mut held);
+            if let Err(unsent) = w.flush(&quotes, &queue).await {
+                w.give_up(unsent, &queue);
+                return Ok(());
+            }
+            if closed {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// How one batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Accepted,
+    Rejected,
+    /// The drain deadline passed before storage took it.
+    Expired,
+}
+
+/// The state of a running sink.
+struct Writer {
+    config: StorageConfig,
+    client: StorageClient,
+    breaker: Breaker,
+    reported: BreakerState,
+    backoff: ExponentialBuilder,
+    drain: Drain,
+    logged: HashSet<String>,
+    published: IntCounter,
+    duration: Histogram,
+    errors: IntCounter,
+    circuit_open: IntGauge,
+    metrics: Metrics,
+}
+
+impl Writer {
+    fn new(sink: StorageSink, ctx: &SinkContext) -> Self {
+        let c = &sink.config;
+        let breaker = Breaker::new(c.breaker_failures, c.breaker_open_for);
+        let circuit_open = ctx.metrics.circuit_open.with_label_values(&[SINK]);
+        circuit_open.set(0);
+        Self {
+            reported: breaker.state(),
+            breaker,
+            backoff: ExponentialBuilder::new()
+                .with_jitter()
+                .with_min_delay(c.retry_min_delay)
+                .with_max_delay(c.retry_max_delay)
+                .without_max_times(),
+            drain: Drain::new(sink.shutdown, ctx.drain_deadline),
+            logged: HashSet::new(),
+            published: ctx.metrics.quotes_published.with_label_values(&[SINK]),
+            duration: ctx.metrics.publish_duration.with_label_values(&[SINK]),
+            errors: ctx.metrics.errors.with_label_values(&["publish"]),
+            circuit_open,
+            metrics: ctx.metrics.clone(),
+            config: sink.config,
+            client: sink.client,
+        }
+    }
+
+    fn dropped(&self, reason: &str, quotes: usize) {
+        self.metrics
+            .dropped_quotes
+            .with_label_values(&[SINK, reason])
+            .inc_by(quotes as u64);
+    }
+
+    /// Sends `quotes` as contract batches. `Err` carries the quotes left unsent when the drain
+    /// deadline passed.
+    async fn flush(&mut self, quotes: &[Quote], queue: &QueueReceiver) -> Result<(), usize> {
+        let (batches, violations) = StorageBatch::split(quotes, self.config.batch_size);
+        self.count_violations(&violations);
+        for (i, batch) in batches.iter().enumerate() {
+            let body = match serde_json::to_vec(batch) {
+                Ok(body) => Bytes::from(body),
+                Err(e) => {
+                    // Validated quotes always serialise; kept as a counted drop, never a panic.
+                    tracing::error!(error = %e, quotes = batch.len(), "could not encode a storage batch; dropped");
+                    self.dropped("contract", batch.len());
+                    continue;
+                }
+            };
+            if self.deliver(body, batch.len(), queue).await == Delivery::Expired {
+                return Err(batches[i..].iter().map(StorageBatch::len).sum());
+            }
+        }
+        Ok(())
+    }
+
+    fn count_violations(&mut self, violations: &[ContractViolation]) {
+        if violations.is_empty() {
+            return;
+        }
+        self.dropped("contract", violations.len());
+        for v in violations {
+            // Log once per ticker (or source): the same share class arrives every poll.
+            let text = v.to_string();
+            if self.logged.len() < MAX_LOGGED_VIOLATIONS && self.logged.insert(text.clone()) {
+                tracing::warn!(violation = %text, "quote kept out of storage batches; every such quote is counted in streamer_sink_dropped_quotes_total{{sink=\"storage\",reason=\"contract\"}} (logged once per ticker)");
+            }
+        }
+    }
+
+    /// POSTs one batch until storage takes or rejects it, or the drain deadline passes.
+    async fn deliver(&mut self, body: Bytes, quotes: usize, queue: &QueueReceiver) -> Delivery {
+        let key = idempotency_key(&body);
+        let mut backoff = self.backoff.build();
+        loop {
+            // While the breaker is open the batch stays in hand: no request, just waiting.
+            loop {
+                let permit = self.breaker.poll(Instant::now());
+                self.report_breaker();
+                match permit {
+                    Permit::Go => break,
+                    Permit::WaitUntil(at) => {
+                        if !self.drain.sleep_until(at, Some(queue)).await {
+                            return self.expired(quotes);
+                        }
+                    }
+                }
+            }
+            let started = Instant::now();
+            let Some(answer) = self
+                .drain
+                .bounded(self.client.post(body.clone(), &key), Some(queue))
+                .await
+            else {
+                return self.expired(quotes);
+            };
+            match answer {
+                Answer::Accepted => {
+                    self.duration.observe(started.elapsed().as_secs_f64());
+                    self.published.inc_by(quotes as u64);
+                    self.breaker.on_success();
+                    self.report_breaker();
+                    return Delivery::Accepted;
+                }
+                Answer::Rejected { why } => {
+                    self.errors.inc();
+                    self.dropped("rejected", quotes);
+                    // Storage answered, so it is up: this is the batch's problem, not an outage.
+                    self.breaker.on_success();
+                    self.report_breaker();
+                    tracing::error!(%why, quotes, idempotency_key = %key, "storage rejected a batch; dropped (counted in streamer_sink_dropped_quotes_total{{sink=\"storage\",reason=\"rejected\"}})");
+                    return Delivery::Rejected;
+                }
+                Answer::Retry { why, retry_after } => {
+                    self.errors.inc();
+                    self.breaker.on_failure(Instant::now());
+                    self.report_breaker();
+                    let backoff_delay = backoff.next().unwrap_or(self.config.retry_max_delay);
+                    let delay =
+                        retry_after.map_or(backoff_delay, |d| d.min(self.config.retry_after_cap()));
+                    tracing::warn!(%why, quotes, idempotency_key = %key, retry_in = ?delay, "storage write failed; the batch is kept and retried");
+                    if !self
+                        .drain
+                        .sleep_until(Instant::now() + delay, Some(queue))
+                        .await
+                    {
+                        return self.expired(quotes);
+                    }
+                }
+            }
+        }
+    }
+
+    fn expired(&self, quotes: usize) -> Delivery {
+        tracing::debug!(
+            quotes,
+            "drain deadline passed while a storage batch was unsent"
+        );
+        Delivery::Expired
+    }
+
+    /// Publishes the breaker state to the gauge and logs transitions.
+    fn report_breaker(&mut self) {
+        let state = self.breaker.state();
+        if state == self.reported {
+            return;
+        }
+        let was_open = !matches!(self.reported, BreakerState::Closed { .. });
+        self.reported = state;
+        self.circuit_open.set(i64::from(self.breaker.is_open()));
+        match state {
+            BreakerState::Open { .. } if !was_open => tracing::error!(
+                failures = self.config.breaker_failures,
+                open_for = ?self.config.breaker_open_for,
+                "storage circuit breaker opened after consecutive failures; batches wait (back-pressure) and one trial request goes per open period"
+            ),
+            BreakerState::Open { .. } => {
+                tracing::warn!(open_for = ?self.config.breaker_open_for, "storage trial request failed; circuit breaker stays open")
+            }
+            BreakerState::HalfOpen { .. } => {
+                tracing::info!("storage circuit breaker half-open: sending one trial request")
+            }
+            BreakerState::Closed { .. } if was_open => {
+                tracing::info!("storage circuit breaker closed: storage answers again")
+            }
+            BreakerState::Closed { .. } => {}
+        }
+    }
+
+    /// The drain deadline passed: counts what is still unsent (in hand and in the queue) as
+    /// dropped for shutdown.
+    fn give_up(&self, unsent: usize, queue: &QueueReceiver) {
+        let mut lost = unsent;
+        while let Some(batch) = queue.try_recv() {
+            lost += batch.len();
+        }
+        if lost > 0 {
+            self.dropped("shutdown", lost);
+            tracing::error!(
+                quotes = lost,
+                drain_deadline = ?self.drain.grace(),
+                "storage sink stopped at the drain deadline with quotes unsent; counted in streamer_sink_dropped_quotes_total{{sink=\"storage\",reason=\"shutdown\"}}"
+            );
+        }
+    }
+}
