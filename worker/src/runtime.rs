@@ -18,11 +18,13 @@ use crate::pipeline;
 use crate::queue::{self, FullPolicy, QueueReceiver};
 use crate::rate_limit::RateLimiter;
 use crate::sinks::console::{ConsoleSink, ConsoleView};
+use crate::sinks::postgres::{DSN_ENV, PostgresConfig, PostgresSink};
 use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
 use crate::sinks::storage::{STORAGE_URL_ENV, StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
 use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
+use crate::sources::yahoo::{YahooConfig, YahooSource};
 use crate::sources::{Source, SourceContext, SourceError};
 
 /// Why a worker cannot run. Messages name the setting and the fix.
@@ -86,10 +88,13 @@ pub struct Summary {
 
 /// Every sink a worker can run (traits with async methods are not object-safe; the enum is).
 #[derive(Debug)]
+// Built once per worker and moved into its task: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnySink {
     Console(ConsoleSink),
     Redis(RedisSink),
     Storage(StorageSink),
+    Postgres(PostgresSink),
 }
 
 impl AnySink {
@@ -98,6 +103,7 @@ impl AnySink {
             Self::Console(s) => s.name(),
             Self::Redis(s) => s.name(),
             Self::Storage(s) => s.name(),
+            Self::Postgres(s) => s.name(),
         }
     }
 
@@ -106,6 +112,7 @@ impl AnySink {
             Self::Console(s) => s.durable(),
             Self::Redis(s) => s.durable(),
             Self::Storage(s) => s.durable(),
+            Self::Postgres(s) => s.durable(),
         }
     }
 
@@ -113,16 +120,21 @@ impl AnySink {
         match self {
             Self::Console(s) => s.run(queue, ctx).await,
             Self::Redis(s) => s.run(queue, ctx).await,
-            Self::Storage(s) => s.run(queue, ctx).await,
+            // The storage sink starts its drain clock when shutdown begins, not when its queue
+            // closes (a full queue may close late).
+            Self::Storage(s) => s.with_shutdown(ctx.shutdown.clone()).run(queue, ctx).await,
+            Self::Postgres(s) => s.run(queue, ctx).await,
         }
     }
 }
 
 /// Every source a worker can run.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum AnySource {
     Synthetic(SyntheticSource),
     Replay(ReplaySource),
+    Yahoo(YahooSource),
 }
 
 impl AnySource {
@@ -130,6 +142,7 @@ impl AnySource {
         match self {
             Self::Synthetic(s) => s.run(ctx).await,
             Self::Replay(s) => s.run(ctx).await,
+            Self::Yahoo(s) => s.run(ctx).await,
         }
     }
 }
@@ -188,6 +201,11 @@ impl Worker {
             .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
             sinks.push(AnySink::Storage(StorageSink::new(storage)?));
         }
+        if let Some(spec) = &config.sinks.postgres {
+            let pg = PostgresConfig::from_spec(spec, options.env.get(DSN_ENV).cloned())
+                .map_err(|e| WorkerError::Config(format!("sinks.postgres: {e}")))?;
+            sinks.push(AnySink::Postgres(PostgresSink::new(pg)));
+        }
         if sinks.is_empty() {
             return Err(WorkerError::Config(
                 "no sink configured: set sinks.redis, sinks.storage or sinks.postgres".into(),
@@ -233,8 +251,11 @@ impl Worker {
         } = self;
         let interval = quotestream_api::duration::parse(&config.interval)
             .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
-        let drain_deadline = options.grace.mul_f64(0.8);
+        // Shutdown budget: the pipeline may wait for full queues for 40% of the grace period,
+        // then each sink has 40% to drain, leaving 20% for the process to exit.
+        let drain_deadline = options.grace.mul_f64(0.4);
 
+        let sinks_shutdown = CancellationToken::new();
         let mut senders = Vec::new();
         let mut sink_tasks: Vec<(&'static str, JoinHandle<Result<(), SinkError>>)> = Vec::new();
         for sink in sinks {
@@ -256,6 +277,7 @@ impl Worker {
             let ctx = SinkContext {
                 metrics: metrics.clone(),
                 drain_deadline,
+                shutdown: sinks_shutdown.clone(),
             };
             sink_tasks.push((name, tokio::spawn(sink.run(rx, ctx))));
         }
@@ -289,6 +311,7 @@ impl Worker {
         };
         health.set_ready(false);
         source_stop.cancel();
+        sinks_shutdown.cancel();
         let shutdown_started = tokio::time::Instant::now();
         // From here the drain deadline runs: after it the pipeline stops waiting for full queues.
         let deadline = tokio::spawn({
@@ -401,6 +424,10 @@ fn rate_limiter(config: &WorkerConfig) -> RateLimiter {
 
 fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource, WorkerError> {
     match config.source.kind {
+        SourceType::Yahoo => {
+            let yahoo = YahooConfig::from_spec(config.source.yahoo.as_ref())?;
+            Ok(AnySource::Yahoo(YahooSource::new(yahoo)?))
+        }
         SourceType::Replay => {
             let spec = config.source.replay.as_ref().ok_or_else(|| {
                 WorkerError::Config("source.type replay needs source.replay.configMapKeyRef".into())

@@ -67,6 +67,7 @@ fn start(config: RedisConfig) -> Running {
     let ctx = SinkContext {
         metrics: metrics.clone(),
         drain_deadline: Duration::from_secs(1),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
     let task = tokio::spawn(async move {
         sink.run(rx, ctx).await.unwrap();

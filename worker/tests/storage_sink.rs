@@ -319,6 +319,7 @@ fn start(
     let ctx = SinkContext {
         metrics: metrics.clone(),
         drain_deadline,
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
     Running {
         tx: Some(tx),

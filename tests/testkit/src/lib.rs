@@ -7,9 +7,10 @@ mod postgres;
 mod process;
 mod redis;
 mod wait;
+pub mod yahoo;
 
 pub use port::free_port;
-pub use postgres::PostgresServer;
+pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
 pub use wait::wait_until;
 

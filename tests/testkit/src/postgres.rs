@@ -17,8 +17,9 @@ pub struct PostgresServer {
     port: u16,
     process: Guarded,
     bin: PathBuf,
+    durability: Durability,
     // Dropped last: the server must be gone before its data directory is removed.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Whether the server may lose committed data on a crash in exchange for speed.
@@ -58,34 +59,13 @@ impl PostgresServer {
         }
         owner.own(dir.path())?;
         let port = free_port().map_err(io_err("picking a free port"))?;
-        let mut cmd = Command::new(bin.join("postgres"));
-        cmd.arg("-D").arg(&data).args(["-p", &port.to_string()]);
-        cmd.args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "max_connections=200",
-        ]);
-        cmd.arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()));
-        if durability == Durability::Fast {
-            cmd.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
-        }
-        owner.apply(&mut cmd);
-        // SIGINT is PostgreSQL's fast shutdown: it stops its backends and reaps them.
-        let process = Guarded::spawn_with_stop(cmd, &dir.path().join("postgres.log"), "INT")?;
+        let process = launch(&bin, &owner, dir.path(), port, durability)?;
         let mut server = Self {
             port,
             process,
             bin,
-            _dir: dir,
+            durability,
+            dir,
         };
         server.wait_ready()?;
         Ok(server)
@@ -93,6 +73,27 @@ impl PostgresServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected, as in an outage or a restart
+    /// by the operator). The data directory is kept for [`PostgresServer::restart`].
+    pub fn stop(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the server again on the same port and data directory after
+    /// [`PostgresServer::stop`] (committed data survives).
+    pub fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        let owner = ServerUser::detect()?;
+        self.process = launch(
+            &self.bin,
+            &owner,
+            self.dir.path(),
+            self.port,
+            self.durability,
+        )?;
+        self.wait_ready()
     }
 
     /// Connection string for `database` as the superuser.
@@ -145,6 +146,41 @@ impl PostgresServer {
             log: self.process.log_text(),
         })
     }
+}
+
+/// Starts `postgres` on the cluster in `dir/data`.
+fn launch(
+    bin: &Path,
+    owner: &ServerUser,
+    dir: &Path,
+    port: u16,
+    durability: Durability,
+) -> Result<Guarded> {
+    let mut cmd = Command::new(bin.join("postgres"));
+    cmd.arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string()]);
+    cmd.args([
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "max_connections=200",
+    ]);
+    cmd.arg("-c")
+        .arg(format!("unix_socket_directories={}", dir.display()));
+    if durability == Durability::Fast {
+        cmd.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+    }
+    owner.apply(&mut cmd);
+    // SIGINT is PostgreSQL's fast shutdown: it stops its backends and reaps them.
+    Guarded::spawn_with_stop(cmd, &dir.join("postgres.log"), "INT")
 }
 
 /// The newest PostgreSQL server binaries Debian installed.

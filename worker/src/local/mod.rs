@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use quotestream_api::crd::{RedisSink, SourceType, StorageSink, SyntheticSource};
+use quotestream_api::crd::{
+    PostgresSink, RedisSink, SecretKeyRef, SourceType, StorageSink, SyntheticSource,
+};
 use quotestream_api::sharding::balanced_split;
 use quotestream_api::{QuoteStream, Ticker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +20,7 @@ pub use display::Display;
 
 use crate::runtime::{RunOptions, Summary, Worker, WorkerError};
 use crate::sinks::console::ConsoleView;
+use crate::sinks::postgres::DSN_ENV;
 use crate::sinks::redis::REDIS_URL_ENV;
 use crate::sinks::storage::STORAGE_URL_ENV;
 
@@ -73,7 +76,13 @@ pub fn plan(
         format: Default::default(),
         health_channel: quotestream_api::crd::DEFAULT_HEALTH_CHANNEL.into(),
     });
-    spec.sinks.postgres = None;
+    spec.sinks.postgres = env.contains_key(DSN_ENV).then(|| PostgresSink {
+        dsn_secret_ref: SecretKeyRef {
+            name: "local".into(),
+            key: DSN_ENV.into(),
+        },
+        table: quotestream_api::crd::DEFAULT_TABLE.into(),
+    });
     spec.sinks.storage = env.get(STORAGE_URL_ENV).map(|url| StorageSink {
         url: url.clone(),
         batch_size: 500,
@@ -116,11 +125,15 @@ pub async fn run(
         views.push((config, view, worker.metrics().clone()));
         workers.push(worker);
     }
-    let sinks: Vec<&'static str> = [("redis", REDIS_URL_ENV), ("storage", STORAGE_URL_ENV)]
-        .into_iter()
-        .filter(|(_, var)| options.env.contains_key(*var))
-        .map(|(sink, _)| sink)
-        .collect();
+    let sinks: Vec<&'static str> = [
+        ("redis", REDIS_URL_ENV),
+        ("storage", STORAGE_URL_ENV),
+        ("postgres", DSN_ENV),
+    ]
+    .into_iter()
+    .filter(|(_, var)| options.env.contains_key(*var))
+    .map(|(sink, _)| sink)
+    .collect();
     let mut display = Display::new(views, sinks);
     let tasks: Vec<_> = workers
         .into_iter()

@@ -4,11 +4,14 @@
 //! (shutdown) it writes what is left and returns.
 
 pub mod console;
+pub mod postgres;
 pub mod redis;
 pub mod storage;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::queue::QueueReceiver;
@@ -24,6 +27,9 @@ pub struct SinkContext {
     /// How long the sink may keep retrying once its queue has closed (the pod's grace period
     /// minus a margin); after that it counts what is left as dropped and returns.
     pub drain_deadline: Duration,
+    /// Cancelled when the worker starts shutting down (before the queue closes: a full queue
+    /// closes only once the pipeline has given up on it).
+    pub shutdown: CancellationToken,
 }
 
 /// A sink failure that stops the worker (bad configuration). Outages are retried, not returned.

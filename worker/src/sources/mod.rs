@@ -4,6 +4,7 @@
 
 pub mod replay;
 pub mod synthetic;
+pub mod yahoo;
 
 use std::sync::Arc;
 use std::time::Duration;

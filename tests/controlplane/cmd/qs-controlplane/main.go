@@ -255,7 +255,11 @@ func start(o options) (retErr error) {
 	cfg.Dir = filepath.Join(dir, "etcd")
 	cfg.UnsafeNoFsync = true
 	cfg.LogLevel = o.etcdLogLevel
-	cfg.LogOutputs = []string{"stderr"}
+	etcdLog, err := etcdLogger(o.etcdLogLevel)
+	if err != nil {
+		return fmt.Errorf("--etcd-log-level: %w", err)
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(etcdLog)
 	lc, _ := url.Parse(etcdURL)
 	lp, _ := url.Parse("http://127.0.0.1:" + strconv.Itoa(peerPort))
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*lc}, []url.URL{*lc}

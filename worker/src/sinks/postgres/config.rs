@@ -1,0 +1,308 @@
+//! Settings of the PostgreSQL sink: where to connect (`DATABASE_URL`, filled by the Deployment
+//! from `spec.sinks.postgres.dsnSecretRef`), which table, and how rows are batched.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use quotestream_api::crd::PostgresSink;
+use tokio_postgres::config::SslMode;
+
+use crate::sinks::SinkError;
+
+/// Environment variable holding the connection string.
+pub const DSN_ENV: &str = "DATABASE_URL";
+/// Rows per write (one COPY + INSERT … ON CONFLICT transaction). Measured on this machine kind
+/// (reference/limits.md), 10k-row batches reach ~95k rows/s and 1k-row batches ~67k; 5000
+/// keeps most of the gain with a smaller batch in hand.
+pub const DEFAULT_BATCH_ROWS: usize = 5000;
+/// Longest wait to fill a batch: bounds how stale the table is when quotes trickle in.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(200);
+/// Longest wait for a TCP connection to the server.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one write; a server that stops answering (a partition) is treated like a
+/// broken connection: the session is dropped and the batch retried on a new one.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Identifiers PostgreSQL accepts without surprises (lower case, at most 63 bytes each).
+const IDENT_RULE: &str = "^[a-z_][a-z0-9_]{0,62}\\.[a-z_][a-z0-9_]{0,62}$";
+
+/// A schema-qualified table name, validated so that it can be interpolated into SQL (always
+/// through [`TableName::quoted`], which double-quotes both parts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableName {
+    schema: String,
+    table: String,
+}
+
+impl TableName {
+    /// Parses `schema.table` against `^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$`.
+    pub fn parse(name: &str) -> Result<Self, PostgresConfigError> {
+        let bad = || PostgresConfigError::Table {
+            value: name.to_owned(),
+        };
+        let (schema, table) = name.split_once('.').ok_or_else(bad)?;
+        if !is_identifier(schema) || !is_identifier(table) {
+            return Err(bad());
+        }
+        Ok(Self {
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+        })
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// `"schema"."table"`, ready for SQL.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\".\"{}\"", self.schema, self.table)
+    }
+
+    /// `"schema"."name"`: another object in the table's schema (the migrations' version table).
+    pub fn sibling(&self, name: &str) -> String {
+        format!("\"{}\".\"{name}\"", self.schema)
+    }
+
+    /// `schema.table` unquoted, as a SQL string literal or a regclass argument needs it.
+    pub fn dotted(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The sink's settings.
+#[derive(Clone)]
+pub struct PostgresConfig {
+    /// Connection string (postgres://user:password@host:5432/db or key=value form). Never
+    /// logged: it carries the password. Private so it cannot drift from `pg`.
+    dsn: String,
+    pub table: TableName,
+    /// Rows per write transaction.
+    pub batch_rows: usize,
+    /// Longest wait to fill a batch before writing what is there.
+    pub linger: Duration,
+    /// Longest wait for one write transaction before the session is dropped and the batch retried.
+    pub write_timeout: Duration,
+    /// The DSN, parsed (connect timeout and application name filled in when unset).
+    pub(super) pg: tokio_postgres::Config,
+}
+
+impl fmt::Debug for PostgresConfig {
+    // By hand so that the password in the DSN never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("server", &self.server())
+            .field("table", &self.table)
+            .field("batch_rows", &self.batch_rows)
+            .field("linger", &self.linger)
+            .field("write_timeout", &self.write_timeout)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    /// Builds the settings from `spec.sinks.postgres` and the connection string the Deployment
+    /// put in `DATABASE_URL` (pass `std::env::var("DATABASE_URL").ok()`, or use
+    /// [`PostgresConfig::from_env`]).
+    pub fn from_spec(
+        spec: &PostgresSink,
+        dsn: Option<String>,
+    ) -> Result<Self, PostgresConfigError> {
+        Self::new(dsn, &spec.table)
+    }
+
+    /// Like [`PostgresConfig::from_spec`], reading `DATABASE_URL` from the environment.
+    pub fn from_env(spec: &PostgresSink) -> Result<Self, PostgresConfigError> {
+        Self::from_spec(spec, std::env::var(DSN_ENV).ok())
+    }
+
+    /// Settings with the defaults for everything but the DSN and the table.
+    pub fn new(dsn: Option<String>, table: &str) -> Result<Self, PostgresConfigError> {
+        let dsn = dsn
+            .filter(|d| !d.trim().is_empty())
+            .ok_or(PostgresConfigError::MissingDsn)?;
+        let mut pg = tokio_postgres::Config::from_str(&dsn).map_err(|e| {
+            // The parser's message names the bad part; the DSN itself is not echoed (password).
+            PostgresConfigError::InvalidDsn {
+                reason: e.to_string(),
+            }
+        })?;
+        if pg.get_hosts().is_empty() {
+            return Err(PostgresConfigError::InvalidDsn {
+                reason: "no host".into(),
+            });
+        }
+        // This build connects without TLS (tokio-postgres with NoTls): `prefer` falls back to
+        // plain TCP, `require` could never connect, so it is refused here with the fix.
+        if pg.get_ssl_mode() == SslMode::Require {
+            return Err(PostgresConfigError::TlsRequired);
+        }
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("quotestream-worker");
+        }
+        Ok(Self {
+            dsn,
+            table: TableName::parse(table)?,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            linger: DEFAULT_LINGER,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            pg,
+        })
+    }
+
+    /// The connection string as given (it carries the password: never log it).
+    pub fn dsn(&self) -> &str {
+        &self.dsn
+    }
+
+    /// `user@host:port/db` for logs and error messages (no password).
+    pub fn server(&self) -> String {
+        let host = match self.pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "?".into(),
+        };
+        let port = self.pg.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}@{host}:{port}/{}",
+            self.pg.get_user().unwrap_or("?"),
+            self.pg
+                .get_dbname()
+                .or(self.pg.get_user())
+                .unwrap_or("postgres")
+        )
+    }
+}
+
+/// A setting of the PostgreSQL sink is wrong; the message says which and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostgresConfigError {
+    #[error(
+        "{DSN_ENV} is not set: the Deployment sets it from spec.sinks.postgres.dsnSecretRef; check that the Secret and key exist and hold a connection string (postgres://user:password@host:5432/db)"
+    )]
+    MissingDsn,
+    #[error(
+        "{DSN_ENV} is not a valid PostgreSQL connection string ({reason}); expected postgres://user:password@host:5432/db in the Secret of spec.sinks.postgres.dsnSecretRef"
+    )]
+    InvalidDsn { reason: String },
+    #[error(
+        "{DSN_ENV} asks for sslmode=require, but this worker connects without TLS; use sslmode=disable or sslmode=prefer (e.g. inside the cluster network), or terminate TLS in a sidecar"
+    )]
+    TlsRequired,
+    #[error(
+        "spec.sinks.postgres.table {value:?} must be schema.table in lower case ({IDENT_RULE}), e.g. quotes.real_time"
+    )]
+    Table { value: String },
+}
+
+impl From<PostgresConfigError> for SinkError {
+    fn from(e: PostgresConfigError) -> Self {
+        SinkError::Config {
+            sink: super::SINK_NAME,
+            reason: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(table: &str) -> PostgresSink {
+        serde_json::from_value(serde_json::json!({
+            "dsnSecretRef": {"name": "pg", "key": "dsn"},
+            "table": table,
+        }))
+        .unwrap()
+    }
+
+    const DSN: &str = "postgres://quotes:s3cret@db.data:5432/market";
+
+    #[test]
+    fn defaults_and_redacted_debug() {
+        let c = PostgresConfig::from_spec(&spec("quotes.real_time"), Some(DSN.into())).unwrap();
+        assert_eq!(c.batch_rows, 5000);
+        assert_eq!(c.linger, Duration::from_millis(200));
+        assert_eq!(c.table.quoted(), "\"quotes\".\"real_time\"");
+        assert_eq!(c.server(), "quotes@db.data:5432/market");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn the_crd_default_table_is_accepted() {
+        let s: PostgresSink = serde_json::from_value(serde_json::json!({
+            "dsnSecretRef": {"name": "pg", "key": "dsn"},
+        }))
+        .unwrap();
+        let c = PostgresConfig::from_spec(&s, Some(DSN.into())).unwrap();
+        assert_eq!(c.table.to_string(), "quotes.real_time");
+    }
+
+    #[test]
+    fn a_missing_dsn_names_the_env_var_and_the_secret() {
+        for dsn in [None, Some(String::new()), Some("  ".into())] {
+            let e = PostgresConfig::from_spec(&spec("quotes.real_time"), dsn).unwrap_err();
+            assert_eq!(e, PostgresConfigError::MissingDsn);
+            let msg = e.to_string();
+            assert!(msg.starts_with("DATABASE_URL is not set"), "{msg}");
+            assert!(msg.contains("spec.sinks.postgres.dsnSecretRef"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_bad_dsn_is_refused_without_echoing_it() {
+        let e = PostgresConfig::new(Some("postgres://u:pw@host:notaport/db".into()), "a.b")
+            .unwrap_err();
+        assert!(matches!(e, PostgresConfigError::InvalidDsn { .. }), "{e}");
+        assert!(!e.to_string().contains("pw@"), "{e}");
+        let e = PostgresConfig::new(Some("postgres://u@host/db?sslmode=require".into()), "a.b")
+            .unwrap_err();
+        assert_eq!(e, PostgresConfigError::TlsRequired);
+    }
+
+    #[test]
+    fn table_names_that_could_inject_sql_are_refused() {
+        for bad in [
+            "real_time",
+            "Quotes.real_time",
+            "quotes.real-time",
+            "quotes.\"x\"; drop table y",
+            "a.b.c",
+            "1a.b",
+            ".b",
+            "a.",
+            &format!("a.{}", "x".repeat(64)),
+        ] {
+            let e = TableName::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("spec.sinks.postgres.table"), "{e}");
+        }
+        let ok = TableName::parse(&format!("_s.{}", "x".repeat(63))).unwrap();
+        assert_eq!(ok.schema(), "_s");
+        assert_eq!(ok.sibling("m"), "\"_s\".\"m\"");
+    }
+}

@@ -1,0 +1,107 @@
+//! What a PostgreSQL error means for the sink: retry (the server is down, restarting, busy) or
+//! reject (the rows themselves are bad), and how to say it in a log line an operator can act on.
+
+use tokio_postgres::error::{DbError, SqlState};
+
+/// What to do with a batch after a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The server or the connection failed; the same rows will go through later.
+    Retry,
+    /// The server refused the rows (SQLSTATE class 22 data exception or 23 integrity
+    /// constraint): writing them again cannot succeed.
+    Reject,
+}
+
+/// Sorts an error. Everything that is not about the rows is retried, including permission and
+/// schema errors: a durable sink keeps its batch and says loudly what to fix rather than
+/// dropping quotes because someone revoked a grant.
+pub(super) fn classify(e: &tokio_postgres::Error) -> Verdict {
+    match e.code().map(SqlState::code) {
+        Some(code) if code.starts_with("22") || code.starts_with("23") => Verdict::Reject,
+        _ => Verdict::Retry,
+    }
+}
+
+/// `SQLSTATE message (detail; hint)` for a server error, the error and its causes otherwise
+/// (tokio-postgres prints only "db error" or "error connecting to server" by itself).
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return describe_db(db);
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+fn describe_db(db: &DbError) -> String {
+    let mut text = format!("{} {}", db.code().code(), db.message());
+    let extra: Vec<&str> = [db.detail(), db.hint()].into_iter().flatten().collect();
+    if !extra.is_empty() {
+        text.push_str(&format!(" ({})", extra.join("; ")));
+    }
+    text
+}
+
+/// What to do about an error met while connecting or migrating.
+pub(super) fn fix_for(e: &tokio_postgres::Error) -> &'static str {
+    let Some(code) = e.code() else {
+        return "check the host and port in DATABASE_URL (spec.sinks.postgres.dsnSecretRef) and that the server is up and reachable from the pod (Service, NetworkPolicy)";
+    };
+    match code.code() {
+        "28P01" | "28000" => {
+            "check the user and password in the Secret of spec.sinks.postgres.dsnSecretRef and the server's pg_hba.conf"
+        }
+        "3D000" => "create the database or fix its name in DATABASE_URL",
+        "42501" => {
+            "grant the user CREATE on the database (the worker creates the schema and table), or create them beforehand and grant USAGE, CREATE on the schema and SELECT, INSERT on the table"
+        }
+        "53300" => "the server is out of connections: raise max_connections or use fewer shards",
+        "55P03" => {
+            "another worker holds the migration lock; if none is running, look for a stuck session in pg_locks"
+        }
+        "57P03" => "the server is starting up; the worker will be restarted and try again",
+        _ => "see the PostgreSQL server log for the statement that failed",
+    }
+}
+
+/// The sink cannot start: connecting, migrating or checking the table failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("cannot connect to PostgreSQL {server}: {reason}; {fix}")]
+    Connect {
+        server: String,
+        reason: String,
+        fix: &'static str,
+    },
+    #[error("PostgreSQL {server}: migrating {table} failed at {step}: {reason}; {fix}")]
+    Migration {
+        server: String,
+        table: String,
+        /// `migration 1 (create table)`, or the lock and version table before any migration.
+        step: String,
+        reason: String,
+        fix: &'static str,
+    },
+    #[error(
+        "PostgreSQL {server}: table {table} cannot take quotes: {problem}; it was not created by quotestream's migrations: rename it or set spec.sinks.postgres.table to another table"
+    )]
+    Table {
+        server: String,
+        table: String,
+        problem: String,
+    },
+    #[error(
+        "PostgreSQL {server}: no answer within {seconds}s while {what}; check that the server is healthy"
+    )]
+    Timeout {
+        server: String,
+        what: &'static str,
+        seconds: u64,
+    },
+}

@@ -1,0 +1,194 @@
+//! Versioned, idempotent schema migrations, run by every worker when it connects. Each
+//! migration is applied once (recorded per table in `<schema>.quotestream_migrations`) in its
+//! own transaction; a session-level advisory lock per schema makes workers that start together
+//! take turns, so the second sees what the first applied. The lock goes with the session, so a
+//! worker that dies mid-migration blocks nobody.
+
+use std::collections::HashSet;
+
+use tokio_postgres::Client;
+
+use super::config::TableName;
+use super::error::describe;
+use super::schema::{self, MIGRATIONS_TABLE};
+
+/// Longest wait for another worker's migrations (or any lock a DDL statement needs).
+const LOCK_TIMEOUT: &str = "60s";
+
+/// The migrations, in order.
+pub const MIGRATIONS: [(i32, &str); 2] = [
+    (1, "create table"),
+    (2, "timescaledb hypertable, compression and retention"),
+];
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Versions applied by this run (empty when the schema was up to date).
+    pub applied: Vec<i32>,
+    /// Whether the table is a TimescaleDB hypertable (migration 2 applied, now or before).
+    pub timescale: bool,
+}
+
+/// A step that failed: which migration (0 for the lock and the version table) and why.
+#[derive(Debug)]
+pub(super) struct StepError {
+    pub version: i32,
+    pub name: &'static str,
+    pub error: tokio_postgres::Error,
+}
+
+fn name_of(version: i32) -> &'static str {
+    MIGRATIONS
+        .iter()
+        .find(|(v, _)| *v == version)
+        .map_or("the migration lock and version table", |(_, n)| *n)
+}
+
+fn step(version: i32) -> impl FnOnce(tokio_postgres::Error) -> StepError {
+    let name = name_of(version);
+    move |error| StepError {
+        version,
+        name,
+        error,
+    }
+}
+
+/// Brings the schema of `table` up to date.
+pub(super) async fn migrate(
+    client: &mut Client,
+    table: &TableName,
+) -> Result<MigrationReport, StepError> {
+    let key = format!("quotestream.migrations:{}", table.schema());
+    client
+        .batch_execute(&format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))
+        .await
+        .map_err(step(0))?;
+    client
+        .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
+        .await
+        .map_err(step(0))?;
+    let result = migrate_locked(client, table).await;
+    // Released after a failure too; if the session broke, the server released it already.
+    let _ = client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await;
+    let _ = client.batch_execute("RESET lock_timeout").await;
+    result
+}
+
+async fn migrate_locked(
+    client: &mut Client,
+    table: &TableName,
+) -> Result<MigrationReport, StepError> {
+    // Existence is checked first: CREATE … IF NOT EXISTS still demands the CREATE privilege,
+    // and a DBA may have made the schema for a user that lacks it.
+    if !exists(
+        client,
+        "SELECT to_regnamespace($1) IS NOT NULL",
+        &quote(table.schema()),
+    )
+    .await?
+    {
+        client
+            .batch_execute(&schema::create_schema(table))
+            .await
+            .map_err(step(0))?;
+    }
+    let versions = table.sibling(MIGRATIONS_TABLE);
+    if !exists(client, "SELECT to_regclass($1) IS NOT NULL", &versions).await? {
+        client
+            .batch_execute(&schema::create_migrations_table(table))
+            .await
+            .map_err(step(0))?;
+    }
+    let applied: HashSet<i32> = client
+        .query(
+            &format!("SELECT version FROM {versions} WHERE target_table = $1"),
+            &[&table.dotted()],
+        )
+        .await
+        .map_err(step(0))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut report = MigrationReport {
+        applied: Vec::new(),
+        timescale: applied.contains(&2),
+    };
+
+    if !applied.contains(&1) {
+        apply(client, table, 1, &[schema::create_table(table)]).await?;
+        report.applied.push(1);
+    }
+    if !applied.contains(&2) {
+        let available: bool = client
+            .query_one(schema::TIMESCALE_AVAILABLE, &[])
+            .await
+            .map_err(step(2))?
+            .get(0);
+        if !available {
+            // Not recorded: it runs when the extension appears, and migrate_data moves the
+            // rows written until then into the hypertable.
+            tracing::info!(
+                %table,
+                "TimescaleDB is not available on this server: using a plain PostgreSQL table (migration 2 stays pending)"
+            );
+        } else {
+            match apply(client, table, 2, &schema::timescale(table)).await {
+                Ok(()) => {
+                    report.applied.push(2);
+                    report.timescale = true;
+                }
+                // The table works without it; the quotes must not wait for a DBA.
+                Err(e) => tracing::warn!(
+                    %table,
+                    error = %describe(&e.error),
+                    "TimescaleDB is installed but the hypertable could not be set up, so the table stays plain PostgreSQL; add timescaledb to shared_preload_libraries and let the user create the extension (migration 2 is retried at the next start)"
+                ),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Applies one migration and records it, in one transaction.
+async fn apply(
+    client: &mut Client,
+    table: &TableName,
+    version: i32,
+    statements: &[String],
+) -> Result<(), StepError> {
+    let tx = client.transaction().await.map_err(step(version))?;
+    for sql in statements {
+        tx.batch_execute(sql).await.map_err(step(version))?;
+    }
+    let name = name_of(version);
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (target_table, version, name) VALUES ($1, $2, $3)",
+            table.sibling(MIGRATIONS_TABLE)
+        ),
+        &[&table.dotted(), &version, &name],
+    )
+    .await
+    .map_err(step(version))?;
+    tx.commit().await.map_err(step(version))?;
+    tracing::info!(%table, version, name, "applied a schema migration");
+    Ok(())
+}
+
+async fn exists(client: &Client, sql: &str, name: &str) -> Result<bool, StepError> {
+    Ok(client
+        .query_one(sql, &[&name])
+        .await
+        .map_err(step(0))?
+        .get(0))
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{ident}\"")
+}

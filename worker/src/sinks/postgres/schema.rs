@@ -1,0 +1,193 @@
+//! The SQL of the storage schema (seed 002: `quotes.real_time`, primary key (symbol, timestamp),
+//! a TimescaleDB hypertable compressed after 30 days and kept 2 years) and of the sink's
+//! writes. Pure functions of the validated table name, so the exact text is unit-tested.
+//! Identifiers are only ever interpolated through [`TableName::quoted`] (validated, quoted).
+
+use super::config::TableName;
+
+/// Version table of the migrations, in the target schema. One row per (table, version), so
+/// several tables in one schema migrate independently.
+pub(super) const MIGRATIONS_TABLE: &str = "quotestream_migrations";
+
+/// Columns the sink writes, in COPY order. `received_at` is left to its default.
+pub(super) const COLUMNS: [&str; 10] = [
+    "symbol",
+    "timestamp",
+    "price",
+    "volume",
+    "bid",
+    "ask",
+    "open",
+    "high",
+    "low",
+    "source",
+];
+
+/// The per-session staging table the COPY goes to.
+const STAGE: &str = "pg_temp.quotestream_stage";
+
+pub(super) fn create_schema(t: &TableName) -> String {
+    format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", t.schema())
+}
+
+pub(super) fn create_migrations_table(t: &TableName) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+         target_table text NOT NULL, \
+         version integer NOT NULL, \
+         name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now(), \
+         PRIMARY KEY (target_table, version))",
+        t.sibling(MIGRATIONS_TABLE)
+    )
+}
+
+/// Migration 1: the table. `price` is the last trade; `volume` the day's cumulative volume;
+/// share-class tickers (BRK.B) are stored as they are in `symbol`.
+pub(super) fn create_table(t: &TableName) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+         symbol text NOT NULL, \
+         \"timestamp\" timestamptz NOT NULL, \
+         price double precision NOT NULL, \
+         volume bigint NOT NULL, \
+         bid double precision, \
+         ask double precision, \
+         open double precision, \
+         high double precision, \
+         low double precision, \
+         source text NOT NULL, \
+         received_at timestamptz NOT NULL DEFAULT now(), \
+         PRIMARY KEY (symbol, \"timestamp\"))",
+        t.quoted()
+    )
+}
+
+/// Whether the server can install TimescaleDB.
+pub(super) const TIMESCALE_AVAILABLE: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')";
+
+/// Migration 2, run only where TimescaleDB is available: the table becomes a hypertable on
+/// `timestamp` (rows already there move into chunks), chunks are compressed after 30 days
+/// (segmented by symbol, so one symbol's range decompresses alone) and dropped after 2 years.
+pub(super) fn timescale(t: &TableName) -> Vec<String> {
+    // regclass arguments as string literals: the name is validated, so it holds no quote.
+    let reg = t.quoted();
+    vec![
+        "CREATE EXTENSION IF NOT EXISTS timescaledb".to_owned(),
+        format!(
+            "SELECT create_hypertable('{reg}', 'timestamp', if_not_exists => TRUE, migrate_data => TRUE)"
+        ),
+        format!(
+            "ALTER TABLE {reg} SET (timescaledb.compress, \
+             timescaledb.compress_segmentby = 'symbol', \
+             timescaledb.compress_orderby = '\"timestamp\" DESC')"
+        ),
+        format!(
+            "SELECT add_compression_policy('{reg}', INTERVAL '30 days', if_not_exists => TRUE)"
+        ),
+        format!("SELECT add_retention_policy('{reg}', INTERVAL '2 years', if_not_exists => TRUE)"),
+    ]
+}
+
+/// The columns the table has (to check a table the migrations did not create).
+pub(super) const TABLE_COLUMNS: &str = "SELECT attname::text FROM pg_attribute \
+     WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped";
+
+/// Whether a unique index covers exactly (symbol, timestamp), as ON CONFLICT needs.
+pub(super) const HAS_KEY: &str = "SELECT EXISTS (SELECT 1 FROM pg_index i \
+     WHERE i.indrelid = $1::text::regclass AND i.indisunique AND i.indpred IS NULL \
+     AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a \
+          WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) \
+         = ARRAY['symbol', 'timestamp'])";
+
+/// The session's staging table: plain columns of the written types, no constraints (the
+/// target's key decides), emptied by every commit. Declared rather than `LIKE target` so a
+/// target with extra NOT NULL columns (received_at) still takes the COPY.
+pub(super) const CREATE_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS quotestream_stage (\
+     symbol text, \"timestamp\" timestamptz, price double precision, volume bigint, \
+     bid double precision, ask double precision, open double precision, \
+     high double precision, low double precision, source text) ON COMMIT DELETE ROWS";
+
+fn column_list() -> String {
+    COLUMNS
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(super) fn copy_into_stage() -> String {
+    format!(
+        "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
+        column_list()
+    )
+}
+
+/// Moves the staged rows into the table; rows whose (symbol, timestamp) is there already are
+/// skipped, so a replayed batch adds nothing (duplicates inside one batch are skipped too:
+/// DO NOTHING, unlike DO UPDATE, accepts them).
+pub(super) fn insert_from_stage(t: &TableName) -> String {
+    let cols = column_list();
+    format!(
+        "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE} \
+         ON CONFLICT (\"symbol\", \"timestamp\") DO NOTHING",
+        t.quoted()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> TableName {
+        TableName::parse("quotes.real_time").unwrap()
+    }
+
+    #[test]
+    fn timescale_sql_is_the_seed_policy() {
+        assert_eq!(
+            timescale(&table()),
+            [
+                "CREATE EXTENSION IF NOT EXISTS timescaledb",
+                r#"SELECT create_hypertable('"quotes"."real_time"', 'timestamp', if_not_exists => TRUE, migrate_data => TRUE)"#,
+                r#"ALTER TABLE "quotes"."real_time" SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol', timescaledb.compress_orderby = '"timestamp" DESC')"#,
+                r#"SELECT add_compression_policy('"quotes"."real_time"', INTERVAL '30 days', if_not_exists => TRUE)"#,
+                r#"SELECT add_retention_policy('"quotes"."real_time"', INTERVAL '2 years', if_not_exists => TRUE)"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_name_every_column_and_the_key() {
+        assert_eq!(
+            copy_into_stage(),
+            r#"COPY pg_temp.quotestream_stage ("symbol", "timestamp", "price", "volume", "bid", "ask", "open", "high", "low", "source") FROM STDIN (FORMAT binary)"#
+        );
+        let insert = insert_from_stage(&table());
+        assert!(
+            insert.starts_with(r#"INSERT INTO "quotes"."real_time" ("symbol", "#),
+            "{insert}"
+        );
+        assert!(
+            insert.ends_with(r#"ON CONFLICT ("symbol", "timestamp") DO NOTHING"#),
+            "{insert}"
+        );
+    }
+
+    #[test]
+    fn the_table_has_the_seed_key() {
+        let ddl = create_table(&table());
+        assert!(
+            ddl.starts_with(r#"CREATE TABLE IF NOT EXISTS "quotes"."real_time" ("#),
+            "{ddl}"
+        );
+        assert!(
+            ddl.ends_with(r#"PRIMARY KEY (symbol, "timestamp"))"#),
+            "{ddl}"
+        );
+        for c in COLUMNS {
+            assert!(ddl.contains(c), "{c} missing from {ddl}");
+        }
+    }
+}

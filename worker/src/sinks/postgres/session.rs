@@ -1,0 +1,226 @@
+//! One connection to PostgreSQL, ready to write: connected, schema migrated, table checked,
+//! staging table and statements prepared. A write is one transaction: binary COPY into the
+//! session's staging table, then INSERT … SELECT … ON CONFLICT DO NOTHING into the target,
+//! so a batch lands whole or not at all and replaying it adds no rows.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use super::config::PostgresConfig;
+use super::error::{PostgresError, describe, fix_for};
+use super::migrations::{MigrationReport, migrate};
+use super::schema;
+use crate::quote::Quote;
+
+/// Longest wait to connect, migrate (the migration lock waits up to 60 s for another worker)
+/// and prepare.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Types of [`schema::COLUMNS`], in order.
+const TYPES: [Type; 10] = [
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::TEXT,
+];
+
+/// A connection ready to write quotes (see the module docs).
+pub struct PgSession {
+    client: Client,
+    copy: Statement,
+    insert: Statement,
+    migrations: MigrationReport,
+}
+
+impl fmt::Debug for PgSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgSession")
+            .field("closed", &self.client.is_closed())
+            .field("migrations", &self.migrations)
+            .finish()
+    }
+}
+
+/// Connects, brings the schema up to date and checks the table: the sink's readiness check.
+/// Call it at startup so that a wrong DSN, password, database or missing privilege stops the
+/// worker with a message that says what to fix, then hand the session to
+/// [`super::PostgresSink::with_session`].
+pub async fn connect_and_migrate(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
+    tokio::time::timeout(OPEN_TIMEOUT, open(config))
+        .await
+        .map_err(|_| PostgresError::Timeout {
+            server: config.server(),
+            what: "connecting and migrating",
+            seconds: OPEN_TIMEOUT.as_secs(),
+        })?
+}
+
+async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
+    let server = config.server();
+    let connect_err = |e: tokio_postgres::Error| PostgresError::Connect {
+        server: server.clone(),
+        reason: describe(&e),
+        fix: fix_for(&e),
+    };
+    let (mut client, connection) = config.pg.connect(NoTls).await.map_err(connect_err)?;
+    let log_server = server.clone();
+    tokio::spawn(async move {
+        // The client sees the failure too (its next call errors and the sink reconnects);
+        // this records why the connection ended.
+        if let Err(e) = connection.await {
+            tracing::warn!(server = %log_server, error = %describe(&e), "PostgreSQL connection lost");
+        }
+    });
+    let migrations =
+        migrate(&mut client, &config.table)
+            .await
+            .map_err(|s| PostgresError::Migration {
+                server: server.clone(),
+                table: config.table.to_string(),
+                step: match s.version {
+                    0 => s.name.to_owned(),
+                    v => format!("migration {v} ({})", s.name),
+                },
+                reason: describe(&s.error),
+                fix: fix_for(&s.error),
+            })?;
+    check_table(&client, config).await?;
+    client
+        .batch_execute(schema::CREATE_STAGE)
+        .await
+        .map_err(connect_err)?;
+    let copy = client
+        .prepare(&schema::copy_into_stage())
+        .await
+        .map_err(connect_err)?;
+    let insert = client
+        .prepare(&schema::insert_from_stage(&config.table))
+        .await
+        .map_err(connect_err)?;
+    Ok(PgSession {
+        client,
+        copy,
+        insert,
+        migrations,
+    })
+}
+
+/// A table the migrations found rather than created (`CREATE TABLE IF NOT EXISTS`) must still
+/// take the sink's writes: every column, and a unique key on (symbol, timestamp).
+async fn check_table(client: &Client, config: &PostgresConfig) -> Result<(), PostgresError> {
+    let table = config.table.quoted();
+    let problem = |problem: String| PostgresError::Table {
+        server: config.server(),
+        table: config.table.to_string(),
+        problem,
+    };
+    let columns: HashSet<String> = client
+        .query(schema::TABLE_COLUMNS, &[&table])
+        .await
+        .map_err(|e| problem(describe(&e)))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<&str> = schema::COLUMNS
+        .into_iter()
+        .filter(|c| !columns.contains(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(problem(format!("it has no column {}", missing.join(", "))));
+    }
+    let keyed: bool = client
+        .query_one(schema::HAS_KEY, &[&table])
+        .await
+        .map_err(|e| problem(describe(&e)))?
+        .get(0);
+    if !keyed {
+        return Err(problem(
+            "it has no primary key or unique index on exactly (symbol, timestamp), which idempotent writes (ON CONFLICT) need".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl PgSession {
+    /// What the migrations did when this session was opened.
+    pub fn migrations(&self) -> &MigrationReport {
+        &self.migrations
+    }
+
+    /// Whether the connection is gone (the server closed it or it broke).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Writes `rows` in one transaction; returns how many were new (the rest were in the
+    /// table already).
+    pub(super) async fn write(&mut self, rows: &[Row<'_>]) -> Result<u64, tokio_postgres::Error> {
+        let tx = self.client.transaction().await?;
+        let sink = tx.copy_in(&self.copy).await?;
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
+        for r in rows {
+            writer
+                .as_mut()
+                .write(&[
+                    &r.symbol,
+                    &r.timestamp,
+                    &r.quote.price,
+                    &r.volume,
+                    &r.quote.bid,
+                    &r.quote.ask,
+                    &r.quote.open,
+                    &r.quote.high,
+                    &r.quote.low,
+                    &r.quote.source,
+                ])
+                .await?;
+        }
+        writer.finish().await?;
+        let inserted = tx.execute(&self.insert, &[]).await?;
+        tx.commit().await?;
+        Ok(inserted)
+    }
+}
+
+/// A quote as a row of the table.
+#[derive(Debug, Clone)]
+pub(super) struct Row<'a> {
+    pub quote: &'a Quote,
+    pub symbol: &'a str,
+    /// Truncated to the millisecond: the idempotency key of every sink is (ticker, epoch ms),
+    /// and quotes replayed from the wire (millisecond precision) must meet the same key.
+    pub timestamp: Timestamp,
+    pub volume: i64,
+}
+
+impl<'a> Row<'a> {
+    /// The row of `quote`, or why the column types cannot hold it.
+    pub fn new(quote: &'a Quote) -> Result<Self, String> {
+        let volume = i64::try_from(quote.volume).map_err(|_| {
+            format!(
+                "volume {} does not fit the bigint column (max {})",
+                quote.volume,
+                i64::MAX
+            )
+        })?;
+        let ms = quote.timestamp.as_millisecond();
+        Ok(Self {
+            quote,
+            symbol: quote.ticker.as_str(),
+            timestamp: Timestamp::from_millisecond(ms).unwrap_or(quote.timestamp),
+            volume,
+        })
+    }
+}

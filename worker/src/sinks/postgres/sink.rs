@@ -1,0 +1,375 @@
+//! The PostgreSQL sink's loop: gather queue batches into writes of up to `batch_rows` rows
+//! (waiting at most `linger`), write each until the server confirms it, reconnecting with
+//! jittered exponential backoff through outages and restarts. Durable: while the worker runs,
+//! nothing is dropped for an outage (the batch in hand waits, the queue back-pressures the
+//! pipeline). Rows the server refuses (SQLSTATE classes 22 and 23) are isolated by halving the
+//! batch and dropped one by one with reason "rejected". At shutdown the sink writes what is
+//! left until the drain deadline, then counts the rest as dropped with reason "shutdown".
+//!
+//! Metrics (label sink="postgres"): `quotes_published` once the transaction committed (rows
+//! already stored count too: they are confirmed), `publish_duration` per committed write,
+//! `errors{type="publish"}` per failed attempt, `dropped_quotes{reason}`, and `circuit_open`
+//! at 1 while writes are failing and the sink is backing off (there is no separate breaker:
+//! the batch in hand is the only thing being retried).
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use super::SINK_NAME;
+use super::config::PostgresConfig;
+use super::error::{Verdict, classify, describe};
+use super::session::{PgSession, Row, connect_and_migrate};
+use crate::queue::QueueReceiver;
+use crate::quote::Quote;
+use crate::sinks::{Batch, Sink, SinkContext, SinkError};
+
+/// Backoff between failed writes. The ceiling is low because the sink learns of a shutdown
+/// only between attempts (a closed queue), and must leave time to drain.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Writes quotes to a PostgreSQL table (a TimescaleDB hypertable where available).
+#[derive(Debug)]
+pub struct PostgresSink {
+    config: PostgresConfig,
+    session: Option<PgSession>,
+    backoff: ExponentialBuilder,
+    /// When the worker closed the queue (shutdown), as first seen.
+    closed_at: Option<Instant>,
+}
+
+/// Why one write attempt failed.
+enum Failure {
+    Retry(String),
+    Reject(String),
+}
+
+impl PostgresSink {
+    /// A sink that connects (and migrates) when it runs, retrying until the server answers.
+    pub fn new(config: PostgresConfig) -> Self {
+        Self {
+            config,
+            session: None,
+            backoff: ExponentialBuilder::default()
+                .with_jitter()
+                // backon without its `std` feature seeds every jitter alike: workers restarted
+                // by the same outage would retry in lockstep.
+                .with_jitter_seed(rand::random())
+                .with_min_delay(RETRY_MIN)
+                .with_max_delay(RETRY_MAX)
+                .without_max_times(),
+            closed_at: None,
+        }
+    }
+
+    /// A sink that starts with the session [`connect_and_migrate`] opened at startup.
+    pub fn with_session(config: PostgresConfig, session: PgSession) -> Self {
+        Self {
+            session: Some(session),
+            ..Self::new(config)
+        }
+    }
+
+    /// Writes one gathered batch (see the module docs); returns when every row is written,
+    /// rejected or, after the drain deadline, dropped.
+    async fn deliver(&mut self, pending: &[Batch], queue: &QueueReceiver, ctx: &SinkContext) {
+        let mut rejected = Rejected::default();
+        let mut rows = Vec::with_capacity(pending.iter().map(|b| b.len()).sum());
+        for quote in pending.iter().flat_map(|b| b.iter()) {
+            match Row::new(quote) {
+                Ok(row) => rows.push(row),
+                Err(reason) => {
+                    ctx.metrics.errors.with_label_values(&["publish"]).inc();
+                    rejected.add(ctx, quote, &reason);
+                }
+            }
+        }
+        self.write_all(&rows, queue, ctx, &mut rejected).await;
+        rejected.summarize();
+    }
+
+    /// Writes `rows` (see [`PostgresSink::deliver`]).
+    async fn write_all(
+        &mut self,
+        rows: &[Row<'_>],
+        queue: &QueueReceiver,
+        ctx: &SinkContext,
+        rejected: &mut Rejected,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        // Ranges of `rows` still to write; a rejected range is split in two (kept in order).
+        let mut work: Vec<Range<usize>> = Vec::new();
+        work.push(0..rows.len());
+        let mut backoff = self.backoff.build();
+        let mut failures = 0u32;
+        while let Some(range) = work.pop() {
+            loop {
+                if self.drain_time_left(queue, ctx) == Some(Duration::ZERO) {
+                    let lost = range.len() + work.iter().map(ExactSizeIterator::len).sum::<usize>();
+                    drop_at_shutdown(ctx, lost);
+                    return;
+                }
+                match self.bounded_attempt(&rows[range.clone()], queue, ctx).await {
+                    Ok(inserted) => {
+                        ctx.metrics
+                            .quotes_published
+                            .with_label_values(&[SINK_NAME])
+                            .inc_by(range.len() as u64);
+                        ctx.metrics
+                            .circuit_open
+                            .with_label_values(&[SINK_NAME])
+                            .set(0);
+                        if failures > 0 {
+                            tracing::info!(sink = SINK_NAME, failures, "PostgreSQL writes resumed");
+                            failures = 0;
+                        }
+                        tracing::debug!(
+                            sink = SINK_NAME,
+                            rows = range.len(),
+                            inserted,
+                            "wrote a batch (rows already stored were skipped)"
+                        );
+                        break;
+                    }
+                    Err(Failure::Reject(reason)) => {
+                        ctx.metrics.errors.with_label_values(&["publish"]).inc();
+                        if range.len() == 1 {
+                            rejected.add(ctx, rows[range.start].quote, &reason);
+                        } else {
+                            if range.len() == rows.len() {
+                                tracing::warn!(sink = SINK_NAME, rows = range.len(), error = %reason, "PostgreSQL rejected a batch; halving it to find and drop only the bad rows");
+                            }
+                            let mid = range.start + range.len() / 2;
+                            work.push(mid..range.end);
+                            work.push(range.start..mid);
+                        }
+                        break;
+                    }
+                    Err(Failure::Retry(reason)) => {
+                        failures += 1;
+                        ctx.metrics.errors.with_label_values(&["publish"]).inc();
+                        ctx.metrics
+                            .circuit_open
+                            .with_label_values(&[SINK_NAME])
+                            .set(1);
+                        // Without a ceiling on attempts the iterator never ends.
+                        let mut delay = backoff.next().unwrap_or(RETRY_MAX);
+                        if let Some(left) = self.drain_time_left(queue, ctx) {
+                            delay = delay.min(left);
+                        }
+                        // Every attempt is counted; the log says the first few, then every 20th.
+                        if failures <= 3 || failures.is_multiple_of(20) {
+                            tracing::warn!(
+                                sink = SINK_NAME,
+                                server = %self.config.server(),
+                                attempt = failures,
+                                rows = range.len(),
+                                retry_in = ?delay,
+                                error = %reason,
+                                "PostgreSQL write failed; the batch is kept and retried"
+                            );
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`PostgresSink::attempt`], cut short at the drain deadline once the queue is closed (a
+    /// connect or write to an unresponsive server must not outlive the pod's grace period).
+    async fn bounded_attempt(
+        &mut self,
+        rows: &[Row<'_>],
+        queue: &QueueReceiver,
+        ctx: &SinkContext,
+    ) -> Result<u64, Failure> {
+        let Some(left) = self.drain_time_left(queue, ctx) else {
+            return self.attempt(rows, ctx).await;
+        };
+        match tokio::time::timeout(left, self.attempt(rows, ctx)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Interrupted mid-conversation: the session's state is unknown.
+                self.session = None;
+                Err(Failure::Retry(
+                    "the drain deadline passed during the write".into(),
+                ))
+            }
+        }
+    }
+
+    /// One write of `rows`, (re)connecting first when there is no live session.
+    async fn attempt(&mut self, rows: &[Row<'_>], ctx: &SinkContext) -> Result<u64, Failure> {
+        let session = match &mut self.session {
+            Some(s) if !s.is_closed() => s,
+            slot => {
+                *slot = None;
+                let s = connect_and_migrate(&self.config)
+                    .await
+                    .map_err(|e| Failure::Retry(e.to_string()))?;
+                tracing::info!(sink = SINK_NAME, server = %self.config.server(), "connected to PostgreSQL");
+                slot.insert(s)
+            }
+        };
+        let started = Instant::now();
+        match tokio::time::timeout(self.config.write_timeout, session.write(rows)).await {
+            Ok(Ok(inserted)) => {
+                ctx.metrics
+                    .publish_duration
+                    .with_label_values(&[SINK_NAME])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(inserted)
+            }
+            Ok(Err(e)) => match classify(&e) {
+                Verdict::Reject => Err(Failure::Reject(describe(&e))),
+                Verdict::Retry => {
+                    // A server error leaves the session usable (the transaction rolled back);
+                    // anything else (IO, protocol) leaves it in an unknown state.
+                    if e.as_db_error().is_none() {
+                        self.session = None;
+                    }
+                    Err(Failure::Retry(describe(&e)))
+                }
+            },
+            Err(_) => {
+                self.session = None;
+                Err(Failure::Retry(format!(
+                    "no answer within {:?} (write_timeout)",
+                    self.config.write_timeout
+                )))
+            }
+        }
+    }
+
+    /// How long the sink may still retry: `None` while the worker runs, the rest of the drain
+    /// deadline once the queue is closed.
+    fn drain_time_left(&mut self, queue: &QueueReceiver, ctx: &SinkContext) -> Option<Duration> {
+        if self.closed_at.is_none() && queue.is_closed() {
+            self.closed_at = Some(Instant::now());
+        }
+        self.closed_at
+            .map(|t| ctx.drain_deadline.saturating_sub(t.elapsed()))
+    }
+}
+
+/// Counts what could not be written before the drain deadline.
+fn drop_at_shutdown(ctx: &SinkContext, lost: usize) {
+    ctx.metrics
+        .dropped_quotes
+        .with_label_values(&[SINK_NAME, "shutdown"])
+        .inc_by(lost as u64);
+    tracing::error!(
+        sink = SINK_NAME,
+        lost,
+        drain_deadline = ?ctx.drain_deadline,
+        "shutdown: PostgreSQL did not take these quotes before the drain deadline; dropped (counted in streamer_sink_dropped_quotes_total{{reason=\"shutdown\"}})"
+    );
+}
+
+/// Quotes of one batch the table refused: each is counted, the first few are logged one by one
+/// (a rule every row breaks would otherwise log the whole batch), the rest in a summary.
+#[derive(Debug, Default)]
+struct Rejected {
+    count: usize,
+    last_reason: String,
+}
+
+impl Rejected {
+    const LOGGED: usize = 5;
+
+    fn add(&mut self, ctx: &SinkContext, quote: &Quote, reason: &str) {
+        ctx.metrics
+            .dropped_quotes
+            .with_label_values(&[SINK_NAME, "rejected"])
+            .inc();
+        self.count += 1;
+        if self.count <= Self::LOGGED {
+            tracing::error!(
+                sink = SINK_NAME,
+                ticker = %quote.ticker,
+                timestamp = %quote.timestamp,
+                reason,
+                "PostgreSQL rejected a quote; dropped (counted in streamer_sink_dropped_quotes_total{{reason=\"rejected\"}})"
+            );
+        } else {
+            reason.clone_into(&mut self.last_reason);
+        }
+    }
+
+    fn summarize(self) {
+        if self.count > Self::LOGGED {
+            tracing::error!(
+                sink = SINK_NAME,
+                more = self.count - Self::LOGGED,
+                last_reason = %self.last_reason,
+                "PostgreSQL rejected more quotes of this batch; dropped and counted"
+            );
+        }
+    }
+}
+
+/// Waits for a batch, then gathers more until `batch_rows` rows or `linger` has passed.
+/// Returns the batches and whether the queue is still open.
+async fn gather(
+    queue: &mut QueueReceiver,
+    batch_rows: usize,
+    linger: Duration,
+) -> (Vec<Batch>, bool) {
+    let Some(first) = queue.recv().await else {
+        return (Vec::new(), false);
+    };
+    let mut rows = first.len();
+    let mut pending = vec![first];
+    let deadline = tokio::time::Instant::now() + linger;
+    while rows < batch_rows {
+        // `recv` is cancel-safe: a batch is taken from the queue only when it is returned.
+        tokio::select! {
+            next = queue.recv() => match next {
+                Some(batch) => {
+                    rows += batch.len();
+                    pending.push(batch);
+                }
+                None => return (pending, false),
+            },
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    (pending, true)
+}
+
+impl Sink for PostgresSink {
+    fn name(&self) -> &'static str {
+        SINK_NAME
+    }
+
+    fn durable(&self) -> bool {
+        true
+    }
+
+    async fn run(mut self, mut queue: QueueReceiver, ctx: SinkContext) -> Result<(), SinkError> {
+        ctx.metrics
+            .circuit_open
+            .with_label_values(&[SINK_NAME])
+            .set(0);
+        loop {
+            let (pending, open) =
+                gather(&mut queue, self.config.batch_rows, self.config.linger).await;
+            if !pending.is_empty() {
+                self.deliver(&pending, &queue, &ctx).await;
+            }
+            if !open {
+                break;
+            }
+        }
+        tracing::info!(
+            sink = SINK_NAME,
+            "queue closed and drained; PostgreSQL sink stopped"
+        );
+        Ok(())
+    }
+}

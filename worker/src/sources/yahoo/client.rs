@@ -1,0 +1,203 @@
+//! The HTTP side: one v7 quote request for a chunk of symbols, with the session, the request
+//! budget, and retries (jittered exponential backoff) on 429, 5xx and network errors.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::{StatusCode, Url};
+
+use super::config::{YahooConfig, check_url};
+use super::crumb::{Endpoints, Session, Sessions};
+use super::wire::{self, DecodeError, Decoded};
+use crate::sources::{SourceContext, SourceError};
+
+/// Yahoo refuses clients that do not look like a browser (getcrumb answers 429).
+pub const USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// Why a request gave no quotes. [`FetchError::is_transient`] ones are retried.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0} answered HTTP 429 Too Many Requests")]
+    RateLimited(&'static str),
+    #[error("{what} answered HTTP {status}: {excerpt}")]
+    Unavailable {
+        what: &'static str,
+        status: u16,
+        excerpt: String,
+    },
+    #[error("{0}: {1}")]
+    Transport(&'static str, #[source] reqwest::Error),
+    #[error("the quote API answered HTTP 401 Invalid Crumb even with a new cookie and crumb")]
+    InvalidCrumb,
+    #[error("the quote API answered HTTP {status}: {excerpt}")]
+    Rejected { status: u16, excerpt: String },
+    #[error("no Yahoo session: {0}")]
+    Crumb(String),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl FetchError {
+    /// Worth another try after a pause. A malformed body is not: the same request would most
+    /// likely get the same answer, and the next cycle asks again anyway.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited(_) | Self::Unavailable { .. } | Self::Transport(..)
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct YahooClient {
+    http: reqwest::Client,
+    cookie_url: Url,
+    crumb_url: Url,
+    quote_url: Url,
+    retry: ExponentialBuilder,
+    sessions: Sessions,
+}
+
+impl YahooClient {
+    pub fn new(config: &YahooConfig) -> Result<Self, SourceError> {
+        // reqwest is built with rustls but no crypto provider of its own; the process-wide
+        // one may already be installed (by another client), which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = config.base_url.trim_end_matches('/');
+        check_url("yahoo base URL", base)?;
+        let cookie_url = check_url("yahoo cookie URL", &config.cookie_url)?;
+        let endpoint = |path: &str| check_url("yahoo base URL", &format!("{base}{path}"));
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .cookie_store(true)
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| SourceError::Config(format!("yahoo HTTP client: {e}")))?;
+        let retry = ExponentialBuilder::default()
+            .with_min_delay(config.retry.min_delay)
+            .with_max_delay(config.retry.max_delay)
+            .with_max_times(config.retry.max_retries)
+            .with_jitter();
+        Ok(Self {
+            http,
+            cookie_url,
+            crumb_url: endpoint("/v1/test/getcrumb")?,
+            quote_url: endpoint("/v7/finance/quote")?,
+            retry,
+            sessions: Sessions::default(),
+        })
+    }
+
+    /// Quotes of `symbols` (Yahoo spellings), retrying transient failures.
+    pub async fn fetch(
+        &self,
+        symbols: &[String],
+        ctx: &SourceContext,
+    ) -> Result<Decoded, FetchError> {
+        (|| self.attempt(symbols, ctx))
+            .retry(self.retry)
+            .when(FetchError::is_transient)
+            .notify(|e: &FetchError, pause: Duration| {
+                tracing::warn!(error = %e, retry_in = ?pause, symbols = symbols.len(), "yahoo: request failed; backing off");
+            })
+            .await
+    }
+
+    /// One request; on 401 Invalid Crumb, one more with a new session.
+    async fn attempt(
+        &self,
+        symbols: &[String],
+        ctx: &SourceContext,
+    ) -> Result<Decoded, FetchError> {
+        let endpoints = Endpoints {
+            http: &self.http,
+            cookie_url: &self.cookie_url,
+            crumb_url: &self.crumb_url,
+        };
+        let session = self.sessions.current(&endpoints, ctx).await?;
+        match self.request(symbols, &session, ctx).await {
+            Err(FetchError::InvalidCrumb) => {
+                let session = self.sessions.renew(&session, &endpoints, ctx).await?;
+                self.request(symbols, &session, ctx).await
+            }
+            other => other,
+        }
+    }
+
+    async fn request(
+        &self,
+        symbols: &[String],
+        session: &Session,
+        ctx: &SourceContext,
+    ) -> Result<Decoded, FetchError> {
+        ctx.rate_limit.acquire(&ctx.metrics).await;
+        let mut url = self.quote_url.clone();
+        url.query_pairs_mut()
+            .append_pair("symbols", &symbols.join(","))
+            .append_pair("crumb", &session.crumb)
+            .append_pair("formatted", "false")
+            .append_pair("fields", wire::FIELDS);
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| FetchError::Transport("the quote API", e))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| FetchError::Transport("the quote API", e))?;
+        match status {
+            StatusCode::OK => Ok(wire::decode(&body)?),
+            StatusCode::UNAUTHORIZED => Err(FetchError::InvalidCrumb),
+            StatusCode::TOO_MANY_REQUESTS => {
+                ctx.metrics.rate_limit_hits.inc();
+                Err(FetchError::RateLimited("the quote API"))
+            }
+            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                Err(FetchError::Unavailable {
+                    what: "the quote API",
+                    status: s.as_u16(),
+                    excerpt: excerpt(&body),
+                })
+            }
+            s => Err(FetchError::Rejected {
+                status: s.as_u16(),
+                excerpt: excerpt(&body),
+            }),
+        }
+    }
+}
+
+/// A short, printable description of a body for logs and errors.
+pub(super) fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if text.contains("Will be right back") {
+        return "Yahoo's \"Will be right back\" page (Yahoo is down)".to_owned();
+    }
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_for_yahoo_over_https() {
+        // Installs the rustls provider reqwest needs; a second client must not trip over it.
+        YahooClient::new(&YahooConfig::default()).unwrap();
+        YahooClient::new(&YahooConfig::default()).unwrap();
+    }
+
+    #[test]
+    fn excerpts_are_short_and_name_the_outage_page() {
+        assert_eq!(excerpt(b"Too Many Requests"), "Too Many Requests");
+        assert!(excerpt(b"<html><p>Will be right back...</p></html>").contains("Yahoo is down"));
+        assert!(excerpt(&[b'x'; 500]).chars().count() <= 121);
+    }
+}
