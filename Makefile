@@ -17,13 +17,28 @@ run: ## Stream the example S&P 500 QuoteStream locally (4 shards, synthetic quot
 	$(CARGO) run --release -q -p quotestream-worker -- local $(ARGS)
 
 .PHONY: test
-test: deps fmt-check clippy ## Format and lint checks, then every test (unit, property, integration)
+test: deps controlplane fmt-check clippy ## Format and lint checks, then every test (unit, property, integration, control plane)
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	tests/controlplane/smoke.sh
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests need (redis-server, postgresql) when missing
 	@scripts/ensure-deps.sh
+
+# The Go build runs before the Rust build on purpose: on 2 cores, building both at once takes
+# about three times as long (docs/controlplane.md).
+.PHONY: controlplane
+controlplane: ## Build (or reuse) the local Kubernetes control plane, kubectl and helm (.cache/controlplane/bin)
+	@tests/controlplane/build.sh
+
+.PHONY: cluster-up
+cluster-up: controlplane ## Start a local kube-apiserver + etcd to play with (prints the KUBECONFIG to export)
+	@tests/controlplane/cluster-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane started by cluster-up
+	@tests/controlplane/cluster-down.sh
 
 .PHONY: fmt-check
 fmt-check: ## cargo fmt --check (skipped with a note when rustfmt is not installed)

@@ -109,7 +109,7 @@ pub const MAX_SHARDS: i32 = 1024;
     validation = Rule::new("has(self.tickers) || has(self.tickersFrom)")
         .message("list the symbols to stream in spec.tickers or point spec.tickersFrom.configMapKeyRef at a ConfigMap key"),
     validation = Rule::new("!has(self.tickers) || has(self.tickersFrom) || self.shards <= size(self.tickers)")
-        .message(kube::core::Message::Expression("'spec.shards (' + string(self.shards) + ') must not exceed the number of tickers (' + string(size(self.tickers)) + '): lower spec.shards or add tickers'".into()))
+        .message("spec.shards must not exceed the number of tickers in spec.tickers: lower spec.shards or add tickers")
         .field_path(".shards"),
 )]
 #[serde(rename_all = "camelCase")]

@@ -20,7 +20,7 @@ pub fn ticker_list(_: &mut SchemaGenerator) -> Schema {
 /// `spec.interval`: a Go duration within [MIN_INTERVAL, MAX_INTERVAL].
 pub fn interval(_: &mut SchemaGenerator) -> Schema {
     let rule = format!(
-        "!self.matches('{pattern}') || (duration(self) >= duration('{min}') && duration(self) <= duration('{max}'))",
+        "!self.matches(r'{pattern}') || (duration(self) >= duration('{min}') && duration(self) <= duration('{max}'))",
         pattern = DURATION_PATTERN,
         min = super::MIN_INTERVAL,
         max = super::MAX_INTERVAL,

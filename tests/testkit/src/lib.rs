@@ -2,6 +2,7 @@
 //! when dropped (also when a test panics). Nothing here is a mock: these are the Debian
 //! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs.
 
+pub mod controlplane;
 mod port;
 mod postgres;
 mod process;
@@ -9,6 +10,7 @@ mod redis;
 mod wait;
 pub mod yahoo;
 
+pub use controlplane::ControlPlane;
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
