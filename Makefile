@@ -57,8 +57,9 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: crd
-crd: ## Regenerate crds/quotestream.yaml from the Rust types
+crd: ## Regenerate crds/quotestream.yaml (and the chart's copy) from the Rust types
 	$(CARGO) run -q -p quotestream-operator -- crd > crds/quotestream.yaml
+	cp crds/quotestream.yaml charts/quotestream/crds/quotestream.yaml
 
 .PHONY: sharding-report
 sharding-report: ## Measure the shard assignment and rewrite docs/sharding.md

@@ -4,7 +4,11 @@ mod assign;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use quotestream_operator::run::RunArgs;
+use quotestream_operator::telemetry;
+use tokio_util::sync::CancellationToken;
 
 /// The quotestream operator: reconciles QuoteStream resources into sharded worker Deployments.
 #[derive(Debug, Parser)]
@@ -13,6 +17,8 @@ use clap::{Parser, Subcommand};
     version,
     about,
     after_help = "Examples:\n  \
+        quotestream-operator                                   # run the controller (KUBECONFIG or in-cluster)\n  \
+        quotestream-operator run --namespace markets --leader-election\n  \
         quotestream-operator crd > crds/quotestream.yaml\n  \
         quotestream-operator assign -f examples/sp500.yaml\n  \
         quotestream-operator assign -f examples/sp500.yaml --shards 8 --ticker AAPL\n  \
@@ -20,11 +26,13 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller (the default): watch QuoteStreams and reconcile their shards.
+    Run(RunArgs),
     /// Print the QuoteStream CustomResourceDefinition (YAML), generated from the Rust types.
     Crd,
     /// Show which shard owns which ticker, exactly as the operator assigns them.
@@ -33,7 +41,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match cli
+        .command
+        .unwrap_or_else(|| Command::Run(RunArgs::default()))
+    {
+        Command::Run(args) => run_controller(args),
         Command::Crd => quotestream_api::crd::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
@@ -46,4 +58,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init_logging(None);
+    // rustls needs a process-wide crypto provider for the API server connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            let term = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            tracing::info!("shutdown requested");
+            signal.cancel();
+        });
+        quotestream_operator::run::run(args, shutdown).await
+    })
 }

@@ -133,22 +133,29 @@ impl ControlPlane {
         run(cmd, None)
     }
 
-    /// Applies a CRD and waits until the API server serves it.
+    /// Applies a CRD and waits until the API server serves it (Established).
     pub fn install_crd(&self, path: &Path) -> Result<()> {
         let file = path.display().to_string();
         let out = self.kubectl("admin", &["apply", "--server-side", "-f", &file])?;
         check(&out, "kubectl apply of the CRD")?;
-        let out = self.kubectl(
-            "admin",
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "-f",
-                &file,
-            ],
-        )?;
-        check(&out, "waiting for the CRD to be Established")
+        // Polled rather than `kubectl wait`, which fails outright while the CRD has no
+        // conditions yet.
+        // `..` matches both a single object and a List (a file with several CRDs).
+        let jsonpath = r#"jsonpath={..status.conditions[?(@.type=="Established")].status}"#;
+        let established = wait_until(READY_TIMEOUT, || {
+            self.kubectl("admin", &["get", "-f", &file, "-o", jsonpath])
+                .is_ok_and(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("True")
+                })
+        });
+        if established {
+            return Ok(());
+        }
+        Err(TestkitError::NotReady {
+            what: format!("CRD from {file} (Established)"),
+            seconds: READY_TIMEOUT.as_secs(),
+            log: String::new(),
+        })
     }
 
     /// Whether the control plane process is still running.

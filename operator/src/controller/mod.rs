@@ -1,0 +1,396 @@
+//! The reconciler: keeps each QuoteStream's shard ConfigMaps and Deployments equal to its plan
+//! (`crate::resources`), removes shards beyond `spec.shards`, and reports status, conditions and
+//! Events. Errors requeue with exponential backoff per stream.
+
+mod error;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use quotestream_api::crd::STREAM_LABEL;
+use quotestream_api::{QuoteStream, QuoteStreamStatus};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+use crate::resources::configmap::config_map;
+use crate::resources::deployment::deployment;
+use crate::resources::meta::{FIELD_MANAGER, shard_index};
+use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
+use crate::resources::previous::previous_assignment;
+use crate::resources::status::{ShardObservation, failed_status, observe, planned_status};
+use crate::telemetry::Metrics;
+
+/// Shared by every reconciliation.
+#[derive(Clone)]
+pub struct Context {
+    client: Client,
+    settings: OperatorSettings,
+    metrics: Metrics,
+    recorder: Recorder,
+    /// Consecutive failures per stream, for the backoff.
+    failures: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the controller until `shutdown` is cancelled. `namespace` limits it to one namespace.
+pub async fn run(
+    client: Client,
+    namespace: Option<&str>,
+    settings: OperatorSettings,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let streams: Api<QuoteStream> = scoped(&client, namespace);
+    let deployments: Api<Deployment> = scoped(&client, namespace);
+    let config_maps: Api<ConfigMap> = scoped(&client, namespace);
+    let owned = watcher::Config::default().labels(STREAM_LABEL);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client,
+        settings,
+        metrics,
+        recorder,
+        failures: Arc::default(),
+    });
+
+    let controller = Controller::new(streams, watcher::Config::default());
+    let store = controller.store();
+    let counted = controller.store();
+    let metrics = ctx.metrics.clone();
+    controller
+        .owns(deployments, owned.clone())
+        .owns(config_maps.clone(), owned)
+        // A tickersFrom ConfigMap is the user's, not ours: map its changes to the streams naming it.
+        .watches(
+            config_maps,
+            watcher::Config::default(),
+            move |cm: ConfigMap| {
+                let (ns, name) = (cm.namespace(), cm.name_any());
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|qs| qs.namespace() == ns)
+                    .filter(|qs| {
+                        qs.spec
+                            .tickers_from
+                            .as_ref()
+                            .is_some_and(|f| f.config_map_key_ref.name == name)
+                    })
+                    .map(|qs| ObjectRef::from_obj(&*qs))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            metrics.streams.set(counted.state().len() as i64);
+            async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile loop event");
+                }
+            }
+        })
+        .await;
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn reconcile(qs: Arc<QuoteStream>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_stream(&qs, &ctx).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciliations
+        .with_label_values(&[outcome])
+        .inc();
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok()
+        && let Ok(mut f) = ctx.failures.lock()
+    {
+        f.remove(&key(&qs));
+    }
+    result
+}
+
+fn key(qs: &QuoteStream) -> String {
+    format!("{}/{}", qs.namespace().unwrap_or_default(), qs.name_any())
+}
+
+/// Backoff 1 s, 2 s, 4 s … capped at 5 minutes, per stream.
+fn error_policy(qs: Arc<QuoteStream>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.reason()])
+        .inc();
+    let attempts = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&qs)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let delay = Duration::from_secs(1u64 << attempts.min(8).saturating_sub(1))
+        .min(Duration::from_secs(300));
+    tracing::warn!(stream = %key(&qs), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Error> {
+    let ns = qs.namespace().ok_or(Error::Metadata("namespace"))?;
+    let name = qs.name_any();
+    let client = &ctx.client;
+    let streams: Api<QuoteStream> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let selector = ListParams::default().labels(&format!("{STREAM_LABEL}={name}"));
+    let reference = qs.object_ref(&());
+
+    // 1. Tickers: inline plus the tickersFrom ConfigMap.
+    let list_text = match &qs.spec.tickers_from {
+        Some(from) => config_maps
+            .get_opt(&from.config_map_key_ref.name)
+            .await?
+            .and_then(|cm| cm.data)
+            .and_then(|mut d| d.remove(&from.config_map_key_ref.key)),
+        None => None,
+    };
+    let tickers = match qs.spec.ticker_set(list_text.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return degraded(qs, ctx, &streams, &reference, &PlanError::from(e)).await,
+    };
+
+    // 2. The stored assignment, then the plan.
+    let existing_maps = config_maps.list(&selector).await?.items;
+    let previous = previous_assignment(&name, &existing_maps);
+    let plan = match StreamPlan::new(
+        qs,
+        &tickers,
+        previous.as_ref().map(|p| &p.assignment),
+        &ctx.settings,
+    ) {
+        Ok(p) => p,
+        Err(e) => return degraded(qs, ctx, &streams, &reference, &e).await,
+    };
+
+    // 3. Make before break: shards that gain tickers get their new lists first, so a moving
+    //    ticker is briefly owned twice rather than not at all.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let before = previous
+        .as_ref()
+        .map(|p| p.assignment.owners())
+        .unwrap_or_default();
+    let (gaining, rest): (Vec<_>, Vec<_>) = plan.shards.iter().partition(|s| {
+        plan.assignment.shards()[s.index as usize]
+            .iter()
+            .any(|t| before.get(t) != Some(&(s.index as usize)))
+    });
+    for shard in gaining.iter().chain(rest.iter()) {
+        let cm = config_map(&plan, shard);
+        config_maps
+            .patch(&shard.name, &params, &Patch::Apply(&cm))
+            .await?;
+    }
+    for shard in &plan.shards {
+        let d = deployment(&plan, shard);
+        deployments
+            .patch(&shard.name, &params, &Patch::Apply(&d))
+            .await?;
+    }
+
+    // 4. Shards beyond spec.shards: their tickers are already with their new owners.
+    let wanted = plan.shards.len() as u32;
+    let existing_deployments = deployments.list(&selector).await?.items;
+    let mut removed = 0;
+    for d in existing_deployments
+        .iter()
+        .filter(|d| shard_index(&d.metadata).is_some_and(|i| i >= wanted))
+    {
+        deployments
+            .delete(&d.name_any(), &DeleteParams::background())
+            .await?;
+        removed += 1;
+    }
+    for cm in existing_maps
+        .iter()
+        .filter(|cm| shard_index(&cm.metadata).is_some_and(|i| i >= wanted))
+    {
+        config_maps
+            .delete(&cm.name_any(), &DeleteParams::background())
+            .await?;
+    }
+
+    // 5. Status.
+    let observed: Vec<ShardObservation> = plan
+        .shards
+        .iter()
+        .map(|shard| {
+            observe(
+                existing_deployments
+                    .iter()
+                    .find(|d| d.name_any() == shard.name),
+            )
+        })
+        .collect();
+    let previous_epoch = qs
+        .status
+        .as_ref()
+        .and_then(|s| s.assignment.as_ref())
+        .map(|a| a.epoch);
+    let previous_shards = qs.status.as_ref().map_or(0, |s| s.shards.len());
+    let status = planned_status(qs, &plan, &observed, &Time(jiff::Timestamp::now()));
+    let ready = status.ready_shards;
+    let total = plan.shards.len();
+    let all_ready = ready as usize == total;
+    patch_status(&streams, &name, &status).await?;
+
+    ctx.metrics
+        .shards_ready
+        .with_label_values(&[&ns, &name])
+        .set(i64::from(ready));
+    ctx.metrics
+        .shards_desired
+        .with_label_values(&[&ns, &name])
+        .set(total as i64);
+    if previous_shards != plan.shards.len() && previous_shards > 0 {
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "Scaled",
+            format!("{previous_shards} -> {total} shards ({removed} removed)"),
+        )
+        .await;
+    }
+    if previous_epoch.is_some_and(|e| e != plan.epoch) {
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "Resharded",
+            format!(
+                "assignment epoch {} ({} tickers over {total} shards)",
+                plan.epoch,
+                tickers.len()
+            ),
+        )
+        .await;
+    } else if previous_epoch.is_none() {
+        publish(
+            ctx,
+            &reference,
+            EventType::Normal,
+            "Created",
+            format!("{total} shards for {} tickers", tickers.len()),
+        )
+        .await;
+    }
+    // Readiness changes arrive as Deployment events; a slow requeue covers missed ones.
+    Ok(Action::requeue(Duration::from_secs(if all_ready {
+        300
+    } else {
+        15
+    })))
+}
+
+/// A spec the operator cannot act on: Degraded with the reason and the fix, a warning Event,
+/// and no change to the running shards.
+/// A spec the operator cannot act on: Degraded with the reason and the fix, a warning Event,
+/// and no change to the running shards.
+async fn degraded(
+    qs: &QuoteStream,
+    ctx: &Context,
+    streams: &Api<QuoteStream>,
+    reference: &ObjectReference,
+    error: &PlanError,
+) -> Result<Action, Error> {
+    let status = failed_status(qs, error, &[], &Time(jiff::Timestamp::now()));
+    patch_status(streams, &qs.name_any(), &status).await?;
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.reason()])
+        .inc();
+    publish(
+        ctx,
+        reference,
+        EventType::Warning,
+        error.reason(),
+        error.to_string(),
+    )
+    .await;
+    // The spec or the ConfigMap must change first; both trigger a reconcile by themselves.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+async fn patch_status(
+    streams: &Api<QuoteStream>,
+    name: &str,
+    status: &QuoteStreamStatus,
+) -> Result<(), Error> {
+    let body = json!({ "status": status });
+    streams
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+        tracing::warn!(error = %e, reason, "event not recorded");
+    }
+}

@@ -1,0 +1,7 @@
+//! The quotestream control plane as a library: the desired state the reconciler applies
+//! ([`resources`]), kept free of API calls so it can be tested as plain functions.
+
+pub mod controller;
+pub mod resources;
+pub mod run;
+pub mod telemetry;

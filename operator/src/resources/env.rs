@@ -1,0 +1,206 @@
+//! The worker container's environment: the `run` flags, and every credential as a
+//! `secretKeyRef` to the Secret the QuoteStream names (never a value in the ConfigMap).
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use quotestream_api::crd::{SecretKeyRef, Sinks, Source, SourceType};
+use quotestream_api::worker_config::WORKER_CONFIG_PATH;
+
+pub const CONFIG_ENV: &str = "QUOTESTREAM_CONFIG";
+pub const LISTEN_ENV: &str = "QUOTESTREAM_LISTEN";
+pub const GRACE_ENV: &str = "QUOTESTREAM_GRACE";
+/// Variables the worker reads its credentials from (worker/src/sinks/*/config.rs).
+pub const REDIS_URL_ENV: &str = "REDIS_URL";
+pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
+pub const ALPACA_KEY_ID_ENV: &str = "APCA_API_KEY_ID";
+pub const ALPACA_SECRET_KEY_ENV: &str = "APCA_API_SECRET_KEY";
+pub const POLYGON_API_KEY_ENV: &str = "POLYGON_API_KEY";
+/// Overrides the replay recording's path; the Deployment relies on the default path instead.
+pub const REPLAY_FILE_ENV: &str = "QUOTESTREAM_REPLAY_FILE";
+
+/// Port of /metrics, /health and /ready.
+pub const HTTP_PORT: i32 = 8080;
+/// The worker's drain budget on SIGTERM: below the pod's 30 s grace period, so the process
+/// exits by itself before kubelet kills it.
+pub const WORKER_GRACE: &str = "25s";
+
+/// Names `spec.worker.env` may not set: the operator sets (or deliberately leaves unset) them.
+pub const RESERVED_ENV: &[&str] = &[
+    CONFIG_ENV,
+    LISTEN_ENV,
+    GRACE_ENV,
+    REDIS_URL_ENV,
+    DATABASE_URL_ENV,
+    ALPACA_KEY_ID_ENV,
+    ALPACA_SECRET_KEY_ENV,
+    POLYGON_API_KEY_ENV,
+    REPLAY_FILE_ENV,
+];
+
+/// The worker's environment: the fixed `run` settings, the credentials of `source` and
+/// `sinks`, then the stream's extra variables (already checked against [`RESERVED_ENV`]).
+pub fn worker_env(source: &Source, sinks: &Sinks, extra: &[EnvVar]) -> Vec<EnvVar> {
+    let mut env = vec![
+        value(CONFIG_ENV, WORKER_CONFIG_PATH),
+        value(LISTEN_ENV, &format!("0.0.0.0:{HTTP_PORT}")),
+        value(GRACE_ENV, WORKER_GRACE),
+    ];
+    if let Some(r) = sinks.redis.as_ref().and_then(|r| r.url_secret_ref.as_ref()) {
+        env.push(from_secret(REDIS_URL_ENV, r));
+    }
+    if let Some(pg) = &sinks.postgres {
+        env.push(from_secret(DATABASE_URL_ENV, &pg.dsn_secret_ref));
+    }
+    match source.kind {
+        SourceType::Alpaca => {
+            if let Some(creds) = source.alpaca.as_ref().map(|a| &a.credentials_secret_ref) {
+                let key = |k: &Option<String>, default: &str| SecretKeyRef {
+                    name: creds.name.clone(),
+                    key: k.clone().unwrap_or_else(|| default.to_owned()),
+                };
+                let id = key(&creds.key_id_key, ALPACA_KEY_ID_ENV);
+                let secret = key(&creds.secret_key_key, ALPACA_SECRET_KEY_ENV);
+                env.push(from_secret(ALPACA_KEY_ID_ENV, &id));
+                env.push(from_secret(ALPACA_SECRET_KEY_ENV, &secret));
+            }
+        }
+        SourceType::Polygon => {
+            if let Some(p) = &source.polygon {
+                env.push(from_secret(POLYGON_API_KEY_ENV, &p.api_key_secret_ref));
+            }
+        }
+        SourceType::Yahoo
+        | SourceType::Synthetic
+        | SourceType::Replay
+        | SourceType::YahooStream => {}
+    }
+    env.extend(extra.iter().cloned());
+    env
+}
+
+fn value(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+/// A required Secret key: a missing Secret keeps the pod from starting with an event that
+/// names it, instead of a worker that runs without its credentials.
+fn from_secret(name: &str, secret: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quotestream_api::crd::{
+        AlpacaCredentials, AlpacaSource, PolygonSource, RedisFormat, RedisSink,
+    };
+
+    use super::*;
+    use crate::resources::fixtures::{postgres_sink, redis_sinks, secret, source};
+
+    fn secret_of<'a>(env: &'a [EnvVar], name: &str) -> Option<(&'a str, &'a str)> {
+        let sel = env
+            .iter()
+            .find(|e| e.name == name)?
+            .value_from
+            .as_ref()?
+            .secret_key_ref
+            .as_ref()?;
+        Some((sel.name.as_str(), sel.key.as_str()))
+    }
+
+    fn plain<'a>(env: &'a [EnvVar], name: &str) -> Option<&'a str> {
+        env.iter().find(|e| e.name == name)?.value.as_deref()
+    }
+
+    #[test]
+    fn run_flags_are_fixed() {
+        let env = worker_env(&source(SourceType::Synthetic), &redis_sinks(), &[]);
+        assert_eq!(
+            plain(&env, "QUOTESTREAM_CONFIG"),
+            Some("/etc/quotestream/worker.json")
+        );
+        assert_eq!(plain(&env, "QUOTESTREAM_LISTEN"), Some("0.0.0.0:8080"));
+        assert_eq!(plain(&env, "QUOTESTREAM_GRACE"), Some("25s"));
+        assert_eq!(
+            env.len(),
+            3,
+            "a Redis URL without password needs no Secret: {env:?}"
+        );
+    }
+
+    #[test]
+    fn sink_credentials_come_from_their_secrets() {
+        let mut sinks = redis_sinks();
+        sinks.redis = Some(RedisSink {
+            url: None,
+            url_secret_ref: Some(secret("redis-auth", "url")),
+            channel: "quotes.realtime".into(),
+            format: RedisFormat::Cloudevents,
+            health_channel: "system.health".into(),
+        });
+        sinks.postgres = Some(postgres_sink());
+        let env = worker_env(&source(SourceType::Yahoo), &sinks, &[]);
+        assert_eq!(secret_of(&env, "REDIS_URL"), Some(("redis-auth", "url")));
+        assert_eq!(secret_of(&env, "DATABASE_URL"), Some(("quotes-db", "dsn")));
+        let optional = env
+            .iter()
+            .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref()?.optional)
+            .collect::<Vec<_>>();
+        assert_eq!(optional, [false, false]);
+    }
+
+    #[test]
+    fn alpaca_keys_default_to_the_vendor_names() {
+        let mut src = source(SourceType::Alpaca);
+        src.alpaca = Some(AlpacaSource {
+            credentials_secret_ref: AlpacaCredentials {
+                name: "alpaca".into(),
+                key_id_key: None,
+                secret_key_key: Some("secret".into()),
+            },
+            feed: None,
+            url: None,
+            max_connections: None,
+        });
+        let env = worker_env(&src, &redis_sinks(), &[]);
+        assert_eq!(
+            secret_of(&env, "APCA_API_KEY_ID"),
+            Some(("alpaca", "APCA_API_KEY_ID"))
+        );
+        assert_eq!(
+            secret_of(&env, "APCA_API_SECRET_KEY"),
+            Some(("alpaca", "secret"))
+        );
+    }
+
+    #[test]
+    fn polygon_key_comes_from_its_secret_and_extra_env_follows() {
+        let mut src = source(SourceType::Polygon);
+        src.polygon = Some(PolygonSource {
+            api_key_secret_ref: secret("polygon", "apiKey"),
+            url: None,
+            max_connections: None,
+        });
+        let extra = [value("RUST_LOG", "debug")];
+        let env = worker_env(&src, &redis_sinks(), &extra);
+        assert_eq!(
+            secret_of(&env, "POLYGON_API_KEY"),
+            Some(("polygon", "apiKey"))
+        );
+        assert_eq!(env.last().map(|e| e.name.as_str()), Some("RUST_LOG"));
+    }
+}

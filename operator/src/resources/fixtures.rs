@@ -1,0 +1,92 @@
+//! Test builders: QuoteStreams as the API server hands them to the operator.
+
+use quotestream_api::crd::{
+    ConfigMapKeyRef, PostgresSink, RedisFormat, RedisSink, SecretKeyRef, Sinks, Source, SourceType,
+};
+use quotestream_api::{QuoteStream, QuoteStreamSpec, TickerSet};
+
+use super::plan::{OperatorSettings, StreamPlan};
+
+/// The 503 symbols of the S&P 500 (the api crate's test data).
+pub fn sp500() -> TickerSet {
+    TickerSet::parse_list(include_str!("../../../api/testdata/sp500.txt")).unwrap()
+}
+
+pub fn tickers(symbols: &[&str]) -> TickerSet {
+    TickerSet::from_symbols(symbols).unwrap()
+}
+
+pub fn source(kind: SourceType) -> Source {
+    Source {
+        kind,
+        rate_limit: Default::default(),
+        yahoo: None,
+        synthetic: None,
+        replay: None,
+        yahoo_stream: None,
+        alpaca: None,
+        polygon: None,
+    }
+}
+
+pub fn redis_sinks() -> Sinks {
+    Sinks {
+        redis: Some(RedisSink {
+            url: Some("redis://redis:6379/0".into()),
+            url_secret_ref: None,
+            channel: "quotes.realtime".into(),
+            format: RedisFormat::Plain,
+            health_channel: "system.health".into(),
+        }),
+        storage: None,
+        postgres: None,
+    }
+}
+
+pub fn postgres_sink() -> PostgresSink {
+    PostgresSink {
+        dsn_secret_ref: secret("quotes-db", "dsn"),
+        table: "quotes.real_time".into(),
+    }
+}
+
+pub fn secret(name: &str, key: &str) -> SecretKeyRef {
+    SecretKeyRef {
+        name: name.into(),
+        key: key.into(),
+    }
+}
+
+pub fn config_map_ref(name: &str, key: &str) -> ConfigMapKeyRef {
+    ConfigMapKeyRef {
+        name: name.into(),
+        key: key.into(),
+    }
+}
+
+/// A stream named `name` in namespace `markets` with a uid and generation 3, as read from the
+/// API server; synthetic source, Redis sink, tickers resolved separately.
+pub fn stream(name: &str, shards: i32) -> QuoteStream {
+    let mut s = QuoteStream::new(
+        name,
+        QuoteStreamSpec {
+            tickers: None,
+            tickers_from: Some(quotestream_api::crd::TickersFrom {
+                config_map_key_ref: config_map_ref("sp500", "tickers"),
+            }),
+            interval: "5s".into(),
+            shards,
+            source: source(SourceType::Synthetic),
+            sinks: redis_sinks(),
+            worker: None,
+        },
+    );
+    s.metadata.namespace = Some("markets".into());
+    s.metadata.uid = Some("0b5e7a9c-1111-4222-8333-944455556666".into());
+    s.metadata.generation = Some(3);
+    s
+}
+
+pub fn plan(stream: &QuoteStream, tickers: &TickerSet) -> StreamPlan {
+    StreamPlan::new(stream, tickers, None, &OperatorSettings::default()).unwrap()
+}

@@ -1,0 +1,88 @@
+//! Names, labels and ownership shared by every object the operator creates for a stream.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use quotestream_api::crd::{SHARD_LABEL, STREAM_LABEL};
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "quotestream-operator";
+/// `app.kubernetes.io/name` of worker objects.
+pub const APP_NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const APP_NAME: &str = "quotestream-worker";
+/// `app.kubernetes.io/instance`: the stream, so generic tooling groups a stream's shards.
+pub const APP_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/managed-by` of everything the operator creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "quotestream-operator";
+/// Longest label value Kubernetes accepts; the stream name is one (`quotes.opa.io/stream`).
+pub const MAX_LABEL_VALUE: usize = 63;
+
+/// Name of shard `shard`'s ConfigMap and Deployment: `<stream>-shard-<i>`.
+pub fn shard_name(stream: &str, shard: u32) -> String {
+    format!("{stream}-shard-{shard}")
+}
+
+/// The labels that identify one shard's objects and pods (the Deployment selector). Never
+/// change them: a Deployment's selector is immutable.
+pub fn selector_labels(stream: &str, shard: u32) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (STREAM_LABEL.to_owned(), stream.to_owned()),
+        (SHARD_LABEL.to_owned(), shard.to_string()),
+    ])
+}
+
+/// Every label the operator puts on a shard's objects and pods.
+pub fn shard_labels(stream: &str, shard: u32) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(stream, shard);
+    labels.insert(APP_NAME_LABEL.to_owned(), APP_NAME.to_owned());
+    labels.insert(APP_INSTANCE_LABEL.to_owned(), stream.to_owned());
+    labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned());
+    labels
+}
+
+/// The shard index in an object's `quotes.opa.io/shard` label.
+pub fn shard_index(meta: &ObjectMeta) -> Option<u32> {
+    meta.labels.as_ref()?.get(SHARD_LABEL)?.parse().ok()
+}
+
+/// Metadata of a shard object: name, namespace, labels, and the stream as controlling owner
+/// (so deleting the stream deletes it, and the controller is woken by changes to it).
+pub fn shard_meta(namespace: &str, stream: &str, shard: u32, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(shard_name(stream, shard)),
+        namespace: Some(namespace.to_owned()),
+        labels: Some(shard_labels(stream, shard)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_objects_are_named_and_labelled_per_the_api() {
+        assert_eq!(shard_name("sp500", 3), "sp500-shard-3");
+        let labels = shard_labels("sp500", 3);
+        assert_eq!(labels["quotes.opa.io/stream"], "sp500");
+        assert_eq!(labels["quotes.opa.io/shard"], "3");
+        assert_eq!(labels["app.kubernetes.io/name"], "quotestream-worker");
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"],
+            "quotestream-operator"
+        );
+        assert_eq!(selector_labels("sp500", 3).len(), 2);
+    }
+
+    #[test]
+    fn shard_index_reads_the_label() {
+        let meta = ObjectMeta {
+            labels: Some(selector_labels("s", 7)),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(shard_index(&meta), Some(7));
+        assert_eq!(shard_index(&ObjectMeta::default()), None);
+    }
+}

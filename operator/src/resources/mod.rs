@@ -1,0 +1,22 @@
+//! The objects the operator server-side-applies for a QuoteStream, built as pure functions of
+//! (QuoteStream, resolved ticker set, previous assignment, operator settings):
+//!
+//! - [`plan`]: the assignment and each shard's `WorkerConfig` plus its rollout hash;
+//! - [`configmap`] and [`deployment`]: the per-shard objects `<stream>-shard-<i>`;
+//! - [`status`]: the QuoteStream status and its conditions;
+//! - [`previous`]: the previous assignment, read back from the shard ConfigMaps.
+
+pub mod conditions;
+pub mod configmap;
+pub mod deployment;
+pub mod env;
+pub mod meta;
+pub mod plan;
+pub mod pod;
+pub mod previous;
+pub mod status;
+
+pub use plan::{OperatorSettings, PlanError, ShardPlan, StreamPlan};
+
+#[cfg(test)]
+mod fixtures;

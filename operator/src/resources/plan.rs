@@ -1,0 +1,307 @@
+//! The desired state of a stream before it becomes Kubernetes objects: the ticker assignment,
+//! each shard's `WorkerConfig` (the exact `worker.json` of its ConfigMap) and the hash that
+//! decides whether the shard's pods must be rolled.
+
+use std::num::NonZeroUsize;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+use quotestream_api::crd::{Source, SourceType, SpecError, WorkerTemplate};
+use quotestream_api::sharding::{Assignment, balanced_split, rebalance};
+use quotestream_api::{QuoteStream, Ticker, TickerSet, WorkerConfig};
+
+use super::env::RESERVED_ENV;
+use super::meta::{MAX_LABEL_VALUE, shard_name};
+
+/// Settings of the operator process that shape what it creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorSettings {
+    /// Worker image of streams that do not set `spec.worker.image`.
+    pub worker_image: String,
+}
+
+impl Default for OperatorSettings {
+    fn default() -> Self {
+        Self {
+            worker_image: format!("quotestream-worker:{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Why a stream cannot be planned. Each message names the field and the fix; [`PlanError::reason`]
+/// is the condition reason shown in `kubectl get qs`.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(
+        "metadata.{field} of the QuoteStream is empty; the operator plans only streams read back from the API server"
+    )]
+    Metadata { field: &'static str },
+    #[error(
+        "metadata.name {name:?} is {len} characters; it becomes the label quotes.opa.io/stream, which allows at most 63: recreate the stream under a shorter name"
+    )]
+    NameTooLong { name: String, len: usize },
+    #[error(
+        "spec.shards ({shards}) needs {shards} connections but spec.source.{vendor}.maxConnections allows {max}: lower spec.shards to {max} or raise maxConnections if the account allows more"
+    )]
+    TooManyConnections {
+        vendor: &'static str,
+        shards: usize,
+        max: usize,
+    },
+    #[error(
+        "spec.worker.env[{index}]: {name} is set by the operator; remove it from spec.worker.env"
+    )]
+    ReservedEnv { index: usize, name: String },
+    #[error("shard {shard}: the worker configuration cannot be serialised: {source}")]
+    Serialize {
+        shard: u32,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl PlanError {
+    /// The reason of the Degraded condition this error sets (CamelCase, stable: alerts match it).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Spec(
+                SpecError::InlineTickers(_)
+                | SpecError::ConfigMapTickers { .. }
+                | SpecError::Overlap { .. }
+                | SpecError::NoTickers,
+            ) => "TickerListInvalid",
+            Self::Spec(SpecError::ConfigMapListMissing { .. }) => "MissingConfigMap",
+            Self::Spec(SpecError::Shards { .. }) => "InvalidShardCount",
+            Self::Spec(SpecError::Interval(_)) => "InvalidInterval",
+            Self::Metadata { .. } | Self::NameTooLong { .. } => "InvalidMetadata",
+            Self::TooManyConnections { .. } => "TooManyConnections",
+            Self::ReservedEnv { .. } => "InvalidWorkerTemplate",
+            Self::Serialize { .. } => "InternalError",
+        }
+    }
+}
+
+/// One shard's desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardPlan {
+    pub index: u32,
+    /// `<stream>-shard-<i>`: the ConfigMap and the Deployment.
+    pub name: String,
+    pub config: WorkerConfig,
+    /// `worker.json` as written to the ConfigMap (serialised once, here).
+    pub config_json: String,
+    /// Hash of what a running worker cannot pick up by itself (see [`config_hash`]); the
+    /// Deployment's pod template carries it, so a change rolls the shard.
+    pub config_hash: String,
+}
+
+/// The desired state of a whole stream.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub namespace: String,
+    pub stream: String,
+    /// The QuoteStream as controlling owner of every shard object.
+    pub owner: OwnerReference,
+    pub assignment: Assignment,
+    /// Assignment epoch: the stored one while the assignment is unchanged, one more otherwise.
+    pub epoch: i64,
+    /// Fingerprint of the whole assignment (`status.assignment.hash`).
+    pub fingerprint: String,
+    /// Worker image: `spec.worker.image`, else the operator's default.
+    pub image: String,
+    /// `spec.worker` (defaults when absent).
+    pub worker: WorkerTemplate,
+    pub shards: Vec<ShardPlan>,
+}
+
+impl StreamPlan {
+    /// Plans `stream` over `tickers` (its resolved ticker set, see `QuoteStreamSpec::ticker_set`).
+    /// With a `previous` assignment (read back from the shard ConfigMaps) it is evolved with
+    /// `rebalance`, so a reshard or a list edit moves the fewest tickers; without one the
+    /// assignment is `balanced_split`.
+    pub fn new(
+        stream: &QuoteStream,
+        tickers: &TickerSet,
+        previous: Option<&Assignment>,
+        settings: &OperatorSettings,
+    ) -> Result<Self, PlanError> {
+        let meta = &stream.metadata;
+        let name = non_empty(meta.name.as_deref(), "name")?;
+        let namespace = non_empty(meta.namespace.as_deref(), "namespace")?;
+        if name.len() > MAX_LABEL_VALUE {
+            return Err(PlanError::NameTooLong {
+                name: name.to_owned(),
+                len: name.len(),
+            });
+        }
+        let owner = stream
+            .controller_owner_ref(&())
+            .filter(|o| !o.uid.is_empty())
+            .ok_or(PlanError::Metadata { field: "uid" })?;
+        let owner = OwnerReference {
+            block_owner_deletion: Some(true),
+            ..owner
+        };
+
+        let spec = &stream.spec;
+        spec.interval()?;
+        let shards = spec.shard_count(tickers)?;
+        check_connections(stream, shards)?;
+        let worker = spec.worker.clone().unwrap_or_default();
+        check_env(&worker)?;
+
+        let assignment = match previous {
+            Some(prev) => rebalance(prev, tickers, shards),
+            None => balanced_split(tickers, shards),
+        };
+        let fingerprint = assignment.fingerprint();
+        let stored = stream.status.as_ref().and_then(|s| s.assignment.as_ref());
+        let epoch = match stored {
+            Some(s) if s.hash == fingerprint => s.epoch,
+            Some(s) => s.epoch + 1,
+            None => 1,
+        };
+
+        let count = shards.get();
+        // A stream's budget is shared: each shard's token bucket holds an equal share.
+        let share = spec.source.rate_limit.requests_per_hour as f64 / count as f64;
+        let plans = assignment
+            .shards()
+            .iter()
+            .enumerate()
+            .map(|(i, list)| {
+                let index = u32::try_from(i).unwrap_or(u32::MAX);
+                let config = WorkerConfig {
+                    namespace: namespace.to_owned(),
+                    stream: name.to_owned(),
+                    shard: index,
+                    shards: u32::try_from(count).unwrap_or(u32::MAX),
+                    tickers: list.iter().map(Ticker::to_string).collect(),
+                    interval: spec.interval.clone(),
+                    requests_per_hour: share,
+                    source: spec.source.clone(),
+                    sinks: spec.sinks.clone(),
+                    epoch,
+                    fingerprint: assignment.shard_fingerprint(i),
+                };
+                shard_plan(name, index, config)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            stream: name.to_owned(),
+            owner,
+            image: worker
+                .image
+                .clone()
+                .unwrap_or_else(|| settings.worker_image.clone()),
+            worker,
+            assignment,
+            epoch,
+            fingerprint,
+            shards: plans,
+        })
+    }
+
+    /// The source type of the stream (every shard has the same).
+    pub fn source_type(&self) -> Option<SourceType> {
+        self.shards.first().map(|s| s.config.source.kind)
+    }
+}
+
+fn shard_plan(stream: &str, index: u32, config: WorkerConfig) -> Result<ShardPlan, PlanError> {
+    let serialise = |c: &WorkerConfig| {
+        serde_json::to_string_pretty(c).map_err(|source| PlanError::Serialize {
+            shard: index,
+            source,
+        })
+    };
+    let config_json = serialise(&config)?;
+    let config_hash = hash(&serialise(&rollout_view(&config))?);
+    Ok(ShardPlan {
+        index,
+        name: shard_name(stream, index),
+        config,
+        config_json,
+        config_hash,
+    })
+}
+
+/// The part of a shard's configuration whose change rolls its pods: `without_tickers()`,
+/// minus the shard count and the budget share derived from it.
+///
+/// Those two change on every reshard, and SPEC §4 forbids restarting shards whose tickers did
+/// not change. The stream's whole budget (`source.rateLimit`) is still in here, so changing it
+/// rolls every shard. Until the worker reloads `requestsPerHour` (like its ticker list), a
+/// shard keeps its old share until it next restarts: after a scale-up the stream may use up to
+/// N+1/N of its budget for a while, after a scale-down less than all of it.
+pub fn rollout_view(config: &WorkerConfig) -> WorkerConfig {
+    WorkerConfig {
+        shards: 0,
+        requests_per_hour: 0.0,
+        ..config.without_tickers()
+    }
+}
+
+/// Hex XXH64 of a rollout view's JSON (stable: serde_json writes struct fields in order).
+pub fn config_hash(config: &WorkerConfig) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(&rollout_view(config)).map(|json| hash(&json))
+}
+
+fn hash(text: &str) -> String {
+    format!("{:016x}", xxhash_rust::xxh64::xxh64(text.as_bytes(), 0))
+}
+
+fn non_empty<'a>(value: Option<&'a str>, field: &'static str) -> Result<&'a str, PlanError> {
+    value
+        .filter(|v| !v.is_empty())
+        .ok_or(PlanError::Metadata { field })
+}
+
+/// WebSocket vendors limit concurrent connections per account (Alpaca and Polygon: one unless
+/// the plan says otherwise); each shard holds one, so more shards than that cannot all connect.
+fn check_connections(stream: &QuoteStream, shards: NonZeroUsize) -> Result<(), PlanError> {
+    let Some((vendor, max)) = connection_limit(&stream.spec.source) else {
+        return Ok(());
+    };
+    if shards.get() > max {
+        return Err(PlanError::TooManyConnections {
+            vendor,
+            shards: shards.get(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// The connection limit of a source and the field it comes from, if it has one.
+pub fn connection_limit(source: &Source) -> Option<(&'static str, usize)> {
+    let (name, max) = match source.kind {
+        SourceType::Alpaca => ("alpaca", source.alpaca.as_ref()?.max_connections),
+        SourceType::Polygon => ("polygon", source.polygon.as_ref()?.max_connections),
+        _ => return None,
+    };
+    Some((name, max.and_then(|m| usize::try_from(m).ok()).unwrap_or(1)))
+}
+
+fn check_env(worker: &WorkerTemplate) -> Result<(), PlanError> {
+    let env = worker.env.as_deref().unwrap_or_default();
+    match env
+        .iter()
+        .enumerate()
+        .find(|(_, e)| RESERVED_ENV.contains(&e.name.as_str()))
+    {
+        Some((index, e)) => Err(PlanError::ReservedEnv {
+            index,
+            name: e.name.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,179 @@
+//! The worker pod of a shard: one container under the restricted Pod Security Standard, its
+//! configuration mounted as a directory, probes on the worker's HTTP endpoints.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
+    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use quotestream_api::crd::SourceType;
+
+use super::env::{HTTP_PORT, worker_env};
+use super::plan::{ShardPlan, StreamPlan};
+
+/// Where the shard ConfigMap is mounted (worker.json inside it).
+pub const CONFIG_DIR: &str = "/etc/quotestream";
+/// Where the replay ConfigMap is mounted; the worker reads `<dir>/<key>` by default.
+pub const REPLAY_DIR: &str = "/etc/quotestream/replay";
+/// The distroless `nonroot` user.
+pub const WORKER_UID: i64 = 65532;
+/// Pod grace period; the worker drains within `QUOTESTREAM_GRACE` (25 s) of it.
+pub const TERMINATION_GRACE_SECONDS: i64 = 30;
+const CONTAINER: &str = "worker";
+const PORT_NAME: &str = "http";
+const CONFIG_VOLUME: &str = "config";
+const REPLAY_VOLUME: &str = "replay";
+
+/// The pod spec of `shard`.
+pub fn pod_spec(plan: &StreamPlan, shard: &ShardPlan) -> PodSpec {
+    let w = &plan.worker;
+    let (volumes, mounts) = volumes(plan, shard);
+    let container = Container {
+        name: CONTAINER.to_owned(),
+        image: Some(plan.image.clone()),
+        image_pull_policy: w.image_pull_policy.clone(),
+        command: Some(vec!["quotestream-worker".to_owned(), "run".to_owned()]),
+        env: Some(worker_env(
+            &shard.config.source,
+            &shard.config.sinks,
+            w.env.as_deref().unwrap_or_default(),
+        )),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.to_owned()),
+            container_port: HTTP_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        // /health answers 200 while the process serves; a sink outage is reported in its body,
+        // not by failing the probe (restarting would not bring the sink back).
+        liveness_probe: Some(probe("/health", 10, 3)),
+        // /ready is 503 while starting and draining: the Deployment waits for the new pod
+        // before it stops the old one.
+        readiness_probe: Some(probe("/ready", 5, 1)),
+        resources: Some(w.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(container_security()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    PodSpec {
+        containers: vec![container],
+        volumes: Some(volumes),
+        security_context: Some(pod_security()),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        // The worker never calls the Kubernetes API, and service links only add noise to env.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        node_selector: w.node_selector.clone(),
+        tolerations: w.tolerations.clone(),
+        affinity: w.affinity.clone(),
+        priority_class_name: w.priority_class_name.clone(),
+        ..PodSpec::default()
+    }
+}
+
+/// The shard ConfigMap as a directory, never with `subPath`: kubelet does not refresh subPath
+/// mounts, and the worker picks up its new ticker list by re-reading the file. The replay
+/// recording is a second ConfigMap volume inside that directory (ConfigMap volumes may nest
+/// since Kubernetes 1.10, kubernetes#60342).
+fn volumes(plan: &StreamPlan, shard: &ShardPlan) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut volumes = vec![config_map_volume(CONFIG_VOLUME, &shard.name)];
+    let mut mounts = vec![mount(CONFIG_VOLUME, CONFIG_DIR)];
+    let replay = shard.config.source.replay.as_ref();
+    if let (Some(SourceType::Replay), Some(r)) = (plan.source_type(), replay) {
+        volumes.push(config_map_volume(REPLAY_VOLUME, &r.config_map_key_ref.name));
+        mounts.push(mount(REPLAY_VOLUME, REPLAY_DIR));
+    }
+    (volumes, mounts)
+}
+
+fn config_map_volume(volume: &str, config_map: &str) -> Volume {
+    Volume {
+        name: volume.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_owned(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn mount(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(PORT_NAME.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// Requests 50m CPU / 32Mi, limit 128Mi memory and no CPU limit (throttling would add latency;
+/// the request already reserves what a shard needs).
+pub fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), q("50m")),
+            ("memory".to_owned(), q("32Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), q("128Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        ..SeccompProfile::default()
+    }
+}
+
+/// The restricted Pod Security Standard, at pod level.
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(WORKER_UID),
+        run_as_group: Some(WORKER_UID),
+        seccomp_profile: Some(seccomp()),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// The restricted Pod Security Standard, at container level (the worker writes no files).
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(WORKER_UID),
+        run_as_group: Some(WORKER_UID),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "pod_tests.rs"]
+mod tests;

@@ -1,0 +1,179 @@
+//! The operator's metrics, health endpoints and logging.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Reconcile metrics. Labels never carry object names (bounded cardinality).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciliations by result (`ok`, `error`).
+    pub reconciliations: IntCounterVec,
+    /// Reconcile failures by reason (the error variant's label).
+    pub reconcile_errors: IntCounterVec,
+    /// Time of one reconciliation.
+    pub reconcile_duration: HistogramVec,
+    /// QuoteStreams managed by this operator.
+    pub streams: IntGauge,
+    /// Shards wanted per stream (`spec.shards`), labelled namespace and stream.
+    pub shards_desired: IntGaugeVec,
+    /// Shards whose worker is ready, per stream.
+    pub shards_ready: IntGaugeVec,
+    /// 1 while this replica holds the leader lease.
+    pub leader: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let reconciliations = IntCounterVec::new(
+            Opts::new("quotestream_reconciles_total", "Reconciliations by result"),
+            &["result"],
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "quotestream_reconcile_errors_total",
+                "Reconcile failures by reason",
+            ),
+            &["reason"],
+        )?;
+        let reconcile_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "quotestream_reconcile_duration_seconds",
+                "Time of one reconciliation",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["result"],
+        )?;
+        let streams = IntGauge::new("quotestream_streams", "QuoteStreams managed")?;
+        let shards_desired = IntGaugeVec::new(
+            Opts::new("quotestream_shards_desired", "Shards wanted per stream"),
+            &["namespace", "stream"],
+        )?;
+        let shards_ready = IntGaugeVec::new(
+            Opts::new(
+                "quotestream_shards_ready",
+                "Shards whose worker is ready, per stream",
+            ),
+            &["namespace", "stream"],
+        )?;
+        let leader = IntGauge::new("quotestream_leader", "1 while this replica is the leader")?;
+        registry.register(Box::new(reconciliations.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(streams.clone()))?;
+        registry.register(Box::new(shards_desired.clone()))?;
+        registry.register(Box::new(shards_ready.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        Ok(Self {
+            registry,
+            reconciliations,
+            reconcile_errors,
+            reconcile_duration,
+            streams,
+            shards_desired,
+            shards_ready,
+            leader,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Readiness of this replica: ready once it can talk to the API server (a standby replica is
+/// ready too: it is healthy and waiting for the lease).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    metrics: Metrics,
+    ready: Readiness,
+}
+
+/// Serves /metrics, /healthz and /readyz until `shutdown`.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Metrics,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, ready });
+    let task = tokio::spawn(async move {
+        let stop = async move { shutdown.cancelled().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    if s.ready.get() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// JSON logs inside Kubernetes, human-readable elsewhere; `RUST_LOG` filters.
+pub fn init_logging(json: Option<bool>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = json.unwrap_or_else(|| std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,804 @@
+//! The Helm chart `charts/quotestream` on a real kube-apiserver: it lints and renders with every
+//! toggle, its schema rejects typos, `helm install` creates the CRD, the operator and the example,
+//! and the RBAC it grants is exactly what the operator needs — checked with the API server's own
+//! authorizer (`kubectl auth can-i` as the operator's ServiceAccount) and with real requests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use quotestream_testkit::controlplane::bin_dir;
+use quotestream_testkit::{ControlPlane, wait_until};
+use serde::Deserialize as _;
+use serde_json::Value;
+
+const OPERATOR: &str = "system:serviceaccount:quotestream-system:quotestream-operator";
+const NAMESPACE: &str = "quotestream-system";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn chart() -> String {
+    repo().join("charts/quotestream").display().to_string()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// helm without a cluster (lint and template need none).
+fn helm(args: &[&str]) -> Output {
+    let scratch = tempfile::tempdir().unwrap();
+    Command::new(bin_dir().join("helm"))
+        .env("HELM_CACHE_HOME", scratch.path().join("cache"))
+        .env("HELM_CONFIG_HOME", scratch.path().join("config"))
+        .env("HELM_DATA_HOME", scratch.path().join("data"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn template(sets: &[&str]) -> String {
+    let chart = chart();
+    let mut args = vec!["template", "quotestream", &chart, "-n", NAMESPACE];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = helm(&args);
+    assert!(
+        out.status.success(),
+        "helm template {sets:?}: {}",
+        text(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The rendered objects as (kind, name) pairs.
+fn kinds(rendered: &str) -> BTreeSet<(String, String)> {
+    serde_yaml::Deserializer::from_str(rendered)
+        .filter_map(|doc| {
+            let v = serde_yaml::Value::deserialize(doc).ok()?;
+            let kind = v.get("kind")?.as_str()?.to_owned();
+            let name = v.get("metadata")?.get("name")?.as_str()?.to_owned();
+            Some((kind, name))
+        })
+        .collect()
+}
+
+fn has(objects: &BTreeSet<(String, String)>, kind: &str, name: &str) -> bool {
+    objects.contains(&(kind.to_owned(), name.to_owned()))
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what}: {}", text(out));
+}
+
+fn install(cp: &ControlPlane, sets: &[&str]) {
+    let chart = chart();
+    let mut args = vec![
+        "install",
+        "quotestream",
+        &chart,
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+        "--wait=false",
+        "--timeout=60s",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    ok(&cp.helm(&args).unwrap(), "helm install");
+}
+
+/// `kubectl auth can-i VERB RESOURCE [extra…]` for the operator, asked as admin.
+fn can_i(cp: &ControlPlane, verb: &str, resource: &str, extra: &[&str]) -> bool {
+    let mut args = vec!["auth", "can-i", verb, resource, "--as", OPERATOR];
+    args.extend(extra);
+    let out = cp.kubectl("admin", &args).unwrap();
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!(
+            "kubectl auth can-i {verb} {resource} {extra:?}: {}",
+            text(&out)
+        ),
+    }
+}
+
+/// Asserts a table of (verb, resource, extra args, expected answer) and lists every mismatch.
+fn assert_rights(cp: &ControlPlane, cases: &[(&str, &str, &[&str], bool)]) {
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|(verb, resource, extra, want)| can_i(cp, verb, resource, extra) != *want)
+        .map(|(verb, resource, extra, want)| {
+            let expected = if *want { "allowed" } else { "denied" };
+            format!("{verb} {resource} {extra:?} should be {expected}")
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "operator RBAC wrong in {} cases:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// Applies the CRDs of a file and waits (bounded) until every one is Established.
+fn apply_crds(cp: &ControlPlane, path: &Path) {
+    let file = path.display().to_string();
+    ok(
+        &cp.kubectl("admin", &["apply", "--server-side", "-f", &file])
+            .unwrap(),
+        &format!("apply {file}"),
+    );
+    let count = std::fs::read_to_string(path)
+        .unwrap()
+        .matches("kind: CustomResourceDefinition")
+        .count();
+    // `..` finds the conditions whether kubectl returns one object or a List.
+    let jsonpath = r#"jsonpath={..status.conditions[?(@.type=="Established")].status}"#;
+    let mut last = String::new();
+    let established = wait_until(Duration::from_secs(60), || {
+        let out = cp
+            .kubectl("admin", &["get", "-f", &file, "-o", jsonpath])
+            .unwrap();
+        last = text(&out);
+        out.status.success() && last.matches("True").count() == count
+    });
+    assert!(
+        established,
+        "the {count} CRDs of {file} are not Established within 60 s: {last}"
+    );
+}
+
+#[test]
+fn the_chart_crd_is_the_generated_crd() {
+    let generated = std::fs::read_to_string(repo().join("crds/quotestream.yaml")).unwrap();
+    let packaged =
+        std::fs::read_to_string(repo().join("charts/quotestream/crds/quotestream.yaml")).unwrap();
+    assert!(
+        generated == packaged,
+        "charts/quotestream/crds/quotestream.yaml differs from crds/quotestream.yaml (the \
+         generated source of truth): run `make crd` and then \
+         `cp crds/quotestream.yaml charts/quotestream/crds/quotestream.yaml`"
+    );
+}
+
+#[test]
+fn the_dashboard_queries_only_metrics_that_exist() {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo().join("charts/quotestream/files/dashboards/quotestream.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    // Worker metric names as registered in worker/src/metrics.rs; the operator's as listed in
+    // the chart README (the operator implements that list).
+    let worker = std::fs::read_to_string(repo().join("worker/src/metrics.rs")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("charts/quotestream/README.md")).unwrap();
+    let mut used = BTreeSet::new();
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            let base = name.strip_suffix("_bucket").unwrap_or(&name).to_owned();
+            let known = if base.starts_with("quotestream_") {
+                readme.contains(&format!("`{base}"))
+            } else {
+                worker.contains(&format!("\"{base}\""))
+            };
+            assert!(
+                known,
+                "the dashboard queries unknown metric {base} in {expr}"
+            );
+            used.insert(base);
+        }
+    }
+    for required in [
+        "streamer_quotes_fetched_total",
+        "streamer_quotes_published_total",
+        "streamer_errors_total",
+        "streamer_validation_errors_total",
+        "streamer_publish_duration_seconds",
+        "redis_publish_latency_seconds",
+        "quotestream_shards_ready",
+        "quotestream_reconcile_duration_seconds",
+        "quotestream_reconcile_errors_total",
+        "streamer_rate_limit_hits_total",
+        "streamer_sink_queued_quotes",
+        "streamer_sink_dropped_quotes_total",
+        "streamer_sink_circuit_open",
+    ] {
+        assert!(
+            used.contains(required),
+            "no dashboard panel shows {required}"
+        );
+    }
+}
+
+/// Identifiers in a PromQL expression that look like our metric names.
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| {
+            ["streamer_", "redis_", "quotestream_"]
+                .iter()
+                .any(|p| w.starts_with(p))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
+    let chart = chart();
+    let out = helm(&["lint", "--strict", &chart]);
+    ok(&out, "helm lint --strict");
+    let out = helm(&[
+        "lint",
+        "--strict",
+        &chart,
+        "--set",
+        "serviceMonitor.enabled=true,podMonitor.enabled=true,example.enabled=true,watchNamespace=markets",
+    ]);
+    ok(&out, "helm lint --strict with every toggle");
+
+    let defaults = kinds(&template(&[]));
+    for (kind, name) in [
+        ("ServiceAccount", "quotestream-operator"),
+        ("ClusterRole", "quotestream-operator"),
+        ("ClusterRoleBinding", "quotestream-operator"),
+        ("ClusterRole", "quotestream-operator-crd"),
+        ("Role", "quotestream-operator-leader-election"),
+        ("Deployment", "quotestream-operator"),
+        ("Service", "quotestream-operator-metrics"),
+        ("ConfigMap", "quotestream-dashboard"),
+    ] {
+        assert!(
+            has(&defaults, kind, name),
+            "default render lacks {kind}/{name}: {defaults:?}"
+        );
+    }
+    for kind in ["ServiceMonitor", "PodMonitor", "QuoteStream", "Secret"] {
+        assert!(
+            !defaults.iter().any(|(k, _)| k == kind),
+            "{kind} is off by default: {defaults:?}"
+        );
+    }
+
+    let scoped = kinds(&template(&[
+        "watchNamespace=markets",
+        "serviceMonitor.enabled=true",
+        "podMonitor.enabled=true",
+        "example.enabled=true",
+        "rbac.checkSecretReferences=true",
+    ]));
+    for (kind, name) in [
+        ("Role", "quotestream-operator"),
+        ("RoleBinding", "quotestream-operator"),
+        ("ServiceMonitor", "quotestream-operator"),
+        ("PodMonitor", "quotestream-workers"),
+        ("QuoteStream", "demo"),
+    ] {
+        assert!(
+            has(&scoped, kind, name),
+            "toggled render lacks {kind}/{name}: {scoped:?}"
+        );
+    }
+    assert!(
+        !has(&scoped, "ClusterRoleBinding", "quotestream-operator"),
+        "watchNamespace must not grant cluster-wide rights: {scoped:?}"
+    );
+
+    // values.schema.json: a typo names the key; a cross-field mistake names the fix.
+    let out = helm(&[
+        "template",
+        "q",
+        &chart,
+        "--set",
+        "serviceMonitor.enabeld=true",
+    ]);
+    assert!(!out.status.success(), "a typo'd key is accepted");
+    assert!(
+        text(&out).contains("additional properties 'enabeld' not allowed"),
+        "{}",
+        text(&out)
+    );
+    let out = helm(&["template", "q", &chart, "--set", "replicaCount=0"]);
+    assert!(
+        !out.status.success() && text(&out).contains("replicaCount"),
+        "{}",
+        text(&out)
+    );
+    let out = helm(&[
+        "template",
+        "q",
+        &chart,
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("Set replicaCount=1"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn every_rendering_passes_a_server_dry_run_under_restricted_pod_security() {
+    let cp = ControlPlane::start().unwrap();
+    apply_crds(&cp, &repo().join("crds/quotestream.yaml"));
+    apply_crds(
+        &cp,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/monitoring-crds.yaml"),
+    );
+    for ns in [NAMESPACE, "markets"] {
+        ok(
+            &cp.kubectl("admin", &["create", "namespace", ns]).unwrap(),
+            "create ns",
+        );
+        // Enforce the "restricted" Pod Security Standard: the API server warns about any pod
+        // template of a Deployment that would violate it.
+        let out = cp
+            .kubectl(
+                "admin",
+                &[
+                    "label",
+                    "namespace",
+                    ns,
+                    "pod-security.kubernetes.io/enforce=restricted",
+                    "pod-security.kubernetes.io/warn=restricted",
+                ],
+            )
+            .unwrap();
+        ok(&out, "label ns");
+    }
+    let renderings: [&[&str]; 3] = [
+        &[],
+        &[
+            "serviceMonitor.enabled=true",
+            "podMonitor.enabled=true",
+            "example.enabled=true",
+            "rbac.checkSecretReferences=true",
+        ],
+        &[
+            "watchNamespace=markets",
+            "example.enabled=true",
+            "replicaCount=1",
+            "leaderElection.enabled=false",
+            "crds.applyByOperator=false",
+        ],
+    ];
+    for sets in renderings {
+        let rendered = template(sets);
+        let out = cp
+            .kubectl_with_input(
+                "admin",
+                &["apply", "--dry-run=server", "-f", "-"],
+                Some(&rendered),
+            )
+            .unwrap();
+        ok(&out, &format!("server dry-run of the chart with {sets:?}"));
+        assert!(
+            !text(&out).contains("would violate PodSecurity"),
+            "the operator pod violates the restricted Pod Security Standard with {sets:?}: {}",
+            text(&out)
+        );
+    }
+    // The check above is live: a pod that may escalate privileges is reported.
+    let rendered = template(&["securityContext.allowPrivilegeEscalation=true"]);
+    let out = cp
+        .kubectl_with_input(
+            "admin",
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&rendered),
+        )
+        .unwrap();
+    assert!(
+        text(&out).contains("would violate PodSecurity"),
+        "the API server did not report a privilege-escalating pod: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn helm_install_creates_the_crd_the_operator_and_the_example() {
+    let cp = ControlPlane::start().unwrap();
+    install(&cp, &["example.enabled=true"]);
+
+    let out = cp
+        .kubectl(
+            "admin",
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/quotestreams.quotes.opa.io",
+            ],
+        )
+        .unwrap();
+    ok(&out, "the CRD is Established");
+    let out = cp
+        .kubectl("admin", &["get", "qs/demo", "-n", NAMESPACE, "-o", "json"])
+        .unwrap();
+    ok(&out, "the example QuoteStream exists");
+    let demo: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(demo["spec"]["source"]["type"], "synthetic", "{demo}");
+    assert_eq!(
+        demo["spec"]["shards"], 1,
+        "the API server applied the CRD defaults: {demo}"
+    );
+
+    let out = cp
+        .kubectl(
+            "admin",
+            &[
+                "get",
+                "deployment/quotestream-operator",
+                "-n",
+                NAMESPACE,
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap();
+    ok(&out, "the operator Deployment exists");
+    let deploy: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(pod["serviceAccountName"], "quotestream-operator");
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for expected in [
+        "run",
+        "--listen=0.0.0.0:8080",
+        "--worker-image=ghcr.io/quotestream/quotestream-worker:0.1.0",
+        "--leader-election",
+        "--lease-name=quotestream-operator",
+        "--apply-crd",
+    ] {
+        assert!(
+            args.contains(&expected),
+            "operator args lack {expected}: {args:?}"
+        );
+    }
+    assert_eq!(container["env"][0]["name"], "POD_NAMESPACE");
+    assert_eq!(
+        container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    for object in [
+        "serviceaccount/quotestream-operator",
+        "service/quotestream-operator-metrics",
+        "configmap/quotestream-dashboard",
+        "role/quotestream-operator-leader-election",
+    ] {
+        ok(
+            &cp.kubectl("admin", &["get", object, "-n", NAMESPACE])
+                .unwrap(),
+            &format!("{object} exists"),
+        );
+    }
+    let out = cp
+        .kubectl(
+            "admin",
+            &[
+                "get",
+                "configmap/quotestream-dashboard",
+                "-n",
+                NAMESPACE,
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap();
+    let cm: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(cm["data"]["quotestream.json"].as_str().unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "quotestream");
+
+    // An upgrade re-renders with the stored values; uninstall keeps the CRD (crds/ is never
+    // deleted by Helm) and so every QuoteStream users created, but removes the example.
+    let chart = chart();
+    let out = cp
+        .helm(&[
+            "upgrade",
+            "quotestream",
+            &chart,
+            "-n",
+            NAMESPACE,
+            "--reuse-values",
+            "--set",
+            "replicaCount=3",
+        ])
+        .unwrap();
+    ok(&out, "helm upgrade");
+    let out = cp
+        .kubectl(
+            "admin",
+            &[
+                "get",
+                "deployment/quotestream-operator",
+                "-n",
+                NAMESPACE,
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        )
+        .unwrap();
+    assert_eq!(text(&out), "3");
+    ok(
+        &cp.helm(&[
+            "uninstall",
+            "quotestream",
+            "-n",
+            NAMESPACE,
+            "--wait",
+            "--timeout=60s",
+        ])
+        .unwrap(),
+        "helm uninstall",
+    );
+    ok(
+        &cp.kubectl("admin", &["get", "crd/quotestreams.quotes.opa.io"])
+            .unwrap(),
+        "the CRD survives helm uninstall",
+    );
+    let out = cp
+        .kubectl(
+            "admin",
+            &[
+                "get",
+                "qs/demo",
+                "-n",
+                NAMESPACE,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ],
+        )
+        .unwrap();
+    ok(&out, "get qs/demo");
+    assert_eq!(text(&out).trim(), "", "the example belongs to the release");
+}
+
+#[test]
+fn the_operator_gets_exactly_the_rights_it_needs_cluster_wide() {
+    let cp = ControlPlane::start().unwrap();
+    install(&cp, &["example.enabled=true"]);
+    let n_default: &[&str] = &["-n", "default"];
+    let n_release: &[&str] = &["-n", NAMESPACE];
+    let all: &[&str] = &["-A"];
+    let cluster: &[&str] = &[];
+    let status: &[&str] = &["-n", "default", "--subresource=status"];
+    let scale: &[&str] = &["-n", "default", "--subresource=scale"];
+    let mut cases: Vec<(&str, &str, &[&str], bool)> = Vec::new();
+    for verb in ["get", "list", "watch"] {
+        cases.push((verb, "quotestreams.quotes.opa.io", n_default, true));
+        cases.push((verb, "quotestreams.quotes.opa.io", all, true));
+    }
+    for verb in ["get", "patch", "update"] {
+        cases.push((verb, "quotestreams.quotes.opa.io", status, true));
+    }
+    cases.push(("get", "quotestreams.quotes.opa.io", scale, true));
+    for resource in ["deployments.apps", "configmaps"] {
+        for verb in [
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ] {
+            cases.push((verb, resource, n_default, true));
+        }
+        cases.push(("deletecollection", resource, n_default, false));
+    }
+    for resource in ["events", "events.events.k8s.io"] {
+        cases.push(("create", resource, n_default, true));
+        cases.push(("patch", resource, n_default, true));
+        cases.push(("delete", resource, n_default, false));
+    }
+    cases.push(("create", "leases.coordination.k8s.io", n_release, true));
+    for verb in ["get", "update", "patch"] {
+        let own = "leases.coordination.k8s.io/quotestream-operator";
+        cases.push((verb, own, n_release, true));
+        // Limited by name: not every Lease of the namespace (kube-controller-manager's, …).
+        cases.push((
+            verb,
+            "leases.coordination.k8s.io/someone-elses-lease",
+            n_release,
+            false,
+        ));
+    }
+    cases.extend([
+        // No spec writes, no deletion of user objects: ownerReferences + GC do the cleanup.
+        ("update", "quotestreams.quotes.opa.io", n_default, false),
+        ("patch", "quotestreams.quotes.opa.io", n_default, false),
+        ("delete", "quotestreams.quotes.opa.io", n_default, false),
+        ("patch", "quotestreams.quotes.opa.io", scale, false),
+        ("get", "secrets", n_default, false),
+        ("list", "secrets", all, false),
+        ("list", "pods", n_default, false),
+        ("create", "pods", n_default, false),
+        ("delete", "namespaces", cluster, false),
+        (
+            "create",
+            "clusterroles.rbac.authorization.k8s.io",
+            cluster,
+            false,
+        ),
+        (
+            "create",
+            "rolebindings.rbac.authorization.k8s.io",
+            n_default,
+            false,
+        ),
+        ("list", "leases.coordination.k8s.io", n_release, false),
+        ("get", "leases.coordination.k8s.io", n_default, false),
+        ("delete", "leases.coordination.k8s.io", n_release, false),
+        ("create", "statefulsets.apps", n_default, false),
+        (
+            "list",
+            "customresourcedefinitions.apiextensions.k8s.io",
+            cluster,
+            false,
+        ),
+        ("impersonate", "users", cluster, false),
+        ("*", "*", cluster, false),
+    ]);
+    assert_rights(&cp, &cases);
+
+    // --apply-crd: its own CRD only (by name).
+    let crd = "customresourcedefinitions.apiextensions.k8s.io";
+    for (verb, name, want) in [
+        ("patch", "quotestreams.quotes.opa.io", true),
+        ("get", "quotestreams.quotes.opa.io", true),
+        ("patch", "servicemonitors.monitoring.coreos.com", false),
+        ("delete", "quotestreams.quotes.opa.io", false),
+    ] {
+        assert_eq!(
+            can_i(&cp, verb, &format!("{crd}/{name}"), cluster),
+            want,
+            "{verb} {crd}/{name}"
+        );
+    }
+
+    // Real requests as the operator, the way it makes them (server-side apply).
+    let out = cp
+        .kubectl(
+            "operator",
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=quotestream-operator",
+                "-f",
+                &repo().join("crds/quotestream.yaml").display().to_string(),
+            ],
+        )
+        .unwrap();
+    ok(
+        &out,
+        "the operator server-side-applies its CRD (--apply-crd)",
+    );
+    let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: quotestream-operator\n  namespace: quotestream-system\nspec:\n  holderIdentity: quotestream-operator-0\n  leaseDurationSeconds: 15\n";
+    let out = cp
+        .kubectl_with_input(
+            "operator",
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=quotestream-operator",
+                "-f",
+                "-",
+            ],
+            Some(lease),
+        )
+        .unwrap();
+    ok(&out, "the operator creates and renews its Lease");
+    let shard_cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: demo-shard-0\n  namespace: quotestream-system\n  labels: {quotes.opa.io/stream: demo, quotes.opa.io/shard: \"0\"}\ndata:\n  worker.json: \"{}\"\n";
+    let out = cp
+        .kubectl_with_input(
+            "operator",
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=quotestream-operator",
+                "-f",
+                "-",
+            ],
+            Some(shard_cm),
+        )
+        .unwrap();
+    ok(&out, "the operator applies a shard ConfigMap");
+    let out = cp
+        .kubectl(
+            "operator",
+            &[
+                "patch",
+                "qs/demo",
+                "-n",
+                NAMESPACE,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"readyShards":0}}"#,
+            ],
+        )
+        .unwrap();
+    ok(&out, "the operator patches a QuoteStream's status");
+    let out = cp
+        .kubectl("operator", &["get", "secrets", "-n", NAMESPACE])
+        .unwrap();
+    assert!(
+        !out.status.success() && text(&out).contains("forbidden"),
+        "the operator must not read Secrets by default: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn with_watch_namespace_the_operator_is_confined_to_it() {
+    let cp = ControlPlane::start().unwrap();
+    ok(
+        &cp.kubectl("admin", &["create", "namespace", "markets"])
+            .unwrap(),
+        "create ns markets",
+    );
+    install(
+        &cp,
+        &["watchNamespace=markets", "rbac.checkSecretReferences=true"],
+    );
+    let markets: &[&str] = &["-n", "markets"];
+    let other: &[&str] = &["-n", "default"];
+    let status: &[&str] = &["-n", "markets", "--subresource=status"];
+    let release: &[&str] = &["-n", NAMESPACE];
+    let all: &[&str] = &["-A"];
+    let mut cases: Vec<(&str, &str, &[&str], bool)> = vec![
+        ("list", "quotestreams.quotes.opa.io", markets, true),
+        ("watch", "quotestreams.quotes.opa.io", markets, true),
+        ("patch", "quotestreams.quotes.opa.io", status, true),
+        ("create", "deployments.apps", markets, true),
+        ("delete", "configmaps", markets, true),
+        ("create", "events.events.k8s.io", markets, true),
+        // rbac.checkSecretReferences: get (existence), never list/watch.
+        ("get", "secrets", markets, true),
+        ("list", "secrets", markets, false),
+        (
+            "patch",
+            "leases.coordination.k8s.io/quotestream-operator",
+            release,
+            true,
+        ),
+        ("list", "quotestreams.quotes.opa.io", all, false),
+    ];
+    for (verb, resource) in [
+        ("list", "quotestreams.quotes.opa.io"),
+        ("get", "quotestreams.quotes.opa.io"),
+        ("create", "deployments.apps"),
+        ("get", "configmaps"),
+        ("create", "events"),
+        ("get", "secrets"),
+    ] {
+        cases.push((verb, resource, other, false));
+    }
+    assert_rights(&cp, &cases);
+}
