@@ -65,6 +65,10 @@ crd: ## Regenerate crds/quotestream.yaml (and the chart's copy) from the Rust ty
 sharding-report: ## Measure the shard assignment and rewrite docs/sharding.md
 	$(CARGO) run --release -q -p quotestream-api --example sharding_report > docs/sharding.md
 
+.PHONY: bench
+bench: deps ## Run the benchmarks (release build, own throwaway servers) and write docs/benchmarks.md
+	scripts/bench.sh
+
 .PHONY: build
 build: ## Release build of both binaries
 	$(CARGO) build --release -p quotestream-operator -p quotestream-worker

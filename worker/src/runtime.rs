@@ -256,11 +256,14 @@ impl Worker {
         let drain_deadline = options.grace.mul_f64(0.4);
 
         let sinks_shutdown = CancellationToken::new();
+        let any_durable = sinks.iter().any(AnySink::durable);
         let mut senders = Vec::new();
         let mut sink_tasks: Vec<(&'static str, JoinHandle<Result<(), SinkError>>)> = Vec::new();
         for sink in sinks {
             let name = sink.name();
-            let policy = if sink.durable() {
+            // Best-effort sinks drop their oldest batches rather than hold back a durable sink;
+            // with no durable sink to protect they push back on the source like any other.
+            let policy = if sink.durable() || !any_durable {
                 FullPolicy::Block
             } else {
                 FullPolicy::DropOldest
