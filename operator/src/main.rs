@@ -41,10 +41,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli
+    // No subcommand runs the controller with its flags' defaults and environment variables.
+    let command = cli
         .command
-        .unwrap_or_else(|| Command::Run(RunArgs::default()))
-    {
+        .unwrap_or_else(|| Command::Run(RunOnly::parse_from(["quotestream-operator"]).args));
+    let result = match command {
         Command::Run(args) => run_controller(args),
         Command::Crd => quotestream_api::crd::crd_yaml()
             .map(|yaml| print!("{yaml}"))
@@ -58,6 +59,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parses `run`'s arguments (defaults and environment) for the bare invocation.
+#[derive(Debug, Parser)]
+struct RunOnly {
+    #[command(flatten)]
+    args: RunArgs,
 }
 
 fn run_controller(args: RunArgs) -> anyhow::Result<()> {

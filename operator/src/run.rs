@@ -45,22 +45,6 @@ pub struct RunArgs {
     pub apply_crd: bool,
 }
 
-impl Default for RunArgs {
-    fn default() -> Self {
-        Self {
-            namespace: std::env::var("WATCH_NAMESPACE")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            worker_image: std::env::var("QUOTESTREAM_WORKER_IMAGE").ok(),
-            leader_election: false,
-            lease_name: "quotestream-operator".into(),
-            lease_namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            apply_crd: false,
-        }
-    }
-}
-
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
     let ready = Readiness::default();
@@ -146,8 +130,19 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
         )
         .await;
         metrics.leader.set(0);
-        let was_lost = lost.is_finished() && lost.await.unwrap_or(false);
-        drop(lease_task);
+        // The watcher task owns the last receiver of the leader channel: ending it closes the
+        // channel, which makes the lease task release the Lease (holder cleared), so the next
+        // replica to look (a restarted pod, a standby waking up) takes it at once instead of
+        // waiting for it to expire. Bounded: an unreachable API server must not hold up the
+        // exit; the lease then simply expires.
+        lost.abort();
+        let was_lost = matches!(lost.await, Ok(true));
+        match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("leader lease released"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "leader lease not released"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader lease task failed"),
+            Err(_) => tracing::warn!("leader lease not released within 5s: it expires instead"),
+        }
         server.await.ok();
         if was_lost {
             anyhow::bail!("leader lease lost");

@@ -157,7 +157,7 @@ fn key(qs: &QuoteStream) -> String {
     format!("{}/{}", qs.namespace().unwrap_or_default(), qs.name_any())
 }
 
-/// Backoff 1 s, 2 s, 4 s … capped at 5 minutes, per stream.
+/// Backoff 1 s, 2 s, 4 s … capped at 128 s, per stream.
 fn error_policy(qs: Arc<QuoteStream>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics
         .reconcile_errors
@@ -215,7 +215,8 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         Err(e) => return degraded(qs, ctx, &streams, &reference, &e).await,
     };
 
-    // 3. Make before break: shards that gain tickers get their new lists first, so a moving
+    // 3. Make before break: shards that gain tickers get their new lists first and every
+    //    Deployment exists (new shards start) before any shard's list shrinks, so a moving
     //    ticker is briefly owned twice rather than not at all.
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let before = previous
@@ -227,7 +228,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
             .iter()
             .any(|t| before.get(t) != Some(&(s.index as usize)))
     });
-    for shard in gaining.iter().chain(rest.iter()) {
+    for shard in &gaining {
         let cm = config_map(&plan, shard);
         config_maps
             .patch(&shard.name, &params, &Patch::Apply(&cm))
@@ -237,6 +238,12 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         let d = deployment(&plan, shard);
         deployments
             .patch(&shard.name, &params, &Patch::Apply(&d))
+            .await?;
+    }
+    for shard in &rest {
+        let cm = config_map(&plan, shard);
+        config_maps
+            .patch(&shard.name, &params, &Patch::Apply(&cm))
             .await?;
     }
 
@@ -335,8 +342,6 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     })))
 }
 
-/// A spec the operator cannot act on: Degraded with the reason and the fix, a warning Event,
-/// and no change to the running shards.
 /// A spec the operator cannot act on: Degraded with the reason and the fix, a warning Event,
 /// and no change to the running shards.
 async fn degraded(
