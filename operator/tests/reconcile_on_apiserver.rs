@@ -147,6 +147,34 @@ fn config_hashes(cp: &ControlPlane, stream: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Plays kubelet for one Deployment: reports its replica ready (there is no kubelet here).
+fn mark_ready(cp: &ControlPlane, deployment: &str) {
+    let d = eventually("the Deployment", || {
+        get_json(cp, &["get", "deployment", deployment])
+    });
+    let generation = d["metadata"]["generation"].as_i64().unwrap();
+    let status = json!({"status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
+                                   "readyReplicas": 1, "availableReplicas": 1}});
+    let patch = status.to_string();
+    let args = [
+        "patch",
+        "deployment",
+        deployment,
+        "-n",
+        "default",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ];
+    let out = cp.kubectl("admin", &args).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn stream(name: &str, tickers: &[&str], shards: u32) -> Value {
     json!({
         "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
@@ -220,8 +248,25 @@ fn a_stream_becomes_shards_that_scale_minimally_and_are_garbage_collected() {
         )
         .unwrap();
     assert!(out.status.success());
-    let three = eventually("three shards", || {
+    let starting = eventually("the new shard's list", || {
         Some(assignment(&cp, "demo")).filter(|a| a.len() == 3)
+    });
+    assert_eq!(
+        starting[&2].len(),
+        3,
+        "the new shard gets its tickers first"
+    );
+    for t in &starting[&2] {
+        assert!(
+            starting[&0].contains(t) || starting[&1].contains(t),
+            "until the new shard is ready its tickers stay with their old owners too (make before break): {starting:?}"
+        );
+    }
+    mark_ready(&cp, "demo-shard-2");
+    let three = eventually("the old shards to let go", || {
+        Some(assignment(&cp, "demo")).filter(|a| {
+            a.len() == 3 && a.values().map(BTreeSet::len).sum::<usize>() == tickers.len()
+        })
     });
     let moved: usize = tickers
         .iter()

@@ -215,9 +215,10 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         Err(e) => return degraded(qs, ctx, &streams, &reference, &e).await,
     };
 
-    // 3. Make before break: shards that gain tickers get their new lists first and every
-    //    Deployment exists (new shards start) before any shard's list shrinks, so a moving
-    //    ticker is briefly owned twice rather than not at all.
+    // 3. Make before break: shards that gain tickers get their new lists first, every
+    //    Deployment is applied (new shards start), and the other shards' lists shrink only once
+    //    the new shards' workers are ready. Until then a moving ticker is owned twice, never
+    //    by nobody (sinks are idempotent on (ticker, timestamp)).
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let before = previous
         .as_ref()
@@ -240,16 +241,26 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
             .patch(&shard.name, &params, &Patch::Apply(&d))
             .await?;
     }
-    for shard in &rest {
-        let cm = config_map(&plan, shard);
-        config_maps
-            .patch(&shard.name, &params, &Patch::Apply(&cm))
-            .await?;
+    let existing_deployments = deployments.list(&selector).await?.items;
+    let previous_count = previous.as_ref().map_or(0, |p| p.assignment.shard_count());
+    let new_shards_ready = plan
+        .shards
+        .iter()
+        .filter(|s| previous_count > 0 && s.index as usize >= previous_count)
+        .all(|s| observe(existing_deployments.iter().find(|d| d.name_any() == s.name)).ready);
+    if new_shards_ready {
+        for shard in &rest {
+            let cm = config_map(&plan, shard);
+            config_maps
+                .patch(&shard.name, &params, &Patch::Apply(&cm))
+                .await?;
+        }
+    } else {
+        tracing::info!(stream = %name, "new shards starting: the other shards keep their tickers until then");
     }
 
     // 4. Shards beyond spec.shards: their tickers are already with their new owners.
     let wanted = plan.shards.len() as u32;
-    let existing_deployments = deployments.list(&selector).await?.items;
     let mut removed = 0;
     for d in existing_deployments
         .iter()
@@ -334,12 +345,16 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         )
         .await;
     }
-    // Readiness changes arrive as Deployment events; a slow requeue covers missed ones.
-    Ok(Action::requeue(Duration::from_secs(if all_ready {
+    // Readiness changes arrive as Deployment events; a requeue covers missed ones, quickly
+    // while a hand-over waits for new shards.
+    let requeue = if !new_shards_ready {
+        2
+    } else if all_ready {
         300
     } else {
         15
-    })))
+    };
+    Ok(Action::requeue(Duration::from_secs(requeue)))
 }
 
 /// A spec the operator cannot act on: Degraded with the reason and the fix, a warning Event,
