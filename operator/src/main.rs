@@ -7,8 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use quotestream_operator::run::RunArgs;
-use quotestream_operator::telemetry;
-use tokio_util::sync::CancellationToken;
 
 /// The quotestream operator: reconciles QuoteStream resources into sharded worker Deployments.
 #[derive(Debug, Parser)]
@@ -69,32 +67,14 @@ struct RunOnly {
 }
 
 fn run_controller(args: RunArgs) -> anyhow::Result<()> {
-    telemetry::init_logging(None);
-    // rustls needs a process-wide crypto provider for the API server connection.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    quotestream_runtime::init_logging(None, "info");
+    quotestream_runtime::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let shutdown = CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            let term = async {
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(_) => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-            }
-            tracing::info!("shutdown requested");
-            signal.cancel();
-        });
+        let shutdown = quotestream_runtime::shutdown_on_signal("stopping the controller");
         quotestream_operator::run::run(args, shutdown).await
     })
 }

@@ -20,9 +20,4 @@ pub mod server;
 pub mod sinks;
 pub mod sources;
 
-/// Installs rustls' ring crypto provider for the process (rediss://, https:// and every reqwest
-/// client need one). Idempotent; call it before building clients.
-pub fn install_crypto_provider() {
-    // An error only means a provider is installed already, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use quotestream_runtime::install_crypto_provider;

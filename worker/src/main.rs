@@ -12,7 +12,6 @@ use quotestream_worker::local::{self, LocalOptions};
 use quotestream_worker::quote::{validate, wire};
 use quotestream_worker::runtime::{RunOptions, Worker};
 use quotestream_worker::{config_file, server};
-use tokio_util::sync::CancellationToken;
 
 /// The quotestream worker: streams one shard of a QuoteStream from its source to its sinks.
 #[derive(Debug, Parser)]
@@ -93,7 +92,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let local = matches!(cli.command, Command::Local { .. });
     init_tracing(cli.log_format, local);
-    quotestream_worker::install_crypto_provider();
+    quotestream_runtime::install_crypto_provider();
     let result = match cli.command {
         Command::Check { file } => {
             return match check(&file) {
@@ -133,7 +132,7 @@ fn main() -> ExitCode {
                     duration,
                     refresh: Duration::from_secs(1),
                 };
-                let shutdown = on_signal();
+                let shutdown = quotestream_runtime::shutdown_on_signal("draining");
                 local::run(opts, RunOptions::default().with_process_env(), shutdown).await?;
                 Ok(())
             })
@@ -168,7 +167,7 @@ async fn run(
     }
     .with_process_env();
     let worker = Worker::new(config.clone(), options, None)?;
-    let shutdown = on_signal();
+    let shutdown = quotestream_runtime::shutdown_on_signal("draining");
     let (bound, server) = server::serve(
         listen,
         worker.metrics().clone(),
@@ -193,47 +192,9 @@ async fn run(
     Ok(())
 }
 
-/// Cancelled on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
-fn on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        tracing::info!("shutdown requested: draining");
-        t.cancel();
-    });
-    token
-}
-
 fn init_tracing(format: Option<LogFormat>, local: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = if local { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let json = match format {
-        Some(LogFormat::Json) => true,
-        Some(LogFormat::Pretty) => false,
-        None => in_cluster,
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    let json = format.map(|f| matches!(f, LogFormat::Json));
+    quotestream_runtime::init_logging(json, if local { "warn" } else { "info" });
 }
 
 /// Returns the number of invalid lines.

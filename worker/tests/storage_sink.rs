@@ -708,7 +708,7 @@ async fn the_shutdown_token_bounds_retries_even_while_the_queue_stays_open() {
 async fn the_test_receiver_enforces_the_contract() {
     // The proofs above rely on this receiver rejecting anything outside INV-001..007.
     let storage = Receiver::start().await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    quotestream_worker::install_crypto_provider();
     let http = reqwest::Client::new();
     let url = format!("{}/quotes/batch", storage.url);
     let good = json!({"ticker": "AAPL", "timestamp": "2026-01-13T04:00:00.000Z", "close": 175.23, "volume": 1, "source": "yfinance"});

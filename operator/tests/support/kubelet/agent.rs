@@ -44,7 +44,7 @@ impl Agent {
         root: PathBuf,
         node: Arc<Mutex<Node>>,
     ) -> Result<Self, String> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        quotestream_runtime::install_crypto_provider();
         let kubeconfig = Kubeconfig::read_from(&config.kubeconfig)
             .map_err(|e| format!("reading {}: {e}", config.kubeconfig.display()))?;
         let client_config =

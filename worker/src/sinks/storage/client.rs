@@ -38,10 +38,9 @@ pub struct StorageClient {
 
 impl StorageClient {
     pub fn new(config: &StorageConfig) -> Result<Self, reqwest::Error> {
-        // reqwest builds its rustls configuration even for plain-http clients and, with the
-        // `rustls-no-provider` feature, panics unless a process-wide crypto provider exists.
-        // Installing one twice is harmless (the second call just reports the first).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest builds its rustls configuration even for plain-http clients and panics
+        // without a process-wide crypto provider (`rustls-no-provider`).
+        quotestream_runtime::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)

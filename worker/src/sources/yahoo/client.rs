@@ -60,9 +60,9 @@ pub struct YahooClient {
 
 impl YahooClient {
     pub fn new(config: &YahooConfig) -> Result<Self, SourceError> {
-        // reqwest is built with rustls but no crypto provider of its own; the process-wide
-        // one may already be installed (by another client), which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest builds its rustls configuration even for plain-http clients and panics
+        // without a process-wide crypto provider (`rustls-no-provider`).
+        quotestream_runtime::install_crypto_provider();
         let base = config.base_url.trim_end_matches('/');
         check_url("yahoo base URL", base)?;
         let cookie_url = check_url("yahoo cookie URL", &config.cookie_url)?;
