@@ -46,8 +46,27 @@ pub fn bin_dir() -> PathBuf {
 }
 
 impl ControlPlane {
-    /// Starts a control plane and waits until the API server is ready.
+    /// Starts a control plane and waits until the API server is ready. qs-controlplane picks
+    /// free ports by binding port 0 and releasing it, so a parallel test can take a port in
+    /// between; such a start is retried (a few times, then the error stands).
     pub fn start() -> Result<Self> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once() {
+                Err(TestkitError::NotReady { log, .. })
+                    if attempt < 4
+                        && (log.contains("failed to listen")
+                            || log.contains("address already in use")) =>
+                {
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once() -> Result<Self> {
         let bin = bin_dir();
         let program = bin.join("qs-controlplane");
         if !program.is_file() {
