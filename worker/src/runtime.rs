@@ -151,6 +151,8 @@ impl AnySource {
 #[derive(Debug)]
 pub struct Worker {
     config: WorkerConfig,
+    /// `config.interval`, parsed once when the worker is built.
+    interval: Duration,
     options: RunOptions,
     metrics: Metrics,
     health: Health,
@@ -172,7 +174,7 @@ impl Worker {
         let tickers = parse_tickers(&config.tickers)?;
         metrics.active_tickers.set(tickers.len() as i64);
         let (tickers, _) = watch::channel(tickers);
-        quotestream_api::duration::parse(&config.interval)
+        let interval = quotestream_api::duration::parse(&config.interval)
             .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
         let source = build_source(&config, &options)?;
         let mut sinks = Vec::new();
@@ -213,6 +215,7 @@ impl Worker {
         }
         Ok(Self {
             config,
+            interval,
             options,
             metrics,
             health,
@@ -242,6 +245,7 @@ impl Worker {
     pub async fn run(self, shutdown: CancellationToken) -> Result<Summary, WorkerError> {
         let Self {
             config,
+            interval,
             options,
             metrics,
             health,
@@ -249,8 +253,6 @@ impl Worker {
             source,
             sinks,
         } = self;
-        let interval = quotestream_api::duration::parse(&config.interval)
-            .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
         // Shutdown budget: the pipeline may wait for full queues for 40% of the grace period,
         // then each sink has 40% to drain, leaving 20% for the process to exit.
         let drain_deadline = options.grace.mul_f64(0.4);

@@ -55,6 +55,12 @@ impl Source for ReplaySource {
             ctx.shutdown.cancelled().await;
             return Ok(());
         };
+        // Parsed once: a symbol that is not a valid ticker is played anyway and rejected (and
+        // counted) by validation.
+        let tickers: Vec<Option<quotestream_api::Ticker>> = recording
+            .iter()
+            .map(|q| quotestream_api::Ticker::parse(&q.ticker).ok())
+            .collect();
         let span = last.timestamp.duration_since(first.timestamp) + SignedDuration::from_millis(1);
         let t0 = first.timestamp;
         let mut round: i32 = 0;
@@ -63,9 +69,11 @@ impl Source for ReplaySource {
             let shift = span * round;
             let owned = ctx.tickers.borrow_and_update().clone();
             let mut pending: Vec<RawQuote> = Vec::new();
-            for q in recording.iter().filter(|q| {
-                quotestream_api::Ticker::parse(&q.ticker).map_or(true, |t| owned.contains(&t))
-            }) {
+            for (q, _) in recording
+                .iter()
+                .zip(&tickers)
+                .filter(|(_, t)| t.as_ref().is_none_or(|t| owned.contains(t)))
+            {
                 let mut q = q.clone();
                 q.timestamp = q.timestamp.checked_add(shift).unwrap_or(q.timestamp);
                 let due = self.due(
