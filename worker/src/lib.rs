@@ -9,6 +9,7 @@
 pub mod config_file;
 pub mod health;
 pub mod local;
+pub mod log_limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod process_stats;

@@ -44,6 +44,19 @@ pub struct Metrics {
     pub dropped_quotes: IntCounterVec,
     /// 1 while a sink's circuit breaker is open.
     pub circuit_open: IntGaugeVec,
+    /// Streaming sources: 1 while logged in and subscribed.
+    pub source_connected: IntGauge,
+    /// Streaming sources: tickers the open connection is subscribed to.
+    pub source_subscribed: IntGauge,
+    /// Streaming sources: connections lost, by reason (closed, error, silent, login_timeout,
+    /// connect, vendor_error, send).
+    pub source_reconnects: IntCounterVec,
+    /// Streaming sources: unusable messages, by reason (never published).
+    pub source_malformed: IntCounterVec,
+    /// Streaming sources: errors the vendor sent, by its code.
+    pub source_vendor_errors: IntCounterVec,
+    /// Streaming sources: ticks folded into a later tick of the same ticker (`coalesce`).
+    pub source_coalesced: IntCounter,
 }
 
 impl Metrics {
@@ -82,6 +95,11 @@ impl Metrics {
                 registry.register(Box::new(g.clone()))?;
                 Ok(g)
             };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
         let fetch_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "streamer_fetch_duration_seconds",
@@ -90,9 +108,7 @@ impl Metrics {
             .buckets(BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(fetch_duration.clone()))?;
-        let active_tickers =
-            IntGauge::new("streamer_active_tickers", "Tickers this shard streams")?;
-        registry.register(Box::new(active_tickers.clone()))?;
+        let active_tickers = gauge("streamer_active_tickers", "Tickers this shard streams")?;
         Ok(Self {
             quotes_fetched: counter(
                 "streamer_quotes_fetched_total",
@@ -153,6 +169,33 @@ impl Metrics {
                 "streamer_sink_circuit_open",
                 "1 while the sink's circuit breaker is open",
                 &["sink"],
+            )?,
+            source_connected: gauge(
+                "streamer_source_connected",
+                "1 while the streaming source is logged in and subscribed",
+            )?,
+            source_subscribed: gauge(
+                "streamer_source_subscribed_tickers",
+                "Tickers the streaming connection is subscribed to",
+            )?,
+            source_reconnects: counter_vec(
+                "streamer_source_reconnects_total",
+                "Streaming connections lost, by reason",
+                &["reason"],
+            )?,
+            source_malformed: counter_vec(
+                "streamer_source_malformed_total",
+                "Unusable messages from the streaming source, by reason",
+                &["reason"],
+            )?,
+            source_vendor_errors: counter_vec(
+                "streamer_source_vendor_errors_total",
+                "Errors the market-data vendor sent, by its code",
+                &["code"],
+            )?,
+            source_coalesced: counter(
+                "streamer_source_coalesced_total",
+                "Ticks folded into a later tick of the same ticker",
             )?,
             registry,
         })

@@ -1,7 +1,6 @@
 //! The stage between source and sinks: validate, drop repeats, fan out.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use quotestream_api::Ticker;
@@ -9,13 +8,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::queue::QueueSender;
 use crate::quote::{Quote, RawQuote, validate};
 use crate::sinks::Batch;
-
-/// How often one kind of validation failure is logged (every one is counted).
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Validates every quote, publishes only quotes newer than the last one of their ticker (a poll
 /// that returns an unchanged quote publishes nothing), and hands each batch to every sink
@@ -56,7 +53,8 @@ pub async fn run(
 pub struct Stage {
     metrics: Metrics,
     last_published: HashMap<Ticker, i64>,
-    last_logged: HashMap<&'static str, Instant>,
+    /// One log line per validation failure reason per minute (every one is counted).
+    logged: LogLimiter,
 }
 
 impl Stage {
@@ -64,7 +62,7 @@ impl Stage {
         Self {
             metrics,
             last_published: HashMap::new(),
-            last_logged: HashMap::new(),
+            logged: LogLimiter::default(),
         }
     }
 
@@ -76,7 +74,14 @@ impl Stage {
                 Ok(q) => {
                     let ms = q.timestamp.as_millisecond();
                     match self.last_published.get_mut(&q.ticker) {
-                        Some(last) if *last >= ms => self.metrics.duplicates.inc(),
+                        Some(last) if *last == ms => self.metrics.duplicates.inc(),
+                        // Older than what was published: a straggler (streams) or a stale
+                        // backend (polls). Publishing it would move the price back in time.
+                        Some(last) if *last > ms => self
+                            .metrics
+                            .validation_errors
+                            .with_label_values(&["out_of_order"])
+                            .inc(),
                         Some(last) => {
                             *last = ms;
                             out.push(q);
@@ -94,12 +99,7 @@ impl Stage {
                         .validation_errors
                         .with_label_values(&[reason])
                         .inc();
-                    let due = self
-                        .last_logged
-                        .get(reason)
-                        .is_none_or(|t| t.elapsed() >= LOG_EVERY);
-                    if due {
-                        self.last_logged.insert(reason, Instant::now());
+                    if self.logged.due(reason) {
                         tracing::warn!(reason, error = %e, "dropped an invalid quote (logged once a minute per reason; all are counted in streamer_validation_errors_total)");
                     }
                 }
@@ -152,5 +152,16 @@ mod tests {
         assert_eq!(m.duplicates.get(), 1);
         assert_eq!(m.validation_errors.with_label_values(&["price"]).get(), 1);
         assert_eq!(m.errors.with_label_values(&["validation"]).get(), 1);
+        let third = stage.accept(vec![raw("AAPL", T0 - 5, 0.5)], now);
+        assert!(
+            third.is_empty(),
+            "an older quote never moves the price back"
+        );
+        assert_eq!(
+            m.validation_errors
+                .with_label_values(&["out_of_order"])
+                .get(),
+            1
+        );
     }
 }

@@ -23,8 +23,10 @@ use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
 use crate::sinks::storage::{STORAGE_URL_ENV, StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
 use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
+use crate::sources::stream::{StreamSettings, StreamSource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::sources::yahoo::{YahooConfig, YahooSource};
+use crate::sources::yahoo_stream::{YahooStream, YahooStreamConfig};
 use crate::sources::{Source, SourceContext, SourceError};
 
 /// Why a worker cannot run. Messages name the setting and the fix.
@@ -135,6 +137,7 @@ pub enum AnySource {
     Synthetic(SyntheticSource),
     Replay(ReplaySource),
     Yahoo(YahooSource),
+    YahooStream(StreamSource<YahooStream>),
 }
 
 impl AnySource {
@@ -143,6 +146,7 @@ impl AnySource {
             Self::Synthetic(s) => s.run(ctx).await,
             Self::Replay(s) => s.run(ctx).await,
             Self::Yahoo(s) => s.run(ctx).await,
+            Self::YahooStream(s) => s.run(ctx).await,
         }
     }
 }
@@ -432,6 +436,14 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
         SourceType::Yahoo => {
             let yahoo = YahooConfig::from_spec(config.source.yahoo.as_ref())?;
             Ok(AnySource::Yahoo(YahooSource::new(yahoo)?))
+        }
+        SourceType::YahooStream => {
+            let yahoo = YahooStreamConfig::from_spec(config.source.yahoo_stream.as_ref())?;
+            let settings = StreamSettings::from_spec(&config.source)?;
+            Ok(AnySource::YahooStream(StreamSource::new(
+                YahooStream::new(yahoo),
+                settings,
+            )))
         }
         SourceType::Replay => {
             let spec = config.source.replay.as_ref().ok_or_else(|| {

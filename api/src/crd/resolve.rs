@@ -117,16 +117,7 @@ mod tests {
             }),
             interval: "5s".into(),
             shards,
-            source: Source {
-                kind: SourceType::Synthetic,
-                rate_limit: Default::default(),
-                yahoo: None,
-                synthetic: None,
-                replay: None,
-                yahoo_stream: None,
-                alpaca: None,
-                polygon: None,
-            },
+            source: Source::of(SourceType::Synthetic),
             sinks: Sinks::default(),
             worker: None,
         }

@@ -16,6 +16,8 @@ use super::{ConfigMapKeyRef, SecretKeyRef, schema};
     validation = Rule::new("!has(self.yahooStream) || self.type == 'yahoo-stream'").message("source.yahooStream is set but source.type is not yahoo-stream: set type: yahoo-stream or remove source.yahooStream"),
     validation = Rule::new("!has(self.alpaca) || self.type == 'alpaca'").message("source.alpaca is set but source.type is not alpaca: set type: alpaca or remove source.alpaca"),
     validation = Rule::new("!has(self.polygon) || self.type == 'polygon'").message("source.polygon is set but source.type is not polygon: set type: polygon or remove source.polygon"),
+    validation = Rule::new("!has(self.coalesce) || self.type in ['yahoo-stream', 'alpaca', 'polygon']").message("source.coalesce applies to the streaming sources (yahoo-stream, alpaca, polygon): remove it or pick a streaming source type"),
+    validation = Rule::new("!has(self.idleTimeout) || self.type in ['yahoo-stream', 'alpaca', 'polygon']").message("source.idleTimeout applies to the streaming sources (yahoo-stream, alpaca, polygon): remove it or pick a streaming source type"),
     validation = Rule::new("self.type != 'replay' || has(self.replay)").message("source.type replay needs source.replay.configMapKeyRef: the ConfigMap key holding the recorded quotes"),
     validation = Rule::new("self.type != 'alpaca' || has(self.alpaca)").message("source.type alpaca needs source.alpaca.credentialsSecretRef: the Secret holding the API key id and secret"),
     validation = Rule::new("self.type != 'polygon' || has(self.polygon)").message("source.type polygon needs source.polygon.apiKeySecretRef: the Secret key holding the API key"),
@@ -27,6 +29,18 @@ pub struct Source {
     /// yahoo-stream, alpaca, polygon (WebSocket).
     #[serde(rename = "type")]
     pub kind: SourceType,
+
+    /// Streaming sources: deliver at most one quote per ticker per window (the latest of the
+    /// window), a Go duration such as 250ms. Unset: every tick is delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::duration")]
+    pub coalesce: Option<String>,
+
+    /// Streaming sources: reconnect when nothing at all (not even a pong to our pings) arrived
+    /// for this long, a Go duration (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::duration")]
+    pub idle_timeout: Option<String>,
 
     /// Request budget of the whole stream, shared by all its shards.
     #[serde(default)]
@@ -52,6 +66,24 @@ pub struct Source {
     pub polygon: Option<PolygonSource>,
 }
 
+impl Source {
+    /// A source of this type with every setting at its default.
+    pub fn of(kind: SourceType) -> Self {
+        Self {
+            kind,
+            coalesce: None,
+            idle_timeout: None,
+            rate_limit: RateLimit::default(),
+            yahoo: None,
+            synthetic: None,
+            replay: None,
+            yahoo_stream: None,
+            alpaca: None,
+            polygon: None,
+        }
+    }
+}
+
 /// The kinds of source a stream can use.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
@@ -74,6 +106,11 @@ impl SourceType {
             Self::Alpaca => "alpaca",
             Self::Polygon => "polygon",
         }
+    }
+
+    /// Whether the source keeps a WebSocket open and receives every tick as it happens.
+    pub fn is_streaming(self) -> bool {
+        matches!(self, Self::YahooStream | Self::Alpaca | Self::Polygon)
     }
 
     /// Whether the source polls at `spec.interval` (and so spends the request budget).

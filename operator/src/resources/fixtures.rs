@@ -17,16 +17,7 @@ pub fn tickers(symbols: &[&str]) -> TickerSet {
 }
 
 pub fn source(kind: SourceType) -> Source {
-    Source {
-        kind,
-        rate_limit: Default::default(),
-        yahoo: None,
-        synthetic: None,
-        replay: None,
-        yahoo_stream: None,
-        alpaca: None,
-        polygon: None,
-    }
+    Source::of(kind)
 }
 
 pub fn redis_sinks() -> Sinks {

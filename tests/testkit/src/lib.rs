@@ -7,6 +7,7 @@ mod port;
 mod postgres;
 mod process;
 mod redis;
+pub mod stream;
 mod wait;
 pub mod yahoo;
 

@@ -3,8 +3,10 @@
 //! batches of [`RawQuote`]s for the shard's current tickers until shutdown.
 
 pub mod replay;
+pub mod stream;
 pub mod synthetic;
 pub mod yahoo;
+pub mod yahoo_stream;
 
 use std::sync::Arc;
 use std::time::Duration;

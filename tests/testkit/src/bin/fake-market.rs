@@ -1,0 +1,48 @@
+//! Local servers that speak the market-data vendors' streaming protocols, for watching the
+//! streaming sources work on one machine (`SOURCE=yahoo-stream make run`) and for benchmarks.
+//! Prices are synthetic; the wire format is the vendor's.
+
+use clap::{Parser, Subcommand};
+use quotestream_testkit::stream::Script;
+use quotestream_testkit::stream::yahoo::YahooStreamServer;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Serve a market-data vendor's streaming protocol on localhost",
+    after_help = "Examples:\n  fake-market yahoo-stream --port 9801 --rate 2000\n  fake-market yahoo-stream --rate 50000    # a high-rate feed for benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    vendor: Vendor,
+    /// Port on 127.0.0.1 (0 picks a free one; the URL is printed).
+    #[arg(long, global = true, default_value_t = 0)]
+    port: u16,
+    /// Ticks per second across all subscribed symbols.
+    #[arg(long, global = true, default_value_t = 1000.0)]
+    rate: f64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Vendor {
+    /// Yahoo Finance's live stream (base64 protobuf PricingData over WebSocket).
+    YahooStream,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    let script = Script::at_rate(cli.rate);
+    let url = match cli.vendor {
+        Vendor::YahooStream => {
+            let server = YahooStreamServer::start(script, cli.port).await?;
+            let url = server.url();
+            println!("{url}");
+            tokio::signal::ctrl_c().await?;
+            drop(server);
+            url
+        }
+    };
+    eprintln!("fake-market: stopped serving {url}");
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! What every streaming source (`yahoo-stream`, `alpaca`, `polygon`) shares: one WebSocket per
+//! worker shard, subscribed to exactly the shard's tickers.
+//!
+//! - **Subscriptions follow the assignment**: when the operator changes the shard's tickers,
+//!   the open connection subscribes the added and unsubscribes the removed ones; it does not
+//!   reconnect.
+//! - **Reconnects** after any loss (closed, error, vendor error, login timeout) wait with
+//!   jittered exponential backoff (0.5 s doubling to 30 s; reset once a connection stayed up
+//!   30 s), then log in and subscribe again.
+//! - **Silence** is detected: the client pings every third of `spec.source.idleTimeout` and a
+//!   connection that delivers nothing at all, not even a pong, for the whole timeout is dropped
+//!   and replaced. A quiet market is not silence (pongs still arrive).
+//! - **Coalescing** (`spec.source.coalesce`): at most one quote per ticker per window, the
+//!   newest; unset, every tick goes through.
+//! - **Bad input** never stops the source: unusable messages are counted by reason in
+//!   `streamer_source_malformed_total`, logged once a minute per reason, never published.
+//!   Vendor errors are counted by code; those reconnecting cannot fix (bad credentials, plan
+//!   limits) stop the worker with a message that names the setting to change.
+//!
+//! A vendor only provides its [`Protocol`]: URL, login and subscription frames, and a decoder.
+
+mod coalesce;
+mod connection;
+mod protocol;
+mod settings;
+mod subscriptions;
+
+use std::time::Instant;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+pub use coalesce::Coalescer;
+pub use protocol::{Action, Decoded, Event, Frame, Malformed, Protocol, VendorError};
+pub use settings::{DEFAULT_IDLE_TIMEOUT, StreamSettings};
+pub use subscriptions::Change;
+
+use self::connection::{Carry, Ended};
+use super::{Source, SourceContext, SourceError};
+
+/// A streaming source: a vendor protocol run by the shared connection loop.
+#[derive(Debug)]
+pub struct StreamSource<P> {
+    protocol: P,
+    settings: StreamSettings,
+}
+
+impl<P: Protocol> StreamSource<P> {
+    pub fn new(protocol: P, settings: StreamSettings) -> Self {
+        Self { protocol, settings }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = std::time::Duration> + use<P> {
+        ExponentialBuilder::default()
+            .with_jitter()
+            // Without a random seed every worker cut off by the same outage would retry in
+            // lockstep.
+            .with_jitter_seed(rand::random())
+            .with_min_delay(self.settings.backoff_min)
+            .with_max_delay(self.settings.backoff_max)
+            .without_max_times()
+            .build()
+    }
+}
+
+impl<P: Protocol + std::fmt::Debug> Source for StreamSource<P> {
+    async fn run(mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
+        let vendor = self.protocol.vendor();
+        let mut carry = Carry::default();
+        let mut backoff = self.backoff();
+        loop {
+            self.protocol.reset();
+            let started = Instant::now();
+            let ended =
+                connection::run(&mut self.protocol, &self.settings, &mut ctx, &mut carry).await;
+            ctx.metrics.source_connected.set(0);
+            ctx.metrics.source_subscribed.set(0);
+            // What the coalescer holds is not lost with the connection.
+            if !carry.coalescer.is_empty() && !ctx.deliver(carry.coalescer.drain()).await {
+                return Ok(());
+            }
+            match ended {
+                Ended::Stopped => return Ok(()),
+                Ended::Fatal(error) => {
+                    tracing::error!(vendor, %error, "the streaming source cannot work with this configuration");
+                    return Err(error);
+                }
+                Ended::Lost { reason, detail } => {
+                    ctx.metrics
+                        .source_reconnects
+                        .with_label_values(&[reason])
+                        .inc();
+                    if started.elapsed() >= self.settings.healthy_after {
+                        backoff = self.backoff();
+                    }
+                    let wait = backoff.next().unwrap_or(self.settings.backoff_max);
+                    tracing::warn!(vendor, reason, %detail, retry_in = ?wait, "connection lost; reconnecting");
+                    tokio::select! {
+                        biased;
+                        _ = ctx.shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+}
