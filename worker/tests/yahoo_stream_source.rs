@@ -175,3 +175,35 @@ async fn coalescing_delivers_one_quote_per_ticker_per_window() {
     .await;
     run.stop().await.unwrap();
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+    use quotestream_worker::sources::stream::{Decoded, Frame};
+    use quotestream_worker::sources::yahoo_stream::decode;
+
+    use super::support::fuzz::{cases, corpus, mutated};
+
+    fn accounted(bytes: &[u8]) -> usize {
+        let mut out = Decoded::default();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => decode(Frame::Text(text), &mut out),
+            Err(_) => decode(Frame::Binary(bytes), &mut out),
+        }
+        out.quotes.len() + out.malformed.len() + out.events.len()
+    }
+
+    #[test]
+    fn every_corpus_frame_decodes_to_something_accounted_for() {
+        for (name, frame) in corpus("yahoo-stream") {
+            assert_eq!(accounted(&frame), 1, "{name}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
+        #[test]
+        fn mutated_frames_never_panic_and_are_accounted_for(frame in mutated("yahoo-stream")) {
+            prop_assert_eq!(accounted(&frame), 1);
+        }
+    }
+}

@@ -134,3 +134,108 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Fuzzing a decoder: the corpus of real frames kept in `worker/tests/corpus/<vendor>/` (one
+/// frame per file), and mutations of it. Decoders must never panic and must account for
+/// every frame (a quote, a control event or a named reason).
+pub mod fuzz {
+    use std::path::PathBuf;
+
+    use proptest::prelude::*;
+
+    /// Every frame of a vendor's corpus, by file name.
+    pub fn corpus(vendor: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/corpus")
+            .join(vendor);
+        let mut frames: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading the corpus {}: {e}", dir.display()))
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&path).unwrap())
+            })
+            .collect();
+        frames.sort();
+        assert!(!frames.is_empty(), "the corpus {} is empty", dir.display());
+        frames
+    }
+
+    /// One mutation of a byte string.
+    #[derive(Debug, Clone)]
+    pub enum Mutation {
+        Truncate(usize),
+        Flip(usize, u8),
+        Insert(usize, u8),
+        Remove(usize),
+        Splice(usize, Vec<u8>),
+    }
+
+    impl Mutation {
+        pub fn apply(&self, bytes: &mut Vec<u8>) {
+            let at = |i: usize, len: usize| if len == 0 { 0 } else { i % (len + 1) };
+            match self {
+                Self::Truncate(i) => bytes.truncate(at(*i, bytes.len())),
+                Self::Flip(i, mask) => {
+                    if !bytes.is_empty() {
+                        let i = i % bytes.len();
+                        bytes[i] ^= mask;
+                    }
+                }
+                Self::Insert(i, b) => bytes.insert(at(*i, bytes.len()), *b),
+                Self::Remove(i) => {
+                    if !bytes.is_empty() {
+                        bytes.remove(i % bytes.len());
+                    }
+                }
+                Self::Splice(i, junk) => {
+                    let i = at(*i, bytes.len());
+                    bytes.splice(i..i, junk.iter().copied());
+                }
+            }
+        }
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        // Structural characters make the JSON-level mutations interesting.
+        let junk = prop_oneof![
+            Just(b"\"".to_vec()),
+            Just(b"{".to_vec()),
+            Just(b"]".to_vec()),
+            Just(b",null".to_vec()),
+            Just(b"-1e309".to_vec()),
+            Just(b"NaN".to_vec()),
+            proptest::collection::vec(any::<u8>(), 1..8),
+        ];
+        prop_oneof![
+            any::<usize>().prop_map(Mutation::Truncate),
+            (any::<usize>(), 1..=255u8).prop_map(|(i, m)| Mutation::Flip(i, m)),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            any::<usize>().prop_map(Mutation::Remove),
+            (any::<usize>(), junk).prop_map(|(i, j)| Mutation::Splice(i, j)),
+        ]
+    }
+
+    /// A corpus frame with up to eight mutations applied.
+    pub fn mutated(vendor: &str) -> impl Strategy<Value = Vec<u8>> {
+        let frames: Vec<Vec<u8>> = corpus(vendor).into_iter().map(|(_, f)| f).collect();
+        (
+            proptest::sample::select(frames),
+            proptest::collection::vec(mutation(), 0..8),
+        )
+            .prop_map(|(mut frame, mutations)| {
+                for m in &mutations {
+                    m.apply(&mut frame);
+                }
+                frame
+            })
+    }
+
+    /// Cases per fuzz property: `QUOTESTREAM_FUZZ_CASES` (CI keeps the default bounded).
+    pub fn cases() -> u32 {
+        std::env::var("QUOTESTREAM_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000)
+    }
+}
