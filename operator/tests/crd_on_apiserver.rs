@@ -1,13 +1,13 @@
 //! The generated CRD on a real kube-apiserver: it installs, serves the printer columns, the
 //! scale subresource and `kubectl explain`, and the API server itself rejects bad manifests with
-//! messages that name the field and the fix.
+//! messages that name the field and the fix (the manifests of `api/testdata/crd-cases.yaml`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::Path;
 use std::process::Output;
 
-use quotestream_testkit::ControlPlane;
+use quotestream_testkit::{ControlPlane, RejectedBy, crd_cases};
 use serde_json::{Value, json};
 
 fn crd_path() -> std::path::PathBuf {
@@ -18,20 +18,6 @@ fn cluster() -> ControlPlane {
     let cp = ControlPlane::start().unwrap();
     cp.install_crd(&crd_path()).unwrap();
     cp
-}
-
-fn stream(name: &str) -> Value {
-    json!({
-        "apiVersion": "quotes.opa.io/v1alpha1",
-        "kind": "QuoteStream",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "tickers": ["AAPL", "MSFT", "BRK.B"],
-            "interval": "1s",
-            "source": {"type": "synthetic"},
-            "sinks": {"redis": {"url": "redis://redis:6379/0"}}
-        }
-    })
 }
 
 fn create(cp: &ControlPlane, obj: &Value) -> Output {
@@ -128,125 +114,37 @@ fn the_crd_serves_columns_scale_and_explain() {
     assert_eq!(obj["spec"]["source"]["rateLimit"]["requestsPerHour"], 2000);
 }
 
+/// The manifests of `api/testdata/crd-cases.yaml`, which `api/src/crd/cel_tests.rs` also runs
+/// through the CEL rules in-process: valid ones are accepted, the others refused with a message
+/// naming the field and the fix.
 #[test]
-fn bad_manifests_are_rejected_with_the_field_and_the_fix() {
+fn the_case_file_manifests_get_the_verdict_it_names() {
     let cp = cluster();
-    type Mutation = fn(&mut Value);
-    let cases: Vec<(&str, Mutation, &[&str])> = vec![
-        (
-            "lower-case ticker",
-            |v| v["spec"]["tickers"][0] = json!("aapl"),
-            &["spec.tickers[0]", "should match"],
-        ),
-        (
-            "duplicate ticker",
-            |v| v["spec"]["tickers"][1] = json!("AAPL"),
-            &["spec.tickers[1]", "Duplicate value"],
-        ),
-        (
-            "zero shards",
-            |v| v["spec"]["shards"] = json!(0),
-            &["spec.shards", "greater than or equal to 1"],
-        ),
-        (
-            "more shards than tickers",
-            |v| v["spec"]["shards"] = json!(5),
-            &["spec.shards", "must not exceed the number of tickers"],
-        ),
-        (
-            "unknown source",
-            |v| v["spec"]["source"]["type"] = json!("bloomberg"),
-            &["spec.source.type", "Unsupported value"],
-        ),
-        (
-            "interval too short",
-            |v| v["spec"]["interval"] = json!("50ms"),
-            &["spec.interval must be between 100ms and 1h"],
-        ),
-        (
-            "interval too long",
-            |v| v["spec"]["interval"] = json!("2h"),
-            &["spec.interval must be between 100ms and 1h"],
-        ),
-        (
-            "interval not a duration",
-            |v| v["spec"]["interval"] = json!("soon"),
-            &["spec.interval", "should match"],
-        ),
-        (
-            "source block of another type",
-            |v| v["spec"]["source"]["yahoo"] = json!({}),
-            &["source.yahoo is set but source.type is not yahoo"],
-        ),
-        (
-            "alpaca without credentials",
-            |v| v["spec"]["source"] = json!({"type": "alpaca"}),
-            &["source.type alpaca needs source.alpaca.credentialsSecretRef"],
-        ),
-        (
-            "secret reference without a name",
-            |v| v["spec"]["sinks"] = json!({"postgres": {"dsnSecretRef": {"key": "dsn"}}}),
-            &["spec.sinks.postgres.dsnSecretRef.name", "Required value"],
-        ),
-        (
-            "password in a URL",
-            |v| v["spec"]["sinks"]["redis"]["url"] = json!("redis://:hunter2@redis:6379/0"),
-            &["credentials belong in a Secret"],
-        ),
-        (
-            "redis url and secret both",
-            |v| v["spec"]["sinks"]["redis"]["urlSecretRef"] = json!({"name": "r", "key": "url"}),
-            &["exactly one of sinks.redis.url and sinks.redis.urlSecretRef"],
-        ),
-        (
-            "no sinks",
-            |v| v["spec"]["sinks"] = json!({}),
-            &["configure at least one sink"],
-        ),
-        (
-            "no tickers",
-            |v| {
-                v["spec"].as_object_mut().unwrap().remove("tickers");
-            },
-            &["list the symbols to stream in spec.tickers"],
-        ),
-        (
-            "storage batch too large",
-            |v| {
-                v["spec"]["sinks"]["storage"] =
-                    json!({"url": "http://storage:8000", "batchSize": 5000})
-            },
-            &["spec.sinks.storage.batchSize", "less than or equal to 1000"],
-        ),
-        (
-            "inline credentials",
-            |v| v["spec"]["source"] = json!({"type": "polygon", "polygon": {"apiKey": "abc", "apiKeySecretRef": {"name": "p", "key": "k"}}}),
-            &["unknown field", "apiKey"],
-        ),
-    ];
-    let mut failures = Vec::new();
-    for (i, (what, mutate, expected)) in cases.iter().enumerate() {
-        let mut obj = stream(&format!("bad-{i}"));
-        mutate(&mut obj);
+    let cases = crd_cases().unwrap();
+    let mut wrong = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let mut obj = case.manifest.clone();
+        obj["metadata"]["name"] = json!(format!("case-{i}"));
         let out = create(&cp, &obj);
         let msg = text(&out);
-        if out.status.success() {
-            failures.push(format!("{what}: accepted"));
-        } else if let Some(missing) = expected.iter().find(|e| !msg.contains(*e)) {
-            failures.push(format!("{what}: message lacks {missing:?}: {msg}"));
+        match (case.rejected_by, out.status.success()) {
+            (RejectedBy::None, true) => {}
+            (RejectedBy::None, false) => wrong.push(format!("{}: refused: {msg}", case.name)),
+            (_, true) => wrong.push(format!("{}: accepted", case.name)),
+            (_, false) => {
+                let expected = [case.field.as_deref(), case.message.as_deref()];
+                if let Some(missing) = expected.into_iter().flatten().find(|e| !msg.contains(e)) {
+                    wrong.push(format!("{}: message lacks {missing:?}: {msg}", case.name));
+                }
+            }
         }
     }
     assert!(
-        failures.is_empty(),
-        "{} cases wrong:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    let ok = create(&cp, &stream("good"));
-    assert!(
-        ok.status.success(),
-        "the unmodified manifest is valid: {}",
-        text(&ok)
+        wrong.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
     );
 }
 

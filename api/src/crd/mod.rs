@@ -112,6 +112,9 @@ pub const MAX_SHARDS: i32 = 1024;
         .message("spec.shards must not exceed the number of tickers in spec.tickers: lower spec.shards or add tickers")
         .field_path(".shards"),
 )]
+// Client-side evaluation of those rules (`QuoteStream::validate_cel`, `QuoteStreamSpec::validate_cel`)
+// is generated for the unit tests only: it needs `kube/cel`, a dev-dependency (see cel_tests.rs).
+#[cfg_attr(test, kube(cel), x_kube(cel))]
 #[serde(rename_all = "camelCase")]
 pub struct QuoteStreamSpec {
     /// Ticker symbols to stream, upper case, e.g. AAPL. Share classes are written with a dot
@@ -198,6 +201,9 @@ impl QuoteStream {
         )
     }
 }
+
+#[cfg(test)]
+mod cel_tests;
 
 /// The CRD as YAML, exactly as checked in at `crds/quotestream.yaml`.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {

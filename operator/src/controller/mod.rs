@@ -3,6 +3,10 @@
 //! Events. Errors requeue with exponential backoff per stream.
 
 mod error;
+#[cfg(test)]
+mod mock_api;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +48,31 @@ pub struct Context {
     failures: Arc<Mutex<HashMap<String, u32>>>,
 }
 
+impl Context {
+    /// `instance` names this operator replica in the Events it records (the pod name).
+    pub fn new(
+        client: Client,
+        settings: OperatorSettings,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        Self {
+            client,
+            settings,
+            metrics,
+            recorder,
+            failures: Arc::default(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
@@ -64,20 +93,12 @@ pub async fn run(
     let deployments: Api<Deployment> = scoped(&client, namespace);
     let config_maps: Api<ConfigMap> = scoped(&client, namespace);
     let owned = watcher::Config::default().labels(STREAM_LABEL);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        },
-    );
-    let ctx = Arc::new(Context {
+    let ctx = Arc::new(Context::new(
         client,
         settings,
         metrics,
-        recorder,
-        failures: Arc::default(),
-    });
+        std::env::var("POD_NAME").ok(),
+    ));
 
     let controller = Controller::new(streams, watcher::Config::default());
     let store = controller.store();

@@ -19,4 +19,4 @@ pub mod status;
 pub use plan::{OperatorSettings, PlanError, ShardPlan, StreamPlan};
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;

@@ -1,8 +1,10 @@
 //! Real servers for tests, started on free loopback ports in temporary directories and stopped
 //! when dropped (also when a test panics). Nothing here is a mock: these are the Debian
-//! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs.
+//! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs. Also the
+//! test inputs more than one crate reads (`crd_cases`).
 
 pub mod controlplane;
+pub mod crd_cases;
 mod port;
 mod postgres;
 mod process;
@@ -12,6 +14,7 @@ mod wait;
 pub mod yahoo;
 
 pub use controlplane::ControlPlane;
+pub use crd_cases::{CrdCase, RejectedBy, crd_cases};
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;

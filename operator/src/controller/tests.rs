@@ -1,0 +1,670 @@
+//! Reconcile decisions at the request level: each scenario runs the real `reconcile` against
+//! the scripted API server of [`super::mock_api`] and states every call it must make, in order,
+//! with the essentials of each (method, path, field manager, body), then that it makes no more.
+//! The objects "already in the cluster" are built with the same `resources` functions a
+//! previous reconcile would have used.
+
+use std::collections::BTreeSet;
+
+use http::Method;
+use k8s_openapi::api::apps::v1::DeploymentStatus;
+use k8s_openapi::jiff::Timestamp;
+use quotestream_api::crd::{AlpacaCredentials, AlpacaSource, SourceType};
+use quotestream_api::worker_config::WORKER_CONFIG_KEY;
+use quotestream_api::{TickerSet, WorkerConfig};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use super::mock_api::{self, ApiServer, Call, list};
+use super::*;
+use crate::resources::fixtures::{source, sp500, stream};
+
+const CONFIG_MAPS: &str = "/api/v1/namespaces/markets/configmaps";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/markets/deployments";
+const STATUS: &str = "/apis/quotes.opa.io/v1alpha1/namespaces/markets/quotestreams/sp500/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/markets/events";
+const SELECTOR: &str = "quotes.opa.io/stream=sp500";
+
+fn config_map_path(name: &str) -> String {
+    format!("{CONFIG_MAPS}/{name}")
+}
+
+fn deployment_path(name: &str) -> String {
+    format!("{DEPLOYMENTS}/{name}")
+}
+
+fn shard(i: usize) -> String {
+    format!("sp500-shard-{i}")
+}
+
+/// One reconcile of one stream in flight, and the API server it talks to.
+struct Reconcile {
+    api: ApiServer,
+    task: JoinHandle<Result<Action, Error>>,
+    metrics: Metrics,
+}
+
+impl Reconcile {
+    fn start(qs: &QuoteStream) -> Self {
+        let (client, api) = mock_api::client();
+        let metrics = Metrics::new().unwrap();
+        let ctx = Context::new(
+            client,
+            OperatorSettings::default(),
+            metrics.clone(),
+            Some("operator-0".into()),
+        );
+        // The task holds the only Context, so the client goes away when reconcile returns.
+        let task = tokio::spawn(reconcile(Arc::new(qs.clone()), Arc::new(ctx)));
+        Self { api, task, metrics }
+    }
+
+    /// The next call, which must be `method path`.
+    async fn expect(&mut self, method: Method, path: &str) -> Call {
+        let call = tokio::select! {
+            call = self.api.next() => call,
+            done = &mut self.task => panic!("reconcile returned {done:?} where {method} {path} was expected"),
+        };
+        let call =
+            call.unwrap_or_else(|| panic!("no more calls where {method} {path} was expected"));
+        assert_eq!(
+            (&call.method, call.path.as_str()),
+            (&method, path),
+            "expected {method} {path}, got {call:?}"
+        );
+        call
+    }
+
+    /// A server-side apply of `kind` `name` by the operator, taking over conflicting fields.
+    async fn expect_apply(&mut self, path: &str, kind: &str, name: &str) -> Call {
+        let call = self.expect(Method::PATCH, path).await;
+        assert!(
+            call.is_forced_apply_by(FIELD_MANAGER),
+            "{call:?} is a forced apply by {FIELD_MANAGER} ({:?})",
+            call.content_type
+        );
+        assert_eq!(call.body["kind"], kind, "{call:?}");
+        assert_eq!(call.body["metadata"]["name"], name, "{call:?}");
+        assert_eq!(call.body["metadata"]["labels"][STREAM_LABEL], "sp500");
+        call
+    }
+
+    /// A list of the stream's objects by its label.
+    async fn expect_list(&mut self, path: &str) -> Call {
+        let call = self.expect(Method::GET, path).await;
+        assert_eq!(
+            call.query.get("labelSelector").map(String::as_str),
+            Some(SELECTOR)
+        );
+        call
+    }
+
+    /// The status merge patch; answered with the stream carrying it. Returns the status.
+    async fn expect_status(&mut self, qs: &QuoteStream) -> Value {
+        let call = self.expect(Method::PATCH, STATUS).await;
+        assert_eq!(
+            call.content_type.as_deref(),
+            Some("application/merge-patch+json")
+        );
+        let status = call.body["status"].clone();
+        let mut answer = serde_json::to_value(qs).unwrap();
+        answer["status"] = status.clone();
+        call.ok(&answer);
+        status
+    }
+
+    /// An Event about the stream; returns its body.
+    async fn expect_event(&mut self, type_: &str, reason: &str) -> Value {
+        let call = self.expect(Method::POST, EVENTS).await;
+        let event = call.body.clone();
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some(type_), Some(reason)),
+            "{event}"
+        );
+        assert_eq!(event["regarding"]["kind"], "QuoteStream");
+        assert_eq!(event["regarding"]["name"], "sp500");
+        assert_eq!(event["reportingController"], FIELD_MANAGER);
+        call.echo();
+        event
+    }
+
+    /// Waits for reconcile to return and checks that it made no call the scenario did not take.
+    async fn finish(mut self) -> Result<Action, Error> {
+        let result = tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .expect("reconcile returns")
+            .expect("reconcile does not panic");
+        if let Some(call) = self.api.next().await {
+            panic!("unexpected call after the scenario: {call:?}");
+        }
+        result
+    }
+}
+
+/// The ConfigMap `sp500` key `tickers`: the S&P 500 list the fixture streams name.
+fn ticker_list() -> ConfigMap {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("sp500".into());
+    cm.metadata.namespace = Some("markets".into());
+    cm.data = Some(
+        [(
+            "tickers".to_owned(),
+            include_str!("../../../api/testdata/sp500.txt").to_owned(),
+        )]
+        .into(),
+    );
+    cm
+}
+
+fn worker_config(config_map: &Value) -> WorkerConfig {
+    let json = config_map["data"][WORKER_CONFIG_KEY].as_str().unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// What a finished reconcile of `qs` over `tickers` (continuing `previous`) left in the
+/// cluster: its shard objects, the workers ready or not, and the status it wrote.
+struct Stored {
+    config_maps: Vec<ConfigMap>,
+    deployments: Vec<Deployment>,
+    status: QuoteStreamStatus,
+}
+
+fn stored(
+    qs: &QuoteStream,
+    tickers: &TickerSet,
+    previous: Option<&quotestream_api::sharding::Assignment>,
+    ready: &[bool],
+) -> Stored {
+    let plan = StreamPlan::new(qs, tickers, previous, &OperatorSettings::default()).unwrap();
+    let observed: Vec<ShardObservation> = ready
+        .iter()
+        .map(|&r| ShardObservation {
+            ready: r,
+            rolled_out: r,
+            stalled: false,
+        })
+        .collect();
+    let at = Time(Timestamp::from_second(1_780_000_000).unwrap());
+    Stored {
+        config_maps: plan.shards.iter().map(|s| config_map(&plan, s)).collect(),
+        deployments: plan
+            .shards
+            .iter()
+            .zip(ready)
+            .map(|(s, &r)| running(deployment(&plan, s), r))
+            .collect(),
+        status: planned_status(qs, &plan, &observed, &at),
+    }
+}
+
+/// The Deployment as the API server reports it once its pod is (or is not yet) ready.
+fn running(mut d: Deployment, ready: bool) -> Deployment {
+    let n = i32::from(ready);
+    d.metadata.generation = Some(1);
+    d.status = Some(DeploymentStatus {
+        observed_generation: Some(1),
+        replicas: Some(1),
+        updated_replicas: Some(1),
+        ready_replicas: Some(n),
+        available_replicas: Some(n),
+        ..DeploymentStatus::default()
+    });
+    d
+}
+
+fn with_status(mut qs: QuoteStream, status: &QuoteStreamStatus) -> QuoteStream {
+    qs.status = Some(status.clone());
+    qs
+}
+
+fn sorted(tickers: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = tickers.into_iter().collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_new_stream_gets_its_shards_applied_then_its_status_and_a_created_event() {
+    let qs = stream("sp500", 3);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    // Every shard gains tickers, so every ConfigMap is written before any Deployment.
+    let mut assigned = Vec::new();
+    for i in 0..3 {
+        let call = r
+            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
+            .await;
+        let config = worker_config(&call.body);
+        assert_eq!(
+            (config.shard, config.shards, config.epoch),
+            (i as u32, 3, 1)
+        );
+        assert_eq!(call.body["metadata"]["ownerReferences"][0]["name"], "sp500");
+        assigned.extend(config.tickers);
+        call.echo();
+    }
+    let all = sorted(sp500().iter().map(|t| t.to_string()));
+    assert_eq!(sorted(assigned), all, "each ticker on exactly one shard");
+    let mut created = Vec::new();
+    for i in 0..3 {
+        let call = r
+            .expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
+            .await;
+        assert_eq!(
+            call.body["spec"]["selector"]["matchLabels"]["quotes.opa.io/shard"],
+            i.to_string()
+        );
+        created.push(call.body.clone());
+        call.echo();
+    }
+    r.expect_list(DEPLOYMENTS)
+        .await
+        .ok(&list("apps/v1", "DeploymentList", &created));
+
+    let status = r.expect_status(&qs).await;
+    assert_eq!(status["readyShards"], 0);
+    assert_eq!(status["tickers"], 503);
+    assert_eq!(status["selector"], SELECTOR);
+    assert_eq!(status["observedGeneration"], 3);
+    assert_eq!(status["assignment"]["epoch"], 1);
+    assert_eq!(status["shards"].as_array().map(Vec::len), Some(3));
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&"False".into(), &"ShardsStarting".into())
+    );
+    let event = r.expect_event("Normal", "Created").await;
+    assert_eq!(event["note"], "3 shards for 503 tickers");
+
+    let metrics = r.metrics.clone();
+    let action = r.finish().await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(15)),
+        "workers are starting"
+    );
+    let shards = |g: &prometheus::IntGaugeVec| g.with_label_values(&["markets", "sp500"]).get();
+    assert_eq!(
+        (
+            shards(&metrics.shards_desired),
+            shards(&metrics.shards_ready)
+        ),
+        (3, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_stream_reapplies_identical_objects_and_publishes_nothing() {
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
+    let qs = with_status(stream("sp500", 3), &before.status);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list("v1", "ConfigMapList", &before.config_maps));
+    // No shard gains a ticker: Deployments first. Each apply carries exactly what is stored,
+    // which the API server turns into a no-op (no new resourceVersion, no rollout).
+    for i in 0..3 {
+        let call = r
+            .expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
+            .await;
+        assert_eq!(
+            call.body["spec"],
+            serde_json::to_value(&before.deployments[i].spec).unwrap()
+        );
+        call.echo();
+    }
+    r.expect_list(DEPLOYMENTS)
+        .await
+        .ok(&list("apps/v1", "DeploymentList", &before.deployments));
+    for i in 0..3 {
+        let call = r
+            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
+            .await;
+        assert_eq!(
+            call.body["data"],
+            serde_json::to_value(&before.config_maps[i].data).unwrap()
+        );
+        call.echo();
+    }
+    // The status patch equals the stored status, transition times included: also a no-op.
+    let status = r.expect_status(&qs).await;
+    assert_eq!(status, serde_json::to_value(&before.status).unwrap());
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+
+    let metrics = r.metrics.clone();
+    let action = r.finish().await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let ready = metrics
+        .shards_ready
+        .with_label_values(&["markets", "sp500"]);
+    assert_eq!(ready.get(), 3);
+    assert_eq!(metrics.reconciliations.with_label_values(&["ok"]).get(), 1);
+}
+
+#[tokio::test]
+async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_owners() {
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
+    let old: Vec<WorkerConfig> = before
+        .config_maps
+        .iter()
+        .map(|cm| worker_config(&serde_json::to_value(cm).unwrap()))
+        .collect();
+    let mut qs = with_status(stream("sp500", 2), &before.status);
+    qs.metadata.generation = Some(4);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list("v1", "ConfigMapList", &before.config_maps));
+    // 1. The remaining shards take over shard 2's tickers and keep their own.
+    let mut new = Vec::new();
+    for (i, old) in old.iter().take(2).enumerate() {
+        let call = r
+            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
+            .await;
+        let config = worker_config(&call.body);
+        let kept: BTreeSet<_> = config.tickers.iter().collect();
+        assert!(
+            old.tickers.iter().all(|t| kept.contains(t)),
+            "shard {i} keeps its tickers"
+        );
+        assert_eq!((config.shards, config.epoch), (2, 2));
+        new.extend(config.tickers);
+        call.echo();
+    }
+    let all = sorted(sp500().iter().map(|t| t.to_string()));
+    assert_eq!(sorted(new), all, "shard 2's tickers moved, none lost");
+    for i in 0..2 {
+        r.expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
+            .await
+            .echo();
+    }
+    r.expect_list(DEPLOYMENTS)
+        .await
+        .ok(&list("apps/v1", "DeploymentList", &before.deployments));
+    // 2. Only now shard 2 goes: its Deployment, then its ConfigMap, in the background.
+    let call = r.expect(Method::DELETE, &deployment_path(&shard(2))).await;
+    assert_eq!(call.body["propagationPolicy"], "Background");
+    call.ok(&before.deployments[2]);
+    let call = r.expect(Method::DELETE, &config_map_path(&shard(2))).await;
+    assert_eq!(call.body["propagationPolicy"], "Background");
+    call.ok(&before.config_maps[2]);
+
+    let status = r.expect_status(&qs).await;
+    assert_eq!(status["shards"].as_array().map(Vec::len), Some(2));
+    assert_eq!(status["readyShards"], 2);
+    assert_eq!(status["assignment"]["epoch"], 2);
+    let scaled = r.expect_event("Normal", "Scaled").await;
+    assert_eq!(scaled["note"], "3 -> 2 shards (1 removed)");
+    let resharded = r.expect_event("Normal", "Resharded").await;
+    assert_eq!(
+        resharded["note"],
+        "assignment epoch 2 (503 tickers over 2 shards)"
+    );
+
+    let action = r.finish().await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn scale_up_keeps_the_losing_shards_lists_until_the_new_shard_is_ready() {
+    let two = stored(&stream("sp500", 2), &sp500(), None, &[true; 2]);
+    let qs = with_status(stream("sp500", 3), &two.status);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list("v1", "ConfigMapList", &two.config_maps));
+    // Only the new shard gains; its list is written first.
+    let call = r
+        .expect_apply(&config_map_path(&shard(2)), "ConfigMap", &shard(2))
+        .await;
+    let moved = worker_config(&call.body).tickers;
+    assert!(!moved.is_empty());
+    call.echo();
+    let mut applied = Vec::new();
+    for i in 0..3 {
+        let call = r
+            .expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
+            .await;
+        applied.push(call.body.clone());
+        call.echo();
+    }
+    // Shard 2's Deployment exists but its worker is not ready yet…
+    let mut listed: Vec<Value> = two
+        .deployments
+        .iter()
+        .map(|d| serde_json::to_value(d).unwrap())
+        .collect();
+    listed.push(applied[2].clone());
+    r.expect_list(DEPLOYMENTS)
+        .await
+        .ok(&list("apps/v1", "DeploymentList", &listed));
+    // …so shards 0 and 1 are not written: they keep streaming the moving tickers.
+    let status = r.expect_status(&qs).await;
+    assert_eq!(status["readyShards"], 2);
+    assert_eq!(condition(&status, "Ready")["reason"], "ShardsStarting");
+    let scaled = r.expect_event("Normal", "Scaled").await;
+    assert_eq!(scaled["note"], "2 -> 3 shards (0 removed)");
+    r.expect_event("Normal", "Resharded").await;
+
+    let action = r.finish().await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(2)),
+        "polls the hand-over"
+    );
+}
+
+#[tokio::test]
+async fn the_losing_shards_let_go_once_the_new_shard_is_ready() {
+    // The state the scale-up above left: shards 0 and 1 still on their old lists (epoch 1),
+    // shard 2 on its new one (epoch 2), and now every worker ready.
+    let two = stored(&stream("sp500", 2), &sp500(), None, &[true; 2]);
+    let previous = previous_assignment("sp500", &two.config_maps).unwrap();
+    let qs2 = with_status(stream("sp500", 3), &two.status);
+    let three = stored(&qs2, &sp500(), Some(&previous.assignment), &[true; 3]);
+    let mut config_maps = two.config_maps.clone();
+    config_maps.push(three.config_maps[2].clone());
+    let qs = with_status(stream("sp500", 3), &three.status);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list("v1", "ConfigMapList", &config_maps));
+    for i in 0..3 {
+        r.expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
+            .await
+            .echo();
+    }
+    r.expect_list(DEPLOYMENTS)
+        .await
+        .ok(&list("apps/v1", "DeploymentList", &three.deployments));
+    // Now the shrinking lists are written: every ticker has exactly one owner again.
+    let mut owned = Vec::new();
+    for i in 0..3 {
+        let call = r
+            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
+            .await;
+        let config = worker_config(&call.body);
+        assert_eq!(config.epoch, 2, "same assignment as the scale-up's");
+        owned.extend(config.tickers);
+        call.echo();
+    }
+    assert_eq!(sorted(owned), sorted(sp500().iter().map(|t| t.to_string())));
+    let status = r.expect_status(&qs).await;
+    assert_eq!(status["readyShards"], 3);
+
+    let action = r.finish().await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(300)),
+        "no event: nothing new"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_ticker_config_map_degrades_the_stream_and_touches_no_shard() {
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
+    let qs = with_status(stream("sp500", 3), &before.status);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .not_found();
+    let status = r.expect_status(&qs).await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(
+        (&degraded["status"], &degraded["reason"]),
+        (&"True".into(), &"MissingConfigMap".into())
+    );
+    let message = degraded["message"].as_str().unwrap();
+    assert!(message.contains("ConfigMap sp500 key tickers"), "{message}");
+    assert_eq!(condition(&status, "Ready")["reason"], "MissingConfigMap");
+    // The shards keep streaming their last lists, and the status still shows them.
+    assert_eq!(status["shards"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        status["assignment"],
+        serde_json::to_value(&before.status.assignment).unwrap()
+    );
+    let event = r.expect_event("Warning", "MissingConfigMap").await;
+    assert_eq!(event["note"].as_str(), Some(message));
+
+    let metrics = r.metrics.clone();
+    let action = r.finish().await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let errors = metrics
+        .reconcile_errors
+        .with_label_values(&["MissingConfigMap"]);
+    assert_eq!(errors.get(), 1);
+}
+
+#[tokio::test]
+async fn more_shards_than_the_vendor_allows_connections_degrades_the_stream() {
+    let mut qs = stream("sp500", 3);
+    qs.spec.source = source(SourceType::Alpaca);
+    qs.spec.source.alpaca = Some(AlpacaSource {
+        credentials_secret_ref: AlpacaCredentials {
+            name: "alpaca".into(),
+            key_id_key: None,
+            secret_key_key: None,
+        },
+        feed: None,
+        url: None,
+        max_connections: Some(2),
+    });
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    // No ConfigMap, no Deployment: three workers could not all connect.
+    let status = r.expect_status(&qs).await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(
+        (&degraded["status"], &degraded["reason"]),
+        (&"True".into(), &"TooManyConnections".into())
+    );
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.shards (3)") && message.contains("maxConnections allows 2"),
+        "{message}"
+    );
+    r.expect_event("Warning", "TooManyConnections").await;
+
+    let action = r.finish().await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
+    let qs = stream("sp500", 2);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    r.expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
+        .await
+        .internal_error();
+    // Nothing after the failed call: no Deployment, no status, no Event.
+    let metrics = r.metrics.clone();
+    let error = r.finish().await.unwrap_err();
+    assert_eq!(error.reason(), "ApiError");
+    assert_eq!(
+        metrics.reconciliations.with_label_values(&["error"]).get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn failures_back_off_per_stream_and_reset_on_success() {
+    let (client, mut api) = mock_api::client();
+    let ctx = Arc::new(Context::new(
+        client,
+        OperatorSettings::default(),
+        Metrics::new().unwrap(),
+        None,
+    ));
+    let a = Arc::new(stream("sp500", 1));
+    let b = Arc::new(stream("other", 1));
+    let error = Error::Metadata("namespace");
+    let secs = |s: u64| Action::requeue(Duration::from_secs(s));
+    let delays: Vec<_> = (0..10)
+        .map(|_| error_policy(a.clone(), &error, ctx.clone()))
+        .collect();
+    assert_eq!(
+        delays,
+        [1, 2, 4, 8, 16, 32, 64, 128, 128, 128].map(secs),
+        "doubling, capped"
+    );
+    assert_eq!(error_policy(b, &error, ctx.clone()), secs(1), "per stream");
+
+    // A successful reconcile (here: one that reports a missing ConfigMap) resets the count.
+    let task = tokio::spawn(reconcile(a.clone(), ctx.clone()));
+    let call = api.next().await.unwrap();
+    assert_eq!(call.path, config_map_path("sp500"));
+    call.not_found();
+    api.next().await.unwrap().ok(&*a); // status
+    api.next().await.unwrap().echo(); // Event
+    task.await.unwrap().unwrap();
+    assert_eq!(error_policy(a, &error, ctx.clone()), secs(1), "reset");
+    let errors = ctx
+        .metrics
+        .reconcile_errors
+        .with_label_values(&["InvalidMetadata"]);
+    assert_eq!(errors.get(), 12);
+}
