@@ -12,9 +12,15 @@ export CARGO_TERM_COLOR ?= auto
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+SOURCE ?= synthetic
+
 .PHONY: run
-run: ## Stream the example S&P 500 QuoteStream locally (4 shards, synthetic quotes; REDIS_URL etc. optional)
+run: ## Stream the example S&P 500 QuoteStream locally (4 shards; SOURCE=yahoo-stream|alpaca|polygon streams from a local vendor server; REDIS_URL etc. optional)
+ifeq ($(SOURCE),synthetic)
 	$(CARGO) run --release -q -p quotestream-worker -- local $(ARGS)
+else
+	@scripts/run-streaming.sh $(SOURCE) $(ARGS)
+endif
 
 .PHONY: test
 test: deps controlplane fmt-check clippy ## Format and lint checks, then every test (unit, property, integration, control plane)

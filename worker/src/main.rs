@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use quotestream_worker::local::{self, LocalOptions};
+use quotestream_worker::local::{self, LocalOptions, LocalStream};
 use quotestream_worker::quote::{validate, wire};
 use quotestream_worker::runtime::{RunOptions, Worker};
 use quotestream_worker::{config_file, server};
@@ -22,6 +22,7 @@ use quotestream_worker::{config_file, server};
     after_help = "Examples:\n  \
         quotestream-worker local                          # the S&P 500 example, 4 shards, synthetic quotes\n  \
         REDIS_URL=redis://127.0.0.1:6379 quotestream-worker local --shards 8 --interval 500ms\n  \
+        quotestream-worker local --source yahoo-stream --source-url ws://127.0.0.1:9801/   # see SOURCE=... make run\n  \
         quotestream-worker run --config /etc/quotestream/worker.json\n  \
         quotestream-worker check recording.ndjson"
 )]
@@ -75,6 +76,14 @@ enum Command {
         /// Stop after this long (default: run until Ctrl-C).
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
+        /// Stream from a streaming source instead of the synthetic market: yahoo-stream,
+        /// alpaca or polygon, served at --source-url (`SOURCE=alpaca make run` starts a local
+        /// server speaking the vendor's protocol and passes both).
+        #[arg(long, requires = "source_url")]
+        source: Option<String>,
+        /// WebSocket URL of the --source server.
+        #[arg(long, requires = "source")]
+        source_url: Option<String>,
     },
     /// Validate a recording of contract quotes (NDJSON, one quote per line) exactly as the
     /// worker validates quotes before publishing, and report every line that would be dropped.
@@ -116,6 +125,8 @@ fn main() -> ExitCode {
             seed,
             tickers_file,
             duration,
+            source,
+            source_url,
         } => runtime().and_then(|rt| {
             rt.block_on(async move {
                 let tickers = tickers_file
@@ -131,6 +142,10 @@ fn main() -> ExitCode {
                     tickers,
                     duration,
                     refresh: Duration::from_secs(1),
+                    stream: match (source, source_url) {
+                        (Some(kind), Some(url)) => Some(LocalStream::new(&kind, url)?),
+                        _ => None,
+                    },
                 };
                 let shutdown = quotestream_runtime::shutdown_on_signal("draining");
                 local::run(opts, RunOptions::default().with_process_env(), shutdown).await?;

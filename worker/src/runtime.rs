@@ -458,10 +458,7 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
         ))),
         other => Err(WorkerError::Config(format!(
             "source type {} is not available in this worker build",
-            serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
+            other.name()
         ))),
     }
 }

@@ -185,6 +185,7 @@ async fn local_run_streams_every_shard_and_publishes_to_redis_url() {
         tickers: Some("AAPL,MSFT,NVDA,GOOGL,AMZN,META".into()),
         duration: Some(Duration::from_millis(1500)),
         refresh: Duration::from_millis(500),
+        stream: None,
     };
     let env = HashMap::from([("REDIS_URL".to_owned(), redis.url())]);
     let stop = CancellationToken::new();
@@ -219,4 +220,58 @@ async fn local_run_streams_every_shard_and_publishes_to_redis_url() {
             "{s:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_run_streams_from_a_local_vendor_server() {
+    use quotestream_testkit::stream::Script;
+    use quotestream_testkit::stream::yahoo::YahooStreamServer;
+    use quotestream_worker::local::LocalStream;
+
+    let redis = RedisServer::start().unwrap();
+    let vendor = YahooStreamServer::start(Script::at_rate(600.0), 0)
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe("quotes.realtime").await.unwrap();
+    let mut messages = pubsub.on_message();
+
+    let opts = LocalOptions {
+        shards: Some(3),
+        interval: None,
+        seed: 1,
+        tickers: Some("AAPL,MSFT,NVDA,GOOGL,AMZN,BRK.B".into()),
+        duration: Some(Duration::from_millis(1500)),
+        refresh: Duration::from_millis(500),
+        stream: Some(LocalStream::new("yahoo-stream", vendor.url()).unwrap()),
+    };
+    let env = HashMap::from([("REDIS_URL".to_owned(), redis.url())]);
+    let run = tokio::spawn(local::run(
+        opts,
+        RunOptions {
+            env,
+            ..RunOptions::default()
+        },
+        CancellationToken::new(),
+    ));
+    let got = collect(&mut messages, 300).await;
+    let tickers: HashSet<&str> = got.iter().map(|m| m["ticker"].as_str().unwrap()).collect();
+    assert_eq!(tickers.len(), 6, "every ticker streamed: {tickers:?}");
+    assert!(
+        tickers.contains("BRK.B"),
+        "canonical share class: {tickers:?}"
+    );
+    assert!(got.iter().all(|m| m["source"] == "yfinance"));
+    let summaries = tokio::time::timeout(WAIT, run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(summaries.len(), 3);
+    assert_eq!(vendor.connections(), 3, "one connection per shard");
+    assert!(
+        LocalStream::new("yahoo", String::new()).is_err(),
+        "polling types are refused"
+    );
 }

@@ -108,6 +108,18 @@ impl SourceType {
         }
     }
 
+    /// The name `spec.source.type` spells it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Yahoo => "yahoo",
+            Self::Synthetic => "synthetic",
+            Self::Replay => "replay",
+            Self::YahooStream => "yahoo-stream",
+            Self::Alpaca => "alpaca",
+            Self::Polygon => "polygon",
+        }
+    }
+
     /// Whether the source keeps a WebSocket open and receives every tick as it happens.
     pub fn is_streaming(self) -> bool {
         matches!(self, Self::YahooStream | Self::Alpaca | Self::Polygon)
@@ -275,4 +287,23 @@ pub struct PolygonSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1024))]
     pub max_connections: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SourceType;
+
+    #[test]
+    fn names_are_the_manifest_spelling() {
+        for kind in [
+            SourceType::Yahoo,
+            SourceType::Synthetic,
+            SourceType::Replay,
+            SourceType::YahooStream,
+            SourceType::Alpaca,
+            SourceType::Polygon,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+    }
 }

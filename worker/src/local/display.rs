@@ -79,11 +79,15 @@ impl Display {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "quotestream local: stream {} - {} tickers over {} shards, source synthetic, tick {} - up {}s - process RSS {:.1} MB, CPU {:.0}%",
+            "quotestream local: stream {} - {} tickers over {} shards, source {} - up {}s - process RSS {:.1} MB, CPU {:.0}%",
             first.stream,
             all_tickers,
             self.shards.len(),
-            first.interval,
+            if first.source.kind.is_streaming() {
+                format!("{} (streaming)", first.source.kind.name())
+            } else {
+                format!("{}, tick {}", first.source.kind.name(), first.interval)
+            },
             self.started.elapsed().as_secs(),
             rss_mb().unwrap_or(0.0),
             self.cpu.percent()

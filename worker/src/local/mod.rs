@@ -35,6 +35,41 @@ pub struct LocalOptions {
     pub tickers: Option<String>,
     pub duration: Option<Duration>,
     pub refresh: Duration,
+    /// A streaming source and its URL (a local vendor server: `SOURCE=... make run`) instead of
+    /// the synthetic market.
+    pub stream: Option<LocalStream>,
+}
+
+/// A streaming source for the local run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalStream {
+    pub kind: SourceType,
+    pub url: String,
+}
+
+impl LocalStream {
+    /// `--source`: one of the streaming source types, with the URL of its server.
+    pub fn new(kind: &str, url: String) -> Result<Self, WorkerError> {
+        let kind: SourceType = serde_json::from_value(serde_json::Value::String(kind.into()))
+            .ok()
+            .filter(|k: &SourceType| k.is_streaming())
+            .ok_or_else(|| {
+                WorkerError::Config(format!(
+                    "--source {kind}: the local run streams from yahoo-stream, alpaca or polygon (or leave it out for the synthetic market)"
+                ))
+            })?;
+        Ok(Self { kind, url })
+    }
+
+    /// Points the stream's source at the local server.
+    fn apply(&self, source: &mut quotestream_api::crd::Source) {
+        *source = quotestream_api::crd::Source::of(self.kind);
+        if self.kind == SourceType::YahooStream {
+            source.yahoo_stream = Some(quotestream_api::crd::YahooStreamSource {
+                url: Some(self.url.clone()),
+            });
+        }
+    }
 }
 
 /// The shard configurations of the local run: the example stream with the synthetic source.
@@ -61,13 +96,17 @@ pub fn plan(
     if let Some(i) = &opts.interval {
         spec.interval = i.clone();
     }
-    spec.source.kind = SourceType::Synthetic;
-    spec.source.yahoo = None;
-    spec.source.synthetic = Some(SyntheticSource {
-        seed: Some(opts.seed),
-        market_hours: Some(false),
-        volatility_percent: None,
-    });
+    match &opts.stream {
+        Some(stream) => stream.apply(&mut spec.source),
+        None => {
+            spec.source = quotestream_api::crd::Source::of(SourceType::Synthetic);
+            spec.source.synthetic = Some(SyntheticSource {
+                seed: Some(opts.seed),
+                market_hours: Some(false),
+                volatility_percent: None,
+            });
+        }
+    }
     // Only what the environment provides: no external service is needed.
     spec.sinks.redis = env.contains_key(REDIS_URL_ENV).then(|| RedisSink {
         url: None,
