@@ -116,6 +116,8 @@ pub struct Script {
     /// Every n-th tick is replaced by a malformed message (cycling through the vendor's kinds
     /// of bad input).
     pub malformed_every: Option<u64>,
+    /// Remember when every tick was sent ([`Market::recording`]), for latency benchmarks.
+    pub record_sends: bool,
 }
 
 impl Script {
@@ -216,6 +218,8 @@ impl Pacer {
 #[derive(Debug, Default)]
 pub struct Market {
     ticks: AtomicU64,
+    /// When recording: the wall-clock send time (Unix ns) of every tick, by tick number.
+    sent: Option<Mutex<Vec<i128>>>,
 }
 
 /// One tick of the fake market.
@@ -237,6 +241,30 @@ pub struct Tick {
 }
 
 impl Market {
+    /// A market that remembers when each tick was made, for latency benchmarks
+    /// ([`Market::sent_ns`]).
+    pub fn recording() -> Self {
+        Self {
+            sent: Some(Mutex::new(Vec::new())),
+            ..Self::default()
+        }
+    }
+
+    /// The tick number a day volume belongs to (every tick adds 100 to one market-wide volume).
+    pub fn tick_of_volume(day_volume: u64) -> Option<u64> {
+        day_volume
+            .checked_sub(FIRST_VOLUME)
+            .map(|v| v / VOLUME_STEP)
+    }
+
+    /// When tick `n` was made (Unix ns), if the market records.
+    pub fn sent_ns(&self, n: u64) -> Option<i128> {
+        let sent = self.sent.as_ref()?.lock().ok()?;
+        sent.get(usize::try_from(n).ok()?)
+            .copied()
+            .filter(|&ns| ns > 0)
+    }
+
     pub fn tick(&self, symbol: &str) -> Tick {
         let n = self.ticks.fetch_add(1, Ordering::Relaxed);
         let base = 10.0 + (fnv1a(symbol) % 49_000) as f64 / 100.0;
@@ -245,13 +273,20 @@ impl Market {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        if let Some(Ok(mut sent)) = self.sent.as_ref().map(|s| s.lock()) {
+            let i = n as usize;
+            if sent.len() <= i {
+                sent.resize(i + 1, 0);
+            }
+            sent[i] = now.as_nanos() as i128;
+        }
         Tick {
             symbol: symbol.to_owned(),
             price,
             bid: round2(price - 0.01),
             ask: round2(price + 0.01),
             size: 100,
-            day_volume: 1_000_000 + n * 100,
+            day_volume: FIRST_VOLUME + n * VOLUME_STEP,
             day_open: round2(base),
             day_high: round2(base * 1.01),
             day_low: round2(base * 0.99),
@@ -260,6 +295,9 @@ impl Market {
         }
     }
 }
+
+const FIRST_VOLUME: u64 = 1_000_000;
+const VOLUME_STEP: u64 = 100;
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0

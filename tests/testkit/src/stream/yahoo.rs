@@ -78,16 +78,21 @@ pub const MALFORMED: &[(&str, &str)] = &[
 #[derive(Debug)]
 pub struct YahooStreamServer {
     server: WsServer,
-    journal: Journal,
+    state: Arc<(Script, Journal, Market)>,
 }
 
 impl YahooStreamServer {
     /// Starts on a free port (`port` 0) or the given one.
     pub async fn start(script: Script, port: u16) -> Result<Self> {
-        let journal = Journal::default();
-        let state = Arc::new((script, journal.clone(), Market::default()));
-        let server = WsServer::start(port, move |peer| serve(peer, state.clone())).await?;
-        Ok(Self { server, journal })
+        let market = if script.record_sends {
+            Market::recording()
+        } else {
+            Market::default()
+        };
+        let state = Arc::new((script, Journal::default(), market));
+        let shared = state.clone();
+        let server = WsServer::start(port, move |peer| serve(peer, shared.clone())).await?;
+        Ok(Self { server, state })
     }
 
     /// The URL for `spec.source.yahooStream.url`.
@@ -101,7 +106,12 @@ impl YahooStreamServer {
 
     /// Every frame clients sent.
     pub fn journal(&self) -> &Journal {
-        &self.journal
+        &self.state.1
+    }
+
+    /// The market behind the ticks (send times when the script records them).
+    pub fn market(&self) -> &Market {
+        &self.state.2
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use quotestream_api::TickerSet;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -15,9 +15,13 @@ use super::protocol::{Action, Decoded, Event, Frame, Protocol};
 use super::settings::StreamSettings;
 use super::subscriptions::Change;
 use crate::log_limit::LogLimiter;
+use crate::quote::RawQuote;
 use crate::sources::{SourceContext, SourceError};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Most frames read without waiting before their quotes go to the pipeline.
+const FRAMES_PER_DELIVERY: usize = 256;
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -48,6 +52,8 @@ pub(super) struct Carry {
     pub coalescer: Coalescer,
     pub malformed_log: LogLimiter,
     pub vendor_log: LogLimiter<String>,
+    /// Quotes decoded but not yet handed to the pipeline.
+    pub batch: Vec<RawQuote>,
     decoded: Decoded,
 }
 
@@ -132,20 +138,21 @@ impl<P: Protocol> Connection<'_, P> {
                 _ = ctx.shutdown.cancelled() => return Ended::Stopped,
                 message = socket.next() => {
                     idle_deadline = Instant::now() + settings.idle_timeout;
-                    let ended = match message {
-                        None => Some(Ended::lost("closed", "the server closed the connection")),
-                        Some(Err(e)) => Some(Ended::lost("error", e.to_string())),
-                        Some(Ok(Message::Text(text))) => self.handle(Frame::Text(text.as_str()), socket, ctx, carry).await,
-                        Some(Ok(Message::Binary(bytes))) => self.handle(Frame::Binary(&bytes), socket, ctx, carry).await,
-                        Some(Ok(Message::Close(frame))) => Some(Ended::lost("closed", match frame {
-                            Some(f) => format!("the server closed the connection: {} {}", f.code, f.reason),
-                            None => "the server closed the connection".to_owned(),
-                        })),
-                        // Pings are answered by the WebSocket layer; pongs only prove liveness.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
-                    };
-                    if let Some(ended) = ended {
+                    if let Some(ended) = self.receive(message, socket, ctx, carry).await {
                         return ended;
+                    }
+                    // Frames that are already here join the same delivery: at high rates one
+                    // hand-over to the pipeline carries many ticks instead of one each.
+                    for _ in 0..FRAMES_PER_DELIVERY {
+                        let Some(message) = socket.next().now_or_never() else {
+                            break;
+                        };
+                        if let Some(ended) = self.receive(message, socket, ctx, carry).await {
+                            return ended;
+                        }
+                    }
+                    if !carry.batch.is_empty() && !ctx.deliver(std::mem::take(&mut carry.batch)).await {
+                        return Ended::Stopped;
                     }
                 }
                 _ = tokio::time::sleep_until(idle_deadline) => {
@@ -184,7 +191,38 @@ impl<P: Protocol> Connection<'_, P> {
         }
     }
 
-    /// Decodes one frame and acts on it; `Some` ends the connection.
+    /// Acts on one WebSocket message; `Some` ends the connection.
+    async fn receive(
+        &mut self,
+        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        socket: &mut Socket,
+        ctx: &mut SourceContext,
+        carry: &mut Carry,
+    ) -> Option<Ended> {
+        match message {
+            None => Some(Ended::lost("closed", "the server closed the connection")),
+            Some(Err(e)) => Some(Ended::lost("error", e.to_string())),
+            Some(Ok(Message::Text(text))) => {
+                self.handle(Frame::Text(text.as_str()), socket, ctx, carry)
+                    .await
+            }
+            Some(Ok(Message::Binary(bytes))) => {
+                self.handle(Frame::Binary(&bytes), socket, ctx, carry).await
+            }
+            Some(Ok(Message::Close(frame))) => Some(Ended::lost(
+                "closed",
+                match frame {
+                    Some(f) => format!("the server closed the connection: {} {}", f.code, f.reason),
+                    None => "the server closed the connection".to_owned(),
+                },
+            )),
+            // Pings are answered by the WebSocket layer; pongs only prove liveness.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => None,
+        }
+    }
+
+    /// Decodes one frame and acts on it; its quotes join `carry.batch` (or the coalescer).
+    /// `Some` ends the connection.
     async fn handle(
         &mut self,
         frame: Frame<'_>,
@@ -273,12 +311,10 @@ impl<P: Protocol> Connection<'_, P> {
         }
         if self.settings.coalesce.is_some() {
             carry.coalescer.add(quotes);
-            None
-        } else if ctx.deliver(quotes).await {
-            None
         } else {
-            Some(Ended::Stopped)
+            carry.batch.append(&mut quotes);
         }
+        None
     }
 
     /// Logged in (or no login needed): subscribe everything the shard owns now.

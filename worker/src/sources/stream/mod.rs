@@ -74,8 +74,10 @@ impl<P: Protocol + std::fmt::Debug> Source for StreamSource<P> {
                 connection::run(&mut self.protocol, &self.settings, &mut ctx, &mut carry).await;
             ctx.metrics.source_connected.set(0);
             ctx.metrics.source_subscribed.set(0);
-            // What the coalescer holds is not lost with the connection.
-            if !carry.coalescer.is_empty() && !ctx.deliver(carry.coalescer.drain()).await {
+            // What was decoded before the connection ended is not lost with it.
+            let mut left = std::mem::take(&mut carry.batch);
+            left.extend(carry.coalescer.drain());
+            if !ctx.deliver(left).await {
                 return Ok(());
             }
             match ended {
