@@ -269,6 +269,115 @@ async fn a_high_rate_feed_arrives_in_batches() {
     run.stop().await.unwrap();
 }
 
+/// The whole worker: the key from the environment, the source, validation, a real Redis.
+mod worker {
+    use std::collections::HashMap;
+
+    use futures_util::StreamExt;
+    use quotestream_api::WorkerConfig;
+    use quotestream_testkit::RedisServer;
+    use quotestream_worker::runtime::{RunOptions, Worker};
+    use quotestream_worker::sources::polygon::API_KEY_ENV;
+    use serde_json::{Value, json};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    fn config(url: &str, redis_url: &str) -> WorkerConfig {
+        serde_json::from_value(json!({
+            "namespace": "t", "stream": "live", "shard": 0, "shards": 1,
+            "tickers": ["AAPL", "MSFT"], "interval": "1s", "requestsPerHour": 100.0,
+            "source": {"type": "polygon", "idleTimeout": "5s",
+                       "polygon": {"apiKeySecretRef": {"name": "massive", "key": "apiKey"}, "url": url}},
+            "sinks": {"redis": {"url": redis_url}}
+        }))
+        .unwrap()
+    }
+
+    fn options(key: Option<&str>) -> RunOptions {
+        RunOptions {
+            env: key
+                .map(|k| HashMap::from([(API_KEY_ENV.to_owned(), k.to_owned())]))
+                .unwrap_or_default(),
+            ..RunOptions::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishes_validated_quotes_and_counts_what_validation_drops() {
+        let redis = RedisServer::start().unwrap();
+        let script = Script {
+            malformed_every: Some(5),
+            ..Script::at_rate(1000.0)
+        };
+        let account = Account {
+            api_key: Some(KEY.into()),
+            ..Account::default()
+        };
+        let server = PolygonServer::start_with(script, account, 0).await.unwrap();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub.subscribe("quotes.realtime").await.unwrap();
+        let mut messages = pubsub.on_message();
+
+        let worker = Worker::new(
+            config(&server.url(), &redis.url()),
+            options(Some(KEY)),
+            None,
+        )
+        .unwrap();
+        let metrics = worker.metrics().clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        let mut published = Vec::new();
+        while published.len() < 200 {
+            let msg = tokio::time::timeout(support::PATIENCE, messages.next())
+                .await
+                .expect("quotes keep coming")
+                .unwrap();
+            published.push(serde_json::from_slice::<Value>(msg.get_payload_bytes()).unwrap());
+        }
+        for m in &published {
+            assert_eq!(m["source"], "polygon", "{m}");
+            assert!(m["price"].as_f64().unwrap() > 0.0, "{m}");
+            assert!(
+                ["AAPL", "MSFT"].contains(&m["ticker"].as_str().unwrap()),
+                "{m}"
+            );
+        }
+        eventually("the negative price counted by validation", || {
+            metrics
+                .validation_errors
+                .with_label_values(&["price"])
+                .get()
+                > 0
+        })
+        .await;
+        stop.cancel();
+        tokio::time::timeout(support::PATIENCE, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_missing_key_is_a_configuration_error_naming_the_secret_reference() {
+        let error = Worker::new(
+            config("wss://socket.massive.com/stocks", "redis://127.0.0.1:1"),
+            options(None),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("POLYGON_API_KEY")
+                && error.contains("spec.source.polygon.apiKeySecretRef"),
+            "{error}"
+        );
+    }
+}
+
 mod fuzz {
     use proptest::prelude::*;
     use quotestream_worker::sources::polygon::Decoder;
