@@ -135,9 +135,18 @@ pub struct Aggregate {
 }
 
 /// Every ticker's state.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Book {
     tickers: HashMap<String, TickerState>,
+}
+
+// Thousands of entries are no use in a debug print.
+impl std::fmt::Debug for Book {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Book")
+            .field("tickers", &self.tickers.len())
+            .finish()
+    }
 }
 
 impl Book {

@@ -127,7 +127,7 @@ impl Decoder {
     fn trade(&mut self, item: &Item<'_>, raw: &str) -> Outcome {
         let (sym, time) = match symbol_and_time(item.sym.as_deref(), item.t, "t", raw) {
             Ok(found) => found,
-            Err(outcome) => return outcome,
+            Err((reason, detail)) => return Outcome::Malformed(reason, detail),
         };
         let Some(price) = item.p else {
             return missing("p", raw);
@@ -143,7 +143,7 @@ impl Decoder {
     fn top(&mut self, item: &Item<'_>, raw: &str) -> Outcome {
         let (sym, time) = match symbol_and_time(item.sym.as_deref(), item.t, "t", raw) {
             Ok(found) => found,
-            Err(outcome) => return outcome,
+            Err((reason, detail)) => return Outcome::Malformed(reason, detail),
         };
         // A Q event is the whole top of the book: an absent or zero side is an empty one.
         let side = |price: Option<f64>| price.filter(|p| *p != 0.0);
@@ -157,7 +157,7 @@ impl Decoder {
     fn aggregate(&mut self, item: &Item<'_>, raw: &str) -> Outcome {
         let (sym, end) = match symbol_and_time(item.sym.as_deref(), item.e, "e", raw) {
             Ok(found) => found,
-            Err(outcome) => return outcome,
+            Err((reason, detail)) => return Outcome::Malformed(reason, detail),
         };
         let Some(day_volume) = item.av else {
             return missing("av", raw);
@@ -181,22 +181,26 @@ fn symbol_and_time<'a>(
     ms: Option<i64>,
     field: &str,
     raw: &str,
-) -> Result<(&'a str, Timestamp), Outcome> {
+) -> Result<(&'a str, Timestamp), (&'static str, String)> {
     let sym = sym
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Outcome::Malformed("no_symbol", excerpt(raw)))?;
+        .ok_or_else(|| ("no_symbol", excerpt(raw)))?;
     let Some(ms) = ms else {
-        return Err(missing(field, raw));
+        return Err(("missing_field", missing_detail(field, raw)));
     };
     let time = Timestamp::from_millisecond(ms)
         .ok()
         .filter(|_| ms > 0)
-        .ok_or_else(|| Outcome::Malformed("bad_time", format!("{sym}: time {ms} ms")))?;
+        .ok_or_else(|| ("bad_time", format!("{sym}: time {ms} ms")))?;
     Ok((sym, time))
 }
 
 fn missing(field: &str, raw: &str) -> Outcome {
-    Outcome::Malformed("missing_field", format!("no {field:?}: {}", excerpt(raw)))
+    Outcome::Malformed("missing_field", missing_detail(field, raw))
+}
+
+fn missing_detail(field: &str, raw: &str) -> String {
+    format!("no {field:?}: {}", excerpt(raw))
 }
 
 fn excerpt(text: &str) -> String {
