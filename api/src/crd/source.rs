@@ -273,13 +273,15 @@ pub enum AlpacaFeed {
     Test,
 }
 
-/// Polygon (Massive) stocks WebSocket.
+/// Massive (formerly Polygon.io) stocks WebSocket.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PolygonSource {
     /// The Secret key holding the API key.
     pub api_key_secret_ref: SecretKeyRef,
-    /// WebSocket URL override (default wss://socket.polygon.io/stocks).
+    /// WebSocket URL override (default wss://socket.massive.com/stocks, real time;
+    /// wss://delayed.massive.com/stocks is the delayed feed). The hosts were socket.polygon.io
+    /// and delayed.polygon.io before the rename to Massive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::ws_url")]
     pub url: Option<String>,

@@ -42,13 +42,13 @@ pub enum PlanError {
         "metadata.name {name:?} is {len} characters; it becomes the label quotes.opa.io/stream, which allows at most 63: recreate the stream under a shorter name"
     )]
     NameTooLong { name: String, len: usize },
-    #[error(
-        "spec.shards ({shards}) needs {shards} connections but spec.source.{vendor}.maxConnections allows {max}: lower spec.shards to {max} or raise maxConnections if the account allows more"
-    )]
+    #[error("{}", too_many_connections(.vendor, *.shards, *.max, *.explicit))]
     TooManyConnections {
         vendor: &'static str,
         shards: usize,
         max: usize,
+        /// Whether `maxConnections` is set (otherwise `max` is the vendor's default).
+        explicit: bool,
     },
     #[error(
         "spec.worker.env[{index}]: {name} is set by the operator; remove it from spec.worker.env"
@@ -261,17 +261,23 @@ fn non_empty<'a>(value: Option<&'a str>, field: &'static str) -> Result<&'a str,
         .ok_or(PlanError::Metadata { field })
 }
 
-/// WebSocket vendors limit concurrent connections per account (Alpaca and Polygon: one unless
-/// the plan says otherwise); each shard holds one, so more shards than that cannot all connect.
+/// Connections a vendor allows per API key when `maxConnections` is unset (Alpaca and
+/// Massive/Polygon: one, unless the plan says otherwise).
+const DEFAULT_MAX_CONNECTIONS: usize = 1;
+
+/// WebSocket vendors limit concurrent connections per account; each shard holds one, so more
+/// shards than that cannot all connect.
 fn check_connections(stream: &QuoteStream, shards: NonZeroUsize) -> Result<(), PlanError> {
-    let Some((vendor, max)) = connection_limit(&stream.spec.source) else {
+    let Some((vendor, set)) = vendor_max_connections(&stream.spec.source) else {
         return Ok(());
     };
+    let max = set.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if shards.get() > max {
         return Err(PlanError::TooManyConnections {
             vendor,
             shards: shards.get(),
             max,
+            explicit: set.is_some(),
         });
     }
     Ok(())
@@ -279,12 +285,33 @@ fn check_connections(stream: &QuoteStream, shards: NonZeroUsize) -> Result<(), P
 
 /// The connection limit of a source and the field it comes from, if it has one.
 pub fn connection_limit(source: &Source) -> Option<(&'static str, usize)> {
+    let (name, max) = vendor_max_connections(source)?;
+    Some((name, max.unwrap_or(DEFAULT_MAX_CONNECTIONS)))
+}
+
+/// The vendor of a connection-limited source and its `maxConnections`, if set.
+fn vendor_max_connections(source: &Source) -> Option<(&'static str, Option<usize>)> {
     let (name, max) = match source.kind {
         SourceType::Alpaca => ("alpaca", source.alpaca.as_ref()?.max_connections),
         SourceType::Polygon => ("polygon", source.polygon.as_ref()?.max_connections),
         _ => return None,
     };
-    Some((name, max.and_then(|m| usize::try_from(m).ok()).unwrap_or(1)))
+    Some((name, max.and_then(|m| usize::try_from(m).ok())))
+}
+
+/// The message of [`PlanError::TooManyConnections`]: an unset limit is the vendor's default
+/// (Alpaca and Massive/Polygon: one connection per API key), which users may not know applies.
+fn too_many_connections(vendor: &str, shards: usize, max: usize, explicit: bool) -> String {
+    let field = format!("spec.source.{vendor}.maxConnections");
+    if explicit {
+        format!(
+            "spec.shards ({shards}) needs {shards} connections but {field} allows {max}: lower spec.shards to {max} or raise maxConnections if the account allows more"
+        )
+    } else {
+        format!(
+            "spec.shards ({shards}) needs {shards} connections but {vendor} allows {max} per API key unless the plan says otherwise ({field} is unset): lower spec.shards to {max}, or set {field} to what the account allows"
+        )
+    }
 }
 
 fn check_env(worker: &WorkerTemplate) -> Result<(), PlanError> {

@@ -2,8 +2,8 @@ use std::num::NonZeroUsize;
 
 use k8s_openapi::api::core::v1::EnvVar;
 use quotestream_api::crd::{
-    AlpacaCredentials, AlpacaSource, AssignmentStatus, QuoteStreamStatus, SourceType,
-    WorkerTemplate,
+    AlpacaCredentials, AlpacaSource, AssignmentStatus, PolygonSource, QuoteStreamStatus,
+    SourceType, WorkerTemplate,
 };
 use quotestream_api::sharding::balanced_split;
 
@@ -138,6 +138,42 @@ fn previous_assignment_is_evolved_not_recomputed() {
     );
 }
 
+/// Massive (Polygon) allows one connection per cluster and API key: without `maxConnections`
+/// a polygon stream runs one shard, and the message says why and what to set.
+#[test]
+fn polygon_streams_are_limited_to_the_connections_the_account_allows() {
+    let few = tickers(&["AAPL", "MSFT", "NVDA"]);
+    let mut s = stream("live", 2);
+    s.spec.source = crate::resources::fixtures::source(SourceType::Polygon);
+    s.spec.source.polygon = Some(PolygonSource {
+        api_key_secret_ref: crate::resources::fixtures::secret("massive", "apiKey"),
+        url: None,
+        max_connections: None,
+    });
+    let err = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap_err();
+    assert_eq!(err.reason(), "TooManyConnections");
+    assert_eq!(
+        err.to_string(),
+        "spec.shards (2) needs 2 connections but polygon allows 1 per API key unless the plan says otherwise (spec.source.polygon.maxConnections is unset): lower spec.shards to 1, or set spec.source.polygon.maxConnections to what the account allows"
+    );
+    s.spec.shards = 1;
+    assert!(StreamPlan::new(&s, &few, None, &OperatorSettings::default()).is_ok());
+
+    s.spec.shards = 3;
+    if let Some(p) = s.spec.source.polygon.as_mut() {
+        p.max_connections = Some(2);
+    }
+    let err = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.shards (3) needs 3 connections but spec.source.polygon.maxConnections allows 2: lower spec.shards to 2 or raise maxConnections if the account allows more"
+    );
+    if let Some(p) = s.spec.source.polygon.as_mut() {
+        p.max_connections = Some(3);
+    }
+    assert!(StreamPlan::new(&s, &few, None, &OperatorSettings::default()).is_ok());
+}
+
 #[test]
 fn errors_name_the_field_and_carry_a_condition_reason() {
     let few = tickers(&["AAPL", "MSFT"]);
@@ -162,7 +198,7 @@ fn errors_name_the_field_and_carry_a_condition_reason() {
     assert_eq!(err.reason(), "TooManyConnections");
     assert_eq!(
         err.to_string(),
-        "spec.shards (2) needs 2 connections but spec.source.alpaca.maxConnections allows 1: lower spec.shards to 1 or raise maxConnections if the account allows more"
+        "spec.shards (2) needs 2 connections but alpaca allows 1 per API key unless the plan says otherwise (spec.source.alpaca.maxConnections is unset): lower spec.shards to 1, or set spec.source.alpaca.maxConnections to what the account allows"
     );
     if let Some(a) = s.spec.source.alpaca.as_mut() {
         a.max_connections = Some(2);

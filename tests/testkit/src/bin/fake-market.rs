@@ -4,13 +4,14 @@
 
 use clap::{Parser, Subcommand};
 use quotestream_testkit::stream::Script;
+use quotestream_testkit::stream::polygon::PolygonServer;
 use quotestream_testkit::stream::yahoo::YahooStreamServer;
 
 #[derive(Parser, Debug)]
 #[command(
     version,
     about = "Serve a market-data vendor's streaming protocol on localhost",
-    after_help = "Examples:\n  fake-market yahoo-stream --port 9801 --rate 2000\n  fake-market yahoo-stream --rate 50000    # a high-rate feed for benchmarks"
+    after_help = "Examples:\n  fake-market yahoo-stream --port 9801 --rate 2000\n  fake-market yahoo-stream --rate 50000    # a high-rate feed for benchmarks\n  fake-market polygon --rate 50000         # Massive/Polygon: any non-empty API key logs in"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +28,9 @@ struct Cli {
 enum Vendor {
     /// Yahoo Finance's live stream (base64 protobuf PricingData over WebSocket).
     YahooStream,
+    /// Massive's (formerly Polygon.io) stocks stream (JSON arrays of T/Q/AM events; any
+    /// non-empty API key is accepted, one logged-in connection at a time).
+    Polygon,
 }
 
 #[tokio::main]
@@ -37,12 +41,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Vendor::YahooStream => {
             let server = YahooStreamServer::start(script, cli.port).await?;
             let url = server.url();
-            println!("{url}");
-            tokio::signal::ctrl_c().await?;
-            drop(server);
-            url
+            serve_until_interrupted(server, url).await?
+        }
+        Vendor::Polygon => {
+            let server = PolygonServer::start(script, cli.port).await?;
+            let url = server.url();
+            serve_until_interrupted(server, url).await?
         }
     };
     eprintln!("fake-market: stopped serving {url}");
     Ok(())
+}
+
+/// Prints the URL, then serves until Ctrl-C (a server stops when dropped).
+async fn serve_until_interrupted<S>(server: S, url: String) -> std::io::Result<String> {
+    println!("{url}");
+    tokio::signal::ctrl_c().await?;
+    drop(server);
+    Ok(url)
 }

@@ -10,6 +10,7 @@
 //! - [`Pacer`]: a steady tick rate without drift;
 //! - [`Market`]: deterministic prices per symbol.
 
+pub mod polygon;
 pub mod yahoo;
 
 use std::net::SocketAddr;

@@ -1,0 +1,133 @@
+//! `spec.source.polygon` and the API key from the environment.
+
+use quotestream_api::crd::PolygonSource;
+
+use crate::sources::SourceError;
+
+/// Massive's real-time stocks cluster (the host was `socket.polygon.io` before the rename).
+pub const DEFAULT_URL: &str = "wss://socket.massive.com/stocks";
+
+/// The variable the operator fills from `spec.source.polygon.apiKeySecretRef`
+/// (operator/src/resources/env.rs).
+pub const API_KEY_ENV: &str = "POLYGON_API_KEY";
+
+#[derive(Clone, PartialEq)]
+pub struct PolygonConfig {
+    pub url: String,
+    pub api_key: String,
+    /// Where the key comes from, for messages that tell the user which Secret to fix.
+    pub key_source: String,
+}
+
+// The API key never reaches a log line.
+impl std::fmt::Debug for PolygonConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolygonConfig")
+            .field("url", &self.url)
+            .field("api_key", &"<redacted>")
+            .field("key_source", &self.key_source)
+            .finish()
+    }
+}
+
+impl PolygonConfig {
+    /// `spec` is the worker configuration's `source.polygon`; `api_key` the value of
+    /// [`API_KEY_ENV`].
+    pub fn from_spec(
+        spec: Option<&PolygonSource>,
+        api_key: Option<String>,
+    ) -> Result<Self, SourceError> {
+        let spec = spec.ok_or_else(|| {
+            SourceError::Config(
+                "source.type polygon needs spec.source.polygon.apiKeySecretRef: the Secret key holding the API key".into(),
+            )
+        })?;
+        let secret = &spec.api_key_secret_ref;
+        let key_source = format!(
+            "key {:?} of Secret {:?} (spec.source.polygon.apiKeySecretRef)",
+            secret.key, secret.name
+        );
+        let api_key = api_key
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                SourceError::Config(format!(
+                    "{API_KEY_ENV} is not set or empty: the operator fills it from the {key_source}; put the Massive/Polygon API key there"
+                ))
+            })?;
+        let url = spec.url.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
+        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
+            return Err(SourceError::Config(format!(
+                "spec.source.polygon.url {url:?} is not a WebSocket URL: use wss://host/stocks (default {DEFAULT_URL})"
+            )));
+        }
+        Ok(Self {
+            url,
+            api_key,
+            key_source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quotestream_api::crd::SecretKeyRef;
+
+    use super::*;
+
+    fn spec(url: Option<&str>) -> PolygonSource {
+        PolygonSource {
+            api_key_secret_ref: SecretKeyRef {
+                name: "massive".into(),
+                key: "apiKey".into(),
+            },
+            url: url.map(str::to_owned),
+            max_connections: None,
+        }
+    }
+
+    #[test]
+    fn defaults_to_massive_and_takes_the_url_override() {
+        let c = PolygonConfig::from_spec(Some(&spec(None)), Some("k3y\n".into())).unwrap();
+        assert_eq!(c.url, DEFAULT_URL);
+        assert_eq!(
+            c.api_key, "k3y",
+            "a trailing newline from the Secret is dropped"
+        );
+        let delayed = spec(Some("wss://delayed.massive.com/stocks"));
+        let c = PolygonConfig::from_spec(Some(&delayed), Some("k".into())).unwrap();
+        assert_eq!(c.url, "wss://delayed.massive.com/stocks");
+    }
+
+    #[test]
+    fn a_missing_key_names_the_secret_reference() {
+        for key in [None, Some(String::new()), Some("  ".into())] {
+            let e = PolygonConfig::from_spec(Some(&spec(None)), key)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("POLYGON_API_KEY")
+                    && e.contains("spec.source.polygon.apiKeySecretRef")
+                    && e.contains("\"massive\""),
+                "{e}"
+            );
+        }
+        let e = PolygonConfig::from_spec(None, Some("k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spec.source.polygon.apiKeySecretRef"), "{e}");
+    }
+
+    #[test]
+    fn rejects_non_websocket_urls_and_never_prints_the_key() {
+        let e = PolygonConfig::from_spec(
+            Some(&spec(Some("https://socket.massive.com"))),
+            Some("k".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("spec.source.polygon.url"), "{e}");
+        let c = PolygonConfig::from_spec(Some(&spec(None)), Some("s3cret".into())).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}
