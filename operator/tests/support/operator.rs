@@ -3,13 +3,11 @@
 //! reaped on drop.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use quotestream_testkit::{ControlPlane, free_port, wait_until};
+use quotestream_testkit::{ControlPlane, free_port, http_get, wait_until};
 
 use super::cluster::WAIT;
 
@@ -164,23 +162,6 @@ impl Drop for Operator {
             let _ = child.wait();
         }
     }
-}
-
-/// A plain HTTP/1.1 GET on loopback: (status, body), or None when nothing answers.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
 }
 
 /// The value of the first sample whose name and labels start with `series`

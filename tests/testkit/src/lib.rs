@@ -3,6 +3,7 @@
 //! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs.
 
 pub mod controlplane;
+mod http;
 mod port;
 mod postgres;
 mod process;
@@ -11,6 +12,7 @@ mod wait;
 pub mod yahoo;
 
 pub use controlplane::ControlPlane;
+pub use http::http_get;
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
