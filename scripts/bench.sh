@@ -53,6 +53,15 @@ print('\n'.join(out))" "$n" >"$syms"
 done
 rm -f "$syms"
 
+# --- Control plane (operator/examples/bench_controlplane.rs) -------------------------------
+# Real kube-apiserver + etcd (tests/controlplane) and the release operator. BENCH_QUICK=1
+# measures 4 shards only (instead of 4, 16 and 64).
+tests/controlplane/build.sh >&2
+cargo build --release -q -p quotestream-operator --bins --examples
+run "Operator: create to Ready, reconcile duration, reshard convergence (real kube-apiserver)" \
+    target/release/examples/bench_controlplane ${BENCH_QUICK:+--quick}
+# --- end control plane ------------------------------------------------------------------------
+
 section "Shard assignment"
 printf 'The full table is docs/sharding.md (`make sharding-report`).\n\n' >>"$tmp"
 target/release/examples/sharding_report 2>/dev/null | sed -n '/^## Summary/,/^## Per shard count/p' | sed '/^## /d' >>"$tmp"

@@ -44,14 +44,83 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// The part of the configuration whose change needs a new worker process (everything but
-    /// the ticker list, which a running worker picks up by itself).
-    pub fn without_tickers(&self) -> WorkerConfig {
+    /// The part of the configuration a running worker cannot apply by itself, so its change
+    /// needs a new process: everything but what a reshard changes — the ticker list with its
+    /// epoch and fingerprint, the shard count, and the rate-limit share derived from it — which
+    /// a running worker reloads. The operator hashes this view into the pod template
+    /// (`quotes.opa.io/config-hash`), so exactly these changes roll the pods.
+    pub fn restart_view(&self) -> WorkerConfig {
         WorkerConfig {
+            shards: 0,
             tickers: Vec::new(),
+            requests_per_hour: 0.0,
             epoch: 0,
             fingerprint: String::new(),
             ..self.clone()
         }
+    }
+
+    /// The fields (as named in `worker.json`) whose change from `self` to `next` needs a new
+    /// worker process; empty when a running worker can apply `next` by itself. Computed from
+    /// [`WorkerConfig::restart_view`], so a field added later counts until it is made reloadable.
+    pub fn restart_changes(&self, next: &WorkerConfig) -> Vec<String> {
+        let (before, after) = (self.restart_view(), next.restart_view());
+        if before == after {
+            return Vec::new();
+        }
+        let fields = |c: &WorkerConfig| match serde_json::to_value(c) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let (before, after) = (fields(&before), fields(&after));
+        let mut changed: Vec<String> = after
+            .iter()
+            .filter(|(field, value)| before.get(*field) != Some(*value))
+            .map(|(field, _)| field.clone())
+            .chain(before.keys().filter(|f| !after.contains_key(*f)).cloned())
+            .collect();
+        if changed.is_empty() {
+            // Equal JSON but unequal values (a NaN share, say): still a change.
+            changed.push("worker.json".to_owned());
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> WorkerConfig {
+        let mut base = serde_json::json!({
+            "namespace": "default", "stream": "demo", "shard": 1, "shards": 3,
+            "tickers": ["AAPL", "MSFT"], "interval": "1s", "requestsPerHour": 600.0,
+            "source": {"type": "yahoo"}, "sinks": {"redis": {"url": "redis://redis:6379/0"}},
+            "epoch": 4, "fingerprint": "00000000000000aa"
+        });
+        if let (Some(base), serde_json::Value::Object(changes)) = (base.as_object_mut(), json) {
+            base.extend(changes);
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn a_reshard_needs_no_restart() {
+        let before = config(serde_json::json!({}));
+        let after = config(serde_json::json!({
+            "shards": 5, "tickers": ["AAPL"], "requestsPerHour": 360.0,
+            "epoch": 5, "fingerprint": "00000000000000bb"
+        }));
+        assert_eq!(before.restart_changes(&after), Vec::<String>::new());
+        assert_eq!(before.restart_view(), after.restart_view());
+    }
+
+    #[test]
+    fn other_changes_are_named() {
+        let before = config(serde_json::json!({}));
+        let after = config(serde_json::json!({
+            "interval": "2s", "sinks": {"redis": {"url": "redis://other:6379/0"}}, "tickers": []
+        }));
+        assert_eq!(before.restart_changes(&after), ["interval", "sinks"]);
     }
 }

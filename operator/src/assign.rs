@@ -56,7 +56,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 "{from} -> {shards} shards: {} of {} tickers move (minimum possible: {})",
                 before.moved_to(&after),
                 tickers.len(),
-                minimum_moves(&before, shards)
+                before.minimum_moves(shards)
             );
             after
         }
@@ -86,24 +86,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The fewest tickers any balanced assignment over `to` shards can move from `before`: the
-/// surplus of each shard over its target, where the one-larger targets go to the fullest shards
-/// and removed shards have target 0.
-fn minimum_moves(before: &Assignment, to: NonZeroUsize) -> usize {
-    let (n, t) = (to.get(), before.ticker_count());
-    let mut sizes = before.sizes();
-    let removed: usize = sizes.iter().skip(n).sum();
-    sizes.resize(n, 0);
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(sizes[i]), i));
-    let surplus: usize = order
-        .iter()
-        .enumerate()
-        .map(|(rank, &i)| sizes[i].saturating_sub(t / n + usize::from(rank < t % n)))
-        .sum();
-    removed + surplus
 }
 
 fn load(args: &Args) -> anyhow::Result<(TickerSet, Option<NonZeroUsize>)> {

@@ -15,7 +15,9 @@ use prometheus::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Reconcile metrics. Labels never carry object names (bounded cardinality).
+/// Reconcile metrics. Only the per-stream gauges carry object names (namespace and stream);
+/// their series are removed when the stream is deleted ([`Metrics::forget_stream`]), so their
+/// number is bounded by the streams that exist.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -28,9 +30,9 @@ pub struct Metrics {
     /// QuoteStreams managed by this operator.
     pub streams: IntGauge,
     /// Shards wanted per stream (`spec.shards`), labelled namespace and stream.
-    pub shards_desired: IntGaugeVec,
+    pub(crate) shards_desired: IntGaugeVec,
     /// Shards whose worker is ready, per stream.
-    pub shards_ready: IntGaugeVec,
+    pub(crate) shards_ready: IntGaugeVec,
     /// 1 while this replica holds the leader lease.
     pub leader: IntGauge,
 }
@@ -91,6 +93,25 @@ impl Metrics {
         })
     }
 
+    /// Sets a stream's per-stream gauges.
+    pub fn set_stream_shards(&self, namespace: &str, stream: &str, desired: usize, ready: i32) {
+        let labels = [namespace, stream];
+        self.shards_desired
+            .with_label_values(&labels)
+            .set(i64::try_from(desired).unwrap_or(i64::MAX));
+        self.shards_ready
+            .with_label_values(&labels)
+            .set(i64::from(ready));
+    }
+
+    /// Removes a deleted stream's series from `/metrics` (a gauge series stays until removed).
+    pub fn forget_stream(&self, namespace: &str, stream: &str) {
+        let labels = [namespace, stream];
+        // Err only means that the series did not exist.
+        let _ = self.shards_desired.remove_label_values(&labels);
+        let _ = self.shards_ready.remove_label_values(&labels);
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -143,5 +164,27 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_stream_leaves_no_series() {
+        let m = Metrics::new().unwrap();
+        m.set_stream_shards("default", "a", 3, 2);
+        m.set_stream_shards("default", "b", 1, 1);
+        let text = m.render();
+        assert!(text.contains(r#"quotestream_shards_desired{namespace="default",stream="a"} 3"#));
+        assert!(text.contains(r#"quotestream_shards_ready{namespace="default",stream="a"} 2"#));
+
+        m.forget_stream("default", "a");
+        let text = m.render();
+        assert!(!text.contains(r#"stream="a""#), "{text}");
+        assert!(text.contains(r#"quotestream_shards_ready{namespace="default",stream="b"} 1"#));
+        // Forgetting twice (a Delete event, then the reconcile that finds the stream gone).
+        m.forget_stream("default", "a");
     }
 }

@@ -1,37 +1,31 @@
 //! The Helm chart `charts/quotestream` on a real kube-apiserver: it lints and renders with every
 //! toggle, its schema rejects typos, `helm install` creates the CRD, the operator and the example,
-//! and the RBAC it grants is exactly what the operator needs — checked with the API server's own
-//! authorizer (`kubectl auth can-i` as the operator's ServiceAccount) and with real requests.
+//! `helm upgrade` to a chart whose CRD gained a field leaves the CRD alone and the upgraded
+//! operator (`--apply-crd`) serves the new field, and the RBAC it grants is exactly what the
+//! operator needs — checked with the API server's own authorizer (`kubectl auth can-i` as the
+//! operator's ServiceAccount) and with real requests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use quotestream_testkit::controlplane::bin_dir;
 use quotestream_testkit::{ControlPlane, wait_until};
 use serde::Deserialize as _;
-use serde_json::Value;
+use serde_json::{Value, json};
+use support::cluster::{WAIT, eventually, get_json, ok, repo, text};
+use support::operator::Operator;
 
 const OPERATOR: &str = "system:serviceaccount:quotestream-system:quotestream-operator";
 const NAMESPACE: &str = "quotestream-system";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn chart() -> String {
     repo().join("charts/quotestream").display().to_string()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// helm without a cluster (lint and template need none).
@@ -77,16 +71,15 @@ fn has(objects: &BTreeSet<(String, String)>, kind: &str, name: &str) -> bool {
     objects.contains(&(kind.to_owned(), name.to_owned()))
 }
 
-fn ok(out: &Output, what: &str) {
-    assert!(out.status.success(), "{what}: {}", text(out));
+fn install(cp: &ControlPlane, sets: &[&str]) {
+    install_chart(cp, &chart(), sets);
 }
 
-fn install(cp: &ControlPlane, sets: &[&str]) {
-    let chart = chart();
+fn install_chart(cp: &ControlPlane, chart: &str, sets: &[&str]) {
     let mut args = vec![
         "install",
         "quotestream",
-        &chart,
+        chart,
         "-n",
         NAMESPACE,
         "--create-namespace",
@@ -582,6 +575,201 @@ fn helm_install_creates_the_crd_the_operator_and_the_example() {
         .unwrap();
     ok(&out, "get qs/demo");
     assert_eq!(text(&out).trim(), "", "the example belongs to the release");
+}
+
+/// The field the CRD gains in the upgrade test: any optional field the operator's CRD has.
+const GAINED: &str = "priorityClassName";
+const CRD: &str = "crd/quotestreams.quotes.opa.io";
+
+/// A copy of the chart as an older release would ship it: version 0.0.9, and a CRD without
+/// `spec.worker.priorityClassName`.
+fn older_chart(dir: &Path) -> String {
+    let old = dir.join("quotestream");
+    copy_dir(&repo().join("charts/quotestream"), &old);
+    let chart_yaml = std::fs::read_to_string(old.join("Chart.yaml")).unwrap();
+    std::fs::write(
+        old.join("Chart.yaml"),
+        chart_yaml.replacen("\nversion: 0.1.0\n", "\nversion: 0.0.9\n", 1),
+    )
+    .unwrap();
+    let path = old.join("crds/quotestream.yaml");
+    let mut crd: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for version in crd["spec"]["versions"].as_sequence_mut().unwrap() {
+        let worker = &mut version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["worker"]["properties"];
+        let removed = worker.as_mapping_mut().unwrap().remove(GAINED);
+        assert!(removed.is_some(), "the CRD has spec.worker.{GAINED}");
+    }
+    std::fs::write(&path, serde_yaml::to_string(&crd).unwrap()).unwrap();
+    old.display().to_string()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Whether the API server accepts a QuoteStream using `spec.worker.priorityClassName`
+/// (server-side dry run; kubectl asks for strict field validation, so an unknown field is an
+/// error, not silently pruned). Returns kubectl's answer too.
+fn gained_field_is_served(cp: &ControlPlane) -> (bool, String) {
+    let qs = json!({
+        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+        "metadata": {"name": "upgraded", "namespace": "default"},
+        "spec": {"tickers": ["AAPL"], "source": {"type": "synthetic"},
+                 "sinks": {"redis": {"url": "redis://redis:6379/0"}},
+                 "worker": {GAINED: "market-data"}}
+    });
+    let out = cp
+        .kubectl_with_input(
+            "admin",
+            &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+            Some(&qs.to_string()),
+        )
+        .unwrap();
+    (out.status.success(), text(&out))
+}
+
+/// `helm show crds CHART`: the CRD this chart ships.
+fn chart_crds(cp: &ControlPlane) -> String {
+    let out = cp.helm(&["show", "crds", &chart()]).unwrap();
+    ok(&out, "helm show crds");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The check the chart's NOTES and README give, as documented: `helm show crds CHART |
+/// kubectl diff --server-side --force-conflicts --field-manager=quotestream-operator -f -`
+/// exits 0 when the served CRD is the chart's, 1 when it differs.
+fn crd_diff(cp: &ControlPlane) -> (Option<i32>, String) {
+    let out = cp
+        .kubectl_with_input(
+            "admin",
+            &[
+                "diff",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=quotestream-operator",
+                "-f",
+                "-",
+            ],
+            Some(&chart_crds(cp)),
+        )
+        .unwrap();
+    (out.status.code(), text(&out))
+}
+
+#[test]
+fn helm_upgrade_leaves_the_crd_and_the_upgraded_operator_applies_the_new_one() {
+    let cp = ControlPlane::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    install_chart(&cp, &older_chart(dir.path()), &[]);
+    let crd_before = eventually("the older CRD", WAIT, String::new, || {
+        get_json(&cp, &["get", CRD])
+    });
+    let (served, answer) = gained_field_is_served(&cp);
+    assert!(
+        !served && answer.contains(GAINED),
+        "the older CRD does not know spec.worker.{GAINED}: {answer}"
+    );
+
+    // helm upgrade to this chart: Helm never touches crds/ on an upgrade.
+    let chart = chart();
+    let out = cp
+        .helm(&[
+            "upgrade",
+            "quotestream",
+            &chart,
+            "-n",
+            NAMESPACE,
+            "--wait=false",
+        ])
+        .unwrap();
+    ok(&out, "helm upgrade");
+    // Its NOTES give the check run below (crd_diff), word for word.
+    assert!(
+        text(&out).contains(
+            "helm show crds CHART --version 0.1.0 | kubectl diff --server-side --force-conflicts --field-manager=quotestream-operator -f -"
+        ),
+        "{}",
+        text(&out)
+    );
+    let crd_after = get_json(&cp, &["get", CRD]).unwrap();
+    assert_eq!(
+        crd_after["metadata"]["resourceVersion"], crd_before["metadata"]["resourceVersion"],
+        "helm upgrade left the CRD untouched"
+    );
+    assert!(!gained_field_is_served(&cp).0, "still the older CRD");
+    let (code, diff) = crd_diff(&cp);
+    assert!(
+        code == Some(1) && diff.contains(GAINED),
+        "kubectl diff shows that the served CRD is not the chart's: {code:?} {diff}"
+    );
+    // The documented manual path (crds.applyByOperator=false) is accepted over Helm's fields.
+    let out = cp
+        .kubectl_with_input(
+            "admin",
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            Some(&chart_crds(&cp)),
+        )
+        .unwrap();
+    ok(
+        &out,
+        "helm show crds | kubectl apply --server-side --force-conflicts -f -",
+    );
+
+    // The upgraded operator, with the arguments and the RBAC of the upgraded release (no
+    // kubelet here: the process stands in for the new pod), applies its CRD at start.
+    let args: Vec<String> = serde_json::from_value(
+        get_json(
+            &cp,
+            &["get", "deployment/quotestream-operator", "-n", NAMESPACE],
+        )
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["args"]
+            .clone(),
+    )
+    .unwrap();
+    assert!(args.iter().any(|a| a == "--apply-crd"), "{args:?}");
+    let mut operator = Operator::start(&cp, "operator", "quotestream-operator-new", &args);
+    operator.wait_ready();
+    let served = eventually(
+        &format!("spec.worker.{GAINED} served"),
+        WAIT,
+        || format!("operator log:\n{}", operator.log()),
+        || {
+            let (served, answer) = gained_field_is_served(&cp);
+            served.then_some(answer)
+        },
+    );
+    assert!(served.contains("(server dry run)"), "{served}");
+    let (code, diff) = crd_diff(&cp);
+    assert_eq!(code, Some(0), "the served CRD is the chart's: {diff}");
+    let crd = get_json(&cp, &["get", CRD, "--show-managed-fields"]).unwrap();
+    let managers: Vec<&str> = crd["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(
+        managers.contains(&"quotestream-operator"),
+        "the operator applied it: {managers:?}"
+    );
 }
 
 #[test]

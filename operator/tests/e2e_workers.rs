@@ -3,11 +3,14 @@
 //! kubelet (`support/kubelet.rs`) from those Deployments' command, env (Secrets resolved) and
 //! mounted ConfigMap, against a real kube-apiserver, Redis and PostgreSQL.
 //!
-//! One stream goes through its life: two shards stream every ticker to Redis and PostgreSQL
-//! with credentials only in Secrets; a scale to three shards starts one worker, hands the
-//! moving tickers over without restarting the others and without a ticker going quiet; a
-//! change of the interval rolls every shard make-before-break; deleting the stream stops every
-//! worker cleanly (exit 0), with everything published on Redis also in PostgreSQL.
+//! One stream goes through its life: three shards stream every ticker to Redis and PostgreSQL
+//! with credentials only in Secrets; `kubectl scale` to five shards starts two workers and
+//! `kubectl patch` of `spec.shards` down to two stops three, each time moving exactly the tickers
+//! the shared assignment function moves (the minimum), never leaving a ticker unowned in the
+//! shard ConfigMaps nor unpublished on Redis, without restarting the shards that stay, and
+//! without a worker warning about a configuration it cannot apply; a change of the interval
+//! rolls every shard make-before-break; deleting the stream stops every worker cleanly (exit 0),
+//! with everything published on Redis also in PostgreSQL.
 //!
 //! The worker binary is not a dependency of this crate (Cargo builds only this package's
 //! binaries for its tests): `cargo test --workspace --all-targets` (`make test`) builds it with
@@ -18,14 +21,17 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quotestream_testkit::{ControlPlane, PostgresServer, RedisServer, free_port};
+use quotestream_testkit::{ControlPlane, PostgresServer, RedisServer};
 use serde_json::{Value, json};
+use support::cluster::{
+    CONFIG_HASH, assignment, control_plane_with_crd, eventually, kubectl, wait_stream_ready,
+};
 use support::kubelet::{Kubelet, KubeletConfig, Pod, StopReason};
+use support::operator::Operator;
+use support::reshard::{Lists, Reshard, owners};
 use support::tape::{Heard, Tape};
 
 const STREAM: &str = "e2e";
@@ -38,7 +44,9 @@ const REDIS_PASSWORD: &str = "e2e-redis-secret";
 const WAIT: Duration = Duration::from_secs(30);
 /// The longest a ticker may go unpublished while its owner changes (see `assert_no_gap`).
 const HANDOVER_GAP: Duration = Duration::from_secs(3);
-const CONFIG_HASH: &str = "quotes.opa.io/config-hash";
+/// What a worker logs when `worker.json` changed in a way it cannot apply without a restart:
+/// never on a reshard.
+const CANNOT_APPLY: &str = "configuration changed beyond what a running worker applies";
 
 /// `target/<profile>/quotestream-worker`, next to this test binary's `deps/` directory.
 fn worker_binary() -> PathBuf {
@@ -55,43 +63,6 @@ fn worker_binary() -> PathBuf {
     }
 }
 
-/// The operator as a process, with the admin identity; its log goes to `log`.
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn start(cp: &ControlPlane, log: PathBuf) -> Self {
-        let port = free_port().unwrap();
-        let out = File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_quotestream-operator"))
-            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--worker-image", "registry.local/quotestream-worker:e2e"])
-            .env("KUBECONFIG", cp.kubeconfig("admin"))
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1") // a log file, not a terminal
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Self { child, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Everything a failure message needs.
 struct World<'a> {
     cp: &'a ControlPlane,
@@ -100,51 +71,38 @@ struct World<'a> {
     operator: &'a Operator,
 }
 
+/// What a reshard left behind.
+struct Resharded {
+    lists: Lists,
+    pods: BTreeMap<String, Pod>,
+    /// The largest time a ticker went unpublished during the hand-over.
+    gap: Duration,
+    /// For each moved ticker: old owner's last quote minus new owner's first, in ms.
+    overlap: BTreeMap<String, i128>,
+    took: Duration,
+}
+
 impl World<'_> {
     fn diagnose(&self) -> String {
         format!(
             "{}tape problems: {:?}\noperator log (tail):\n{}",
             self.kubelet.describe(),
             self.tape.problems(),
-            self.operator.log_tail()
+            self.operator.log()
         )
     }
 
-    /// Polls `check` every 50 ms until it returns Some, or fails naming `what`.
-    fn eventually<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(v) = check() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {WAIT:?} waiting for {what}\n{}",
-                self.diagnose()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// Polls `check` until it returns Some, or fails naming `what` with the whole picture.
+    fn eventually<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
+        eventually(what, WAIT, || self.diagnose(), check)
     }
 
     fn kubectl(&self, args: &[&str]) -> Value {
-        self.kubectl_with_input(args, None)
-    }
-
-    fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Value {
-        let out = self.cp.kubectl_with_input("admin", args, input).unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        kubectl(self.cp, args, None)
     }
 
     fn apply(&self, obj: &Value) {
-        self.kubectl_with_input(
-            &["apply", "--server-side", "-f", "-"],
-            Some(&obj.to_string()),
-        );
+        support::cluster::apply(self.cp, obj);
     }
 
     fn get(&self, what: &str) -> Value {
@@ -152,49 +110,13 @@ impl World<'_> {
     }
 
     /// shard → tickers, from the shard ConfigMaps.
-    fn assignment(&self) -> BTreeMap<u32, BTreeSet<String>> {
-        let selector = format!("quotes.opa.io/stream={STREAM}");
-        let list = self.kubectl(&["get", "configmaps", "-n", NS, "-l", &selector, "-o", "json"]);
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|cm| {
-                let shard = cm["metadata"]["labels"]["quotes.opa.io/shard"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                let config: Value =
-                    serde_json::from_str(cm["data"]["worker.json"].as_str().unwrap()).unwrap();
-                let tickers = config["tickers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|t| t.as_str().unwrap().to_owned())
-                    .collect();
-                (shard, tickers)
-            })
-            .collect()
-    }
-
-    fn stream_status(&self) -> Value {
-        self.get(&format!("qs/{STREAM}"))["status"].clone()
+    fn assignment(&self) -> Lists {
+        assignment(self.cp, NS, STREAM)
     }
 
     /// The stream reports `shards` ready shards and Ready=True.
     fn wait_ready(&self, shards: u64) {
-        self.eventually(
-            &format!("status: {shards} ready shards, Ready=True"),
-            || {
-                let status = self.stream_status();
-                let ready = status["conditions"]
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
-                (ready && status["readyShards"] == shards).then_some(())
-            },
-        );
+        wait_stream_ready(self.cp, NS, STREAM, shards, || self.diagnose());
     }
 
     /// The running, ready pod of each shard Deployment, once there are exactly `shards`.
@@ -230,13 +152,88 @@ impl World<'_> {
                 .then(Instant::now)
         })
     }
-}
 
-fn owners(assignment: &BTreeMap<u32, BTreeSet<String>>) -> BTreeMap<String, u32> {
-    assignment
-        .iter()
-        .flat_map(|(shard, tickers)| tickers.iter().map(|t| (t.clone(), *shard)))
-        .collect()
+    /// Changes the shard count from `before.len()` to `to` with `command` and checks the
+    /// reshard end to end: the shard ConfigMaps at every observed step (no ticker unowned) and
+    /// at the end (exactly `rebalance`, the minimum moved); the shards that stay keep their
+    /// process and read their new list from the mounted file; new shards start, removed ones
+    /// drain and exit 0; no ticker goes quiet on Redis.
+    fn reshard(
+        &self,
+        command: &[&str],
+        before: &Lists,
+        running: &BTreeMap<String, Pod>,
+        to: usize,
+    ) -> Resharded {
+        let from = before.len();
+        let what = format!("{command:?} ({from} -> {to} shards)");
+        let plan = Reshard::plan(before, to);
+        let t = Instant::now();
+        self.kubectl(command);
+        let lists = self.eventually(&format!("{what}: rebalance(before, tickers, {to})"), || {
+            let observed = self.assignment();
+            if let Err(e) = plan.check(&observed) {
+                panic!("{what}: {e}\n{}", self.diagnose());
+            }
+            (observed == plan.after).then_some(observed)
+        });
+        assert_eq!(
+            plan.moved.len(),
+            plan.minimum,
+            "{what}: the minimum moved: {before:?} -> {lists:?}"
+        );
+        let pods = self.wait_pods(to, &format!("{what}: {to} ready workers"));
+        let shard = |i: usize| format!("{STREAM}-shard-{i}");
+        for i in 0..from.min(to) {
+            let (was, now) = (&running[&shard(i)], &pods[&shard(i)]);
+            assert_eq!(
+                (&now.name, now.pid),
+                (&was.name, was.pid),
+                "{what}: {} kept its process",
+                shard(i)
+            );
+        }
+        let all = self.kubelet.pods();
+        for i in to..from {
+            let exit = all
+                .iter()
+                .find(|p| p.pid == running[&shard(i)].pid)
+                .and_then(|p| p.exit.clone())
+                .unwrap();
+            assert_eq!(
+                (exit.reason, exit.code, exit.killed),
+                (StopReason::Deleted, Some(0), false),
+                "{what}: {} drained and exited 0 on SIGTERM",
+                shard(i)
+            );
+        }
+        let started = (from..to).map(|i| pods[&shard(i)].started).max();
+        let settled = self.wait_owned_as(&owners(&lists), 3, started.unwrap_or(t));
+        // Streaming as `lists` says means that each shard that stays has read its new list.
+        let now: BTreeMap<String, Pod> = self
+            .kubelet
+            .running()
+            .into_iter()
+            .map(|p| (p.deployment.clone(), p))
+            .collect();
+        for i in (0..from.min(to)).filter(|i| before[&(*i as u32)] != lists[&(*i as u32)]) {
+            assert!(
+                now[&shard(i)].config_updates > running[&shard(i)].config_updates,
+                "{what}: {} got its new ticker list through the mounted file",
+                shard(i)
+            );
+        }
+        let gap = assert_no_gap(self, &what, t, settled);
+        let overlap = handover_overlaps(&self.tape.heard(), &owners(before), &owners(&lists), t);
+        self.wait_ready(to as u64);
+        Resharded {
+            lists,
+            pods,
+            gap,
+            overlap,
+            took: t.elapsed(),
+        }
+    }
 }
 
 /// The largest time between two consecutive quotes of a ticker heard between `from` and `to`
@@ -376,12 +373,9 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
     let redis = RedisServer::start_with_password(REDIS_PASSWORD).unwrap();
     let pg = PostgresServer::start().unwrap();
     let dsn = pg.create_database("quotes").unwrap();
-    let cp = ControlPlane::start().unwrap();
-    cp.install_crd(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/quotestream.yaml"))
-        .unwrap();
+    let cp = control_plane_with_crd();
     let tape = Tape::record(&redis.url(), "quotes.realtime").unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let operator = Operator::start(&cp, logs.path().join("operator.log"));
+    let operator = Operator::admin(&cp);
     let kubelet = Kubelet::start(KubeletConfig {
         kubeconfig: cp.kubeconfig("admin"),
         namespace: NS.into(),
@@ -411,72 +405,79 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
     world.apply(&secret("quotes-db", "dsn", &dsn));
     let setup = t0.elapsed();
 
-    // 1. Two shards: every ticker streams to Redis (from its owner) and lands in PostgreSQL.
+    // 1. Three shards: every ticker streams to Redis (from its owner) and lands in PostgreSQL.
     let t1 = Instant::now();
-    world.apply(&stream(2));
-    let two = world.wait_pods(2, "two ready workers");
+    world.apply(&stream(3));
+    let three = world.wait_pods(3, "three ready workers");
     assert_eq!(
-        two.keys().collect::<Vec<_>>(),
-        [&format!("{STREAM}-shard-0"), &format!("{STREAM}-shard-1")]
+        three.keys().cloned().collect::<Vec<_>>(),
+        (0..3)
+            .map(|i| format!("{STREAM}-shard-{i}"))
+            .collect::<Vec<_>>()
     );
-    let before = owners(&world.assignment());
-    assert_eq!(before.len(), TICKERS.len());
-    world.wait_owned_as(&before, 3, t1);
+    let lists = world.assignment();
+    assert_eq!(owners(&lists).len(), TICKERS.len(), "{lists:?}");
+    world.wait_owned_as(&owners(&lists), 3, t1);
     world.eventually("a row for every ticker in quotes.real_time", || {
         let symbols: BTreeSet<String> = rows(&pg).into_iter().map(|(s, _)| s).collect();
         (symbols.len() == TICKERS.len()).then_some(())
     });
-    world.wait_ready(2);
+    world.wait_ready(3);
     assert_credentials_are_secret_refs(&world, &[REDIS_PASSWORD, &dsn]);
     let streaming = t1.elapsed();
 
-    // 2. Scale to three shards: one new worker; the two running ones keep their process and
-    //    hand over ⌊12/3⌋ = 4 tickers with no ticker going quiet.
-    let t2 = Instant::now();
-    world.kubectl(&["scale", &format!("qs/{STREAM}"), "-n", NS, "--replicas=3"]);
-    let three = world.wait_pods(3, "a third ready worker");
-    let after_assignment = world.eventually("three shard ConfigMaps", || {
-        Some(world.assignment()).filter(|a| a.len() == 3)
-    });
-    let after = owners(&after_assignment);
-    let moved: BTreeSet<&String> = after
-        .iter()
-        .filter(|(t, s)| before[*t] != **s)
-        .map(|(t, _)| t)
-        .collect();
-    assert_eq!(moved.len(), 4, "{before:?} -> {after:?}");
-    assert!(moved.iter().all(|t| after[*t] == 2), "{after:?}");
-    let settled = world.wait_owned_as(&after, 3, three[&format!("{STREAM}-shard-2")].started);
-    let running: BTreeMap<String, Pod> = kubelet
-        .running()
-        .into_iter()
-        .map(|p| (p.deployment.clone(), p))
-        .collect();
-    assert_eq!(running.len(), 3, "{running:#?}");
-    for (deployment, pod) in &two {
-        let now = &running[deployment];
-        assert_eq!(
-            (&now.name, now.pid),
-            (&pod.name, pod.pid),
-            "{deployment} kept its process through the reshard"
-        );
+    // 2. `kubectl scale` to five shards (the scale subresource): two new workers; the three
+    //    running ones hand over the tickers rebalance moves, keeping their process.
+    let replicas = format!("qs/{STREAM}");
+    let up = world.reshard(
+        &["scale", &replicas, "-n", NS, "--replicas=5"],
+        &lists,
+        &three,
+        5,
+    );
+    // 3. `kubectl patch` of spec.shards down to two: three workers drain and stop; the two
+    //    that stay take their tickers over without a restart.
+    let down = world.reshard(
+        &[
+            "patch",
+            &replicas,
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"shards":2}}"#,
+        ],
+        &up.lists,
+        &up.pods,
+        2,
+    );
+    let two = &down.pods;
+    // The workers applied both reshards in full: nobody warned about a change it could not
+    // apply (the shard count and the rate-limit share change on every reshard; an interval
+    // change, below, is one it cannot apply and does warn about while its pod rolls).
+    for p in &kubelet.pods() {
+        let log = kubelet.log(&p.name);
         assert!(
-            now.config_updates > pod.config_updates,
-            "{deployment} got its new ticker list through the mounted file"
+            !log.contains(CANNOT_APPLY),
+            "{} warned about a reshard:\n{log}",
+            p.name
         );
     }
-    let reshard_gap = assert_no_gap(&world, "reshard", t2, settled);
-    let overlap = handover_overlaps(&tape.heard(), &before, &after, t2);
-    let third_ready = three[&format!("{STREAM}-shard-2")].ready_at.unwrap() - t2;
-    world.wait_ready(3);
-    let resharding = t2.elapsed();
+    let survivor = kubelet.log(&three[&format!("{STREAM}-shard-0")].name);
+    assert!(
+        survivor
+            .matches("ticker list updated without restart")
+            .count()
+            >= 2,
+        "shard 0 reloaded its list on both reshards:\n{survivor}"
+    );
 
-    // 3. A change beyond the ticker lists changes every shard's configuration hash, so every
+    // 4. A change beyond the ticker lists changes every shard's configuration hash, so every
     //    shard rolls (the kubelet replaces a pod make-before-break, as the Deployments'
     //    RollingUpdate with maxSurge 1 and maxUnavailable 0 does); the old workers drain and
     //    exit 0, and no ticker goes quiet.
     let t3 = Instant::now();
-    let hash_before = three[&format!("{STREAM}-shard-0")].annotations[CONFIG_HASH].clone();
+    let hash_before = two[&format!("{STREAM}-shard-0")].annotations[CONFIG_HASH].clone();
     world.kubectl(&[
         "patch",
         &format!("qs/{STREAM}"),
@@ -486,20 +487,20 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
         "-p",
         r#"{"spec":{"interval":"300ms"}}"#,
     ]);
-    let rolled = world.eventually("three new ready workers", || {
+    let rolled = world.eventually("two new ready workers", || {
         let running = world.kubelet.running();
-        let fresh = running.len() == 3
+        let fresh = running.len() == 2
             && running.iter().all(|p| {
                 p.ready_at.is_some()
                     && p.annotations[CONFIG_HASH] != hash_before
-                    && !three.values().any(|old| old.pid == p.pid)
+                    && !two.values().any(|old| old.pid == p.pid)
             });
         fresh.then_some(running)
     });
     let rolled_at = rolled.iter().map(|p| p.started).max().unwrap();
-    let settled = world.wait_owned_as(&after, 3, rolled_at);
+    let settled = world.wait_owned_as(&owners(&down.lists), 3, rolled_at);
     let pods = kubelet.pods();
-    for old in three.values() {
+    for old in two.values() {
         let exit = pods
             .iter()
             .find(|p| p.pid == old.pid)
@@ -513,10 +514,10 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
         );
     }
     let rollout_gap = assert_no_gap(&world, "rollout", t3, settled);
-    world.wait_ready(3);
+    world.wait_ready(2);
     let rolling = t3.elapsed();
 
-    // 4. Deleting the stream: the garbage collector deletes the Deployments, the kubelet stops
+    // 5. Deleting the stream: the garbage collector deletes the Deployments, the kubelet stops
     //    the workers, and each drains and exits 0.
     let t4 = Instant::now();
     world.kubectl(&["delete", &format!("qs/{STREAM}"), "-n", NS, "--wait=false"]);
@@ -548,8 +549,8 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
         .collect();
     assert_eq!(
         all.len(),
-        6,
-        "2 + 1 started by the reshard + 3 by the rollout: {all:#?}"
+        7,
+        "3 + 2 started by the scale-up + 2 by the rollout: {all:#?}"
     );
     assert!(
         all.iter().all(|p| p
@@ -559,7 +560,6 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
         "no worker crashed:\n{}",
         world.diagnose()
     );
-
     // PostgreSQL: each (symbol, timestamp) once, and every quote published on Redis is stored
     // (the workers drained their queues before exiting).
     let stored = rows(&pg);
@@ -591,11 +591,17 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
     );
 
     eprintln!(
-        "e2e timings: setup {setup:?}, two shards streaming {streaming:?}, reshard {resharding:?} \
-         (third worker ready after {third_ready:?}; largest gap {reshard_gap:?}; old owner's last quote minus new owner's first, per moved ticker: {overlap:?}), \
+        "e2e timings: setup {setup:?}, three shards streaming {streaming:?}; \
+         3 -> 5 {:?} (largest gap {:?}; old owner's last quote minus new owner's first, per moved ticker, ms: {:?}); \
+         5 -> 2 {:?} (largest gap {:?}; overlaps {:?}); \
          rollout {rolling:?} (largest gap {rollout_gap:?}), delete {deleting:?}; \
-         SIGTERM to exit {drains:?}; \
-         {} quotes heard, {} rows; total {:?}",
+         SIGTERM to exit {drains:?}; {} quotes heard, {} rows; total {:?}",
+        up.took,
+        up.gap,
+        up.overlap,
+        down.took,
+        down.gap,
+        down.overlap,
         heard.len(),
         stored.len(),
         t0.elapsed()

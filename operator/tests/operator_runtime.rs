@@ -9,45 +9,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-use quotestream_testkit::{ControlPlane, free_port, wait_until};
+use std::time::Duration;
+
+use quotestream_testkit::ControlPlane;
 use serde_json::{Value, json};
+use support::cluster::{WAIT, apply, eventually, get_json, ok, repo};
+use support::operator::{Operator, TEST_WORKER_IMAGE, metric};
 
 const NAMESPACE: &str = "quotestream-system";
 const LEASE: &str = "quotestream-operator";
-const WAIT: Duration = Duration::from_secs(60);
 /// Lease duration (15 s, run.rs) plus the standby's polling and a wide margin for a loaded
 /// machine: a bound on correctness, not a performance measurement.
 const FAILOVER: Duration = Duration::from_secs(45);
-/// SIGTERM: the controller drains, the Lease is released, the process exits.
-const STOP: Duration = Duration::from_secs(15);
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(out: &Output, what: &str) {
-    assert!(out.status.success(), "{what}: {}", text(out));
-}
 
 /// A control plane with the chart installed (default values: cluster-wide RBAC, leader
 /// election, --apply-crd). The chart's operator pods never start: there is no kubelet.
 fn cluster_with_chart() -> ControlPlane {
     let cp = ControlPlane::start().unwrap();
-    let chart = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../charts/quotestream")
-        .display()
-        .to_string();
+    let chart = repo().join("charts/quotestream").display().to_string();
     let out = cp
         .helm(&[
             "install",
@@ -83,194 +64,6 @@ fn chart_args(cp: &ControlPlane) -> Vec<String> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// One operator process; SIGKILLed and reaped on drop.
-struct Operator {
-    child: Option<Child>,
-    name: String,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Operator {
-    /// Starts the binary as `identity` with `args` (any `--listen` is replaced by a free
-    /// loopback port) and `POD_NAME=name`.
-    fn start(cp: &ControlPlane, identity: &str, name: &str, args: &[String]) -> Self {
-        let port = free_port().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("operator.log");
-        let out = File::create(&log).unwrap();
-        let mut all: Vec<String> = args
-            .iter()
-            .filter(|a| !a.starts_with("--listen"))
-            .cloned()
-            .collect();
-        all.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
-        let child = Command::new(env!("CARGO_BIN_EXE_quotestream-operator"))
-            .args(&all)
-            .env("KUBECONFIG", cp.kubeconfig(identity))
-            .env("POD_NAMESPACE", NAMESPACE)
-            .env("POD_NAME", name)
-            .env("RUST_LOG", "info")
-            .env_remove("WATCH_NAMESPACE")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        Self {
-            child: Some(child),
-            name: name.to_owned(),
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The operator's log, for failure messages.
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.port, path)
-    }
-
-    /// `quotestream_leader` on /metrics (None while the endpoint does not answer).
-    fn leader_gauge(&self) -> Option<i64> {
-        let (status, body) = self.get("/metrics")?;
-        (status == 200).then_some(())?;
-        metric(&body, "quotestream_leader").map(|v| v as i64)
-    }
-
-    fn wait_ready(&mut self) {
-        let ready = wait_until(WAIT, || {
-            self.assert_running();
-            self.get("/readyz").is_some_and(|(s, _)| s == 200)
-        });
-        assert!(
-            ready,
-            "{}: /readyz not 200 within {WAIT:?}; log:\n{}",
-            self.name,
-            self.log()
-        );
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-            panic!(
-                "{} exited early ({status}); log:\n{}",
-                self.name,
-                self.log()
-            );
-        }
-    }
-
-    fn sigkill(&mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit status.
-    fn sigterm(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let sent = Command::new("kill")
-            .args(["-s", "TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -s TERM {}", child.id());
-        let mut status = None;
-        let exited = wait_until(STOP, || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        });
-        if !exited {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{} did not exit within {STOP:?} of SIGTERM; log:\n{}",
-                self.name,
-                self.log()
-            );
-        }
-        status.unwrap()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A plain HTTP/1.1 GET on loopback: (status, body), or None when nothing answers.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
-/// The value of the first sample whose name and labels start with `series`
-/// (e.g. `quotestream_leader` or `quotestream_reconciles_total{result="ok"`).
-fn metric(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            l.strip_prefix(series)
-                .is_some_and(|rest| rest.starts_with([' ', '{', ',', '}']))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Polls until `check` returns Some, or fails with `what` and `context()`.
-fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    context: impl Fn() -> String,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn get_json(cp: &ControlPlane, args: &[&str]) -> Option<Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = cp.kubectl("admin", &all).ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
 fn lease_holder(cp: &ControlPlane) -> Option<String> {
     let lease = get_json(cp, &["get", "lease", LEASE, "-n", NAMESPACE])?;
     Some(
@@ -289,14 +82,7 @@ fn apply_stream(cp: &ControlPlane, name: &str, shards: u32) {
                  "interval": "1s", "source": {"type": "synthetic"},
                  "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
     });
-    let out = cp
-        .kubectl_with_input(
-            "admin",
-            &["apply", "--server-side", "-f", "-"],
-            Some(&stream.to_string()),
-        )
-        .unwrap();
-    ok(&out, &format!("apply QuoteStream {name}"));
+    apply(cp, &stream);
 }
 
 /// Names of the objects of `kind` labelled with stream `name` in `default`.
@@ -439,7 +225,7 @@ fn the_operator_runs_under_the_charts_rbac_and_serves_metrics() {
 
     // Not one request was refused: the chart's RBAC is sufficient (a refusal would be logged
     // as "... is forbidden: User \"system:serviceaccount:...\" cannot VERB RESOURCE ...").
-    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    let log = op.full_log();
     assert!(
         !log.to_lowercase().contains("forbidden"),
         "the operator was refused a request under the chart's RBAC:\n{log}"
@@ -455,7 +241,7 @@ fn a_standby_takes_over_when_the_leader_dies_and_sigterm_releases_the_lease() {
         "--lease-namespace",
         NAMESPACE,
         "--worker-image",
-        "registry.local/quotestream-worker:test",
+        TEST_WORKER_IMAGE,
     ]
     .map(String::from)
     .to_vec();

@@ -1,230 +1,228 @@
 //! The operator against a real kube-apiserver (with the garbage collector): a QuoteStream
-//! becomes shard ConfigMaps and Deployments, scaling moves only what it must and does not roll
-//! untouched shards, a missing ticker ConfigMap degrades the stream, and deleting the stream
-//! removes everything it created.
+//! becomes shard ConfigMaps and Deployments; scaling — 2 → 3 → 2, and 3 → 5 → 2 through the
+//! scale subresource, `kubectl apply` and `kubectl patch` — creates and removes shards, moves
+//! exactly the tickers the shared assignment function moves (the minimum), never leaves a
+//! ticker unowned, keeps the losing shards' tickers until the new shards are ready, and does
+//! not roll untouched shards; a missing ticker ConfigMap degrades the stream; deleting the
+//! stream removes everything it created and its metric series.
+//!
+//! There is no kubelet here: a test reports a Deployment ready itself (`mark_ready`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-use quotestream_testkit::{ControlPlane, free_port};
+use std::collections::BTreeMap;
+
+use quotestream_testkit::ControlPlane;
 use serde_json::{Value, json};
+use support::cluster::{
+    WAIT, apply, assignment, config_hashes, control_plane_with_crd, eventually, get_json, kubectl,
+    mark_ready, pod_templates, wait_stream_ready,
+};
+use support::operator::{Operator, metric};
+use support::reshard::{Lists, Reshard, is_settled};
 
-const WAIT: Duration = Duration::from_secs(60);
-
-struct Operator(Child);
-
-impl Operator {
-    fn start(cp: &ControlPlane) -> Self {
-        let port = free_port().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_quotestream-operator"))
-            .args([
-                "run",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--worker-image",
-                "registry.local/quotestream-worker:test",
-            ])
-            .env("KUBECONFIG", cp.kubeconfig("admin"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get_json(cp: &ControlPlane, args: &[&str]) -> Option<Value> {
-    let mut all = args.to_vec();
-    all.extend(["-n", "default", "-o", "json"]);
-    let out = cp.kubectl("admin", &all).ok()?;
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
-}
-
-/// Polls until `check` returns Some, or fails with `what`.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn apply(cp: &ControlPlane, obj: &Value) {
-    let out = cp
-        .kubectl_with_input(
-            "admin",
-            &["apply", "--server-side", "-f", "-"],
-            Some(&obj.to_string()),
-        )
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// shard index -> tickers, from the shard ConfigMaps.
-fn assignment(cp: &ControlPlane, stream: &str) -> BTreeMap<u32, BTreeSet<String>> {
-    let list = get_json(
-        cp,
-        &[
-            "get",
-            "configmaps",
-            "-l",
-            &format!("quotes.opa.io/stream={stream}"),
-        ],
-    )
-    .unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|cm| {
-            let shard: u32 = cm["metadata"]["labels"]["quotes.opa.io/shard"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            let config: Value =
-                serde_json::from_str(cm["data"]["worker.json"].as_str().unwrap()).unwrap();
-            let tickers = config["tickers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t.as_str().unwrap().to_owned())
-                .collect();
-            (shard, tickers)
-        })
-        .collect()
-}
-
-fn config_hashes(cp: &ControlPlane, stream: &str) -> BTreeMap<String, String> {
-    let list = get_json(
-        cp,
-        &[
-            "get",
-            "deployments",
-            "-l",
-            &format!("quotes.opa.io/stream={stream}"),
-        ],
-    )
-    .unwrap();
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let name = d["metadata"]["name"].as_str().unwrap().to_owned();
-            let hash =
-                d["spec"]["template"]["metadata"]["annotations"]["quotes.opa.io/config-hash"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-            (name, hash)
-        })
-        .collect()
-}
-
-/// Plays kubelet for one Deployment: reports its replica ready (there is no kubelet here).
-fn mark_ready(cp: &ControlPlane, deployment: &str) {
-    let d = eventually("the Deployment", || {
-        get_json(cp, &["get", "deployment", deployment])
-    });
-    let generation = d["metadata"]["generation"].as_i64().unwrap();
-    let status = json!({"status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
-                                   "readyReplicas": 1, "availableReplicas": 1}});
-    let patch = status.to_string();
-    let args = [
-        "patch",
-        "deployment",
-        deployment,
-        "-n",
-        "default",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch,
-    ];
-    let out = cp.kubectl("admin", &args).unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+const NS: &str = "default";
 
 fn stream(name: &str, tickers: &[&str], shards: u32) -> Value {
     json!({
         "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
-        "metadata": {"name": name, "namespace": "default"},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {"tickers": tickers, "shards": shards, "interval": "1s", "source": {"type": "synthetic"},
                  "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
     })
 }
 
-fn cluster() -> ControlPlane {
-    let cp = ControlPlane::start().unwrap();
-    cp.install_crd(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/quotestream.yaml"))
-        .unwrap();
-    cp
+const TICKERS: [&str; 23] = [
+    "AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "BRK.B", "JPM", "V", "XOM", "UNH", "TSLA",
+    "LLY", "AVGO", "WMT", "MA", "PG", "JNJ", "HD", "COST", "ORCL", "MRK", "ABBV",
+];
+
+/// How the test changes a stream's shard count.
+#[derive(Debug, Clone, Copy)]
+enum How {
+    /// `kubectl scale qs/S --replicas=N`: the scale subresource.
+    Scale,
+    /// `kubectl apply --server-side` of the manifest with `spec.shards: N`.
+    Apply,
+    /// `kubectl patch qs/S --type=merge -p '{"spec":{"shards":N}}'`.
+    Patch,
+}
+
+/// One stream under test, with the operator reconciling it.
+struct Subject<'a> {
+    cp: &'a ControlPlane,
+    operator: &'a Operator,
+    name: &'a str,
+}
+
+impl Subject<'_> {
+    fn context(&self) -> String {
+        format!("operator log:\n{}", self.operator.log())
+    }
+
+    fn lists(&self) -> Lists {
+        assignment(self.cp, NS, self.name)
+    }
+
+    fn deployment(&self, shard: usize) -> String {
+        format!("{}-shard-{shard}", self.name)
+    }
+
+    /// Successful reconciles so far (`quotestream_reconciles_total{result="ok"}`).
+    fn reconciles(&self) -> f64 {
+        self.operator
+            .metrics()
+            .and_then(|m| metric(&m, r#"quotestream_reconciles_total{result="ok""#))
+            .unwrap_or(0.0)
+    }
+
+    fn set_shards(&self, how: How, shards: usize) {
+        let qs = format!("qs/{}", self.name);
+        match how {
+            How::Scale => {
+                let replicas = format!("--replicas={shards}");
+                kubectl(self.cp, &["scale", &qs, "-n", NS, &replicas], None);
+            }
+            How::Apply => apply(
+                self.cp,
+                &stream(self.name, &TICKERS, u32::try_from(shards).unwrap()),
+            ),
+            How::Patch => {
+                let patch = json!({"spec": {"shards": shards}}).to_string();
+                kubectl(
+                    self.cp,
+                    &["patch", &qs, "-n", NS, "--type=merge", "-p", &patch],
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Creates the stream with `shards` shards, reports every shard ready, and returns the
+    /// settled lists.
+    fn create(&self, shards: usize) -> Lists {
+        apply(
+            self.cp,
+            &stream(self.name, &TICKERS, u32::try_from(shards).unwrap()),
+        );
+        let lists = eventually(
+            &format!("{shards} shard ConfigMaps"),
+            WAIT,
+            || self.context(),
+            || Some(self.lists()).filter(|l| l.len() == shards),
+        );
+        assert!(
+            is_settled(&lists, TICKERS.len()),
+            "a new stream's shards hold every ticker exactly once: {lists:?}"
+        );
+        for i in 0..shards {
+            mark_ready(self.cp, NS, &self.deployment(i));
+        }
+        wait_stream_ready(self.cp, NS, self.name, shards as u64, || self.context());
+        lists
+    }
+
+    /// Changes the shard count of the settled stream (`before`) and checks the reshard
+    /// against the shared assignment function at every observed step; returns the new lists.
+    fn reshard(&self, how: How, before: &Lists, to: usize) -> Lists {
+        let from = before.len();
+        let what = format!("{how:?} {from} -> {to}");
+        let plan = Reshard::plan(before, to);
+        let templates = pod_templates(self.cp, NS, self.name);
+        let reconciled = self.reconciles();
+        self.set_shards(how, to);
+        // Every poll below is an observed step: no ticker on no shard, none on a shard that is
+        // neither its old nor its new owner.
+        let observe = || {
+            let lists = self.lists();
+            if let Err(e) = plan.check(&lists) {
+                panic!("{what}: {e}\n{}", self.context());
+            }
+            lists
+        };
+        if to > from {
+            eventually(
+                &format!("{what}: the new shards' lists"),
+                WAIT,
+                || self.context(),
+                || Some(observe()).filter(|l| l.len() == to),
+            );
+            // Make before break: the operator reconciles again (its own writes trigger it, and
+            // it requeues every 2 s while new shards start), and still the losing shards keep
+            // every moved ticker, because no new shard is ready.
+            eventually(
+                &format!("{what}: three more reconciles"),
+                WAIT,
+                || self.context(),
+                || (self.reconciles() >= reconciled + 3.0).then_some(()),
+            );
+            let holding = observe();
+            assert_eq!(
+                Reshard::overlap(&holding),
+                plan.moved.len(),
+                "{what}: until the new shards are ready, each moved ticker stays with its old \
+                 owner too: {holding:?}\n{}",
+                self.context()
+            );
+            for i in from..to {
+                mark_ready(self.cp, NS, &self.deployment(i));
+            }
+        }
+        let after = eventually(
+            &format!("{what}: the lists of rebalance(before, tickers, {to})"),
+            WAIT,
+            || format!("expected {:?}\n{}", plan.after, self.context()),
+            || Some(observe()).filter(|l| *l == plan.after),
+        );
+        assert_eq!(
+            plan.moved.len(),
+            plan.minimum,
+            "{what}: the tickers that moved are the minimum: {before:?} -> {after:?}"
+        );
+        let expected: Vec<String> = (0..to).map(|i| self.deployment(i)).collect();
+        let now = eventually(
+            &format!("{what}: Deployments shard-0..{to} and no other"),
+            WAIT,
+            || self.context(),
+            || {
+                let now = pod_templates(self.cp, NS, self.name);
+                now.keys().eq(expected.iter()).then_some(now)
+            },
+        );
+        for name in expected.iter().take(from.min(to)) {
+            assert_eq!(
+                templates[name], now[name],
+                "{what}: {name} kept its pod template (it is not rolled)"
+            );
+        }
+        wait_stream_ready(self.cp, NS, self.name, to as u64, || self.context());
+        after
+    }
 }
 
 #[test]
 fn a_stream_becomes_shards_that_scale_minimally_and_are_garbage_collected() {
-    let cp = cluster();
-    let _operator = Operator::start(&cp);
-    let tickers = [
-        "AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "BRK.B", "JPM", "V",
-    ];
-    apply(&cp, &stream("demo", &tickers, 2));
-
-    let two = eventually("two shard ConfigMaps", || {
-        Some(assignment(&cp, "demo")).filter(|a| a.len() == 2)
-    });
-    let all: BTreeSet<String> = two.values().flatten().cloned().collect();
-    assert_eq!(
-        all.len(),
-        tickers.len(),
-        "the shards cover every ticker exactly once: {two:?}"
+    let cp = control_plane_with_crd();
+    let operator = Operator::admin(&cp);
+    let demo = Subject {
+        cp: &cp,
+        operator: &operator,
+        name: "demo",
+    };
+    apply(&cp, &stream("demo", &TICKERS, 3));
+    let status = eventually(
+        "status",
+        WAIT,
+        || demo.context(),
+        || {
+            let qs = get_json(&cp, &["get", "qs/demo", "-n", NS])?;
+            (qs["status"]["shards"].as_array().map(Vec::len) == Some(3))
+                .then_some(qs["status"].clone())
+        },
     );
-    assert_eq!(
-        two.values().map(BTreeSet::len).sum::<usize>(),
-        tickers.len()
-    );
-    let hashes_before = eventually("two shard Deployments", || {
-        Some(config_hashes(&cp, "demo")).filter(|h| h.len() == 2)
-    });
-    assert!(
-        hashes_before.contains_key("demo-shard-0") && hashes_before.contains_key("demo-shard-1")
-    );
-
-    let status = eventually("status", || {
-        let qs = get_json(&cp, &["get", "qs/demo"])?;
-        (qs["status"]["shards"].as_array().map(Vec::len) == Some(2)).then_some(qs["status"].clone())
-    });
-    assert_eq!(status["tickers"], 9);
+    assert_eq!(status["tickers"], TICKERS.len());
     assert_eq!(status["selector"], "quotes.opa.io/stream=demo");
     assert_eq!(
         status["readyShards"], 0,
@@ -238,89 +236,61 @@ fn a_stream_becomes_shards_that_scale_minimally_and_are_garbage_collected() {
         .unwrap();
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "ShardsStarting");
+    let three = demo.create(3);
 
-    // Scale up through the scale subresource: ⌊9/3⌋ = 3 tickers move, all into the new shard,
-    // and the two existing shards are not rolled (their pod template is unchanged).
-    let out = cp
-        .kubectl(
-            "admin",
-            &["scale", "qs/demo", "-n", "default", "--replicas=3"],
-        )
-        .unwrap();
-    assert!(out.status.success());
-    let starting = eventually("the new shard's list", || {
-        Some(assignment(&cp, "demo")).filter(|a| a.len() == 3)
-    });
-    assert_eq!(
-        starting[&2].len(),
-        3,
-        "the new shard gets its tickers first"
+    // The scale subresource, up and down.
+    let five = demo.reshard(How::Scale, &three, 5);
+    let two = demo.reshard(How::Scale, &five, 2);
+    assert_eq!(two.values().flatten().count(), TICKERS.len());
+    let series = r#"quotestream_shards_desired{namespace="default",stream="demo""#;
+    let body = operator.metrics().unwrap();
+    assert_eq!(metric(&body, series), Some(2.0), "{body}");
+
+    // Deleting the stream deletes what it owns (ownerReferences + the garbage collector), and
+    // the operator drops its per-stream metric series.
+    kubectl(&cp, &["delete", "qs/demo", "-n", NS], None);
+    eventually(
+        "shards garbage-collected",
+        WAIT,
+        || demo.context(),
+        || {
+            (config_hashes(&cp, NS, "demo").is_empty() && assignment(&cp, NS, "demo").is_empty())
+                .then_some(())
+        },
     );
-    for t in &starting[&2] {
-        assert!(
-            starting[&0].contains(t) || starting[&1].contains(t),
-            "until the new shard is ready its tickers stay with their old owners too (make before break): {starting:?}"
-        );
-    }
-    mark_ready(&cp, "demo-shard-2");
-    let three = eventually("the old shards to let go", || {
-        Some(assignment(&cp, "demo")).filter(|a| {
-            a.len() == 3 && a.values().map(BTreeSet::len).sum::<usize>() == tickers.len()
-        })
-    });
-    let moved: usize = tickers
-        .iter()
-        .filter(|t| {
-            let before = two.iter().find(|(_, s)| s.contains(**t)).map(|(i, _)| *i);
-            let after = three.iter().find(|(_, s)| s.contains(**t)).map(|(i, _)| *i);
-            before != after
-        })
-        .count();
-    assert_eq!(
-        moved, 3,
-        "exactly ⌊T/(N+1)⌋ tickers move: {two:?} -> {three:?}"
+    let body = eventually(
+        "no quotestream_shards_* series of the deleted stream",
+        WAIT,
+        || format!("{}\n/metrics:\n{:?}", demo.context(), operator.metrics()),
+        || {
+            operator
+                .metrics()
+                .filter(|m| !m.contains(r#"stream="demo""#))
+        },
     );
-    assert_eq!(three[&2].len(), 3, "all of them into the new shard");
-    let hashes_after = eventually("three Deployments", || {
-        Some(config_hashes(&cp, "demo")).filter(|h| h.len() == 3)
-    });
-    for name in ["demo-shard-0", "demo-shard-1"] {
-        assert_eq!(
-            hashes_before[name], hashes_after[name],
-            "{name} is not rolled by a reshard"
-        );
-    }
+    assert_eq!(metric(&body, "quotestream_streams"), Some(0.0), "{body}");
+}
 
-    // Scale down: the last shard goes, its tickers join the others.
-    let out = cp
-        .kubectl(
-            "admin",
-            &["scale", "qs/demo", "-n", "default", "--replicas=2"],
-        )
-        .unwrap();
-    assert!(out.status.success());
-    eventually("shard 2 removed", || {
-        Some(config_hashes(&cp, "demo")).filter(|h| h.len() == 2)
-    });
-    let back = eventually("two shards again", || {
-        Some(assignment(&cp, "demo")).filter(|a| a.len() == 2)
-    });
-    assert_eq!(back.values().flatten().count(), tickers.len());
-
-    // Deleting the stream deletes what it owns (ownerReferences + the garbage collector).
-    let out = cp
-        .kubectl("admin", &["delete", "qs/demo", "-n", "default"])
-        .unwrap();
-    assert!(out.status.success());
-    eventually("shards garbage-collected", || {
-        (config_hashes(&cp, "demo").is_empty() && assignment(&cp, "demo").is_empty()).then_some(())
-    });
+#[test]
+fn editing_spec_shards_reshards_like_kubectl_scale() {
+    let cp = control_plane_with_crd();
+    let operator = Operator::admin(&cp);
+    let edited = Subject {
+        cp: &cp,
+        operator: &operator,
+        name: "edited",
+    };
+    let three = edited.create(3);
+    let five = edited.reshard(How::Apply, &three, 5);
+    let two = edited.reshard(How::Patch, &five, 2);
+    let shards: BTreeMap<u32, usize> = two.iter().map(|(i, l)| (*i, l.len())).collect();
+    assert_eq!(shards, BTreeMap::from([(0, 12), (1, 11)]), "{two:?}");
 }
 
 #[test]
 fn a_missing_ticker_configmap_degrades_the_stream_until_it_appears() {
-    let cp = cluster();
-    let _operator = Operator::start(&cp);
+    let cp = control_plane_with_crd();
+    let operator = Operator::admin(&cp);
     apply(
         &cp,
         &json!({
@@ -330,21 +300,26 @@ fn a_missing_ticker_configmap_degrades_the_stream_until_it_appears() {
                      "source": {"type": "synthetic"}, "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
         }),
     );
-    let degraded = eventually("Degraded condition", || {
-        let qs = get_json(&cp, &["get", "qs/watch"])?;
-        qs["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Degraded" && c["status"] == "True")
-            .cloned()
-    });
+    let degraded = eventually(
+        "Degraded condition",
+        WAIT,
+        || operator.log(),
+        || {
+            let qs = get_json(&cp, &["get", "qs/watch", "-n", NS])?;
+            qs["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Degraded" && c["status"] == "True")
+                .cloned()
+        },
+    );
     assert_eq!(degraded["reason"], "MissingConfigMap");
     assert!(
         degraded["message"].as_str().unwrap().contains("watchlist"),
         "{degraded}"
     );
     assert!(
-        config_hashes(&cp, "watch").is_empty(),
+        config_hashes(&cp, NS, "watch").is_empty(),
         "nothing is created for an unresolvable stream"
     );
 
@@ -353,9 +328,12 @@ fn a_missing_ticker_configmap_degrades_the_stream_until_it_appears() {
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watchlist", "namespace": "default"},
                        "data": {"tickers": "AAPL\nMSFT\nNVDA\n# more\nBRK.B\n"}}),
     );
-    let a = eventually("shards once the ConfigMap exists", || {
-        Some(assignment(&cp, "watch")).filter(|a| a.len() == 2)
-    });
+    let a = eventually(
+        "shards once the ConfigMap exists",
+        WAIT,
+        || operator.log(),
+        || Some(assignment(&cp, NS, "watch")).filter(|a| a.len() == 2),
+    );
     assert_eq!(a.values().flatten().count(), 4);
 
     // Editing the list re-shards: adding a ticker moves no other ticker.
@@ -364,22 +342,30 @@ fn a_missing_ticker_configmap_degrades_the_stream_until_it_appears() {
         &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watchlist", "namespace": "default"},
                        "data": {"tickers": "AAPL\nMSFT\nNVDA\n# more\nBRK.B\nTSLA\n"}}),
     );
-    let b = eventually("TSLA assigned", || {
-        Some(assignment(&cp, "watch")).filter(|b| b.values().flatten().any(|t| t == "TSLA"))
-    });
+    let b = eventually(
+        "TSLA assigned",
+        WAIT,
+        || operator.log(),
+        || Some(assignment(&cp, NS, "watch")).filter(|b| b.values().flatten().any(|t| t == "TSLA")),
+    );
     for (shard, list) in &a {
         assert!(
             list.is_subset(&b[shard]),
             "shard {shard} kept its tickers: {a:?} -> {b:?}"
         );
     }
-    let ok = eventually("Degraded cleared", || {
-        let qs = get_json(&cp, &["get", "qs/watch"])?;
-        qs["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Degraded" && c["status"] == "False")
-            .cloned()
-    });
+    let ok = eventually(
+        "Degraded cleared",
+        WAIT,
+        || operator.log(),
+        || {
+            let qs = get_json(&cp, &["get", "qs/watch", "-n", NS])?;
+            qs["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Degraded" && c["status"] == "False")
+                .cloned()
+        },
+    );
     assert_ne!(ok["reason"], "MissingConfigMap");
 }

@@ -1,6 +1,6 @@
 //! The worker configuration file (the shard ConfigMap mounted at /etc/quotestream/worker.json,
-//! or any file given with `--config`), and the watcher that hands a new ticker list to the
-//! running worker without a restart.
+//! or any file given with `--config`), and the watcher that hands what a reshard changes (the
+//! ticker list, the rate-limit share) to the running worker without a restart.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use quotestream_api::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{TickersHandle, WorkerError, parse_tickers};
+use crate::runtime::{ReloadHandle, WorkerError, parse_tickers};
 
 /// Reads and parses a worker configuration file.
 pub fn load(path: &Path) -> Result<WorkerConfig, WorkerError> {
@@ -22,13 +22,14 @@ pub fn load(path: &Path) -> Result<WorkerConfig, WorkerError> {
     })
 }
 
-/// Re-reads `path` every `every` and applies a changed ticker list. Any other change needs a
-/// new process (the operator rolls the Deployment for those), so it is only logged.
+/// Re-reads `path` every `every` and applies what a running worker can: a new ticker list and
+/// a new rate-limit share (both change on every reshard). Any other change needs a new process
+/// (the operator rolls the Deployment for those), so it is only logged, naming the fields.
 pub async fn watch(
     path: PathBuf,
     mut current: WorkerConfig,
     every: Duration,
-    tickers: TickersHandle,
+    live: ReloadHandle,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -47,25 +48,164 @@ pub async fn watch(
                 continue;
             }
         };
-        if next == current {
-            continue;
+        if next != current {
+            let reload = apply(&current, &next, &live);
+            if !reload.needs_restart.is_empty() {
+                tracing::warn!(path = %path.display(), fields = ?reload.needs_restart, "configuration changed beyond what a running worker applies; it applies when the worker restarts");
+            }
+            current = next;
         }
-        if next.without_tickers() != current.without_tickers() {
-            tracing::warn!(path = %path.display(), "configuration changed beyond the ticker list; it applies when the worker restarts");
-        }
-        if next.tickers != current.tickers {
-            match parse_tickers(&next.tickers) {
-                Ok(set) => {
-                    let n = set.len();
-                    if tickers.set(set) {
-                        tracing::info!(tickers = n, epoch = next.epoch, fingerprint = %next.fingerprint, "ticker list updated without restart");
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "new ticker list rejected; keeping the current one")
+    }
+}
+
+/// What [`apply`] did with a changed configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reload {
+    /// The new ticker list is in force.
+    pub tickers: bool,
+    /// The new rate-limit share is in force.
+    pub requests_per_hour: bool,
+    /// Changed fields that need a new process (see [`WorkerConfig::restart_changes`]).
+    pub needs_restart: Vec<String>,
+}
+
+/// Applies to the running worker what changed from `current` to `next` and it can apply: the
+/// ticker list and the rate-limit share. The shard count, epoch and fingerprint only describe
+/// the new assignment and need nothing.
+pub fn apply(current: &WorkerConfig, next: &WorkerConfig, live: &ReloadHandle) -> Reload {
+    let mut reload = Reload {
+        needs_restart: current.restart_changes(next),
+        ..Reload::default()
+    };
+    if next.tickers != current.tickers {
+        match parse_tickers(&next.tickers) {
+            Ok(set) => {
+                let n = set.len();
+                reload.tickers = live.set_tickers(set);
+                if reload.tickers {
+                    tracing::info!(tickers = n, epoch = next.epoch, fingerprint = %next.fingerprint, "ticker list updated without restart");
                 }
             }
+            Err(e) => {
+                tracing::error!(error = %e, "new ticker list rejected; keeping the current one")
+            }
         }
-        current = next;
+    }
+    if next.requests_per_hour != current.requests_per_hour {
+        reload.requests_per_hour = live.set_requests_per_hour(next.requests_per_hour);
+        if reload.requests_per_hour {
+            tracing::info!(
+                requests_per_hour = next.requests_per_hour,
+                previous = current.requests_per_hour,
+                shards = next.shards,
+                "rate-limit share updated without restart"
+            );
+        }
+    }
+    reload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{RunOptions, Worker};
+
+    fn config(changes: serde_json::Value) -> WorkerConfig {
+        let mut json = serde_json::json!({
+            "namespace": "default", "stream": "demo", "shard": 1, "shards": 3,
+            "tickers": ["AAPL", "MSFT", "NVDA"], "interval": "1s", "requestsPerHour": 600.0,
+            "source": {"type": "yahoo"}, "sinks": {"redis": {"url": "redis://127.0.0.1:1/0"}},
+            "epoch": 4, "fingerprint": "00000000000000aa"
+        });
+        if let (Some(base), serde_json::Value::Object(changes)) = (json.as_object_mut(), changes) {
+            base.extend(changes);
+        }
+        serde_json::from_value(json).unwrap()
+    }
+
+    /// A built (not running) worker's reload handle: what `watch` gets in the binary.
+    fn live(config: &WorkerConfig) -> ReloadHandle {
+        Worker::new(config.clone(), RunOptions::default(), None)
+            .unwrap()
+            .reload_handle()
+    }
+
+    /// What the operator writes to a shard that keeps running through a 3 → 5 reshard.
+    fn resharded() -> WorkerConfig {
+        config(serde_json::json!({
+            "shards": 5, "tickers": ["AAPL", "MSFT"], "requestsPerHour": 360.0,
+            "epoch": 5, "fingerprint": "00000000000000bb"
+        }))
+    }
+
+    #[test]
+    fn a_reshard_is_applied_entirely_without_restart() {
+        let before = config(serde_json::json!({}));
+        let live = live(&before);
+        assert_eq!(live.requests_per_hour(), Some(600.0));
+        let reload = apply(&before, &resharded(), &live);
+        assert_eq!(
+            reload,
+            Reload {
+                tickers: true,
+                requests_per_hour: true,
+                needs_restart: Vec::new()
+            }
+        );
+        assert_eq!(live.requests_per_hour(), Some(360.0));
+    }
+
+    #[test]
+    fn what_a_running_worker_cannot_apply_is_named() {
+        let before = config(serde_json::json!({}));
+        let live = live(&before);
+        let next = config(serde_json::json!({"interval": "2s", "tickers": ["AAPL"]}));
+        let reload = apply(&before, &next, &live);
+        assert!(reload.tickers, "the ticker list still applies");
+        assert_eq!(reload.needs_restart, ["interval"]);
+    }
+
+    #[test]
+    fn a_source_without_requests_has_no_budget_to_reload() {
+        let before = config(serde_json::json!({"source": {"type": "synthetic"}}));
+        let live = live(&before);
+        let next = config(serde_json::json!({
+            "source": {"type": "synthetic"}, "shards": 5, "requestsPerHour": 360.0
+        }));
+        let reload = apply(&before, &next, &live);
+        assert_eq!(reload, Reload::default());
+        assert_eq!(live.requests_per_hour(), None);
+    }
+
+    #[tokio::test]
+    async fn the_watcher_reloads_a_rewritten_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("worker.json");
+        let before = config(serde_json::json!({}));
+        std::fs::write(&path, serde_json::to_vec(&before).unwrap()).unwrap();
+        let live = live(&before);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(
+            path.clone(),
+            before,
+            Duration::from_millis(10),
+            live.clone(),
+            stop.clone(),
+        ));
+        // Kubelet swaps the file atomically: write, then rename.
+        let staged = dir.path().join("worker.json.new");
+        std::fs::write(&staged, serde_json::to_vec(&resharded()).unwrap()).unwrap();
+        std::fs::rename(&staged, &path).unwrap();
+        let mut reloaded = false;
+        for _ in 0..500 {
+            if live.requests_per_hour() == Some(360.0) {
+                reloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert!(reloaded, "the new share was applied within 5 s");
     }
 }

@@ -196,7 +196,7 @@ async fn run(
         path,
         config,
         reload_every,
-        worker.tickers_handle(),
+        worker.reload_handle(),
         shutdown.clone(),
     ));
     let result = worker.run(shutdown.clone()).await;

@@ -166,6 +166,8 @@ pub struct Worker {
     metrics: Metrics,
     health: Health,
     tickers: watch::Sender<TickerSet>,
+    /// The shard's request budget, shared with the source and reloaded on a reshard.
+    rate_limit: Arc<RateLimiter>,
     source: AnySource,
     sinks: Vec<AnySink>,
 }
@@ -223,6 +225,7 @@ impl Worker {
             ));
         }
         Ok(Self {
+            rate_limit: Arc::new(rate_limiter(&config)),
             config,
             interval,
             options,
@@ -242,11 +245,17 @@ impl Worker {
         &self.health
     }
 
-    /// A handle to change the shard's tickers while the worker runs (a reshard: no restart).
-    pub fn tickers_handle(&self) -> TickersHandle {
-        TickersHandle {
-            tx: self.tickers.clone(),
+    /// A handle to change what a reshard changes while the worker runs (no restart).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            tickers: self.tickers.clone(),
             metrics: self.metrics.clone(),
+            rate_limit: self
+                .config
+                .source
+                .kind
+                .is_polling()
+                .then(|| self.rate_limit.clone()),
         }
     }
 
@@ -259,6 +268,7 @@ impl Worker {
             metrics,
             health,
             tickers,
+            rate_limit,
             source,
             sinks,
         } = self;
@@ -312,7 +322,7 @@ impl Worker {
             interval,
             out,
             metrics: metrics.clone(),
-            rate_limit: Arc::new(rate_limiter(&config)),
+            rate_limit,
             shutdown: source_stop.clone(),
         };
         let mut source_task = tokio::spawn(source.run(ctx));
@@ -394,18 +404,20 @@ impl Worker {
     }
 }
 
-/// Changes a running worker's tickers.
+/// Changes what a reshard changes in a running worker: its tickers and its rate-limit share.
 #[derive(Debug, Clone)]
-pub struct TickersHandle {
-    tx: watch::Sender<TickerSet>,
+pub struct ReloadHandle {
+    tickers: watch::Sender<TickerSet>,
     metrics: Metrics,
+    /// None for sources that make no requests (their budget is not limited).
+    rate_limit: Option<Arc<RateLimiter>>,
 }
 
-impl TickersHandle {
+impl ReloadHandle {
     /// Replaces the shard's tickers; returns whether they changed.
-    pub fn set(&self, tickers: TickerSet) -> bool {
+    pub fn set_tickers(&self, tickers: TickerSet) -> bool {
         let n = tickers.len();
-        let changed = self.tx.send_if_modified(|cur| {
+        let changed = self.tickers.send_if_modified(|cur| {
             if *cur == tickers {
                 return false;
             }
@@ -416,6 +428,19 @@ impl TickersHandle {
             self.metrics.active_tickers.set(n as i64);
         }
         changed
+    }
+
+    /// Applies a new share of the stream's request budget; returns whether it changed (never
+    /// for a source that makes no requests).
+    pub fn set_requests_per_hour(&self, per_hour: f64) -> bool {
+        self.rate_limit
+            .as_ref()
+            .is_some_and(|rl| rl.set_per_hour(per_hour))
+    }
+
+    /// The share in force, for sources that make requests.
+    pub fn requests_per_hour(&self) -> Option<f64> {
+        self.rate_limit.as_ref().map(|rl| rl.per_hour())
     }
 }
 

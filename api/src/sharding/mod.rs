@@ -110,6 +110,25 @@ impl Assignment {
             .count()
     }
 
+    /// The fewest tickers any balanced assignment of the same tickers over `to` shards can move
+    /// away from `self`: the tickers of removed shards (index ≥ `to`) plus each remaining
+    /// shard's surplus over its target, where the one-larger targets go to the fullest shards.
+    /// [`rebalance`] from a balanced assignment moves exactly this many.
+    pub fn minimum_moves(&self, to: std::num::NonZeroUsize) -> usize {
+        let (n, t) = (to.get(), self.ticker_count());
+        let mut sizes = self.sizes();
+        let removed: usize = sizes.iter().skip(n).sum();
+        sizes.resize(n, 0);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(sizes[i]), i));
+        let surplus: usize = order
+            .iter()
+            .enumerate()
+            .map(|(rank, &i)| sizes[i].saturating_sub(t / n + usize::from(rank < t % n)))
+            .sum();
+        removed + surplus
+    }
+
     /// A stable fingerprint of one shard's list (hex XXH64 of the tickers joined by `\n`).
     /// The operator stamps it on the shard's Deployment so an unchanged shard is not rolled.
     pub fn shard_fingerprint(&self, shard: usize) -> String {

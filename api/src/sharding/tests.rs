@@ -112,6 +112,16 @@ proptest! {
     }
 
     #[test]
+    fn rebalance_moves_the_minimum_over_any_jump(symbols in tickers(400), from in 1usize..40, to in 1usize..40) {
+        let t = set(&symbols);
+        let start = balanced_split(&t, nz(from));
+        let after = rebalance(&start, &t, nz(to));
+        assert_partition(&after, &t, to);
+        prop_assert_eq!(start.moved_to(&after), start.minimum_moves(nz(to)), "{} -> {} shards", from, to);
+        prop_assert_eq!(start.minimum_moves(nz(from)), 0);
+    }
+
+    #[test]
     fn rebalance_list_edits_move_at_most_one_other(
         symbols in tickers(300), n in 1usize..20, extra in "[A-Z]{1,5}", drop in any::<prop::sample::Index>()
     ) {

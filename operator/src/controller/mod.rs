@@ -3,6 +3,7 @@
 //! Events. Errors requeue with exponential backoff per stream.
 
 mod error;
+mod forget;
 #[cfg(test)]
 mod mock_api;
 #[cfg(test)]
@@ -17,7 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Controller, Error as ControllerError};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -31,7 +32,8 @@ pub use error::Error;
 
 use crate::resources::configmap::config_map;
 use crate::resources::deployment::deployment;
-use crate::resources::meta::{FIELD_MANAGER, shard_index};
+use crate::resources::handover::Handover;
+use crate::resources::meta::{FIELD_MANAGER, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
 use crate::resources::previous::previous_assignment;
 use crate::resources::status::{ShardObservation, failed_status, observe, planned_status};
@@ -102,8 +104,12 @@ pub async fn run(
 
     let controller = Controller::new(streams, watcher::Config::default());
     let store = controller.store();
-    let counted = controller.store();
-    let metrics = ctx.metrics.clone();
+    let forgetting = tokio::spawn({
+        let (ctx, stop) = (ctx.clone(), shutdown.clone());
+        let streams = scoped(&ctx.client, namespace);
+        async move { forget::forget_deleted_streams(streams, &ctx, stop).await }
+    });
+    let forgotten = ctx.clone();
     controller
         .owns(deployments, owned.clone())
         .owns(config_maps.clone(), owned)
@@ -130,14 +136,32 @@ pub async fn run(
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
-            metrics.streams.set(counted.state().len() as i64);
-            async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "reconcile loop event");
+            match result {
+                // A deleted stream that was still queued (a requeue, its shards being
+                // garbage-collected): forget it here too, in case a reconcile that ran while it
+                // was being deleted set its gauges after the Delete event.
+                Err(ControllerError::ObjectNotFound(gone)) => {
+                    forgotten.forget(gone.namespace.as_deref().unwrap_or_default(), &gone.name);
                 }
+                Err(e) => tracing::debug!(error = %e, "reconcile loop event"),
+                Ok(_) => {}
             }
+            std::future::ready(())
         })
         .await;
+    if let Err(e) = forgetting.await {
+        tracing::warn!(error = %e, "stream metadata watch task failed");
+    }
+}
+
+impl Context {
+    /// Drops what the operator keeps about a deleted stream: its metric series and backoff.
+    fn forget(&self, namespace: &str, name: &str) {
+        self.metrics.forget_stream(namespace, name);
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(&format!("{namespace}/{name}"));
+        }
+    }
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -236,21 +260,18 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         Err(e) => return degraded(qs, ctx, &streams, &reference, &e).await,
     };
 
-    // 3. Make before break: shards that gain tickers get their new lists first, every
-    //    Deployment is applied (new shards start), and the other shards' lists shrink only once
-    //    the new shards' workers are ready. Until then a moving ticker is owned twice, never
-    //    by nobody (sinks are idempotent on (ticker, timestamp)).
+    // 3. Make before break (`resources::handover`): the shards that take tickers over get their
+    //    new lists first, every Deployment is applied (new shards start), and only once every
+    //    shard taking a ticker over is ready do the other shards shrink their lists and removed
+    //    shards go. Until then a moving ticker is owned twice, never by nobody (sinks are
+    //    idempotent on (ticker, timestamp)).
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let before = previous
-        .as_ref()
-        .map(|p| p.assignment.owners())
-        .unwrap_or_default();
-    let (gaining, rest): (Vec<_>, Vec<_>) = plan.shards.iter().partition(|s| {
-        plan.assignment.shards()[s.index as usize]
-            .iter()
-            .any(|t| before.get(t) != Some(&(s.index as usize)))
-    });
-    for shard in &gaining {
+    let handover = Handover::new(&plan, previous.as_ref());
+    for shard in plan
+        .shards
+        .iter()
+        .filter(|s| handover.first.contains(&s.index))
+    {
         let cm = config_map(&plan, shard);
         config_maps
             .patch(&shard.name, &params, &Patch::Apply(&cm))
@@ -263,42 +284,44 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
             .await?;
     }
     let existing_deployments = deployments.list(&selector).await?.items;
-    let previous_count = previous.as_ref().map_or(0, |p| p.assignment.shard_count());
-    let new_shards_ready = plan
-        .shards
-        .iter()
-        .filter(|s| previous_count > 0 && s.index as usize >= previous_count)
-        .all(|s| observe(existing_deployments.iter().find(|d| d.name_any() == s.name)).ready);
-    if new_shards_ready {
-        for shard in &rest {
+    let ready = |index: u32| {
+        let name = shard_name(&name, index);
+        observe(existing_deployments.iter().find(|d| d.name_any() == name)).ready
+    };
+    let released = handover.may_release(ready);
+    let wanted = plan.shards.len() as u32;
+    let mut removed = 0;
+    if released {
+        for shard in plan
+            .shards
+            .iter()
+            .filter(|s| !handover.first.contains(&s.index))
+        {
             let cm = config_map(&plan, shard);
             config_maps
                 .patch(&shard.name, &params, &Patch::Apply(&cm))
                 .await?;
         }
+        // 4. Shards beyond spec.shards: their tickers are with their new, ready owners.
+        for d in existing_deployments
+            .iter()
+            .filter(|d| shard_index(&d.metadata).is_some_and(|i| i >= wanted))
+        {
+            deployments
+                .delete(&d.name_any(), &DeleteParams::background())
+                .await?;
+            removed += 1;
+        }
+        for cm in existing_maps
+            .iter()
+            .filter(|cm| shard_index(&cm.metadata).is_some_and(|i| i >= wanted))
+        {
+            config_maps
+                .delete(&cm.name_any(), &DeleteParams::background())
+                .await?;
+        }
     } else {
-        tracing::info!(stream = %name, "new shards starting: the other shards keep their tickers until then");
-    }
-
-    // 4. Shards beyond spec.shards: their tickers are already with their new owners.
-    let wanted = plan.shards.len() as u32;
-    let mut removed = 0;
-    for d in existing_deployments
-        .iter()
-        .filter(|d| shard_index(&d.metadata).is_some_and(|i| i >= wanted))
-    {
-        deployments
-            .delete(&d.name_any(), &DeleteParams::background())
-            .await?;
-        removed += 1;
-    }
-    for cm in existing_maps
-        .iter()
-        .filter(|cm| shard_index(&cm.metadata).is_some_and(|i| i >= wanted))
-    {
-        config_maps
-            .delete(&cm.name_any(), &DeleteParams::background())
-            .await?;
+        tracing::info!(stream = %name, waiting_for = ?handover.receivers, "shards taking tickers over are not ready: the others keep their tickers until then");
     }
 
     // 5. Status.
@@ -325,14 +348,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     let all_ready = ready as usize == total;
     patch_status(&streams, &name, &status).await?;
 
-    ctx.metrics
-        .shards_ready
-        .with_label_values(&[&ns, &name])
-        .set(i64::from(ready));
-    ctx.metrics
-        .shards_desired
-        .with_label_values(&[&ns, &name])
-        .set(total as i64);
+    ctx.metrics.set_stream_shards(&ns, &name, total, ready);
     if previous_shards != plan.shards.len() && previous_shards > 0 {
         publish(
             ctx,
@@ -368,7 +384,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     }
     // Readiness changes arrive as Deployment events; a requeue covers missed ones, quickly
     // while a hand-over waits for new shards.
-    let requeue = if !new_shards_ready {
+    let requeue = if !released {
         2
     } else if all_ready {
         300

@@ -4,12 +4,14 @@
 //! - [`plan`]: the assignment and each shard's `WorkerConfig` plus its rollout hash;
 //! - [`configmap`] and [`deployment`]: the per-shard objects `<stream>-shard-<i>`;
 //! - [`status`]: the QuoteStream status and its conditions;
-//! - [`previous`]: the previous assignment, read back from the shard ConfigMaps.
+//! - [`previous`]: the previous assignment, read back from the shard ConfigMaps;
+//! - [`handover`]: the order of a reshard's writes (make before break).
 
 pub mod conditions;
 pub mod configmap;
 pub mod deployment;
 pub mod env;
+pub mod handover;
 pub mod meta;
 pub mod plan;
 pub mod pod;

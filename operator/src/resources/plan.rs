@@ -220,7 +220,7 @@ fn shard_plan(stream: &str, index: u32, config: WorkerConfig) -> Result<ShardPla
         })
     };
     let config_json = serialise(&config)?;
-    let config_hash = hash(&serialise(&rollout_view(&config))?);
+    let config_hash = hash(&serialise(&config.restart_view())?);
     Ok(ShardPlan {
         index,
         name: shard_name(stream, index),
@@ -230,25 +230,14 @@ fn shard_plan(stream: &str, index: u32, config: WorkerConfig) -> Result<ShardPla
     })
 }
 
-/// The part of a shard's configuration whose change rolls its pods: `without_tickers()`,
-/// minus the shard count and the budget share derived from it.
-///
-/// Those two change on every reshard, and SPEC §4 forbids restarting shards whose tickers did
-/// not change. The stream's whole budget (`source.rateLimit`) is still in here, so changing it
-/// rolls every shard. Until the worker reloads `requestsPerHour` (like its ticker list), a
-/// shard keeps its old share until it next restarts: after a scale-up the stream may use up to
-/// N+1/N of its budget for a while, after a scale-down less than all of it.
-pub fn rollout_view(config: &WorkerConfig) -> WorkerConfig {
-    WorkerConfig {
-        shards: 0,
-        requests_per_hour: 0.0,
-        ..config.without_tickers()
-    }
-}
-
-/// Hex XXH64 of a rollout view's JSON (stable: serde_json writes struct fields in order).
+/// The hash whose change rolls a shard's pods: hex XXH64 of the JSON of
+/// [`WorkerConfig::restart_view`] (stable: serde_json writes struct fields in order), i.e. of
+/// everything but what a running worker reloads — its ticker list, the shard count and its
+/// rate-limit share, which change on every reshard (SPEC §4 forbids restarting shards whose
+/// tickers did not change). The stream's whole budget (`source.rateLimit`) is still in it, so
+/// changing that rolls every shard.
 pub fn config_hash(config: &WorkerConfig) -> Result<String, serde_json::Error> {
-    serde_json::to_string_pretty(&rollout_view(config)).map(|json| hash(&json))
+    serde_json::to_string_pretty(&config.restart_view()).map(|json| hash(&json))
 }
 
 fn hash(text: &str) -> String {

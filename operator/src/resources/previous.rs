@@ -18,6 +18,9 @@ pub struct Previous {
     pub assignment: Assignment,
     /// The highest epoch any shard was written with.
     pub epoch: i64,
+    /// What each readable shard ConfigMap lists, as written: during a hand-over a moving ticker
+    /// is listed by its old and its new owner (see [`super::handover`]).
+    pub listed: BTreeMap<u32, Vec<Ticker>>,
     /// ConfigMaps that could not be used, with the reason (worth a warning event).
     pub skipped: Vec<Skipped>,
 }
@@ -77,9 +80,14 @@ pub fn previous_assignment(stream: &str, config_maps: &[ConfigMap]) -> Option<Pr
     }
     // Every ticker has exactly one owner now, so `from_shards` cannot find a double.
     let assignment = Assignment::from_shards(lists).ok()?;
+    let listed = shards
+        .into_iter()
+        .map(|(index, (_, list))| (index, list))
+        .collect();
     Some(Previous {
         assignment,
         epoch,
+        listed,
         skipped,
     })
 }

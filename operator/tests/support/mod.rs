@@ -1,5 +1,13 @@
-//! Helpers of the end-to-end tests: a kubelet that runs Deployments' pods as local processes,
-//! and a recorder of the quotes published on Redis.
+//! Helpers of the operator's integration tests, each in one place: the API server seen through
+//! kubectl ([`cluster`]), the operator binary as a process ([`operator`]), the rules a reshard
+//! must follow ([`reshard`]), and for the end-to-end test a kubelet that runs Deployments' pods
+//! as local processes ([`kubelet`]) and a recorder of the quotes published on Redis ([`tape`]).
 
+// Every test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
+pub mod cluster;
 pub mod kubelet;
+pub mod operator;
+pub mod reshard;
 pub mod tape;

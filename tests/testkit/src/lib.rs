@@ -5,6 +5,7 @@
 
 pub mod controlplane;
 pub mod crd_cases;
+mod http;
 mod port;
 mod postgres;
 mod process;
@@ -15,6 +16,7 @@ pub mod yahoo;
 
 pub use controlplane::ControlPlane;
 pub use crd_cases::{CrdCase, RejectedBy, crd_cases};
+pub use http::http_get;
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;

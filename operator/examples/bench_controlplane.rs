@@ -1,0 +1,503 @@
+//! Control-plane benchmark: how fast the operator turns a QuoteStream into ready shards, how
+//! long one reconcile takes, and how long a reshard takes to converge — on a real
+//! kube-apiserver + etcd (`tests/controlplane`), with the release operator binary as a process.
+//!
+//! There is no kubelet: the harness plays the Deployment controller and kubelet by reporting
+//! every shard Deployment ready for its current generation as soon as it sees it (as
+//! `operator/tests/reconcile_on_apiserver.rs` does by hand), so the times are the control
+//! plane's alone (the API server, etcd and the operator), not image pulls or pod starts.
+//!
+//! For each shard count N (4, 16, 64; `--quick`: 4 only), three runs of:
+//! 1. create the stream (512 tickers, N shards) through the API; time until its status says
+//!    Ready with N ready shards for the current generation;
+//! 2. scale to N+1 (the scale subresource); time until Ready with N+1 shards (the hand-over is
+//!    complete: the old shards' lists shrink in the same reconcile that reports the new shard);
+//! 3. scale back to N; time until Ready with N shards and the removed shard's Deployment gone;
+//! 4. delete the stream.
+//!
+//! A 2-shard stream is created, made ready and deleted first, unmeasured (warm-up).
+//!
+//! Reconcile durations come from the operator's own histogram
+//! (`quotestream_reconcile_duration_seconds`), scraped before and after each N, quantiles
+//! interpolated within buckets as Prometheus' `histogram_quantile` does. Prints markdown; it
+//! asserts no timing.
+//!
+//! `cargo build --release -p quotestream-operator --bins --examples && target/release/examples/bench_controlplane [--quick]`
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::await_condition;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, ResourceExt};
+use quotestream_api::crd::STREAM_LABEL;
+use quotestream_api::{QuoteStream, WorkerConfig};
+use quotestream_testkit::{ControlPlane, free_port, http_get, wait_until};
+use serde_json::json;
+
+const NS: &str = "default";
+const TICKERS: usize = 512;
+const RUNS: usize = 3;
+/// Bound of every wait: far above any expected time, so that a stuck run fails clearly.
+const TIMEOUT: Duration = Duration::from_secs(180);
+const HISTOGRAM: &str = "quotestream_reconcile_duration_seconds";
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick { &[4] } else { &[4, 16, 64] };
+    let operator_bin = operator_binary()?;
+    let load_before = load_average();
+    let started = Instant::now();
+    let cp = ControlPlane::start().context("starting the control plane (make controlplane)")?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    cp.install_crd(&repo.join("crds/quotestream.yaml"))?;
+    let operator = OperatorProcess::start(&operator_bin, &cp)?;
+    let setup = started.elapsed();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rows = runtime.block_on(async {
+        let client = client(&cp).await?;
+        let marker = tokio::spawn(mark_deployments_ready(client.clone()));
+        // Unmeasured: the API server's and the operator's first writes of each kind are slower.
+        warm_up(&client).await?;
+        let mut rows = Vec::new();
+        for &n in sizes {
+            eprintln!("bench_controlplane: {n} shards ...");
+            rows.push(measure(&client, &operator, n).await?);
+        }
+        marker.abort();
+        anyhow::Ok(rows)
+    })?;
+
+    println!(
+        "One kube-apiserver + etcd + garbage collector (`tests/controlplane`, Kubernetes {}) and the release operator binary as a process, on this machine ({} cores, load average {} before and {} after the run); no kubelet: the harness reports each shard Deployment ready as soon as it sees it, so the times are the control plane's alone. {TICKERS} tickers per stream; every time is the median of {RUNS} runs (the runs in parentheses), after an unmeasured warm-up stream. Setup (control plane start, CRD, operator ready): {:.1} s. Run: `target/release/examples/bench_controlplane{}`.\n",
+        cp.state().kubernetes_version,
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load_before,
+        load_average(),
+        setup.as_secs_f64(),
+        if quick { " --quick" } else { "" }
+    );
+    println!(
+        "| shards | create → Ready | scale N → N+1 converged | scale N+1 → N converged | reconciles | reconcile p50 | reconcile p99 | reconcile mean |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.shards,
+            runs(&r.ready),
+            runs(&r.grow),
+            runs(&r.shrink),
+            r.reconciles.count,
+            ms(r.reconciles.quantile(0.5)),
+            ms(r.reconciles.quantile(0.99)),
+            ms(r.reconciles.mean()),
+        );
+    }
+    println!(
+        "\nReconciles: every successful reconcile of the N-shard streams (creation, both reshards, the requeues and the reconciles the operator's own writes trigger), from `{HISTOGRAM}{{result=\"ok\"}}`; p50/p99 are interpolated within the histogram's buckets (5, 10, 25, 50, 100, 250 ms, …), as `histogram_quantile` does, so they are only as fine as those buckets; the mean (sum ÷ count) is exact."
+    );
+    Ok(())
+}
+
+/// The 1-minute load average (the machine may be shared: numbers drift with it).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// `target/release/quotestream-operator`, next to this example's directory.
+fn operator_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("quotestream-operator"));
+    match bin {
+        Some(bin) if bin.is_file() => Ok(bin),
+        _ => bail!(
+            "build the operator first: cargo build --release -p quotestream-operator --bins --examples (looked for {bin:?})"
+        ),
+    }
+}
+
+async fn client(cp: &ControlPlane) -> anyhow::Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(cp.kubeconfig("admin"))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// The operator as a process with the admin identity; killed on drop.
+struct OperatorProcess {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl OperatorProcess {
+    fn start(bin: &Path, cp: &ControlPlane) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let log = File::create(dir.path().join("operator.log"))?;
+        let child = Command::new(bin)
+            .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--worker-image", "registry.local/quotestream-worker:bench"])
+            .env("KUBECONFIG", cp.kubeconfig("admin"))
+            // Per-reconcile info lines would cost the operator time of their own.
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting the operator")?;
+        let mut this = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let ready = wait_until(Duration::from_secs(60), || {
+            matches!(this.child.try_wait(), Ok(None))
+                && http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
+        });
+        if !ready {
+            let log =
+                std::fs::read_to_string(this._dir.path().join("operator.log")).unwrap_or_default();
+            let _ = this.child.kill();
+            bail!("the operator did not become ready within 60 s; its log:\n{log}");
+        }
+        Ok(this)
+    }
+
+    fn histogram(&self) -> anyhow::Result<Histogram> {
+        let (status, body) = http_get(self.port, "/metrics").context("no answer on /metrics")?;
+        if status != 200 {
+            bail!("/metrics answered {status}");
+        }
+        Ok(Histogram::parse(&body, r#"result="ok""#))
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plays Deployment controller and kubelet: every shard Deployment that is not reported ready
+/// for its current generation is, at once.
+async fn mark_deployments_ready(client: Client) {
+    let api: Api<Deployment> = Api::namespaced(client, NS);
+    let config = watcher::Config::default().labels(STREAM_LABEL);
+    let mut events = watcher::watcher(api.clone(), config)
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        let d = match event {
+            Ok(Event::Apply(d) | Event::InitApply(d)) => d,
+            Ok(_) => continue,
+            Err(e) => {
+                eprintln!("bench_controlplane: deployment watch: {e}");
+                continue;
+            }
+        };
+        let generation = d.metadata.generation;
+        let status = d.status.as_ref();
+        let ready = status
+            .is_some_and(|s| s.observed_generation == generation && s.ready_replicas == Some(1));
+        if ready || d.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let body = json!({"status": {"observedGeneration": generation, "replicas": 1,
+            "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
+        if let Err(e) = api
+            .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            eprintln!("bench_controlplane: marking {} ready: {e}", d.name_any());
+        }
+    }
+}
+
+/// One shard count's results.
+struct Row {
+    shards: usize,
+    ready: Vec<Duration>,
+    grow: Vec<Duration>,
+    shrink: Vec<Duration>,
+    reconciles: Histogram,
+}
+
+async fn measure(client: &Client, operator: &OperatorProcess, n: usize) -> anyhow::Result<Row> {
+    let streams: Api<QuoteStream> = Api::namespaced(client.clone(), NS);
+    let before = operator.histogram()?;
+    let mut row = Row {
+        shards: n,
+        ready: Vec::new(),
+        grow: Vec::new(),
+        shrink: Vec::new(),
+        reconciles: Histogram::default(),
+    };
+    for run in 0..RUNS {
+        let name = format!("bench-{n}-{run}");
+        let manifest = stream(&name, n)?;
+        let t = Instant::now();
+        let uid = streams
+            .create(&PostParams::default(), &manifest)
+            .await?
+            .uid()
+            .unwrap_or_default();
+        wait_ready(&streams, &name, n).await?;
+        row.ready.push(t.elapsed());
+
+        for (to, times) in [(n + 1, &mut row.grow), (n, &mut row.shrink)] {
+            let t = Instant::now();
+            let scale = json!({"spec": {"replicas": to}});
+            streams
+                .patch_scale(&name, &PatchParams::default(), &Patch::Merge(&scale))
+                .await?;
+            wait_ready(&streams, &name, to).await?;
+            times.push(t.elapsed());
+            check_settled(client, &name, to).await?;
+        }
+
+        delete(&streams, &name, &uid).await?;
+    }
+    row.reconciles = operator.histogram()?.minus(&before);
+    Ok(row)
+}
+
+/// One stream created, made ready and deleted before anything is measured.
+async fn warm_up(client: &Client) -> anyhow::Result<()> {
+    let streams: Api<QuoteStream> = Api::namespaced(client.clone(), NS);
+    let name = "bench-warm-up";
+    let uid = streams
+        .create(&PostParams::default(), &stream(name, 2)?)
+        .await?
+        .uid()
+        .unwrap_or_default();
+    wait_ready(&streams, name, 2).await?;
+    delete(&streams, name, &uid).await
+}
+
+/// A stream of [`TICKERS`] tickers over `shards` shards.
+fn stream(name: &str, shards: usize) -> anyhow::Result<QuoteStream> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"tickers": symbols(TICKERS), "shards": shards, "interval": "1s",
+                 "source": {"type": "synthetic"},
+                 "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
+    }))?)
+}
+
+/// Deletes the stream and waits until it is gone.
+async fn delete(api: &Api<QuoteStream>, name: &str, uid: &str) -> anyhow::Result<()> {
+    api.delete(name, &DeleteParams::default()).await?;
+    tokio::time::timeout(
+        TIMEOUT,
+        await_condition(
+            api.clone(),
+            name,
+            kube::runtime::conditions::is_deleted(uid),
+        ),
+    )
+    .await
+    .with_context(|| format!("{name}: deleted within {TIMEOUT:?}"))??;
+    Ok(())
+}
+
+/// Waits until the stream's status describes its current generation with `shards` ready
+/// shards and Ready=True.
+async fn wait_ready(api: &Api<QuoteStream>, name: &str, shards: usize) -> anyhow::Result<()> {
+    let want = i32::try_from(shards)?;
+    let condition = move |qs: Option<&QuoteStream>| {
+        qs.and_then(|qs| {
+            let status = qs.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            Some(
+                ready
+                    && status.ready_shards == want
+                    && status.observed_generation == qs.metadata.generation,
+            )
+        })
+        .unwrap_or(false)
+    };
+    tokio::time::timeout(TIMEOUT, await_condition(api.clone(), name, condition))
+        .await
+        .with_context(|| format!("{name}: Ready with {shards} shards within {TIMEOUT:?}"))??;
+    Ok(())
+}
+
+/// After convergence every ticker is on exactly one of `shards` shard ConfigMaps and exactly
+/// `shards` Deployments exist: the measured time covers the whole hand-over.
+async fn check_settled(client: &Client, name: &str, shards: usize) -> anyhow::Result<()> {
+    let selector = ListParams::default().labels(&format!("{STREAM_LABEL}={name}"));
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let mut listed = 0;
+    let mut count = 0;
+    for cm in maps.list(&selector).await?.items {
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("worker.json"))
+            .context("a shard ConfigMap without worker.json")?;
+        let config: WorkerConfig = serde_json::from_str(text)?;
+        listed += config.tickers.len();
+        count += 1;
+    }
+    let live = deployments
+        .list(&selector)
+        .await?
+        .items
+        .iter()
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .count();
+    if count != shards || listed != TICKERS || live != shards {
+        bail!(
+            "{name}: Ready but not settled: {count} ConfigMaps listing {listed} tickers, {live} Deployments (want {shards}, {TICKERS}, {shards})"
+        );
+    }
+    Ok(())
+}
+
+/// `n` distinct valid symbols: AAA, AAB, …
+fn symbols(n: usize) -> Vec<String> {
+    let letters: Vec<char> = ('A'..='Z').collect();
+    let mut out = Vec::with_capacity(n);
+    'all: for a in &letters {
+        for b in &letters {
+            for c in &letters {
+                if out.len() == n {
+                    break 'all;
+                }
+                out.push(format!("{a}{b}{c}"));
+            }
+        }
+    }
+    out
+}
+
+/// A Prometheus histogram's cumulative buckets (upper bound → count), count and sum.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    buckets: BTreeMap<u64, (f64, u64)>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    /// The series of [`HISTOGRAM`] whose labels contain `labels`.
+    fn parse(text: &str, labels: &str) -> Self {
+        let mut h = Self::default();
+        for line in text.lines().filter(|l| l.contains(labels)) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            if series.starts_with(&format!("{HISTOGRAM}_bucket")) {
+                let le = series
+                    .split("le=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_default();
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::INFINITY)
+                };
+                // Keyed by the bound's bits (positive floats order like their bits).
+                h.buckets.insert(bound.to_bits(), (bound, value as u64));
+            } else if series.starts_with(&format!("{HISTOGRAM}_count")) {
+                h.count = value as u64;
+            } else if series.starts_with(&format!("{HISTOGRAM}_sum")) {
+                h.sum = value;
+            }
+        }
+        h
+    }
+
+    /// What was observed between `earlier` and `self`.
+    fn minus(&self, earlier: &Histogram) -> Histogram {
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|(key, (bound, count))| {
+                let before = earlier.buckets.get(key).map_or(0, |(_, c)| *c);
+                (*key, (*bound, count.saturating_sub(before)))
+            })
+            .collect();
+        Histogram {
+            buckets,
+            count: self.count.saturating_sub(earlier.count),
+            sum: self.sum - earlier.sum,
+        }
+    }
+
+    /// The `q` quantile in seconds, linearly interpolated within its bucket.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q * self.count as f64;
+        let mut lower = (0.0, 0u64);
+        for (bound, cumulative) in self.buckets.values() {
+            if *cumulative as f64 >= rank {
+                if bound.is_infinite() {
+                    return Some(lower.0);
+                }
+                let in_bucket = (cumulative - lower.1) as f64;
+                let fraction = if in_bucket > 0.0 {
+                    (rank - lower.1 as f64) / in_bucket
+                } else {
+                    1.0
+                };
+                return Some(lower.0 + (bound - lower.0) * fraction);
+            }
+            lower = (*bound, *cumulative);
+        }
+        Some(lower.0)
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+}
+
+fn ms(seconds: Option<f64>) -> String {
+    seconds.map_or("—".into(), |s| format!("{:.1} ms", s * 1000.0))
+}
+
+/// "median (run / run / run)".
+fn runs(times: &[Duration]) -> String {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+    let each: Vec<String> = times
+        .iter()
+        .map(|t| format!("{:.2}", t.as_secs_f64()))
+        .collect();
+    format!("{:.2} s ({})", median.as_secs_f64(), each.join(" / "))
+}
