@@ -22,6 +22,7 @@ use crate::sinks::postgres::{DSN_ENV, PostgresConfig, PostgresSink};
 use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
 use crate::sinks::storage::{STORAGE_URL_ENV, StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
+use crate::sources::alpaca::{self, Alpaca, AlpacaConfig};
 use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
 use crate::sources::stream::{StreamSettings, StreamSource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
@@ -49,7 +50,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
     pub queue_quotes: usize,
-    /// Secrets and overrides from the environment (`REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`).
+    /// Secrets and overrides from the environment (`REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`,
+    /// the Alpaca credentials `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`).
     pub env: HashMap<String, String>,
 }
 
@@ -71,6 +73,8 @@ impl RunOptions {
             "DATABASE_URL",
             "STORAGE_URL",
             REPLAY_FILE_ENV,
+            alpaca::KEY_ID_ENV,
+            alpaca::SECRET_KEY_ENV,
         ] {
             if let Ok(v) = std::env::var(key) {
                 self.env.insert(key.to_owned(), v);
@@ -138,6 +142,7 @@ pub enum AnySource {
     Replay(ReplaySource),
     Yahoo(YahooSource),
     YahooStream(StreamSource<YahooStream>),
+    Alpaca(StreamSource<Alpaca>),
 }
 
 impl AnySource {
@@ -147,6 +152,7 @@ impl AnySource {
             Self::Replay(s) => s.run(ctx).await,
             Self::Yahoo(s) => s.run(ctx).await,
             Self::YahooStream(s) => s.run(ctx).await,
+            Self::Alpaca(s) => s.run(ctx).await,
         }
     }
 }
@@ -442,6 +448,14 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
             let settings = StreamSettings::from_spec(&config.source)?;
             Ok(AnySource::YahooStream(StreamSource::new(
                 YahooStream::new(yahoo),
+                settings,
+            )))
+        }
+        SourceType::Alpaca => {
+            let alpaca = AlpacaConfig::from_spec(config.source.alpaca.as_ref(), &options.env)?;
+            let settings = StreamSettings::from_spec(&config.source)?;
+            Ok(AnySource::Alpaca(StreamSource::new(
+                Alpaca::new(alpaca)?,
                 settings,
             )))
         }
