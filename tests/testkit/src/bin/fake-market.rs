@@ -4,13 +4,14 @@
 
 use clap::{Parser, Subcommand};
 use quotestream_testkit::stream::Script;
+use quotestream_testkit::stream::alpaca::{self, AlpacaOptions, AlpacaServer};
 use quotestream_testkit::stream::yahoo::YahooStreamServer;
 
 #[derive(Parser, Debug)]
 #[command(
     version,
     about = "Serve a market-data vendor's streaming protocol on localhost",
-    after_help = "Examples:\n  fake-market yahoo-stream --port 9801 --rate 2000\n  fake-market yahoo-stream --rate 50000    # a high-rate feed for benchmarks"
+    after_help = "Examples:\n  fake-market yahoo-stream --port 9801 --rate 2000\n  fake-market yahoo-stream --rate 50000    # a high-rate feed for benchmarks\n  fake-market alpaca --port 9802 --symbol-limit 30"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +28,16 @@ struct Cli {
 enum Vendor {
     /// Yahoo Finance's live stream (base64 protobuf PricingData over WebSocket).
     YahooStream,
+    /// Alpaca market data v2 (JSON arrays of trades, quotes and daily bars after a login). The
+    /// URL printed is the iex feed; /v2/sip and /v2/test (symbol FAKEPACA) work too.
+    Alpaca {
+        /// Symbols a connection may subscribe (405 beyond; Alpaca's free IEX plan allows 30).
+        #[arg(long)]
+        symbol_limit: Option<usize>,
+        /// Logged-in connections at once (406 beyond; Alpaca allows one).
+        #[arg(long, default_value_t = 1)]
+        max_connections: usize,
+    },
 }
 
 #[tokio::main]
@@ -38,6 +49,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let server = YahooStreamServer::start(script, cli.port).await?;
             let url = server.url();
             println!("{url}");
+            tokio::signal::ctrl_c().await?;
+            drop(server);
+            url
+        }
+        Vendor::Alpaca {
+            symbol_limit,
+            max_connections,
+        } => {
+            let options = AlpacaOptions {
+                symbol_limit,
+                max_connections,
+                ..AlpacaOptions::new(script)
+            };
+            let server = AlpacaServer::start(options, cli.port).await?;
+            let url = server.url("iex");
+            println!("{url}");
+            eprintln!(
+                "fake-market: log in with APCA_API_KEY_ID={} APCA_API_SECRET_KEY={}",
+                alpaca::KEY_ID,
+                alpaca::SECRET_KEY
+            );
             tokio::signal::ctrl_c().await?;
             drop(server);
             url

@@ -36,6 +36,16 @@ pub enum Outcome {
     Dropped(&'static str, String),
 }
 
+/// Why a message was not usable: `(reason, detail)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped(pub &'static str, pub String);
+
+impl From<Dropped> for Outcome {
+    fn from(Dropped(reason, detail): Dropped) -> Self {
+        Self::Dropped(reason, detail)
+    }
+}
+
 /// One trade, quote or daily bar as Alpaca sent it (checked for shape, not for sense).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trade {
@@ -173,10 +183,10 @@ impl Book {
         Some(span.date)
     }
 
-    fn state(&mut self, ticker: &str) -> Result<&mut TickerState, Outcome> {
+    fn state(&mut self, ticker: &str) -> Result<&mut TickerState, Dropped> {
         if !self.tickers.contains_key(ticker) {
             if self.tickers.len() >= MAX_TICKERS {
-                return Err(Outcome::Dropped(
+                return Err(Dropped(
                     "too_many_symbols",
                     format!("{ticker}: already {MAX_TICKERS} symbols remembered"),
                 ));
@@ -187,12 +197,12 @@ impl Book {
         // Just inserted when absent.
         self.tickers
             .get_mut(ticker)
-            .ok_or_else(|| Outcome::Dropped("too_many_symbols", ticker.to_owned()))
+            .ok_or_else(|| Dropped("too_many_symbols", ticker.to_owned()))
     }
 
-    fn day_or_drop(&mut self, ticker: &str, time: Timestamp) -> Result<Date, Outcome> {
+    fn day_or_drop(&mut self, ticker: &str, time: Timestamp) -> Result<Date, Dropped> {
         self.day_of(time).ok_or_else(|| {
-            Outcome::Dropped(
+            Dropped(
                 "bad_time",
                 format!("{ticker}: {time} has no day in New York"),
             )
@@ -216,11 +226,11 @@ impl Book {
         }
         let day = match self.day_or_drop(ticker, trade.time) {
             Ok(day) => day,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         let state = match self.state(ticker) {
             Ok(state) => state,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         if let Some(last) = state.last_trade
             && trade.time < last
@@ -258,11 +268,11 @@ impl Book {
     pub fn nbbo(&mut self, ticker: &str, nbbo: Nbbo) -> Outcome {
         let day = match self.day_or_drop(ticker, nbbo.time) {
             Ok(day) => day,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         let state = match self.state(ticker) {
             Ok(state) => state,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         if let Some(last) = state.last_quote
             && nbbo.time < last
@@ -313,11 +323,11 @@ impl Book {
             .unwrap_or(bar.time);
         let day = match self.day_or_drop(ticker, noon) {
             Ok(day) => day,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         let state = match self.state(ticker) {
             Ok(state) => state,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         if !state.enter(day) {
             return Outcome::Dropped(

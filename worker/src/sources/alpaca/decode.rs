@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use super::book::{Book, DailyBar, Nbbo, Outcome, Trade};
+use super::book::{Book, DailyBar, Dropped, Nbbo, Outcome, Trade};
 use super::errors::{self, ErrorContext, GHOST_CONNECTION_GRACE};
 use crate::sources::stream::{Decoded, Event, Frame, VendorError};
 
@@ -194,7 +194,7 @@ impl Decoder {
     fn trade(&mut self, item: &Item<'_>) -> Outcome {
         let (symbol, time) = match symbol_and_time(item) {
             Ok(found) => found,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         let (Some(price), Some(size)) = (item.p, item.s) else {
             return missing(symbol, "trade", &[("p", item.p), ("s", item.s)]);
@@ -208,7 +208,7 @@ impl Decoder {
     fn nbbo(&mut self, item: &Item<'_>) -> Outcome {
         let (symbol, time) = match symbol_and_time(item) {
             Ok(found) => found,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         let (Some(bid), Some(ask)) = (item.bp, item.ap) else {
             return missing(symbol, "quote", &[("bp", item.bp), ("ap", item.ap)]);
@@ -219,7 +219,7 @@ impl Decoder {
     fn daily_bar(&mut self, item: &Item<'_>) -> Outcome {
         let (symbol, time) = match symbol_and_time(item) {
             Ok(found) => found,
-            Err(dropped) => return dropped,
+            Err(dropped) => return dropped.into(),
         };
         let (Some(open), Some(high), Some(low), Some(volume)) = (item.o, item.h, item.l, item.v)
         else {
@@ -245,19 +245,16 @@ impl Decoder {
     }
 }
 
-fn symbol_and_time<'i>(item: &'i Item<'_>) -> Result<(&'i str, Timestamp), Outcome> {
+fn symbol_and_time<'i>(item: &'i Item<'_>) -> Result<(&'i str, Timestamp), Dropped> {
     let Some(symbol) = item.symbol.as_deref().filter(|s| !s.is_empty()) else {
-        return Err(Outcome::Dropped(
-            "missing_field",
-            "a data message without S".into(),
-        ));
+        return Err(Dropped("missing_field", "a data message without S".into()));
     };
     let Some(text) = item.t.as_deref() else {
-        return Err(Outcome::Dropped("missing_field", format!("{symbol}: no t")));
+        return Err(Dropped("missing_field", format!("{symbol}: no t")));
     };
     let time = text
         .parse::<Timestamp>()
-        .map_err(|e| Outcome::Dropped("bad_time", format!("{symbol}: t {text:?}: {e}")))?;
+        .map_err(|e| Dropped("bad_time", format!("{symbol}: t {text:?}: {e}")))?;
     Ok((symbol, time))
 }
 
