@@ -198,7 +198,7 @@ async fn a_silent_server_is_detected_and_replaced() {
 #[tokio::test]
 async fn a_reconnect_that_meets_its_own_lost_connection_retries_until_alpaca_lets_go() {
     let options = AlpacaOptions {
-        silent_linger: Duration::from_millis(1500),
+        silent_linger: Duration::from_millis(2500),
         ..AlpacaOptions::new(Script {
             silent_after: Some(10),
             ..Script::at_rate(1000.0)

@@ -459,7 +459,7 @@ async fn serve(peer: Peer, shared: Arc<Shared>) {
     let feed = path.rsplit('/').next().unwrap_or_default();
     let (mut tx, mut rx) = socket.split();
     if !["iex", "sip", "delayed_sip", "test"].contains(&feed) {
-        let _ = send(&mut tx, vec![error_frame(404)]).await;
+        // No such feed: nothing to greet with.
         let _ = tx.close().await;
         return;
     }
@@ -701,6 +701,26 @@ mod tests {
         }
         let mut third = connect(&server, "iex").await;
         assert_eq!(login(&mut third).await[0]["msg"], "authenticated");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_log_in_in_time_is_dropped() {
+        let options = AlpacaOptions {
+            auth_timeout: Duration::from_millis(100),
+            ..AlpacaOptions::new(Script::default())
+        };
+        let server = AlpacaServer::start(options, 0).await.unwrap();
+        let mut client = connect(&server, "iex").await;
+        assert_eq!(next(&mut client).await[0]["msg"], "connected");
+        assert_eq!(code(&next(&mut client).await), Some(404));
+        let mut unknown = connect(&server, "nasdaq").await;
+        let end = tokio::time::timeout(Duration::from_secs(5), unknown.next())
+            .await
+            .unwrap();
+        assert!(
+            matches!(end, None | Some(Ok(Message::Close(_))) | Some(Err(_))),
+            "an unknown feed is closed: {end:?}"
+        );
     }
 
     #[tokio::test]
