@@ -31,6 +31,8 @@ run "Redis: publish throughput and publish-to-subscribe latency" \
     target/release/examples/bench_redis
 run "PostgreSQL sink: idempotent writes versus raw COPY" \
     target/release/examples/postgres_throughput
+run "Alpaca streaming source: decoding and delivery rate" \
+    target/release/examples/bench_alpaca
 
 section "Worker memory (RSS) by tickers per shard"
 echo "bench: worker memory ..." >&2

@@ -25,7 +25,8 @@ done
 url="$(head -n1 "$url_file")"
 [ -n "$url" ] || { echo "fake-market $source printed no URL within 10s" >&2; exit 1; }
 echo "local $source server at $url ($RATE ticks/s); Ctrl-C stops both" >&2
-# The local server accepts any credentials; the worker still requires them to be set.
-export APCA_API_KEY_ID="${APCA_API_KEY_ID:-local}" APCA_API_SECRET_KEY="${APCA_API_SECRET_KEY:-local}"
-export POLYGON_API_KEY="${POLYGON_API_KEY:-local}"
+# The local servers' credentials (tests/testkit/src/stream/alpaca.rs; the polygon server takes
+# any non-empty key): real ones would be refused by them.
+export APCA_API_KEY_ID=PKFAKEMARKET APCA_API_SECRET_KEY=fake-market-secret
+export POLYGON_API_KEY=local
 "$target/quotestream-worker" local --source "$source" --source-url "$url" "$@"

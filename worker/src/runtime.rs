@@ -22,6 +22,7 @@ use crate::sinks::postgres::{DSN_ENV, PostgresConfig, PostgresSink};
 use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
 use crate::sinks::storage::{STORAGE_URL_ENV, StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
+use crate::sources::alpaca::{self, Alpaca, AlpacaConfig};
 use crate::sources::polygon::{self, Polygon, PolygonConfig};
 use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
 use crate::sources::stream::{StreamSettings, StreamSource};
@@ -51,7 +52,7 @@ pub struct RunOptions {
     /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
     pub queue_quotes: usize,
     /// Secrets and overrides from the environment (`REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`,
-    /// `POLYGON_API_KEY`).
+    /// the Alpaca credentials `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`, `POLYGON_API_KEY`).
     pub env: HashMap<String, String>,
 }
 
@@ -73,6 +74,8 @@ impl RunOptions {
             "DATABASE_URL",
             "STORAGE_URL",
             REPLAY_FILE_ENV,
+            alpaca::KEY_ID_ENV,
+            alpaca::SECRET_KEY_ENV,
             polygon::API_KEY_ENV,
         ] {
             if let Ok(v) = std::env::var(key) {
@@ -141,6 +144,7 @@ pub enum AnySource {
     Replay(ReplaySource),
     Yahoo(YahooSource),
     YahooStream(StreamSource<YahooStream>),
+    Alpaca(StreamSource<Alpaca>),
     Polygon(StreamSource<Polygon>),
 }
 
@@ -151,6 +155,7 @@ impl AnySource {
             Self::Replay(s) => s.run(ctx).await,
             Self::Yahoo(s) => s.run(ctx).await,
             Self::YahooStream(s) => s.run(ctx).await,
+            Self::Alpaca(s) => s.run(ctx).await,
             Self::Polygon(s) => s.run(ctx).await,
         }
     }
@@ -475,6 +480,14 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
                 settings,
             )))
         }
+        SourceType::Alpaca => {
+            let alpaca = AlpacaConfig::from_spec(config.source.alpaca.as_ref(), &options.env)?;
+            let settings = StreamSettings::from_spec(&config.source)?;
+            Ok(AnySource::Alpaca(StreamSource::new(
+                Alpaca::new(alpaca)?,
+                settings,
+            )))
+        }
         SourceType::Polygon => {
             let vendor = PolygonConfig::from_spec(
                 config.source.polygon.as_ref(),
@@ -496,10 +509,6 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
         }
         SourceType::Synthetic => Ok(AnySource::Synthetic(SyntheticSource::new(
             SyntheticConfig::from_spec(config.source.synthetic.as_ref()),
-        ))),
-        other => Err(WorkerError::Config(format!(
-            "source type {} is not available in this worker build",
-            other.name()
         ))),
     }
 }

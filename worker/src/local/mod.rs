@@ -64,10 +64,37 @@ impl LocalStream {
     /// Points the stream's source at the local server.
     fn apply(&self, source: &mut quotestream_api::crd::Source) {
         *source = quotestream_api::crd::Source::of(self.kind);
-        if self.kind == SourceType::YahooStream {
-            source.yahoo_stream = Some(quotestream_api::crd::YahooStreamSource {
-                url: Some(self.url.clone()),
-            });
+        // Credentials come from the environment (`scripts/run-streaming.sh` sets the local
+        // server's); the Secret names only matter inside a cluster.
+        let url = Some(self.url.clone());
+        match self.kind {
+            SourceType::YahooStream => {
+                source.yahoo_stream = Some(quotestream_api::crd::YahooStreamSource { url });
+            }
+            SourceType::Alpaca => {
+                source.alpaca = Some(quotestream_api::crd::AlpacaSource {
+                    credentials_secret_ref: quotestream_api::crd::AlpacaCredentials {
+                        name: "local".into(),
+                        key_id_key: None,
+                        secret_key_key: None,
+                    },
+                    feed: None,
+                    url,
+                    max_connections: None,
+                });
+            }
+            SourceType::Polygon => {
+                source.polygon = Some(quotestream_api::crd::PolygonSource {
+                    api_key_secret_ref: SecretKeyRef {
+                        name: "local".into(),
+                        key: "apiKey".into(),
+                    },
+                    url,
+                    max_connections: None,
+                });
+            }
+            // `LocalStream::new` admits only the streaming types.
+            _ => {}
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (its settings, the connector, its tests) and implements [`Source`]: a loop that delivers
 //! batches of [`RawQuote`]s for the shard's current tickers until shutdown.
 
+pub mod alpaca;
 pub mod polygon;
 pub mod replay;
 pub mod stream;

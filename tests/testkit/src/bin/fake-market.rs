@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use quotestream_testkit::stream::Script;
+use quotestream_testkit::stream::alpaca::{self, AlpacaOptions, AlpacaServer};
 use quotestream_testkit::stream::polygon::PolygonServer;
 use quotestream_testkit::stream::yahoo::YahooStreamServer;
 
@@ -11,7 +12,7 @@ use quotestream_testkit::stream::yahoo::YahooStreamServer;
 #[command(
     version,
     about = "Serve a market-data vendor's streaming protocol on localhost",
-    after_help = "Examples:\n  fake-market yahoo-stream --port 9801 --rate 2000\n  fake-market yahoo-stream --rate 50000    # a high-rate feed for benchmarks\n  fake-market polygon --rate 50000         # Massive/Polygon: any non-empty API key logs in"
+    after_help = "Examples:\n  fake-market yahoo-stream --port 9801 --rate 2000\n  fake-market yahoo-stream --rate 50000    # a high-rate feed for benchmarks\n  fake-market polygon --rate 50000         # Massive/Polygon: any non-empty API key logs in\n  fake-market alpaca --port 9802 --symbol-limit 30"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +32,16 @@ enum Vendor {
     /// Massive's (formerly Polygon.io) stocks stream (JSON arrays of T/Q/AM events; any
     /// non-empty API key is accepted, one logged-in connection at a time).
     Polygon,
+    /// Alpaca market data v2 (JSON arrays of trades, quotes and daily bars after a login). The
+    /// URL printed is the iex feed; /v2/sip and /v2/test (symbol FAKEPACA) work too.
+    Alpaca {
+        /// Symbols a connection may subscribe (405 beyond; Alpaca's free IEX plan allows 30).
+        #[arg(long)]
+        symbol_limit: Option<usize>,
+        /// Logged-in connections at once (406 beyond; Alpaca allows one).
+        #[arg(long, default_value_t = 1)]
+        max_connections: usize,
+    },
 }
 
 #[tokio::main]
@@ -46,6 +57,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Vendor::Polygon => {
             let server = PolygonServer::start(script, cli.port).await?;
             let url = server.url();
+            serve_until_interrupted(server, url).await?
+        }
+        Vendor::Alpaca {
+            symbol_limit,
+            max_connections,
+        } => {
+            let options = AlpacaOptions {
+                symbol_limit,
+                max_connections,
+                ..AlpacaOptions::new(script)
+            };
+            let server = AlpacaServer::start(options, cli.port).await?;
+            let url = server.url("iex");
+            eprintln!(
+                "fake-market: log in with APCA_API_KEY_ID={} APCA_API_SECRET_KEY={}",
+                alpaca::KEY_ID,
+                alpaca::SECRET_KEY
+            );
             serve_until_interrupted(server, url).await?
         }
     };

@@ -10,6 +10,7 @@
 //! - [`Pacer`]: a steady tick rate without drift;
 //! - [`Market`]: deterministic prices per symbol.
 
+pub mod alpaca;
 pub mod polygon;
 pub mod yahoo;
 
@@ -22,13 +23,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Duration, Instant};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 use crate::{Result, io_err};
 
-/// One accepted connection: its number (from 0, in accept order) and its socket.
+/// One accepted connection: its number (from 0, in accept order), the path it asked for and
+/// its socket.
 #[derive(Debug)]
 pub struct Peer {
     pub index: usize,
+    pub path: String,
     pub socket: WebSocketStream<TcpStream>,
 }
 
@@ -66,10 +70,21 @@ impl WsServer {
                 let _ = tcp.set_nodelay(true);
                 let index = counter.fetch_add(1, Ordering::SeqCst);
                 let serve_fn = &serve;
-                let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else {
+                let mut path = String::new();
+                // The signature is tungstenite's handshake callback.
+                #[allow(clippy::result_large_err)]
+                let read_path = |request: &Request, response: Response| {
+                    path = request.uri().path().to_owned();
+                    Ok(response)
+                };
+                let Ok(socket) = tokio_tungstenite::accept_hdr_async(tcp, read_path).await else {
                     continue;
                 };
-                sessions.spawn(serve_fn(Peer { index, socket }));
+                sessions.spawn(serve_fn(Peer {
+                    index,
+                    path,
+                    socket,
+                }));
                 // Reap finished sessions so a long benchmark does not accumulate them.
                 while sessions.try_join_next().is_some() {}
             }

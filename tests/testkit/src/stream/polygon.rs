@@ -200,7 +200,7 @@ async fn serve(peer: Peer, shared: Arc<Shared>) {
         market,
         logged_in,
     } = &*shared;
-    let Peer { index, socket } = peer;
+    let Peer { index, socket, .. } = peer;
     let (mut tx, mut rx) = socket.split();
     if tx
         .send(status_frame(&[("connected", "Connected Successfully")]))

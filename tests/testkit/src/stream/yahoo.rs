@@ -133,7 +133,7 @@ fn parse_request(text: &str) -> Option<(bool, Vec<String>)> {
 
 async fn serve(peer: Peer, state: Arc<(Script, Journal, Market)>) {
     let (script, journal, market) = &*state;
-    let Peer { index, socket } = peer;
+    let Peer { index, socket, .. } = peer;
     let (mut tx, mut rx) = socket.split();
     let mut subscribed: BTreeSet<String> = BTreeSet::new();
     let mut pacer = super::Pacer::new(script.rate);

@@ -1,0 +1,216 @@
+//! `spec.source.alpaca` and the credentials the operator puts in the pod's environment.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use quotestream_api::crd::{AlpacaFeed, AlpacaSource};
+
+use crate::sources::SourceError;
+
+/// Where the feeds live; the feed's name is the last path segment.
+pub const DEFAULT_BASE_URL: &str = "wss://stream.data.alpaca.markets/v2";
+/// The environment variables the worker reads the credentials from (the operator fills them from
+/// the Secret: operator/src/resources/env.rs uses the same names).
+pub const KEY_ID_ENV: &str = "APCA_API_KEY_ID";
+pub const SECRET_KEY_ENV: &str = "APCA_API_SECRET_KEY";
+
+#[derive(Clone, PartialEq)]
+pub struct AlpacaConfig {
+    pub url: String,
+    pub feed: AlpacaFeed,
+    pub key_id: String,
+    pub secret_key: String,
+    /// Where the credentials come from, for error messages that say what to fix.
+    pub secret: SecretNames,
+}
+
+/// The Secret and its keys, as `spec.source.alpaca.credentialsSecretRef` names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretNames {
+    pub name: String,
+    pub key_id_key: String,
+    pub secret_key_key: String,
+}
+
+impl SecretNames {
+    /// "Secret alpaca (keys APCA_API_KEY_ID, APCA_API_SECRET_KEY)".
+    pub fn describe(&self) -> String {
+        format!(
+            "Secret {} (keys {}, {}; spec.source.alpaca.credentialsSecretRef)",
+            self.name, self.key_id_key, self.secret_key_key
+        )
+    }
+}
+
+// The secret key never reaches a log line.
+impl fmt::Debug for AlpacaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AlpacaConfig")
+            .field("url", &self.url)
+            .field("feed", &self.feed)
+            .field("key_id", &self.key_id)
+            .field("secret_key", &"<redacted>")
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// The feed's name on the wire and in `spec.source.alpaca.feed`.
+pub fn feed_name(feed: AlpacaFeed) -> &'static str {
+    match feed {
+        AlpacaFeed::Iex => "iex",
+        AlpacaFeed::Sip => "sip",
+        AlpacaFeed::Test => "test",
+    }
+}
+
+impl AlpacaConfig {
+    /// Reads `spec.source.alpaca` and the credentials from `env` (the worker's environment).
+    pub fn from_spec(
+        spec: Option<&AlpacaSource>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, SourceError> {
+        let spec = spec.ok_or_else(|| {
+            SourceError::Config(
+                "source.type alpaca needs source.alpaca.credentialsSecretRef (the Secret with the API key id and secret key)".into(),
+            )
+        })?;
+        let feed = spec.feed.unwrap_or(AlpacaFeed::Iex);
+        let url = spec
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("{DEFAULT_BASE_URL}/{}", feed_name(feed)));
+        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
+            return Err(SourceError::Config(format!(
+                "source.alpaca.url {url:?} is not a WebSocket URL: use wss://host/v2/<feed> or leave it unset (default {DEFAULT_BASE_URL}/<feed>)"
+            )));
+        }
+        let creds = &spec.credentials_secret_ref;
+        let secret = SecretNames {
+            name: creds.name.clone(),
+            key_id_key: creds
+                .key_id_key
+                .clone()
+                .unwrap_or_else(|| KEY_ID_ENV.to_owned()),
+            secret_key_key: creds
+                .secret_key_key
+                .clone()
+                .unwrap_or_else(|| SECRET_KEY_ENV.to_owned()),
+        };
+        let read = |var: &str, key: &str| {
+            env.get(var)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    SourceError::Config(format!(
+                        "{var} is not set: the worker reads it from key {key} of Secret {} (spec.source.alpaca.credentialsSecretRef); put the Alpaca credential under that key",
+                        secret.name
+                    ))
+                })
+        };
+        let key_id = read(KEY_ID_ENV, &secret.key_id_key)?;
+        let secret_key = read(SECRET_KEY_ENV, &secret.secret_key_key)?;
+        Ok(Self {
+            url,
+            feed,
+            key_id,
+            secret_key,
+            secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quotestream_api::crd::AlpacaCredentials;
+
+    use super::*;
+
+    fn spec() -> AlpacaSource {
+        AlpacaSource {
+            credentials_secret_ref: AlpacaCredentials {
+                name: "alpaca".into(),
+                key_id_key: None,
+                secret_key_key: Some("secret".into()),
+            },
+            feed: None,
+            url: None,
+            max_connections: None,
+        }
+    }
+
+    fn env() -> HashMap<String, String> {
+        HashMap::from([
+            (KEY_ID_ENV.to_owned(), "PKTEST".to_owned()),
+            (SECRET_KEY_ENV.to_owned(), "s3cr3t".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn the_feed_picks_the_url_and_the_url_overrides_it() {
+        let c = AlpacaConfig::from_spec(Some(&spec()), &env()).unwrap();
+        assert_eq!(c.url, "wss://stream.data.alpaca.markets/v2/iex");
+        assert_eq!(
+            (c.key_id.as_str(), c.secret_key.as_str()),
+            ("PKTEST", "s3cr3t")
+        );
+        let mut s = spec();
+        s.feed = Some(AlpacaFeed::Sip);
+        assert_eq!(
+            AlpacaConfig::from_spec(Some(&s), &env()).unwrap().url,
+            "wss://stream.data.alpaca.markets/v2/sip"
+        );
+        s.url = Some("ws://127.0.0.1:9000/v2/test".into());
+        let c = AlpacaConfig::from_spec(Some(&s), &env()).unwrap();
+        assert_eq!(c.url, "ws://127.0.0.1:9000/v2/test");
+        assert_eq!(
+            c.feed,
+            AlpacaFeed::Sip,
+            "the feed still names the plan in messages"
+        );
+    }
+
+    #[test]
+    fn a_missing_credential_names_the_secret_and_its_key() {
+        let mut env = env();
+        env.remove(SECRET_KEY_ENV);
+        let e = AlpacaConfig::from_spec(Some(&spec()), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("APCA_API_SECRET_KEY is not set")
+                && e.contains("key secret of Secret alpaca"),
+            "{e}"
+        );
+        env.insert(SECRET_KEY_ENV.into(), "x".into());
+        env.insert(KEY_ID_ENV.into(), "  ".into());
+        let e = AlpacaConfig::from_spec(Some(&spec()), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key APCA_API_KEY_ID of Secret alpaca"), "{e}");
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let e = AlpacaConfig::from_spec(None, &env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("source.alpaca.credentialsSecretRef"), "{e}");
+        let mut s = spec();
+        s.url = Some("https://stream.data.alpaca.markets/v2/iex".into());
+        let e = AlpacaConfig::from_spec(Some(&s), &env())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("source.alpaca.url"), "{e}");
+    }
+
+    #[test]
+    fn the_secret_key_is_never_printed() {
+        let c = AlpacaConfig::from_spec(Some(&spec()), &env()).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cr3t") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+}
