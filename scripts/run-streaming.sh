@@ -14,7 +14,11 @@ RATE="${RATE:-2000}"
 cargo build --release -q -p quotestream-testkit --bin fake-market -p quotestream-worker --bin quotestream-worker
 target="${CARGO_TARGET_DIR:-target}/release"
 url_file="$(mktemp)"
-"$target/fake-market" "$source" --rate "$RATE" > "$url_file" &
+# Every shard holds a connection: the local account allows as many as a run can have (real
+# accounts allow one unless the plan says otherwise; see docs/streaming.md).
+limits=()
+[ "$source" = yahoo-stream ] || limits=(--max-connections 64)
+"$target/fake-market" "$source" --rate "$RATE" "${limits[@]}" > "$url_file" &
 fake=$!
 trap 'kill "$fake" 2>/dev/null; rm -f "$url_file"' EXIT
 for _ in $(seq 1 100); do

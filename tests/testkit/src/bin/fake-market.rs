@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 use quotestream_testkit::stream::Script;
 use quotestream_testkit::stream::alpaca::{self, AlpacaOptions, AlpacaServer};
-use quotestream_testkit::stream::polygon::PolygonServer;
+use quotestream_testkit::stream::polygon::{Account, PolygonServer};
 use quotestream_testkit::stream::yahoo::YahooStreamServer;
 
 #[derive(Parser, Debug)]
@@ -30,8 +30,12 @@ enum Vendor {
     /// Yahoo Finance's live stream (base64 protobuf PricingData over WebSocket).
     YahooStream,
     /// Massive's (formerly Polygon.io) stocks stream (JSON arrays of T/Q/AM events; any
-    /// non-empty API key is accepted, one logged-in connection at a time).
-    Polygon,
+    /// non-empty API key is accepted).
+    Polygon {
+        /// Logged-in connections at once (`max_connections` beyond; Massive allows one).
+        #[arg(long, default_value_t = 1)]
+        max_connections: usize,
+    },
     /// Alpaca market data v2 (JSON arrays of trades, quotes and daily bars after a login). The
     /// URL printed is the iex feed; /v2/sip and /v2/test (symbol FAKEPACA) work too.
     Alpaca {
@@ -54,8 +58,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let url = server.url();
             serve_until_interrupted(server, url).await?
         }
-        Vendor::Polygon => {
-            let server = PolygonServer::start(script, cli.port).await?;
+        Vendor::Polygon { max_connections } => {
+            let account = Account {
+                max_connections,
+                ..Account::default()
+            };
+            let server = PolygonServer::start_with(script, account, cli.port).await?;
             let url = server.url();
             serve_until_interrupted(server, url).await?
         }
