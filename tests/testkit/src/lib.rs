@@ -1,12 +1,14 @@
 //! Real servers for tests, started on free loopback ports in temporary directories and stopped
 //! when dropped (also when a test panics). Nothing here is a mock: these are the Debian
-//! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs.
+//! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs, and local
+//! servers speaking the storage API's and Yahoo's real protocols.
 
 pub mod controlplane;
 mod port;
 mod postgres;
 mod process;
 mod redis;
+pub mod storage;
 mod wait;
 pub mod yahoo;
 
@@ -14,6 +16,7 @@ pub use controlplane::ControlPlane;
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
+pub use storage::StorageReceiver;
 pub use wait::wait_until;
 
 /// Why a test server could not be started. Messages say what to install or look at.
