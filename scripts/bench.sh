@@ -101,19 +101,23 @@ print('\n'.join(out))" "$n" >"$syms"
 row_sharding() {
     section "Shard assignment"
     printf 'The full table is docs/sharding.md (`make sharding-report`).\n\n' >>"$tmp"
-    "$bin/examples/sharding_report" 2>/dev/null | sed -n '/^## Summary/,/^## Per shard count/p' | sed '/^## /d' >>"$tmp"
+    "$bin/examples/sharding_report" "${quick_flag[@]}" 2>/dev/null | sed -n '/^## Summary/,/^## Per shard count/p' | sed '/^## /d' >>"$tmp"
 }
 
 row_micro() {
     section "Micro-benchmarks (criterion)"
     local home args=()
     home=$(mktemp -d)
-    if [ "$mode" = quick ]; then args=(--quick --warm-up-time 0.2 --measurement-time 0.5); fi
-    printf 'Command: `cargo bench -p quotestream-worker -p quotestream-api --benches%s` (criterion; mean of its samples, 95%% confidence interval; throughput in quotes per second where the benchmark handles quotes). Sources: worker/benches/validation.rs, worker/benches/wire.rs, api/benches/assignment.rs.\n\n' \
-        "$([ "$mode" = quick ] && echo " -- --quick")" >>"$tmp"
-    local cargo_bench_profile=()
-    if [ "$profile" = debug ]; then cargo_bench_profile=(--profile dev); fi
-    CRITERION_HOME=$home cargo bench -q "${cargo_bench_profile[@]}" -p quotestream-worker -p quotestream-api --benches -- "${args[@]}" >&2
+    if [ "$mode" = quick ]; then args=(--warm-up-time 0.1 --measurement-time 0.2 --sample-size 10); fi
+    printf 'Command: `cargo bench -p quotestream-worker --bench validation --bench wire` and `cargo bench -p quotestream-api --bench assignment`%s (criterion; mean of its samples, 95%% confidence interval; throughput in quotes per second where the benchmark handles quotes). Sources: worker/benches/validation.rs, worker/benches/wire.rs, api/benches/assignment.rs.\n\n' \
+        "$([ "$mode" = quick ] && echo ", with \`-- --warm-up-time 0.1 --measurement-time 0.2 --sample-size 10\`")" >>"$tmp"
+    # The same profile as the rest of the run, so the build is the one `cargo build` made.
+    local cargo_bench_profile=release
+    if [ "$profile" = debug ]; then cargo_bench_profile=dev; fi
+    # The bench targets by name: `--benches` would also hand criterion's flags to the libraries'
+    # test harness, which rejects them.
+    CRITERION_HOME=$home cargo bench -q --profile "$cargo_bench_profile" -p quotestream-worker --bench validation --bench wire -- "${args[@]}" >&2
+    CRITERION_HOME=$home cargo bench -q --profile "$cargo_bench_profile" -p quotestream-api --bench assignment -- "${args[@]}" >&2
     python3 scripts/bench/criterion_summary.py "$home" >>"$tmp"
     rm -rf "$home"
 }

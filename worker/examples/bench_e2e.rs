@@ -196,6 +196,15 @@ async fn python_run(
     })
 }
 
+/// A ratio: one decimal below 100 (so 19.8× does not read as 20×), none above.
+fn times(ratio: f64) -> String {
+    if ratio < 100.0 {
+        format!("{ratio:.1}×")
+    } else {
+        format!("{ratio:.0}×")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Pipeline {
     Rust(usize),
@@ -303,7 +312,7 @@ async fn main() -> anyhow::Result<()> {
                 .join(" / ");
             let (r, c) = (rate(p), cpu(p));
             let ratio = |base: f64| match p {
-                Pipeline::Rust(_) => format!("{:.0}×", r / base),
+                Pipeline::Rust(_) => times(r / base),
                 Pipeline::Python(_) => "—".into(),
             };
             println!(
@@ -313,7 +322,7 @@ async fn main() -> anyhow::Result<()> {
                 ratio(seed_rate),
                 ratio(tuned_rate),
                 match p {
-                    Pipeline::Rust(_) => format!("{:.0}×", seed_cpu / c),
+                    Pipeline::Rust(_) => times(seed_cpu / c),
                     Pipeline::Python(_) => "—".into(),
                 }
             );

@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect::<Vec<_>>(),
         );
         let baseline = |r: Option<(f64, usize)>| match r {
-            Some((s, quotes)) if quotes == n => (format!("{s:.3}"), format!("{:.0}×", s / warm_s)),
+            Some((s, quotes)) if quotes == n => (format!("{s:.3}"), format!("{:.1}×", s / warm_s)),
             Some((s, quotes)) => (format!("{s:.3} ({quotes} quotes)"), "n/a".into()),
             None => ("not run".into(), "—".into()),
         };
