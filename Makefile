@@ -23,10 +23,13 @@ else
 endif
 
 .PHONY: test
-test: deps controlplane fmt-check clippy ## Format and lint checks, then every test (unit, property, integration, control plane)
+test: deps controlplane fmt-check clippy ## Format and lint checks, then every test (unit, property, integration, control plane), then bench-quick
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	tests/controlplane/smoke.sh
+	@# The benchmark harnesses on the debug build the tests just made: not for numbers, so
+	@# that they cannot rot (docs/benchmarks.md is not touched).
+	$(MAKE) --no-print-directory bench-quick BENCH_PROFILE=debug
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests need (redis-server, postgresql) when missing
@@ -74,6 +77,11 @@ sharding-report: ## Measure the shard assignment and rewrite docs/sharding.md
 .PHONY: bench
 bench: deps ## Run the benchmarks (release build, own throwaway servers) and write docs/benchmarks.md
 	scripts/bench.sh
+
+BENCH_PROFILE ?= release
+.PHONY: bench-quick
+bench-quick: deps ## Every benchmark row in a few seconds; report to a temp file (docs/benchmarks.md untouched)
+	BENCH_PROFILE=$(BENCH_PROFILE) scripts/bench.sh --quick
 
 .PHONY: build
 build: ## Release build of both binaries

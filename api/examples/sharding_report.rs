@@ -3,7 +3,8 @@
 //! For 300, 503, 10k and 100k tickers and N = 1..64 it reports balance (largest shard over
 //! T/N), reshard movement over the minimum (N→N+1 and N→N−1), list-edit churn (how many *other*
 //! tickers change shard when one ticker is added or removed) for the stateless balanced split
-//! and for the stored-state rebalance the operator uses, and the time to compute.
+//! and for the stored-state rebalance the operator uses, and the time to compute. `--quick`: only
+//! the 300 and 503 rows.
 
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
@@ -183,7 +184,9 @@ fn main() {
     assert_eq!(golden, 58, "jump hash disagrees with the reference vectors");
 
     let sp = sp500();
-    let datasets: Vec<(String, TickerSet, usize)> = vec![
+    // `--quick` (make bench-quick): only the S&P 500 sizes, so a debug build finishes in seconds.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let mut datasets: Vec<(String, TickerSet, usize)> = vec![
         (
             "300 (first 300 S&P 500 symbols)".into(),
             TickerSet::from_symbols(&sp[..300]).unwrap_or_default(),
@@ -197,6 +200,9 @@ fn main() {
         ("10,000 (synthetic)".into(), synthetic(10_000), 6),
         ("100,000 (synthetic)".into(), synthetic(100_000), 2),
     ];
+    if quick {
+        datasets.truncate(2);
+    }
 
     let mut doc = String::new();
     let _ = writeln!(doc, "{}", include_str!("sharding_intro.md").trim_end());

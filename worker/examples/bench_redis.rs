@@ -3,7 +3,9 @@
 //! redis-server. A measurement, not a test: it prints markdown tables to stdout (progress to
 //! stderr) and asserts nothing about speed.
 //!
-//! cargo run --release -p quotestream-worker --example bench_redis
+//! cargo run --release -p quotestream-worker --example bench_redis [-- --quick] [-- --only sink]
+//!
+//! `--only sink` runs just the `RedisSink` row, five times (for profiling it).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -11,7 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)] // each harness uses part of it
+mod bench_common;
+
 use anyhow::{Context, bail, ensure};
+use bench_common::{load_average, pick, quick, symbol, thousands};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use quotestream_api::WorkerConfig;
@@ -32,14 +38,18 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// Messages per throughput run.
-const N: usize = 500_000;
+fn n() -> usize {
+    pick(500_000, 50_000)
+}
 /// Tickers the generated quotes rotate through (an S&P 500 shard's worth).
 const TICKERS: usize = 500;
 /// Quotes per queued batch: the sink's pipeline chunk (`RedisConfig::pipeline_max`), so every
 /// sink round trip carries exactly this many PUBLISH, like redis-benchmark's `-P`.
 const BATCH: usize = 1000;
 /// Runs per throughput configuration (interleaved); the table shows the median.
-const REPEATS: usize = 3;
+fn repeats() -> usize {
+    pick(3, 1)
+}
 /// 2026-01-20T14:30:15.123Z: the throughput quotes' first timestamp.
 const T0_MS: i64 = 1_768_919_415_123;
 /// Volumes start here (a realistic day volume, 8 digits); `volume - VOLUME_BASE` is the
@@ -48,22 +58,19 @@ const VOLUME_BASE: u64 = 40_000_000;
 const CHANNEL: &str = "quotes.realtime";
 /// The runtime's default per-sink queue (`RunOptions::queue_quotes`).
 const QUEUE_QUOTES: usize = 200_000;
-const RATES: [usize; 3] = [1_000, 10_000, 50_000];
-const PHASE: Duration = Duration::from_secs(5);
+fn rates() -> Vec<usize> {
+    pick(vec![1_000, 10_000, 50_000], vec![1_000, 10_000])
+}
+/// How long each latency rate runs.
+fn phase() -> Duration {
+    Duration::from_secs(pick(5, 1))
+}
 const WARMUP: Duration = Duration::from_millis(500);
 /// How long the subscriber may stay silent before what has not arrived counts as lost.
 const QUIET: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------------------------
 // Quotes
-
-/// A ticker symbol for index `i` (AAA, AAB, …).
-fn symbol(i: usize) -> String {
-    [i / 676 % 26, i / 26 % 26, i % 26]
-        .iter()
-        .map(|d| char::from(b'A' + *d as u8))
-        .collect()
-}
 
 /// A validated quote carrying `seq` in its volume; prices in whole cents, a one-cent spread.
 fn quote(symbol: &str, timestamp: Timestamp, seq: usize, now: Timestamp) -> anyhow::Result<Quote> {
@@ -86,12 +93,13 @@ fn quote(symbol: &str, timestamp: Timestamp, seq: usize, now: Timestamp) -> anyh
     Ok(q)
 }
 
-/// N quotes in batches of [`BATCH`]: 500 tickers, one quote per ticker per second.
+/// n() quotes in batches of [`BATCH`]: 500 tickers, one quote per ticker per second.
 fn throughput_batches(symbols: &[String]) -> anyhow::Result<Vec<Batch>> {
     let now = Timestamp::now();
-    let mut batches = Vec::with_capacity(N / BATCH + 1);
+    let n = n();
+    let mut batches = Vec::with_capacity(n / BATCH + 1);
     let mut current = Vec::with_capacity(BATCH);
-    for i in 0..N {
+    for i in 0..n {
         let ts = Timestamp::from_millisecond(T0_MS + (i / TICKERS) as i64 * 1000)?;
         current.push(quote(&symbols[i % TICKERS], ts, i, now)?);
         if current.len() == BATCH {
@@ -282,15 +290,16 @@ fn published(metrics: &Metrics) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Throughput runs. Each returns the elapsed time of N publishes.
+// Throughput runs. Each returns the elapsed time of n() publishes.
 
-/// The sink alone: its queue is filled with all N quotes first, then the sink is started and
+/// The sink alone: its queue is filled with all n() quotes first, then the sink is started and
 /// timed until it has confirmed every pipeline and returned (the queue is closed, so it drains
 /// and stops). What it measures: dequeue + JSON encoding + pipelined PUBLISH + metrics, one
 /// pipeline in flight — the sink's ceiling when it never waits for input.
 async fn run_sink(url: &str, batches: &[Batch]) -> anyhow::Result<Duration> {
     let metrics = Metrics::new("bench", 0)?;
-    let (tx, rx) = sink_queue(&metrics, N);
+    let n = n();
+    let (tx, rx) = sink_queue(&metrics, n);
     for b in batches {
         tx.send(b.clone()).await;
     }
@@ -300,8 +309,8 @@ async fn run_sink(url: &str, batches: &[Batch]) -> anyhow::Result<Duration> {
     let took = started.elapsed();
     let done = published(&metrics);
     ensure!(
-        done == N as u64,
-        "the sink confirmed {done} of {N} quotes ({} dropped)",
+        done == n as u64,
+        "the sink confirmed {done} of {n} quotes ({} dropped)",
         sink_dropped(&metrics)
     );
     Ok(took)
@@ -323,12 +332,12 @@ async fn run_client(url: &str, payloads: &[Vec<u8>]) -> anyhow::Result<Duration>
     Ok(started.elapsed())
 }
 
-/// `redis-benchmark -c 1 -P depth -n N publish quotes.realtime <payload>`; returns its rps.
+/// `redis-benchmark -c 1 -P depth -n n() publish quotes.realtime <payload>`; returns its rps.
 async fn run_redis_benchmark(port: u16, depth: usize, payload: &str) -> anyhow::Result<f64> {
     // -n is rounded up to a whole number of pipelines: otherwise the last pipeline overshoots
     // it, and redis-benchmark's 250 ms progress timer can see "no live client, requests !=
     // -n" and abort with "All clients disconnected... aborting." (500 000 / 64 is not whole).
-    let requests = N.div_ceil(depth) * depth;
+    let requests = n().div_ceil(depth) * depth;
     let out = tokio::process::Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-c", "1"])
         .args([
@@ -367,7 +376,7 @@ async fn run_redis_benchmark(port: u16, depth: usize, payload: &str) -> anyhow::
         .with_context(|| format!("redis-benchmark rps {rps:?} in {line:?}"))
 }
 
-/// A whole worker: the replay source at speed 0 reads an NDJSON file of the same N quotes,
+/// A whole worker: the replay source at speed 0 reads an NDJSON file of the same n() quotes,
 /// the pipeline validates and de-duplicates, the Redis sink publishes. Timed from the source's
 /// first delivery (after it has read and parsed the file) to the last confirmed (or dropped)
 /// quote. Returns the time and how many quotes the sink dropped (queue_full when the source
@@ -412,7 +421,7 @@ async fn run_worker(
     let mut last_change = Instant::now();
     loop {
         let done = published(&metrics) + sink_dropped(&metrics);
-        if done >= N as u64 || last_change.elapsed() > QUIET * 2 || task.is_finished() {
+        if done >= n() as u64 || last_change.elapsed() > QUIET * 2 || task.is_finished() {
             break;
         }
         if done != last {
@@ -429,8 +438,9 @@ async fn run_worker(
     let invalid =
         metrics.duplicates.get() + metrics.errors.with_label_values(&["validation"]).get();
     ensure!(
-        done + dropped == N as u64,
-        "the worker published {done} and dropped {dropped} of {N} quotes ({invalid} invalid or repeated)"
+        done + dropped == n() as u64,
+        "the worker published {done} and dropped {dropped} of {} quotes ({invalid} invalid or repeated)",
+        n()
     );
     Ok((took, dropped))
 }
@@ -492,20 +502,20 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// One sink on a runtime-sized queue, one subscriber; a warm-up (excluded), then each rate for
-/// [`PHASE`].
+/// [`phase()`].
 async fn run_latency(url: &str, symbols: &[String]) -> anyhow::Result<(Vec<LatencyRow>, u64)> {
     let mut sub = Subscriber::start(url, true).await?;
     let metrics = Metrics::new("bench", 0)?;
     let (tx, rx) = sink_queue(&metrics, QUEUE_QUOTES);
     let sink = spawn_sink(url, &metrics, rx)?;
     let mut sent =
-        Vec::with_capacity(RATES.iter().sum::<usize>() * PHASE.as_secs() as usize + 1000);
+        Vec::with_capacity(rates().iter().sum::<usize>() * phase().as_secs() as usize + 1000);
     pace(&tx, 1_000, WARMUP, symbols, &mut sent).await?;
     let mut phases = Vec::new();
-    for rate in RATES {
-        eprintln!("latency: {rate} quotes/s for {} s", PHASE.as_secs());
+    for rate in rates() {
+        eprintln!("latency: {rate} quotes/s for {} s", phase().as_secs());
         let started = Instant::now();
-        let range = pace(&tx, rate, PHASE, symbols, &mut sent).await?;
+        let range = pace(&tx, rate, phase(), symbols, &mut sent).await?;
         phases.push((rate, range, started.elapsed()));
     }
     sub.wait_for(sent.len()).await;
@@ -576,36 +586,12 @@ impl Samples {
     }
 }
 
-fn thousands(v: f64) -> String {
-    if !v.is_finite() {
-        return "n/a".into();
-    }
-    let s = format!("{:.0}", v);
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn command_output(program: &str, args: &[&str]) -> String {
     std::process::Command::new(program)
         .args(args)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|e| format!("({program}: {e})"))
-}
-
-/// The 1-minute load average: on a shared machine it tells whether a run had the cores to
-/// itself.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn cpu_model() -> String {
@@ -624,32 +610,34 @@ fn cpu_model() -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if cfg!(debug_assertions) {
-        eprintln!("warning: a debug build; run with --release for meaningful numbers");
-    }
+    bench_common::warn_if_debug();
+    let n = n();
+    let repeats = repeats();
+    let only_sink =
+        std::env::args().any(|a| a == "sink") && std::env::args().any(|a| a == "--only");
     let load_before = load_average();
     let redis = RedisServer::start().context("starting redis-server")?;
     let url = redis.url();
     let port = redis.port();
     let symbols: Vec<String> = (0..TICKERS).map(symbol).collect();
 
-    eprintln!("generating {N} quotes");
+    eprintln!("generating {n} quotes");
     let batches = throughput_batches(&symbols)?;
     // Encoding alone, single-threaded, as the sink does it per quote.
     let mut encode_runs = Vec::new();
     let mut payloads: Vec<Vec<u8>> = Vec::new();
-    for _ in 0..REPEATS {
+    for _ in 0..repeats {
         let started = Instant::now();
         payloads = batches
             .iter()
             .flat_map(|b| b.iter())
             .map(encode)
             .collect::<serde_json::Result<_>>()?;
-        encode_runs.push(N as f64 / started.elapsed().as_secs_f64());
+        encode_runs.push(n as f64 / started.elapsed().as_secs_f64());
     }
     encode_runs.sort_by(f64::total_cmp);
     let encode_rate = encode_runs[encode_runs.len() / 2];
-    let mean_len = payloads.iter().map(Vec::len).sum::<usize>() as f64 / N as f64;
+    let mean_len = payloads.iter().map(Vec::len).sum::<usize>() as f64 / n as f64;
     let payload = payloads
         .iter()
         .min_by(|a, b| {
@@ -673,23 +661,35 @@ async fn main() -> anyhow::Result<()> {
 
     // Every configuration once per round, rounds repeated: drift on this shared machine then
     // spreads over all rows instead of favouring one.
-    let configs: Vec<(Publisher, bool)> = vec![
-        (Publisher::Benchmark(BATCH), false),
-        (Publisher::Benchmark(BATCH), true),
-        (Publisher::Benchmark(64), false),
-        (Publisher::Benchmark(64), true),
-        (Publisher::Client, false),
-        (Publisher::Client, true),
-        (Publisher::Sink, false),
-        (Publisher::Sink, true),
-        (Publisher::Worker(N), false),
-        (Publisher::Worker(QUEUE_QUOTES), false),
-    ];
+    let configs: Vec<(Publisher, bool)> = if only_sink {
+        vec![(Publisher::Sink, false); 5]
+    } else if quick() {
+        vec![
+            (Publisher::Benchmark(BATCH), false),
+            (Publisher::Client, false),
+            (Publisher::Sink, false),
+            (Publisher::Sink, true),
+            (Publisher::Worker(QUEUE_QUOTES), false),
+        ]
+    } else {
+        vec![
+            (Publisher::Benchmark(BATCH), false),
+            (Publisher::Benchmark(BATCH), true),
+            (Publisher::Benchmark(64), false),
+            (Publisher::Benchmark(64), true),
+            (Publisher::Client, false),
+            (Publisher::Client, true),
+            (Publisher::Sink, false),
+            (Publisher::Sink, true),
+            (Publisher::Worker(n), false),
+            (Publisher::Worker(QUEUE_QUOTES), false),
+        ]
+    };
     let mut results: HashMap<(Publisher, bool), Samples> = HashMap::new();
-    for round in 1..=REPEATS {
+    for round in 1..=repeats {
         for &(publisher, subscribed) in &configs {
             eprintln!(
-                "throughput round {round}/{REPEATS}: {publisher:?}, subscriber: {subscribed}"
+                "throughput round {round}/{repeats}: {publisher:?}, subscriber: {subscribed}"
             );
             let mut sub = match subscribed {
                 true => Some(Subscriber::start(&url, false).await?),
@@ -698,17 +698,17 @@ async fn main() -> anyhow::Result<()> {
             let entry = results.entry((publisher, subscribed)).or_default();
             // redis-benchmark publishes whole pipelines (see run_redis_benchmark).
             entry.expected = match publisher {
-                Publisher::Benchmark(depth) => N.div_ceil(depth) * depth,
-                _ => N,
+                Publisher::Benchmark(depth) => n.div_ceil(depth) * depth,
+                _ => n,
             };
             let rate = match publisher {
                 Publisher::Benchmark(depth) => run_redis_benchmark(port, depth, &payload).await?,
-                Publisher::Client => N as f64 / run_client(&url, &payloads).await?.as_secs_f64(),
-                Publisher::Sink => N as f64 / run_sink(&url, &batches).await?.as_secs_f64(),
+                Publisher::Client => n as f64 / run_client(&url, &payloads).await?.as_secs_f64(),
+                Publisher::Sink => n as f64 / run_sink(&url, &batches).await?.as_secs_f64(),
                 Publisher::Worker(queue_quotes) => {
                     let (took, dropped) = run_worker(&url, &file, &symbols, queue_quotes).await?;
                     entry.dropped.push(dropped);
-                    (N as u64 - dropped) as f64 / took.as_secs_f64()
+                    (n as u64 - dropped) as f64 / took.as_secs_f64()
                 }
             };
             entry.rates.push(rate);
@@ -719,29 +719,36 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if only_sink {
+        let rates = &results[&(Publisher::Sink, false)].rates;
+        let shown: Vec<String> = rates.iter().map(|r| thousands(*r)).collect();
+        println!(
+            "RedisSink, {n} quotes, queue pre-filled: {} quotes/s",
+            shown.join(" / ")
+        );
+        return Ok(());
+    }
     eprintln!("latency runs");
     let (latency, latency_dropped) = run_latency(&url, &symbols).await?;
 
     // ----- report -----
-    let args: Vec<String> = std::env::args().collect();
-    println!("## Redis Pub/Sub\n");
     println!(
-        "Machine: {} × {}, {}; load average {load_before} before and {} after the run. Redis: `{}` (throwaway local server, loopback). Run: `cargo run --release -p quotestream-worker --example bench_redis` ({}{}).\n",
+        "Machine: {} × {}, {}; load average {load_before} before and {} after the run. Redis: `{}` (throwaway local server, loopback).{}{}\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         command_output("uname", &["-sr"]),
         load_average(),
         command_output("redis-server", &["--version"]),
-        args.join(" "),
-        if cfg!(debug_assertions) {
-            ", DEBUG build"
+        bench_common::build_note(),
+        if quick() {
+            " Quick mode: fewer rows and runs."
         } else {
             ""
         }
     );
     println!("### Publish throughput\n");
     println!(
-        "{N} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {REPEATS} interleaved runs. The sink row fills its queue with all {N} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipeline, metrics; one pipeline in flight). The client row is the redis crate alone with pre-encoded payloads. The worker rows run a whole `runtime::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {N} nothing can be evicted; {QUEUE_QUOTES} is the runtime default. The subscriber drains on its own thread in this process.\n",
+        "{n} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {repeats} interleaved runs. The sink row fills its queue with all {n} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipelines — up to two in flight, the next one encoded meanwhile — metrics). The client row is the redis crate alone with pre-encoded payloads, one pipeline at a time. The worker rows run a whole `runtime::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {n} nothing can be evicted; {QUEUE_QUOTES} is the runtime default. The subscriber drains on its own thread in this process.\n",
         payload.len()
     );
     println!(
@@ -814,7 +821,7 @@ async fn main() -> anyhow::Result<()> {
     println!("### Publish → subscribe latency\n");
     println!(
         "One `RedisSink` on a runtime-sized queue ({QUEUE_QUOTES} quotes, drop-oldest), one subscriber (redis crate async PubSub on its own thread and runtime). Every millisecond the pacer enqueues the quotes due by then as one batch, stamped `Timestamp::now()`. Latency = subscriber receive `Instant` − enqueue `Instant`, both from the monotonic clock of this process, matched by a sequence number carried in the `volume` field (the wire timestamp has only millisecond precision, so it is not used). Includes queueing, encoding, the pipeline round trip, Redis fan-out and the subscriber's read. {} s per rate after a {} ms warm-up (excluded). Lost = enqueued − received within {} s of quiet.\n",
-        PHASE.as_secs(),
+        phase().as_secs(),
         WARMUP.as_millis(),
         QUIET.as_secs()
     );

@@ -1,22 +1,16 @@
-//! The storage sink against a real HTTP receiver (axum on a free loopback port) that enforces
-//! contract 001 (INV-001..007) exactly, answers 400 with the reason when violated, records
-//! every request and accepted quote, and can be scripted to fail (500s, stalls past the
-//! client's timeout, 429 with Retry-After, 400) before it recovers.
+//! The storage sink against a real HTTP receiver (`quotestream_testkit::StorageReceiver`, axum on
+//! a free loopback port) that enforces contract 001 (INV-001..007) exactly, answers 400 with the
+//! reason when violated, records every request and accepted quote, and can be scripted to fail
+//! (500s, stalls past the client's timeout, 429 with Retry-After, 400) before it recovers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use jiff::Timestamp;
 use quotestream_api::crd::StorageSink as StorageSpec;
+use quotestream_testkit::StorageReceiver;
+use quotestream_testkit::storage::Fault;
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::queue::{self, FullPolicy, QueueSender};
 use quotestream_worker::quote::{Quote, RawQuote, validate};
@@ -25,208 +19,6 @@ use quotestream_worker::sinks::{Batch, Sink, SinkContext, SinkError};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-// ---------------------------------------------------------------------------------------------
-// The receiver: a storage API that checks the contract.
-
-/// `source` values the receiver accepts: the contract's enum plus the extension documented in
-/// docs/contracts.md.
-const SOURCES: [&str; 7] = [
-    "yfinance",
-    "fmp",
-    "manual",
-    "alpaca",
-    "polygon",
-    "synthetic",
-    "replay",
-];
-
-/// What the receiver does with a request instead of storing it.
-#[derive(Debug, Clone)]
-enum Fault {
-    /// Answer with this status and body.
-    Status(u16, &'static str),
-    /// 429 with `Retry-After: <seconds>`.
-    TooManyRequests { retry_after_secs: u64 },
-    /// Answer 503 only after this long (past the client's timeout).
-    Stall(Duration),
-}
-
-#[derive(Debug, Clone)]
-struct Request {
-    at: Instant,
-    key: Option<String>,
-    status: u16,
-}
-
-#[derive(Debug, Default)]
-struct Ledger {
-    /// Faults for the next requests, in order.
-    script: VecDeque<Fault>,
-    /// The fault for every request once the script is used up (None: store).
-    always: Option<Fault>,
-    requests: Vec<Request>,
-    /// Accepted quotes, as received, in arrival order.
-    accepted: Vec<Value>,
-    batch_sizes: Vec<usize>,
-    /// Idempotency keys of accepted batches; a repeat is answered 200 and not stored twice.
-    keys: Vec<String>,
-    replays: usize,
-}
-
-type Shared = Arc<Mutex<Ledger>>;
-
-struct Receiver {
-    url: String,
-    ledger: Shared,
-    server: JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        // Port 0: the OS picks a free loopback port.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let ledger = Shared::default();
-        let app = Router::new()
-            .route("/quotes/batch", post(quotes_batch))
-            .with_state(ledger.clone());
-        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            url,
-            ledger,
-            server,
-        }
-    }
-
-    fn ledger(&self) -> MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap()
-    }
-
-    fn script(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.ledger().script.extend(faults);
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn quotes_batch(State(ledger): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let at = Instant::now();
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let (status, answer, stall) = {
-        let mut l = ledger.lock().unwrap();
-        let fault = l.script.pop_front().or_else(|| l.always.clone());
-        let outcome = match &fault {
-            Some(Fault::Status(code, msg)) => (*code, (*msg).to_owned(), None),
-            Some(Fault::TooManyRequests { .. }) => (429, "slow down".to_owned(), None),
-            Some(Fault::Stall(d)) => (503, "stalled".to_owned(), Some(*d)),
-            None => match check_contract(&headers, &body, key.as_deref()) {
-                Err(why) => (400, why, None),
-                Ok(quotes) => {
-                    let key = key.clone().unwrap_or_default();
-                    if l.keys.contains(&key) {
-                        l.replays += 1;
-                    } else {
-                        l.keys.push(key);
-                        l.batch_sizes.push(quotes.len());
-                        l.accepted.extend(quotes);
-                    }
-                    (200, r#"{"status":"ok"}"#.to_owned(), None)
-                }
-            },
-        };
-        l.requests.push(Request {
-            at,
-            key: key.clone(),
-            status: outcome.0,
-        });
-        if let Some(Fault::TooManyRequests { retry_after_secs }) = fault {
-            let mut r = (StatusCode::TOO_MANY_REQUESTS, outcome.1).into_response();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            return r;
-        }
-        outcome
-    };
-    if let Some(d) = stall {
-        tokio::time::sleep(d).await;
-    }
-    (StatusCode::from_u16(status).unwrap(), answer).into_response()
-}
-
-/// INV-001..007, exactly as the contract states them; the error is the 400 body.
-fn check_contract(
-    headers: &HeaderMap,
-    body: &[u8],
-    key: Option<&str>,
-) -> Result<Vec<Value>, String> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if content_type != Some("application/json") {
-        return Err(format!(
-            "INV-007: Content-Type must be application/json, got {content_type:?}"
-        ));
-    }
-    if key.is_none_or(|k| k.len() != 16 || !k.bytes().all(|b| b.is_ascii_hexdigit())) {
-        return Err(format!(
-            "Idempotency-Key must be 16 hex digits, got {key:?}"
-        ));
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
-    let quotes = v
-        .get("quotes")
-        .and_then(Value::as_array)
-        .ok_or("INV-001: the body must be an object with a quotes array")?;
-    if quotes.is_empty() {
-        return Err("INV-001: quotes must not be empty".into());
-    }
-    if quotes.len() > 1000 {
-        return Err(format!(
-            "INV-006: {} quotes; at most 1000 per batch",
-            quotes.len()
-        ));
-    }
-    for (i, q) in quotes.iter().enumerate() {
-        let ticker = q["ticker"].as_str().unwrap_or_default();
-        if !(1..=5).contains(&ticker.len()) || !ticker.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(format!(
-                "INV-002: quotes[{i}].ticker {:?} does not match ^[A-Z]{{1,5}}$",
-                q["ticker"]
-            ));
-        }
-        let ts = q["timestamp"].as_str().unwrap_or_default();
-        if !ts.ends_with('Z') || ts.parse::<Timestamp>().is_err() {
-            return Err(format!(
-                "INV-003: quotes[{i}].timestamp {:?} is not ISO 8601 UTC",
-                q["timestamp"]
-            ));
-        }
-        if !q["close"]
-            .as_f64()
-            .is_some_and(|c| c.is_finite() && c > 0.0)
-        {
-            return Err(format!(
-                "INV-004: quotes[{i}].close {:?} must be a positive number",
-                q["close"]
-            ));
-        }
-        if !q["source"].as_str().is_some_and(|s| SOURCES.contains(&s)) {
-            return Err(format!(
-                "INV-005: quotes[{i}].source {:?} is not one of {SOURCES:?}",
-                q["source"]
-            ));
-        }
-    }
-    Ok(quotes.clone())
-}
 
 // ---------------------------------------------------------------------------------------------
 // Quotes and the sink under test.
@@ -384,8 +176,13 @@ fn assert_no_drops(m: &Metrics) {
 
 #[tokio::test]
 async fn every_quote_arrives_exactly_as_sent_in_batches_of_at_most_batch_size() {
-    let storage = Receiver::start().await;
-    let sink = start(config(&storage.url, 7), 1000, Duration::from_secs(5), None);
+    let storage = StorageReceiver::start().await.unwrap();
+    let sink = start(
+        config(&storage.url(), 7),
+        1000,
+        Duration::from_secs(5),
+        None,
+    );
     let all = quotes(&["AAPL", "MSFT", "NVDA", "GOOGL", "V"], 100);
     let mut at = 0;
     for size in [1, 3, 10, 25, 2, 40, 13, 6] {
@@ -426,9 +223,9 @@ async fn every_quote_arrives_exactly_as_sent_in_batches_of_at_most_batch_size() 
 
 #[tokio::test]
 async fn a_large_burst_is_split_at_the_contract_limit_of_1000() {
-    let storage = Receiver::start().await;
+    let storage = StorageReceiver::start().await.unwrap();
     let sink = start(
-        config(&storage.url, 1000),
+        config(&storage.url(), 1000),
         10_000,
         Duration::from_secs(5),
         None,
@@ -446,8 +243,13 @@ async fn a_large_burst_is_split_at_the_contract_limit_of_1000() {
 
 #[tokio::test]
 async fn share_class_tickers_are_kept_out_and_counted() {
-    let storage = Receiver::start().await;
-    let sink = start(config(&storage.url, 50), 1000, Duration::from_secs(5), None);
+    let storage = StorageReceiver::start().await.unwrap();
+    let sink = start(
+        config(&storage.url(), 50),
+        1000,
+        Duration::from_secs(5),
+        None,
+    );
     let all = quotes(&["AAPL", "BRK.B", "MSFT", "BF.B", "NVDA"], 20);
     sink.send(&all).await;
     let m = sink.finish().await;
@@ -476,7 +278,7 @@ async fn share_class_tickers_are_kept_out_and_counted() {
 
 #[tokio::test]
 async fn server_errors_timeouts_and_429_are_retried_and_nothing_is_lost() {
-    let storage = Receiver::start().await;
+    let storage = StorageReceiver::start().await.unwrap();
     storage.script([
         Fault::Status(500, "database is restarting"),
         Fault::Status(502, "bad gateway"),
@@ -485,7 +287,7 @@ async fn server_errors_timeouts_and_429_are_retried_and_nothing_is_lost() {
             retry_after_secs: 1,
         },
     ]);
-    let mut c = config(&storage.url, 10);
+    let mut c = config(&storage.url(), 10);
     c.request_timeout = Duration::from_millis(300);
     // Long enough that the Retry-After of 1 s is honoured in full, not capped.
     c.breaker_open_for = Duration::from_secs(30);
@@ -522,11 +324,11 @@ async fn server_errors_timeouts_and_429_are_retried_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn the_breaker_opens_after_five_consecutive_failures_and_the_batch_waits() {
-    let storage = Receiver::start().await;
+    let storage = StorageReceiver::start().await.unwrap();
     // Five failures open the breaker; the first trial fails too; the second succeeds.
     storage.script(std::iter::repeat_n(Fault::Status(500, "down"), 6));
     let open_for = Duration::from_millis(400);
-    let mut c = config(&storage.url, 10);
+    let mut c = config(&storage.url(), 10);
     c.breaker_failures = 5;
     c.breaker_open_for = open_for;
     let mut sink = start(c, 20, Duration::from_secs(5), None);
@@ -597,12 +399,17 @@ async fn the_breaker_opens_after_five_consecutive_failures_and_the_batch_waits()
 
 #[tokio::test]
 async fn a_rejected_batch_is_dropped_counted_and_the_next_goes_on() {
-    let storage = Receiver::start().await;
+    let storage = StorageReceiver::start().await.unwrap();
     storage.script([Fault::Status(
         400,
         "INV-002: quotes[3].ticker is not ^[A-Z]{1,5}$ (scripted)",
     )]);
-    let sink = start(config(&storage.url, 5), 1000, Duration::from_secs(5), None);
+    let sink = start(
+        config(&storage.url(), 5),
+        1000,
+        Duration::from_secs(5),
+        None,
+    );
     let all = quotes(&["AAPL", "MSFT"], 10);
     sink.send(&all).await;
     let m = sink.finish().await;
@@ -622,8 +429,8 @@ async fn a_rejected_batch_is_dropped_counted_and_the_next_goes_on() {
 
 #[tokio::test]
 async fn shutdown_writes_what_is_held_without_waiting_for_the_linger() {
-    let storage = Receiver::start().await;
-    let mut c = config(&storage.url, 1000);
+    let storage = StorageReceiver::start().await.unwrap();
+    let mut c = config(&storage.url(), 1000);
     c.linger = Duration::from_secs(3600);
     let sink = start(c, 1000, Duration::from_secs(5), None);
     let all = quotes(&["AAPL"], 15);
@@ -641,10 +448,10 @@ async fn shutdown_writes_what_is_held_without_waiting_for_the_linger() {
 
 #[tokio::test]
 async fn at_the_drain_deadline_unsent_quotes_are_counted_as_shutdown_drops() {
-    let storage = Receiver::start().await;
+    let storage = StorageReceiver::start().await.unwrap();
     storage.ledger().always = Some(Fault::Status(503, "down for maintenance"));
     let sink = start(
-        config(&storage.url, 10),
+        config(&storage.url(), 10),
         1000,
         Duration::from_millis(300),
         None,
@@ -671,10 +478,10 @@ async fn at_the_drain_deadline_unsent_quotes_are_counted_as_shutdown_drops() {
 
 #[tokio::test]
 async fn the_shutdown_token_bounds_retries_even_while_the_queue_stays_open() {
-    let storage = Receiver::start().await;
+    let storage = StorageReceiver::start().await.unwrap();
     storage.ledger().always = Some(Fault::Status(500, "down"));
     let token = CancellationToken::new();
-    let mut c = config(&storage.url, 10);
+    let mut c = config(&storage.url(), 10);
     c.breaker_open_for = Duration::from_secs(3600);
     let sink = start(c, 1000, Duration::from_millis(200), Some(token.clone()));
     let all = quotes(&["AAPL", "MSFT"], 25);
@@ -707,10 +514,10 @@ async fn the_shutdown_token_bounds_retries_even_while_the_queue_stays_open() {
 #[tokio::test]
 async fn the_test_receiver_enforces_the_contract() {
     // The proofs above rely on this receiver rejecting anything outside INV-001..007.
-    let storage = Receiver::start().await;
+    let storage = StorageReceiver::start().await.unwrap();
     quotestream_worker::install_crypto_provider();
     let http = reqwest::Client::new();
-    let url = format!("{}/quotes/batch", storage.url);
+    let url = format!("{}/quotes/batch", storage.url());
     let good = json!({"ticker": "AAPL", "timestamp": "2026-01-13T04:00:00.000Z", "close": 175.23, "volume": 1, "source": "yfinance"});
     let with = |field: &str, value: Value| {
         let mut q = good.clone();

@@ -1,7 +1,8 @@
 //! Real servers for tests, started on free loopback ports in temporary directories and stopped
 //! when dropped (also when a test panics). Nothing here is a mock: these are the Debian
-//! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs. Also the
-//! test inputs more than one crate reads (`crd_cases`).
+//! `redis-server` and PostgreSQL binaries that `scripts/ensure-deps.sh` installs, local servers
+//! speaking the storage API's, Yahoo's and the streaming vendors' real protocols, and the test
+//! inputs more than one crate reads (`crd_cases`).
 
 pub mod controlplane;
 pub mod crd_cases;
@@ -10,6 +11,7 @@ mod port;
 mod postgres;
 mod process;
 mod redis;
+pub mod storage;
 pub mod stream;
 mod wait;
 pub mod yahoo;
@@ -20,6 +22,7 @@ pub use http::http_get;
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
+pub use storage::StorageReceiver;
 pub use wait::wait_until;
 
 /// Why a test server could not be started. Messages say what to install or look at.

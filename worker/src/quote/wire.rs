@@ -29,15 +29,48 @@ pub const CLOUDEVENT_TYPE: &str = "io.opa.quotes.realtime.v1";
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WireTime(pub Timestamp);
 
+impl WireTime {
+    /// The 24 bytes of the wire form for years 0000-9999, digit by digit: every quote is
+    /// encoded once per sink, and `strftime` (which interprets its format each time) cost a
+    /// third of the Redis sink's encoding (docs/benchmarks.md). Other years: `None`.
+    fn digits(&self) -> Option<[u8; 24]> {
+        let t = jiff::tz::Offset::UTC.to_datetime(self.0);
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let fields: [(usize, usize, u32); 7] = [
+            (0, 4, year),
+            (5, 2, t.month().unsigned_abs().into()),
+            (8, 2, t.day().unsigned_abs().into()),
+            (11, 2, t.hour().unsigned_abs().into()),
+            (14, 2, t.minute().unsigned_abs().into()),
+            (17, 2, t.second().unsigned_abs().into()),
+            (20, 3, t.subsec_nanosecond().unsigned_abs() / 1_000_000),
+        ];
+        for (at, width, mut value) in fields {
+            for d in out[at..at + width].iter_mut().rev() {
+                *d = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        Some(out)
+    }
+}
+
 impl fmt::Display for WireTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ"))
+        match self.digits() {
+            Some(d) => f.write_str(std::str::from_utf8(&d).map_err(|_| fmt::Error)?),
+            None => write!(f, "{}", self.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")),
+        }
     }
 }
 
 impl Serialize for WireTime {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.digits() {
+            Some(d) => s.serialize_str(std::str::from_utf8(&d).map_err(serde::ser::Error::custom)?),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -370,6 +403,19 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn wire_time_is_strftime_for_every_timestamp(
+            ms in Timestamp::MIN.as_millisecond()..=Timestamp::MAX.as_millisecond(),
+            sub_ms_nanos in 0i32..1_000_000,
+        ) {
+            let t = Timestamp::from_millisecond(ms).unwrap();
+            // Nanoseconds below the millisecond are cut, never rounded up.
+            let t = t.checked_add(jiff::SignedDuration::from_nanos(sub_ms_nanos.into())).unwrap_or(t);
+            let reference = t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            prop_assert_eq!(WireTime(t).to_string(), reference.clone());
+            prop_assert_eq!(serde_json::to_string(&WireTime(t)).unwrap(), format!("\"{reference}\""));
+        }
+
         #[test]
         fn batches_respect_inv_001_and_inv_006(count in 0usize..2600, size in 0usize..1500) {
             let quotes: Vec<Quote> = (0..count).map(|i| quote("AAPL", EXAMPLE_MS + i as i64)).collect();
