@@ -16,9 +16,10 @@ cd "$(dirname "$0")/.."
 mode=full
 if [ "${1:-}" = "--quick" ]; then mode=quick; fi
 profile=${BENCH_PROFILE:-release}
+target=${CARGO_TARGET_DIR:-target}
 case "$profile" in
-    release) cargo_profile=(--release); bin=target/release ;;
-    debug) cargo_profile=(); bin=target/debug ;;
+    release) cargo_profile=(--release); bin=$target/release ;;
+    debug) cargo_profile=(); bin=$target/debug ;;
     *) echo "BENCH_PROFILE must be release or debug, not $profile" >&2; exit 2 ;;
 esac
 quick_flag=()
@@ -161,6 +162,7 @@ export BENCH_PYTHON
     echo
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg) at start, $(date -u +%Y-%m-%dT%H:%MZ)."
     echo "Ratios compare runs made side by side in this same run; absolute numbers drift on shared machines."
+    echo "How each row is made, how to run one or profile it, and what profiling changed: [performance.md](performance.md)."
 } >"$tmp"
 
 started=$SECONDS

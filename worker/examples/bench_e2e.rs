@@ -214,15 +214,15 @@ enum Pipeline {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     bench_common::warn_if_debug();
-    let warmup = Duration::from_millis(pick(1_000, 300));
-    let window = Duration::from_millis(pick(5_000, 1_000));
+    let warmup = Duration::from_millis(pick(1_000, 100));
+    let window = Duration::from_millis(pick(5_000, 300));
     let repeats = pick(3, 1);
     // Python runs a fixed number of quotes: about as long as a Rust window.
     let python_quotes = |style: &str, sinks: Sinks| match (style, sinks) {
-        ("seed", Sinks::Redis) => pick(20_000, 2_000),
-        ("seed", Sinks::RedisPostgres) => pick(20_000, 2_000),
-        (_, Sinks::Redis) => pick(200_000, 20_000),
-        (_, Sinks::RedisPostgres) => pick(100_000, 10_000),
+        ("seed", Sinks::Redis) => pick(20_000, 1_000),
+        ("seed", Sinks::RedisPostgres) => pick(20_000, 1_000),
+        (_, Sinks::Redis) => pick(200_000, 5_000),
+        (_, Sinks::RedisPostgres) => pick(100_000, 5_000),
     };
 
     let redis = RedisServer::start().context("starting redis-server")?;

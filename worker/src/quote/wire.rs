@@ -31,8 +31,8 @@ pub struct WireTime(pub Timestamp);
 
 impl WireTime {
     /// The 24 bytes of the wire form for years 0000-9999, digit by digit: every quote is
-    /// encoded once per sink, and `strftime` (which interprets its format each time) cost a
-    /// third of the Redis sink's encoding (docs/benchmarks.md). Other years: `None`.
+    /// encoded once per sink, and `strftime` (which interprets its format each time) was 12% of
+    /// the Redis sink's CPU (docs/performance.md). Other years: `None`.
     fn digits(&self) -> Option<[u8; 24]> {
         let t = jiff::tz::Offset::UTC.to_datetime(self.0);
         let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
