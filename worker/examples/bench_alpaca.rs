@@ -152,7 +152,6 @@ async fn source_rate(rate: f64, tickers: usize, window: Duration) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    println!("## Alpaca source\n");
     println!("### Decoder alone\n");
     println!(
         "One thread; 300 000 messages (2 trades : 1 quote update) over 100 symbols, already in memory; median of 3.\n"
