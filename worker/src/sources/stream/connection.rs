@@ -287,7 +287,9 @@ impl<P: Protocol> Connection<'_, P> {
                 }
             }
         }
-        let mut quotes = std::mem::take(&mut carry.decoded.quotes);
+        // Filtered and moved out in place: the decode buffer keeps its capacity, so a frame
+        // costs no allocation here.
+        let quotes = &mut carry.decoded.quotes;
         if quotes.is_empty() || self.phase != Phase::Streaming {
             return None;
         }
@@ -306,13 +308,10 @@ impl<P: Protocol> Connection<'_, P> {
                 .with_label_values(&["unsubscribed_symbol"])
                 .inc_by((before - quotes.len()) as u64);
         }
-        if quotes.is_empty() {
-            return None;
-        }
         if self.settings.coalesce.is_some() {
-            carry.coalescer.add(quotes);
+            carry.coalescer.add(quotes.drain(..));
         } else {
-            carry.batch.append(&mut quotes);
+            carry.batch.append(quotes);
         }
         None
     }
