@@ -102,8 +102,8 @@ pub struct PostgresConfig {
     pub linger: Duration,
     /// Longest wait for one write transaction before the session is dropped and the batch retried.
     pub write_timeout: Duration,
-    /// Keep the rollups (bars, latest, daily) at ingest: the store sets it; the worker's sink
-    /// writes the raw table only.
+    /// The store's schema: rollups (bars, latest, daily) kept at ingest and time partitions
+    /// on plain PostgreSQL. The store sets it; the worker's sink writes the raw table only.
     pub rollups: bool,
     /// The DSN, parsed (connect timeout and application name filled in when unset).
     pub(crate) pg: tokio_postgres::Config,

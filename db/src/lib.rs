@@ -14,6 +14,7 @@
 pub mod config;
 mod error;
 mod migrations;
+pub mod partitions;
 pub mod rollup;
 pub mod schema;
 mod session;

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 use crate::config::TableName;
 use crate::error::describe;
+use crate::partitions;
 use crate::rollup::{self, License};
 use crate::schema::{self, MIGRATIONS_TABLE};
 
@@ -22,9 +23,11 @@ pub const MIGRATIONS: [(i32, &str); 2] = [
     (2, "timescaledb hypertable, compression and retention"),
 ];
 
-/// The rollup migrations, applied by the store only (it keeps them current at ingest): one of
-/// the two, chosen by what the server has (docs/store.md).
-pub const ROLLUP_MIGRATIONS: [(i32, &str); 2] = [
+/// The store's migrations (it keeps the rollups current at ingest and maintains the
+/// partitions): time partitions where TimescaleDB is not available, and one of the two rollup
+/// migrations, chosen by what the server has (docs/store.md).
+pub const ROLLUP_MIGRATIONS: [(i32, &str); 3] = [
+    (3, "time partitions (plain PostgreSQL)"),
     (10, "rollup tables (plain PostgreSQL)"),
     (11, "rollups as timescaledb continuous aggregates"),
 ];
@@ -176,6 +179,9 @@ async fn migrate_locked(
         }
     }
     if rollups {
+        if !report.timescale && !applied.contains(&3) {
+            partition(client, table, &mut report).await?;
+        }
         report.rollups = Some(migrate_rollups(client, table, &applied, &mut report).await?);
     }
     Ok(report)
@@ -213,6 +219,40 @@ async fn migrate_rollups(
         report.applied.push(10);
         Ok(Rollups::Tables)
     }
+}
+
+/// Migration 3 where TimescaleDB is not available and the table is a plain one: time
+/// partitions ([`partitions::partition_table`]). A failure leaves the table as it is (writes
+/// work either way) and is retried at the next start.
+async fn partition(
+    client: &mut Client,
+    table: &TableName,
+    report: &mut MigrationReport,
+) -> Result<(), StepError> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT ({}), (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1))",
+                schema::TIMESCALE_AVAILABLE
+            ),
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(step(3))?;
+    let available: bool = row.get(0);
+    let kind: Option<String> = row.get(1);
+    if available || kind.as_deref() != Some("r") {
+        return Ok(());
+    }
+    match apply(client, table, 3, &partitions::partition_table(table)).await {
+        Ok(()) => report.applied.push(3),
+        Err(e) => tracing::warn!(
+            %table,
+            error = %describe(&e.error),
+            "the table could not be partitioned by time, so it stays one table (retention then deletes rows); migration 3 is retried at the next start"
+        ),
+    }
+    Ok(())
 }
 
 /// Migration 2: the extension, then the edition's statements ([`schema::timescale`]).

@@ -63,10 +63,11 @@ impl SchemaStatus {
 }
 
 /// Reads the status of `table` (read-only queries; safe to run on every health check).
+/// `extra`: versions beyond [`MIGRATIONS`] that must be applied too (the store's).
 pub async fn schema_status(
     client: &Client,
     table: &TableName,
-    extra: &[(i32, &str, bool)],
+    extra: &[i32],
 ) -> Result<SchemaStatus, tokio_postgres::Error> {
     let row = client
         .query_one(
@@ -116,13 +117,15 @@ pub async fn schema_status(
         Vec::new()
     };
     applied.sort_unstable();
-    let applies = |timescale_only: bool| !timescale_only || timescale_available;
+    let applies = |v: i32| match v {
+        2 => timescale_available,
+        _ => true,
+    };
     let pending = MIGRATIONS
         .iter()
-        .map(|(v, _)| (*v, *v == 2))
-        .chain(extra.iter().map(|(v, _, t)| (*v, *t)))
-        .filter(|(v, timescale_only)| applies(*timescale_only) && !applied.contains(v))
-        .map(|(v, _)| v)
+        .map(|(v, _)| *v)
+        .chain(extra.iter().copied())
+        .filter(|v| applies(*v) && !applied.contains(v))
         .collect();
     Ok(SchemaStatus {
         timescale_available,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use quotestream_db::{SchemaStatus, describe, schema_status};
+use quotestream_db::{Rollups, SchemaStatus, describe, schema_status};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +61,17 @@ async fn status(health: &Health) -> Result<SchemaStatus, String> {
     let Some(session) = pooled.session() else {
         return Err("no session".into());
     };
-    match tokio::time::timeout(CHECK_TIMEOUT, schema_status(session.client(), &table, &[])).await {
+    let extra: &[i32] = match session.migrations().rollups {
+        Some(Rollups::ContinuousAggregates) => &[11],
+        Some(Rollups::Tables) => &[10],
+        None => &[],
+    };
+    match tokio::time::timeout(
+        CHECK_TIMEOUT,
+        schema_status(session.client(), &table, extra),
+    )
+    .await
+    {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => {
             if e.as_db_error().is_none() {

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use quotestream_api::batch;
-use quotestream_db::{PostgresConfig, connect_and_migrate};
+use quotestream_db::{PostgresConfig, connect_and_migrate, describe, partitions};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DbArgs, ServeArgs};
@@ -58,7 +58,8 @@ pub fn router(ingest: Arc<Ingest>, health: Arc<Health>, max_body_bytes: usize) -
     let metrics = ingest.metrics.clone();
     let api = Router::new()
         .route(batch::PATH, post(ingest::post_batch))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        // The handler enforces `max_body_bytes` itself (and drains before answering 413).
+        .layer(DefaultBodyLimit::max(max_body_bytes.max(1)))
         .with_state(ingest);
     let probes = Router::new()
         .route("/health", get(health::get_health))
@@ -71,6 +72,42 @@ pub fn router(ingest: Arc<Ingest>, health: Arc<Health>, max_body_bytes: usize) -
             async move { quotestream_runtime::metrics_response(m.render()) }
         }),
     )
+}
+
+/// How often the partitions are maintained (next month's made, expired ones dropped).
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs [`partitions::maintain`] now and every [`MAINTENANCE_EVERY`] until `stop`; failures
+/// are logged and retried at the next round (writes do not depend on it: rows without a
+/// partition go to the default one).
+async fn maintain_partitions(pool: Arc<Pool>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let table = pool.config().table.clone();
+        let done = match pool.get(Duration::from_secs(30)).await {
+            Ok(mut pooled) => match pooled.session() {
+                Some(s) => partitions::maintain(s.client(), &table, jiff::Timestamp::now())
+                    .await
+                    .map_err(|e| describe(&e)),
+                None => Err("no session".into()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match done {
+            Ok(m) if m != partitions::Maintenance::default() => {
+                tracing::info!(created = ?m.created, dropped = ?m.dropped, expired_default_rows = m.expired_default_rows, "partition maintenance");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "partition maintenance failed; retried in an hour")
+            }
+        }
+    }
 }
 
 /// `quotestream-store serve`.
@@ -87,8 +124,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let metrics = Metrics::new().context("registering the metrics")?;
     let shutdown = quotestream_runtime::shutdown_on_signal("draining in-flight requests");
+    let pool = Arc::new(Pool::new(config, args.connections, first));
     let ingest = Arc::new(Ingest {
-        pool: Arc::new(Pool::new(config, args.connections, first)),
+        pool: Arc::clone(&pool),
         metrics: metrics.clone(),
         cache: ingest::idempotency::IdempotencyCache::default(),
         retry_after: args.retry_after_secs,
@@ -106,6 +144,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     tokio::spawn(metrics.track_rate(Duration::from_secs(5), stop.clone()));
+    tokio::spawn(maintain_partitions(Arc::clone(&pool), stop.clone()));
     tracing::info!(listen = %bound, "quotestream-store serving POST {}", batch::PATH);
     shutdown.cancelled().await;
     stop.cancel();

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
+use futures_util::StreamExt;
 use quotestream_api::batch::{self, BatchBody, CheckedQuote, Invariant};
 use quotestream_db::{Row, Verdict, classify, describe};
 use serde::Serialize;
@@ -63,12 +63,50 @@ impl Accepted {
     }
 }
 
+/// Most bytes of an oversized body read (and discarded) before answering 413: a client still
+/// sending when the answer comes would see a broken pipe instead of the 413.
+const DRAIN_CAP: usize = 64 << 20;
+/// Longest time spent draining an oversized body.
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads the body up to `limit` bytes; over it, drains (bounded) and reports it too large.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            let mut seen = buf.len() + chunk.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while seen < DRAIN_CAP {
+                    match stream.next().await {
+                        Some(Ok(c)) => seen += c.len(),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
 /// The handler.
 pub async fn post_batch(
     State(ingest): State<Arc<Ingest>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Accepted>, ApiError> {
+    let body = read_body(body, ingest.max_body_bytes).await;
     let started = Instant::now();
     let result = handle(&ingest, &headers, body, started).await;
     if let Err(e) = &result {
@@ -90,28 +128,25 @@ pub async fn post_batch(
 async fn handle(
     ingest: &Arc<Ingest>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, BodyError>,
     started: Instant,
 ) -> Result<Accepted, ApiError> {
     check_content_type(headers)?;
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                metrics::BODY_SIZE,
-                format!(
-                    "the body is larger than {} bytes; send at most {} quotes per batch (INV-006)",
-                    ingest.max_body_bytes,
-                    batch::MAX_BATCH_QUOTES
-                ),
-            )
-        } else {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                metrics::JSON,
-                format!("the body could not be read: {r}"),
-            )
-        }
+    let body = body.map_err(|r| match r {
+        BodyError::TooLarge => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            metrics::BODY_SIZE,
+            format!(
+                "the body is larger than {} bytes; send at most {} quotes per batch (INV-006)",
+                ingest.max_body_bytes,
+                batch::MAX_BATCH_QUOTES
+            ),
+        ),
+        BodyError::Read(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            metrics::JSON,
+            format!("the body could not be read: {e}"),
+        ),
     })?;
     let key = idempotency_key(headers)?;
     let digest = key.as_ref().map(|_| body_digest(&body));
