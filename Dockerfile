@@ -3,6 +3,7 @@
 #
 #   docker build --build-arg BINARY=quotestream-operator -t ghcr.io/quotestream/quotestream-operator:0.1.0 .
 #   docker build --build-arg BINARY=quotestream-worker   -t ghcr.io/quotestream/quotestream-worker:0.1.0 .
+#   docker build --build-arg BINARY=quotestream-store    -t ghcr.io/quotestream/quotestream-store:0.1.0 .
 #
 # `make images` makes equivalent images without Docker or a base image (docs/images.md).
 # The build context is the repository root: cargo needs the whole workspace.
@@ -19,8 +20,10 @@ WORKDIR /src
 # `make dockerfile-check` builds from exactly these COPY lines and fails when one is missing.
 COPY Cargo.toml Cargo.lock ./
 COPY api api
+COPY db db
 COPY operator operator
 COPY runtime runtime
+COPY store store
 COPY worker worker
 COPY tests/testkit tests/testkit
 COPY examples examples
@@ -39,11 +42,12 @@ FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 ARG BINARY
 COPY --from=build "/out/${BINARY}" "/usr/local/bin/${BINARY}"
 USER 65532:65532
-# /metrics and the health endpoints.
+# /metrics and the health endpoints (and the store's API).
 EXPOSE 8080
 
 # ENTRYPOINT cannot expand ${BINARY} (exec form is not substituted), so one two-line stage per
-# binary; setting ENTRYPOINT clears an inherited CMD, hence CMD after it.
+# binary; setting ENTRYPOINT clears an inherited CMD, hence CMD after it. `make images` reads
+# each binary's CMD from here.
 FROM runtime AS quotestream-operator
 ENTRYPOINT ["/usr/local/bin/quotestream-operator"]
 CMD ["run"]
@@ -51,6 +55,10 @@ CMD ["run"]
 FROM runtime AS quotestream-worker
 ENTRYPOINT ["/usr/local/bin/quotestream-worker"]
 CMD ["run"]
+
+FROM runtime AS quotestream-store
+ENTRYPOINT ["/usr/local/bin/quotestream-store"]
+CMD ["serve"]
 
 # The image is the stage named after BINARY.
 FROM ${BINARY}

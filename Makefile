@@ -90,7 +90,7 @@ build: ## Release build of both binaries
 # Container images (docs/images.md). The repository defaults to the one the chart's values
 # name, so `helm install` finds what `make images` imported; the tag defaults to the workspace
 # version, which a test keeps equal to the chart's appVersion.
-IMAGE_BINARIES ?= quotestream-operator quotestream-worker
+IMAGE_BINARIES ?= quotestream-operator quotestream-worker quotestream-store
 IMAGE_REPO ?= $(shell sed -nE 's|^ *repository: (.*)/quotestream-operator$$|\1|p' charts/quotestream/values.yaml)
 IMAGE_TAG ?=
 IMAGES_DIR ?= $(or $(CARGO_TARGET_DIR),target)/images

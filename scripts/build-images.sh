@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make images`: packs release binaries (already built) into OCI image-layout archives with
-# scripts/oci-image.py, FROM scratch, and prints their paths, sizes and digests.
+# scripts/oci-image.py, FROM scratch, and prints their paths, sizes and digests. Each image's
+# default command is the CMD of the binary's stage in the Dockerfile (`FROM runtime AS
+# <binary>`), so both ways of building give the same command.
 #
 #   scripts/build-images.sh BINARY...
 #
@@ -28,14 +30,32 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then revision=$revis
 ca=${CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
 [ -r "$ca" ] || { echo "build-images: no CA bundle at $ca (apt-get install ca-certificates, or set CA_CERTS)" >&2; exit 1; }
 
+# The JSON array of CMD in the Dockerfile stage named after the binary, as words.
+dockerfile_cmd() {
+    python3 - "$1" <<'PY'
+import json, sys
+stage = None
+for line in open("Dockerfile"):
+    words = line.split(maxsplit=1)
+    if words and words[0] == "FROM":
+        stage = line.split()[-1] if " AS " in line else None
+    elif stage == sys.argv[1] and words and words[0] == "CMD":
+        print(" ".join(json.loads(words[1])))
+        sys.exit(0)
+sys.exit(f"build-images: no CMD in a 'FROM runtime AS {sys.argv[1]}' stage of the Dockerfile")
+PY
+}
+
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 report=()
 for bin in "$@"; do
     binary=$target/release/$bin
     [ -x "$binary" ] || { echo "build-images: $binary is missing: cargo build --release -p $bin" >&2; exit 1; }
     archive=$out/$bin.oci.tar
+    words=$(dockerfile_cmd "$bin")
+    read -r -a cmd <<<"$words"
     read -r digest layer_size < <(scripts/oci-image.py --binary "$binary" --name "$repo/$bin:$tag" \
-        --out "$archive" --created "$created" --cmd run --port 8080/tcp --ca-certs "$ca" \
+        --out "$archive" --created "$created" --cmd "${cmd[@]}" --port 8080/tcp --ca-certs "$ca" \
         --label "org.opencontainers.image.title=$bin" \
         --label "org.opencontainers.image.version=$tag" \
         --label "org.opencontainers.image.revision=$revision" \
