@@ -23,12 +23,12 @@ use jiff::Timestamp;
 use quotestream_api::WorkerConfig;
 use quotestream_api::crd::RedisSink as RedisSpec;
 use quotestream_testkit::RedisServer;
+use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::health::Health;
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::queue::{self, FullPolicy, QueueReceiver, QueueSender};
 use quotestream_worker::quote::wire::RedisQuote;
 use quotestream_worker::quote::{Quote, RawQuote, validate};
-use quotestream_worker::runtime::{RunOptions, Worker};
 use quotestream_worker::sinks::redis::{RedisConfig, RedisSink};
 use quotestream_worker::sinks::{Batch, Sink, SinkContext, SinkError};
 use quotestream_worker::sources::replay::REPLAY_FILE_ENV;
@@ -243,7 +243,7 @@ fn sink_config(url: &str) -> anyhow::Result<RedisConfig> {
         .map_err(|e| anyhow::anyhow!("sinks.redis: {e}"))
 }
 
-/// A Redis sink queue exactly as `runtime::Worker::run` builds it (drop-oldest, same labels).
+/// A Redis sink queue exactly as `assembly::Worker::run` builds it (drop-oldest, same labels).
 fn sink_queue(metrics: &Metrics, capacity: usize) -> (QueueSender, QueueReceiver) {
     queue::channel(
         capacity,
@@ -748,7 +748,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("### Publish throughput\n");
     println!(
-        "{n} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {repeats} interleaved runs. The sink row fills its queue with all {n} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipelines — up to two in flight, the next one encoded meanwhile — metrics). The client row is the redis crate alone with pre-encoded payloads, one pipeline at a time. The worker rows run a whole `runtime::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {n} nothing can be evicted; {QUEUE_QUOTES} is the runtime default. The subscriber drains on its own thread in this process.\n",
+        "{n} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {repeats} interleaved runs. The sink row fills its queue with all {n} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipelines — up to two in flight, the next one encoded meanwhile — metrics). The client row is the redis crate alone with pre-encoded payloads, one pipeline at a time. The worker rows run a whole `assembly::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {n} nothing can be evicted; {QUEUE_QUOTES} is the runtime default. The subscriber drains on its own thread in this process.\n",
         payload.len()
     );
     println!(

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::local::{self, LocalOptions, LocalStream};
 use quotestream_worker::quote::{validate, wire};
-use quotestream_worker::runtime::{RunOptions, Worker};
 use quotestream_worker::{config_file, server};
 
 /// The quotestream worker: streams one shard of a QuoteStream from its source to its sinks.

@@ -382,7 +382,7 @@ mod whole_worker {
     use futures_util::StreamExt;
     use quotestream_api::WorkerConfig;
     use quotestream_testkit::RedisServer;
-    use quotestream_worker::runtime::{RunOptions, Worker, WorkerError};
+    use quotestream_worker::assembly::{RunOptions, Worker, WorkerError};
     use serde_json::{Value, json};
     use tokio_util::sync::CancellationToken;
 
@@ -478,7 +478,7 @@ mod fuzz {
     use proptest::prelude::*;
     use quotestream_api::crd::AlpacaFeed;
     use quotestream_worker::sources::alpaca::{Decoder, ErrorContext, SecretNames};
-    use quotestream_worker::sources::stream::{Decoded, Frame};
+    use quotestream_worker::sources::websocket::{Decoded, Frame};
 
     use super::support::fuzz::{cases, corpus, mutated};
 

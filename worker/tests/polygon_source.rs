@@ -276,7 +276,7 @@ mod worker {
     use futures_util::StreamExt;
     use quotestream_api::WorkerConfig;
     use quotestream_testkit::RedisServer;
-    use quotestream_worker::runtime::{RunOptions, Worker};
+    use quotestream_worker::assembly::{RunOptions, Worker};
     use quotestream_worker::sources::polygon::API_KEY_ENV;
     use serde_json::{Value, json};
     use tokio_util::sync::CancellationToken;
@@ -381,7 +381,7 @@ mod worker {
 mod fuzz {
     use proptest::prelude::*;
     use quotestream_worker::sources::polygon::Decoder;
-    use quotestream_worker::sources::stream::{Decoded, Frame};
+    use quotestream_worker::sources::websocket::{Decoded, Frame};
     use serde_json::value::RawValue;
 
     use super::support::fuzz::{cases, corpus, mutated};

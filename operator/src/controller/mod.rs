@@ -180,7 +180,15 @@ where
 
 async fn reconcile(qs: Arc<QuoteStream>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_stream(&qs, &ctx).await;
+    let result = match reconcile_stream(&qs, &ctx).await {
+        // Deleted while it was being reconciled: nothing failed and nothing is left to do.
+        Err(e) if e.is_not_found() => {
+            tracing::debug!(stream = %key(&qs), error = %e, "stream deleted during its reconcile");
+            ctx.forget(&qs.namespace().unwrap_or_default(), &qs.name_any());
+            return Ok(Action::await_change());
+        }
+        other => other,
+    };
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics
         .reconciliations

@@ -638,6 +638,37 @@ async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
 }
 
 #[tokio::test]
+async fn a_stream_deleted_during_its_reconcile_is_not_a_failure() {
+    let qs = stream("sp500", 1);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    // The stream and its namespace go while its shard is being written.
+    r.expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
+        .await
+        .not_found();
+    let metrics = r.metrics.clone();
+    let action = r.finish().await.unwrap();
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        metrics.reconciliations.with_label_values(&["error"]).get(),
+        0
+    );
+    assert_eq!(
+        metrics
+            .reconcile_errors
+            .with_label_values(&["ApiError"])
+            .get(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn failures_back_off_per_stream_and_reset_on_success() {
     let (client, mut api) = mock_api::client();
     let ctx = Arc::new(Context::new(

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use display::Display;
 
-use crate::runtime::{RunOptions, Summary, Worker, WorkerError};
+use crate::assembly::{RunOptions, Summary, Worker, WorkerError};
 use crate::sinks::console::ConsoleView;
 use crate::sinks::postgres::DSN_ENV;
 use crate::sinks::redis::REDIS_URL_ENV;

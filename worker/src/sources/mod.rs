@@ -5,8 +5,8 @@
 pub mod alpaca;
 pub mod polygon;
 pub mod replay;
-pub mod stream;
 pub mod synthetic;
+pub mod websocket;
 pub mod yahoo;
 pub mod yahoo_stream;
 

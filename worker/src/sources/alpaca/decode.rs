@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use super::book::{Book, DailyBar, Dropped, Nbbo, Outcome, Trade};
 use super::errors::{self, ErrorContext, GHOST_CONNECTION_GRACE};
-use crate::sources::stream::{Decoded, Event, Frame, VendorError};
+use crate::sources::websocket::{Decoded, Event, Frame, VendorError};
 
 /// The fields of every message type the connector reads, all optional: which ones a message
 /// must have depends on its `T`. Unknown fields are ignored (`c` is left out on purpose: it is
@@ -302,7 +302,7 @@ mod tests {
 
     use super::*;
     use crate::sources::alpaca::SecretNames;
-    use crate::sources::stream::Action;
+    use crate::sources::websocket::Action;
 
     fn decoder() -> Decoder {
         Decoder::new(ErrorContext {

@@ -22,7 +22,7 @@ pub use decode::Decoder;
 pub use errors::{ErrorContext, GHOST_CONNECTION_GRACE, action};
 
 use super::SourceError;
-use super::stream::{Decoded, Frame, Protocol};
+use super::websocket::{Decoded, Frame, Protocol};
 
 /// Symbols per subscribe frame: keeps frames small for large shards (the acknowledgement
 /// carries the whole current set, so several frames add up to the same subscription).

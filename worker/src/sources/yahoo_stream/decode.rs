@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::proto::PricingData;
 use crate::quote::RawQuote;
-use crate::sources::stream::{Decoded, Frame};
+use crate::sources::websocket::{Decoded, Frame};
 
 /// The `source` of the quotes (Yahoo is `yfinance` in the contracts, streaming or not).
 const SOURCE: &str = "yfinance";

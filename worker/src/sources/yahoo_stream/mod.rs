@@ -15,7 +15,7 @@ use serde_json::json;
 pub use config::{DEFAULT_URL, YahooStreamConfig};
 pub use decode::decode;
 
-use super::stream::{Decoded, Frame, Protocol};
+use super::websocket::{Decoded, Frame, Protocol};
 
 /// The generated `PricingData` message.
 pub mod proto {

@@ -31,7 +31,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 pub use coalesce::Coalescer;
 pub use protocol::{Action, Decoded, Event, Frame, Malformed, Protocol, VendorError};
-pub use settings::{DEFAULT_IDLE_TIMEOUT, StreamSettings};
+pub use settings::{DEFAULT_IDLE_TIMEOUT, WebsocketSettings};
 pub use subscriptions::Change;
 
 use self::connection::{Carry, Ended};
@@ -39,13 +39,13 @@ use super::{Source, SourceContext, SourceError};
 
 /// A streaming source: a vendor protocol run by the shared connection loop.
 #[derive(Debug)]
-pub struct StreamSource<P> {
+pub struct WebsocketSource<P> {
     protocol: P,
-    settings: StreamSettings,
+    settings: WebsocketSettings,
 }
 
-impl<P: Protocol> StreamSource<P> {
-    pub fn new(protocol: P, settings: StreamSettings) -> Self {
+impl<P: Protocol> WebsocketSource<P> {
+    pub fn new(protocol: P, settings: WebsocketSettings) -> Self {
         Self { protocol, settings }
     }
 
@@ -62,7 +62,7 @@ impl<P: Protocol> StreamSource<P> {
     }
 }
 
-impl<P: Protocol + std::fmt::Debug> Source for StreamSource<P> {
+impl<P: Protocol + std::fmt::Debug> Source for WebsocketSource<P> {
     async fn run(mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
         let vendor = self.protocol.vendor();
         let mut carry = Carry::default();

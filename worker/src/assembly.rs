@@ -1,4 +1,4 @@
-//! One worker: builds the source, the pipeline and the sinks of a shard from its
+//! The worker assembly: builds the source, the pipeline and the sinks of a shard from its
 //! [`WorkerConfig`], runs them, and shuts them down in order (source first, then the pipeline,
 //! then the sinks drain within the grace period).
 
@@ -25,8 +25,8 @@ use crate::sinks::{Sink, SinkContext, SinkError};
 use crate::sources::alpaca::{self, Alpaca, AlpacaConfig};
 use crate::sources::polygon::{self, Polygon, PolygonConfig};
 use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
-use crate::sources::stream::{StreamSettings, StreamSource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
+use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
 use crate::sources::yahoo::{YahooConfig, YahooSource};
 use crate::sources::yahoo_stream::{YahooStream, YahooStreamConfig};
 use crate::sources::{Source, SourceContext, SourceError};
@@ -143,9 +143,9 @@ pub enum AnySource {
     Synthetic(SyntheticSource),
     Replay(ReplaySource),
     Yahoo(YahooSource),
-    YahooStream(StreamSource<YahooStream>),
-    Alpaca(StreamSource<Alpaca>),
-    Polygon(StreamSource<Polygon>),
+    YahooStream(WebsocketSource<YahooStream>),
+    Alpaca(WebsocketSource<Alpaca>),
+    Polygon(WebsocketSource<Polygon>),
 }
 
 impl AnySource {
@@ -474,16 +474,16 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
         }
         SourceType::YahooStream => {
             let yahoo = YahooStreamConfig::from_spec(config.source.yahoo_stream.as_ref())?;
-            let settings = StreamSettings::from_spec(&config.source)?;
-            Ok(AnySource::YahooStream(StreamSource::new(
+            let settings = WebsocketSettings::from_spec(&config.source)?;
+            Ok(AnySource::YahooStream(WebsocketSource::new(
                 YahooStream::new(yahoo),
                 settings,
             )))
         }
         SourceType::Alpaca => {
             let alpaca = AlpacaConfig::from_spec(config.source.alpaca.as_ref(), &options.env)?;
-            let settings = StreamSettings::from_spec(&config.source)?;
-            Ok(AnySource::Alpaca(StreamSource::new(
+            let settings = WebsocketSettings::from_spec(&config.source)?;
+            Ok(AnySource::Alpaca(WebsocketSource::new(
                 Alpaca::new(alpaca)?,
                 settings,
             )))
@@ -493,8 +493,8 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
                 config.source.polygon.as_ref(),
                 options.env.get(polygon::API_KEY_ENV).cloned(),
             )?;
-            let settings = StreamSettings::from_spec(&config.source)?;
-            Ok(AnySource::Polygon(StreamSource::new(
+            let settings = WebsocketSettings::from_spec(&config.source)?;
+            Ok(AnySource::Polygon(WebsocketSource::new(
                 Polygon::new(vendor),
                 settings,
             )))
