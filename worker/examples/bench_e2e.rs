@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bench_common::{median, pick, quick, thousands};
 use quotestream_api::WorkerConfig;
+use quotestream_api::contract::env::DATABASE_URL;
 use quotestream_testkit::{Durability, PostgresServer, RedisServer};
 use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::process_stats::cpu_seconds;
-use quotestream_worker::sinks::postgres::{DSN_ENV, PostgresConfig, connect_and_migrate};
+use quotestream_worker::sinks::postgres::{PostgresConfig, connect_and_migrate};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -109,7 +110,7 @@ async fn rust_run(
             "sinks": sinks,
         }))?;
         let env: HashMap<String, String> = dsn
-            .map(|d| HashMap::from([(DSN_ENV.to_owned(), d.to_owned())]))
+            .map(|d| HashMap::from([(DATABASE_URL.to_owned(), d.to_owned())]))
             .unwrap_or_default();
         let worker = Worker::new(
             config,

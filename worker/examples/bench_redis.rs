@@ -21,6 +21,7 @@ use bench_common::{load_average, pick, quick, symbol, thousands};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use quotestream_api::WorkerConfig;
+use quotestream_api::contract::env::REPLAY_FILE;
 use quotestream_api::crd::RedisSink as RedisSpec;
 use quotestream_testkit::RedisServer;
 use quotestream_worker::assembly::{RunOptions, Worker};
@@ -31,7 +32,6 @@ use quotestream_worker::quote::wire::RedisQuote;
 use quotestream_worker::quote::{Quote, RawQuote, validate};
 use quotestream_worker::sinks::redis::{RedisConfig, RedisSink};
 use quotestream_worker::sinks::{Batch, Sink, SinkContext, SinkError};
-use quotestream_worker::sources::replay::REPLAY_FILE_ENV;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -239,8 +239,12 @@ impl Subscriber {
 
 fn sink_config(url: &str) -> anyhow::Result<RedisConfig> {
     let spec: RedisSpec = serde_json::from_value(json!({"url": url, "channel": CHANNEL}))?;
-    RedisConfig::from_spec(&spec, None, "/quotestream/bench/redis/shard-0".into())
-        .map_err(|e| anyhow::anyhow!("sinks.redis: {e}"))
+    RedisConfig::from_spec(
+        &spec,
+        &HashMap::new(),
+        "/quotestream/bench/redis/shard-0".into(),
+    )
+    .map_err(|e| anyhow::anyhow!("sinks.redis: {e}"))
 }
 
 /// A Redis sink queue exactly as `assembly::Worker::run` builds it (drop-oldest, same labels).
@@ -393,7 +397,7 @@ async fn run_worker(
         "source": {"type": "replay", "replay": {"configMapKeyRef": {"name": "rec", "key": "quotes.ndjson"}, "speedPercent": 0}},
         "sinks": {"redis": {"url": url, "channel": CHANNEL}}
     }))?;
-    let env = HashMap::from([(REPLAY_FILE_ENV.to_owned(), file.display().to_string())]);
+    let env = HashMap::from([(REPLAY_FILE.to_owned(), file.display().to_string())]);
     let worker = Worker::new(
         config,
         RunOptions {

@@ -18,13 +18,13 @@ use crate::pipeline;
 use crate::queue::{self, FullPolicy, QueueReceiver};
 use crate::rate_limit::RateLimiter;
 use crate::sinks::console::{ConsoleSink, ConsoleView};
-use crate::sinks::postgres::{DSN_ENV, PostgresConfig, PostgresSink};
-use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
-use crate::sinks::storage::{STORAGE_URL_ENV, StorageConfig, StorageSink};
+use crate::sinks::postgres::{PostgresConfig, PostgresSink};
+use crate::sinks::redis::{RedisConfig, RedisSink};
+use crate::sinks::storage::{StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
-use crate::sources::alpaca::{self, Alpaca, AlpacaConfig};
-use crate::sources::polygon::{self, Polygon, PolygonConfig};
-use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
+use crate::sources::alpaca::{Alpaca, AlpacaConfig};
+use crate::sources::polygon::{Polygon, PolygonConfig};
+use crate::sources::replay::{ReplayConfig, ReplaySource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
 use crate::sources::yahoo::{YahooConfig, YahooSource};
@@ -51,8 +51,9 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
     pub queue_quotes: usize,
-    /// Secrets and overrides from the environment (`REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`,
-    /// the Alpaca credentials `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`, `POLYGON_API_KEY`).
+    /// Secrets and overrides from the environment (`quotestream_api::contract::env::WORKER_READS`:
+    /// `REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`, the Alpaca credentials, `POLYGON_API_KEY`,
+    /// `QUOTESTREAM_REPLAY_FILE`).
     pub env: HashMap<String, String>,
 }
 
@@ -69,15 +70,7 @@ impl Default for RunOptions {
 impl RunOptions {
     /// Reads the variables the worker understands from the process environment.
     pub fn with_process_env(mut self) -> Self {
-        for key in [
-            REDIS_URL_ENV,
-            "DATABASE_URL",
-            "STORAGE_URL",
-            REPLAY_FILE_ENV,
-            alpaca::KEY_ID_ENV,
-            alpaca::SECRET_KEY_ENV,
-            polygon::API_KEY_ENV,
-        ] {
+        for &key in quotestream_api::contract::env::WORKER_READS {
             if let Ok(v) = std::env::var(key) {
                 self.env.insert(key.to_owned(), v);
             }
@@ -202,9 +195,8 @@ impl Worker {
                 "/quotestream/{}/{}/shard-{}",
                 config.namespace, config.stream, config.shard
             );
-            let redis =
-                RedisConfig::from_spec(spec, options.env.get(REDIS_URL_ENV).cloned(), producer)
-                    .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
+            let redis = RedisConfig::from_spec(spec, &options.env, producer)
+                .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
             sinks.push(AnySink::Redis(RedisSink::new(
                 redis,
                 health.clone(),
@@ -212,15 +204,12 @@ impl Worker {
             )));
         }
         if let Some(spec) = &config.sinks.storage {
-            let storage = StorageConfig::from_spec(
-                spec,
-                options.env.get(STORAGE_URL_ENV).map(String::as_str),
-            )
-            .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
+            let storage = StorageConfig::from_spec(spec, &options.env)
+                .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
             sinks.push(AnySink::Storage(StorageSink::new(storage)?));
         }
         if let Some(spec) = &config.sinks.postgres {
-            let pg = PostgresConfig::from_spec(spec, options.env.get(DSN_ENV).cloned())
+            let pg = PostgresConfig::from_spec(spec, &options.env)
                 .map_err(|e| WorkerError::Config(format!("sinks.postgres: {e}")))?;
             sinks.push(AnySink::Postgres(PostgresSink::new(pg)));
         }
@@ -489,10 +478,7 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
             )))
         }
         SourceType::Polygon => {
-            let vendor = PolygonConfig::from_spec(
-                config.source.polygon.as_ref(),
-                options.env.get(polygon::API_KEY_ENV).cloned(),
-            )?;
+            let vendor = PolygonConfig::from_spec(config.source.polygon.as_ref(), &options.env)?;
             let settings = WebsocketSettings::from_spec(&config.source)?;
             Ok(AnySource::Polygon(WebsocketSource::new(
                 Polygon::new(vendor),
@@ -504,7 +490,7 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
                 WorkerError::Config("source.type replay needs source.replay.configMapKeyRef".into())
             })?;
             Ok(AnySource::Replay(ReplaySource::new(
-                ReplayConfig::from_spec(spec, options.env.get(REPLAY_FILE_ENV).cloned()),
+                ReplayConfig::from_spec(spec, &options.env),
             )))
         }
         SourceType::Synthetic => Ok(AnySource::Synthetic(SyntheticSource::new(

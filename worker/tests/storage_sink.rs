@@ -72,7 +72,7 @@ fn config(url: &str, batch_size: i32) -> StorageConfig {
         url: url.into(),
         batch_size,
     };
-    let mut c = StorageConfig::from_spec(&spec, None).unwrap();
+    let mut c = StorageConfig::from_spec(&spec, &std::collections::HashMap::new()).unwrap();
     c.linger = Duration::from_millis(20);
     c.request_timeout = Duration::from_secs(5);
     c.retry_min_delay = Duration::from_millis(5);

@@ -8,7 +8,7 @@
 //! advisory lock), `session` (one ready connection and its write), `sink` (the loop: batching,
 //! retries, metrics), `error` (retry or reject, and messages that say what to fix).
 //!
-//! Wiring: `PostgresConfig::from_env(spec)` → [`connect_and_migrate`] at startup (fails fast
+//! Wiring: `PostgresConfig::from_spec(spec, env)` → [`connect_and_migrate`] at startup (fails fast
 //! on a wrong DSN or missing privileges) → [`PostgresSink::with_session`].
 //! The staging table is a session temp table, so the DSN must point at PostgreSQL or at a
 //! pooler in session mode (not PgBouncer transaction pooling).
@@ -20,7 +20,7 @@ mod schema;
 mod session;
 mod sink;
 
-pub use config::{DSN_ENV, PostgresConfig, PostgresConfigError, TableName};
+pub use config::{PostgresConfig, PostgresConfigError, TableName};
 pub use error::PostgresError;
 pub use migrations::{MIGRATIONS, MigrationReport};
 pub use session::{PgSession, connect_and_migrate};

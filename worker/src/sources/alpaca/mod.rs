@@ -15,9 +15,7 @@ use quotestream_api::Ticker;
 use serde::Serialize;
 
 pub use book::{MAX_TICKERS, SOURCE};
-pub use config::{
-    AlpacaConfig, DEFAULT_BASE_URL, KEY_ID_ENV, SECRET_KEY_ENV, SecretNames, feed_name,
-};
+pub use config::{AlpacaConfig, DEFAULT_BASE_URL, SecretNames, feed_name};
 pub use decode::Decoder;
 pub use errors::{ErrorContext, GHOST_CONNECTION_GRACE, action};
 
@@ -138,8 +136,14 @@ mod tests {
             max_connections: None,
         };
         let env = HashMap::from([
-            (KEY_ID_ENV.to_owned(), "PK\"TEST".to_owned()),
-            (SECRET_KEY_ENV.to_owned(), "s3cr3t".to_owned()),
+            (
+                quotestream_api::contract::env::ALPACA_KEY_ID.to_owned(),
+                "PK\"TEST".to_owned(),
+            ),
+            (
+                quotestream_api::contract::env::ALPACA_SECRET_KEY.to_owned(),
+                "s3cr3t".to_owned(),
+            ),
         ]);
         Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap()).unwrap()
     }

@@ -15,7 +15,7 @@ use quotestream_api::Ticker;
 use serde_json::json;
 
 pub use book::SOURCE;
-pub use config::{API_KEY_ENV, DEFAULT_URL, PolygonConfig};
+pub use config::{DEFAULT_URL, PolygonConfig};
 pub use decode::Decoder;
 
 use super::websocket::{Decoded, Frame, Protocol};
