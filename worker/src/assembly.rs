@@ -121,9 +121,7 @@ impl AnySink {
         match self {
             Self::Console(s) => s.run(queue, ctx).await,
             Self::Redis(s) => s.run(queue, ctx).await,
-            // The storage sink starts its drain clock when shutdown begins, not when its queue
-            // closes (a full queue may close late).
-            Self::Storage(s) => s.with_shutdown(ctx.shutdown.clone()).run(queue, ctx).await,
+            Self::Storage(s) => s.run(queue, ctx).await,
             Self::Postgres(s) => s.run(queue, ctx).await,
         }
     }
@@ -305,6 +303,7 @@ impl Worker {
         let give_up = CancellationToken::new();
         let pipeline_task = tokio::spawn(pipeline::run(
             input,
+            tickers.subscribe(),
             senders,
             metrics.clone(),
             health.clone(),

@@ -17,6 +17,7 @@ pub mod process_stats;
 pub mod queue;
 pub mod quote;
 pub mod rate_limit;
+pub mod retry;
 pub mod server;
 pub mod sinks;
 pub mod sources;

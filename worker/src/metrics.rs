@@ -42,8 +42,10 @@ pub struct Metrics {
     pub queued_quotes: IntGaugeVec,
     /// Quotes a sink gave up on, by sink and reason (queue_full, shutdown, rejected, contract).
     pub dropped_quotes: IntCounterVec,
-    /// 1 while a sink's circuit breaker is open.
+    /// 1 while a sink's circuit breaker is open (storage: requests are held back).
     pub circuit_open: IntGaugeVec,
+    /// 1 while a durable sink retries a write that failed (the batch in hand waits).
+    pub sink_retrying: IntGaugeVec,
     /// Streaming sources: 1 while logged in and subscribed.
     pub source_connected: IntGauge,
     /// Streaming sources: tickers the open connection is subscribed to.
@@ -168,6 +170,11 @@ impl Metrics {
             circuit_open: gauge_vec(
                 "streamer_sink_circuit_open",
                 "1 while the sink's circuit breaker is open",
+                &["sink"],
+            )?,
+            sink_retrying: gauge_vec(
+                "streamer_sink_retrying",
+                "1 while the sink retries a failed write",
                 &["sink"],
             )?,
             source_connected: gauge(

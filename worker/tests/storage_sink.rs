@@ -102,16 +102,13 @@ fn start(
             .dropped_quotes
             .with_label_values(&["storage", "queue_full"]),
     );
-    let mut sink = StorageSink::new(config).unwrap();
+    let sink = StorageSink::new(config).unwrap();
     assert!(sink.durable());
     assert_eq!(sink.name(), "storage");
-    if let Some(token) = shutdown {
-        sink = sink.with_shutdown(token);
-    }
     let ctx = SinkContext {
         metrics: metrics.clone(),
         drain_deadline,
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        shutdown: shutdown.unwrap_or_default(),
     };
     Running {
         tx: Some(tx),

@@ -4,13 +4,11 @@
 //! - `config`: settings from `spec.sinks.storage` (or `STORAGE_URL`) and the timings.
 //! - `breaker`: the circuit breaker, pure logic with the clock passed in.
 //! - `client`: one POST and the classification of its answer.
-//! - `drain`: the shutdown deadline that bounds every wait.
-//! - `sink`: the batching/retry loop implementing [`crate::sinks::Sink`].
+//! - `sink`: the loop implementing [`crate::sinks::Sink`] on the sink core (`crate::sinks::util`).
 
 mod breaker;
 mod client;
 mod config;
-mod drain;
 mod sink;
 
 pub use breaker::{Breaker, BreakerState, Permit};

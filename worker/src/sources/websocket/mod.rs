@@ -27,7 +27,7 @@ mod subscriptions;
 
 use std::time::Instant;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 
 pub use coalesce::Coalescer;
 pub use protocol::{Action, Decoded, Event, Frame, Malformed, Protocol, VendorError};
@@ -50,15 +50,7 @@ impl<P: Protocol> WebsocketSource<P> {
     }
 
     fn backoff(&self) -> impl Iterator<Item = std::time::Duration> + use<P> {
-        ExponentialBuilder::default()
-            .with_jitter()
-            // Without a random seed every worker cut off by the same outage would retry in
-            // lockstep.
-            .with_jitter_seed(rand::random())
-            .with_min_delay(self.settings.backoff_min)
-            .with_max_delay(self.settings.backoff_max)
-            .without_max_times()
-            .build()
+        crate::retry::backoff(self.settings.backoff_min, self.settings.backoff_max).build()
     }
 }
 
