@@ -73,8 +73,7 @@ fn decode_rate(frames: &[String], total: usize) -> f64 {
     let mut decoder = Decoder::new(ErrorContext {
         feed: AlpacaFeed::Iex,
         secret: secret(),
-    })
-    .unwrap();
+    });
     let mut out = Decoded::default();
     let started = Instant::now();
     let mut quotes = 0;

@@ -492,7 +492,6 @@ mod fuzz {
                 secret_key_key: "APCA_API_SECRET_KEY".into(),
             },
         })
-        .unwrap()
     }
 
     /// Quotes, events, named reasons and messages only remembered: every message shows up.

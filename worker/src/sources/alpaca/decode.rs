@@ -54,13 +54,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(errors: ErrorContext) -> Result<Self, jiff::Error> {
-        Ok(Self {
-            book: Book::new()?,
+    pub fn new(errors: ErrorContext) -> Self {
+        Self {
+            book: Book::new(),
             errors,
             logged_in: false,
             lost_logged_in: None,
-        })
+        }
     }
 
     /// A new connection begins.
@@ -313,7 +313,6 @@ mod tests {
                 secret_key_key: "APCA_API_SECRET_KEY".into(),
             },
         })
-        .unwrap()
     }
 
     fn decode(d: &mut Decoder, text: &str) -> (Decoded, usize) {

@@ -38,11 +38,7 @@ impl Alpaca {
             feed: config.feed,
             secret: config.secret.clone(),
         };
-        let decoder = Decoder::new(context).map_err(|e| {
-            SourceError::Fatal(format!(
-                "the time-zone database lacks America/New_York: {e}"
-            ))
-        })?;
+        let decoder = Decoder::new(context);
         Ok(Self { config, decoder })
     }
 }
