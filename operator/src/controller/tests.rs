@@ -356,7 +356,7 @@ async fn an_unchanged_stream_reapplies_identical_objects_and_publishes_nothing()
         .shards_ready
         .with_label_values(&["markets", "sp500"]);
     assert_eq!(ready.get(), 3);
-    assert_eq!(metrics.reconciliations.with_label_values(&["ok"]).get(), 1);
+    assert_eq!(metrics.reconciliations(Outcome::Ok).get(), 1);
 }
 
 #[tokio::test]
@@ -567,9 +567,7 @@ async fn a_missing_ticker_config_map_degrades_the_stream_and_touches_no_shard() 
     let metrics = r.metrics.clone();
     let action = r.finish().await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
-    let errors = metrics
-        .reconcile_errors
-        .with_label_values(&["MissingConfigMap"]);
+    let errors = metrics.reconcile_errors("MissingConfigMap");
     assert_eq!(errors.get(), 1);
 }
 
@@ -631,10 +629,7 @@ async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
     let metrics = r.metrics.clone();
     let error = r.finish().await.unwrap_err();
     assert_eq!(error.reason(), "ApiError");
-    assert_eq!(
-        metrics.reconciliations.with_label_values(&["error"]).get(),
-        1
-    );
+    assert_eq!(metrics.reconciliations(Outcome::Error).get(), 1);
 }
 
 #[tokio::test]
@@ -655,17 +650,8 @@ async fn a_stream_deleted_during_its_reconcile_is_not_a_failure() {
     let metrics = r.metrics.clone();
     let action = r.finish().await.unwrap();
     assert_eq!(action, Action::await_change());
-    assert_eq!(
-        metrics.reconciliations.with_label_values(&["error"]).get(),
-        0
-    );
-    assert_eq!(
-        metrics
-            .reconcile_errors
-            .with_label_values(&["ApiError"])
-            .get(),
-        0
-    );
+    assert_eq!(metrics.reconciliations(Outcome::Error).get(), 0);
+    assert_eq!(metrics.reconcile_errors("ApiError").get(), 0);
 }
 
 #[tokio::test]
@@ -700,9 +686,6 @@ async fn failures_back_off_per_stream_and_reset_on_success() {
     api.next().await.unwrap().echo(); // Event
     task.await.unwrap().unwrap();
     assert_eq!(error_policy(a, &error, ctx.clone()), secs(1), "reset");
-    let errors = ctx
-        .metrics
-        .reconcile_errors
-        .with_label_values(&["InvalidMetadata"]);
+    let errors = ctx.metrics.reconcile_errors("InvalidMetadata");
     assert_eq!(errors.get(), 12);
 }
