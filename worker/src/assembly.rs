@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::pipeline;
 use crate::queue::{self, FullPolicy, QueueReceiver};
 use crate::rate_limit::RateLimiter;
@@ -285,9 +285,7 @@ impl Worker {
                 options.queue_quotes,
                 policy,
                 metrics.queued_quotes.with_label_values(&[name]),
-                metrics
-                    .dropped_quotes
-                    .with_label_values(&[name, "queue_full"]),
+                metrics.dropped(name, DropReason::QueueFull),
             );
             senders.push((name, tx));
             let ctx = SinkContext {
@@ -376,17 +374,7 @@ impl Worker {
                 .collect(),
             dropped: ["console", "redis", "storage", "postgres"]
                 .iter()
-                .flat_map(|s| {
-                    [
-                        "queue_full",
-                        "unavailable",
-                        "shutdown",
-                        "rejected",
-                        "contract",
-                    ]
-                    .map(|r| (s, r))
-                })
-                .map(|(s, r)| metrics.dropped_quotes.with_label_values(&[s, r]).get())
+                .flat_map(|s| DropReason::ALL.map(|r| metrics.dropped(s, r).get()))
                 .sum(),
         };
         tracing::info!(?summary, "worker stopped");

@@ -13,6 +13,41 @@ const BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0,
 ];
 
+/// Why a sink gave quotes up: the `reason` label of `streamer_sink_dropped_quotes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A best-effort sink's queue was full (the oldest batch went).
+    QueueFull,
+    /// Redis was unavailable (Pub/Sub is best effort).
+    Unavailable,
+    /// Still unsent at the drain deadline of a shutdown.
+    Shutdown,
+    /// The destination refused the quote (storage 4xx, a PostgreSQL constraint).
+    Rejected,
+    /// The contract cannot carry it (share-class tickers in storage batches).
+    Contract,
+}
+
+impl DropReason {
+    pub const ALL: [Self; 5] = [
+        Self::QueueFull,
+        Self::Unavailable,
+        Self::Shutdown,
+        Self::Rejected,
+        Self::Contract,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::Unavailable => "unavailable",
+            Self::Shutdown => "shutdown",
+            Self::Rejected => "rejected",
+            Self::Contract => "contract",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -62,6 +97,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Quotes `sink` dropped for `reason`.
+    pub fn dropped(&self, sink: &str, reason: DropReason) -> IntCounter {
+        self.dropped_quotes
+            .with_label_values(&[sink, reason.as_str()])
+    }
+
     /// Metrics for one shard of one stream.
     pub fn new(stream: &str, shard: u32) -> Result<Self, prometheus::Error> {
         let labels = [

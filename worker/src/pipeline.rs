@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 use crate::log_limit::LogLimiter;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::queue::QueueSender;
 use crate::quote::{Quote, RawQuote, validate};
 use crate::sinks::Batch;
@@ -48,7 +48,7 @@ pub async fn run(
                 biased;
                 _ = sink.send(batch.clone()) => {}
                 _ = give_up.cancelled() => {
-                    metrics.dropped_quotes.with_label_values(&[name, "shutdown"]).inc_by(batch.len() as u64);
+                    metrics.dropped(name, DropReason::Shutdown).inc_by(batch.len() as u64);
                     tracing::error!(sink = name, quotes = batch.len(), "sink still full at the drain deadline: quotes dropped");
                 }
             }

@@ -611,20 +611,25 @@ async fn more_shards_than_the_vendor_allows_connections_degrades_the_stream() {
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 }
 
-#[tokio::test]
-async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
-    let qs = stream("sp500", 2);
-    let mut r = Reconcile::start(&qs);
-
+/// A new stream's reconcile up to its first write (shard 0's ConfigMap), left unanswered.
+async fn up_to_the_first_write(qs: &QuoteStream) -> (Reconcile, Call) {
+    let mut r = Reconcile::start(qs);
     r.expect(Method::GET, &config_map_path("sp500"))
         .await
         .ok(&ticker_list());
     r.expect_list(CONFIG_MAPS)
         .await
         .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
-    r.expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
-        .await
-        .internal_error();
+    let call = r
+        .expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
+        .await;
+    (r, call)
+}
+
+#[tokio::test]
+async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
+    let (r, first_write) = up_to_the_first_write(&stream("sp500", 2)).await;
+    first_write.internal_error();
     // Nothing after the failed call: no Deployment, no status, no Event.
     let metrics = r.metrics.clone();
     let error = r.finish().await.unwrap_err();
@@ -634,19 +639,9 @@ async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
 
 #[tokio::test]
 async fn a_stream_deleted_during_its_reconcile_is_not_a_failure() {
-    let qs = stream("sp500", 1);
-    let mut r = Reconcile::start(&qs);
-
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    let (r, first_write) = up_to_the_first_write(&stream("sp500", 1)).await;
     // The stream and its namespace go while its shard is being written.
-    r.expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
-        .await
-        .not_found();
+    first_write.not_found();
     let metrics = r.metrics.clone();
     let action = r.finish().await.unwrap();
     assert_eq!(action, Action::await_change());

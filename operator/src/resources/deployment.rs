@@ -99,5 +99,4 @@ fn pod_annotations(plan: &StreamPlan, shard: &ShardPlan) -> BTreeMap<String, Str
 }
 
 #[cfg(test)]
-#[path = "deployment_tests.rs"]
 mod tests;

@@ -173,5 +173,4 @@ fn container_security() -> SecurityContext {
 }
 
 #[cfg(test)]
-#[path = "pod_tests.rs"]
 mod tests;

@@ -22,6 +22,7 @@ use super::SINK_NAME;
 use super::config::PostgresConfig;
 use super::error::{Verdict, classify, describe};
 use super::session::{PgSession, Row, connect_and_migrate};
+use crate::metrics::DropReason;
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
 use crate::sinks::util::batch::gather;
@@ -263,10 +264,7 @@ impl Rejected {
     const LOGGED: usize = 5;
 
     fn add(&mut self, ctx: &SinkContext, quote: &Quote, reason: &str) {
-        ctx.metrics
-            .dropped_quotes
-            .with_label_values(&[SINK_NAME, "rejected"])
-            .inc();
+        ctx.metrics.dropped(SINK_NAME, DropReason::Rejected).inc();
         self.count += 1;
         if self.count <= Self::LOGGED {
             tracing::error!(

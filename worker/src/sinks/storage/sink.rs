@@ -21,7 +21,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use super::breaker::{Breaker, BreakerState, Permit};
 use super::client::{Answer, StorageClient, idempotency_key};
 use super::config::StorageConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
 use crate::quote::wire::{ContractViolation, StorageBatch};
@@ -141,11 +141,8 @@ impl Writer {
         }
     }
 
-    fn dropped(&self, reason: &str, quotes: usize) {
-        self.metrics
-            .dropped_quotes
-            .with_label_values(&[SINK, reason])
-            .inc_by(quotes as u64);
+    fn dropped(&self, reason: DropReason, quotes: usize) {
+        self.metrics.dropped(SINK, reason).inc_by(quotes as u64);
     }
 
     /// Sends `quotes` as contract batches. `Err` carries the quotes left unsent when the drain
@@ -159,7 +156,7 @@ impl Writer {
                 Err(e) => {
                     // Validated quotes always serialise; kept as a counted drop, never a panic.
                     tracing::error!(error = %e, quotes = batch.len(), "could not encode a storage batch; dropped");
-                    self.dropped("contract", batch.len());
+                    self.dropped(DropReason::Contract, batch.len());
                     continue;
                 }
             };
@@ -174,7 +171,7 @@ impl Writer {
         if violations.is_empty() {
             return;
         }
-        self.dropped("contract", violations.len());
+        self.dropped(DropReason::Contract, violations.len());
         for v in violations {
             // Log once per ticker (or source): the same share class arrives every poll.
             let text = v.to_string();
@@ -222,7 +219,7 @@ impl Writer {
                 Answer::Rejected { why } => {
                     self.retrying.set(0);
                     self.errors.inc();
-                    self.dropped("rejected", quotes);
+                    self.dropped(DropReason::Rejected, quotes);
                     // Storage answered, so it is up: this is the batch's problem, not an outage.
                     self.breaker.on_success();
                     self.report_breaker();

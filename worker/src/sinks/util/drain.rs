@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::DropReason;
 use crate::queue::QueueReceiver;
 use crate::sinks::SinkContext;
 
@@ -62,8 +63,7 @@ impl Drain {
             return;
         }
         ctx.metrics
-            .dropped_quotes
-            .with_label_values(&[sink, "shutdown"])
+            .dropped(sink, DropReason::Shutdown)
             .inc_by(lost as u64);
         tracing::error!(
             sink,

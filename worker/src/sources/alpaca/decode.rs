@@ -11,7 +11,7 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::book::{Book, DailyBar, Dropped, Nbbo, Outcome, Trade};
-use super::errors::{self, ErrorContext, GHOST_CONNECTION_GRACE};
+use super::status::{self, ErrorContext, GHOST_CONNECTION_GRACE};
 use crate::sources::websocket::{Decoded, Event, Frame, VendorError};
 
 /// The fields of every message type the connector reads, all optional: which ones a message
@@ -172,7 +172,7 @@ impl Decoder {
                 out.events.push(Event::Error(VendorError {
                     code: code.to_string(),
                     message: item.msg.as_deref().unwrap_or_default().to_owned(),
-                    action: errors::action(code, &self.errors, ghost_possible),
+                    action: status::action(code, &self.errors, ghost_possible),
                 }));
                 return 0;
             }

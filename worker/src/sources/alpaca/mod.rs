@@ -4,12 +4,12 @@
 //! `{"action":"auth","key":..,"secret":..}` and, once `authenticated`, subscribes trades, quotes
 //! and daily bars of the shard's tickers. Trades, NBBO quotes and daily bars arrive as separate
 //! messages; `book.rs` combines them into the quote model. Error codes map to actions in
-//! `errors.rs`.
+//! `status.rs` (the vendor control messages, as in every streaming vendor).
 
 mod book;
 mod config;
 mod decode;
-mod errors;
+mod status;
 
 use quotestream_api::Ticker;
 use serde::Serialize;
@@ -17,7 +17,7 @@ use serde::Serialize;
 pub use book::{MAX_TICKERS, SOURCE};
 pub use config::{AlpacaConfig, DEFAULT_BASE_URL, SecretNames, feed_name};
 pub use decode::Decoder;
-pub use errors::{ErrorContext, GHOST_CONNECTION_GRACE, action};
+pub use status::{ErrorContext, GHOST_CONNECTION_GRACE, action};
 
 use super::SourceError;
 use super::websocket::{Decoded, Frame, Protocol};
