@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages when it is missing: Redis and
 # PostgreSQL servers (started by the tests themselves on free loopback ports, never as system
-# services). Idempotent and quiet when everything is there.
+# services), containerd and runc (a private containerd imports and runs the test image of
+# `make images-test`). Idempotent and quiet when everything is there.
 set -euo pipefail
 
 pg_bindir() {
@@ -17,6 +18,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 pg_bindir >/dev/null || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v containerd >/dev/null 2>&1 || need+=(containerd)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
