@@ -84,6 +84,15 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn metrics_text(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail for the text format.
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// A Prometheus text-exposition response.
 pub fn metrics_response(text: String) -> impl IntoResponse {
     (

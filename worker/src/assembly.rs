@@ -87,6 +87,14 @@ pub struct Summary {
     pub dropped: u64,
 }
 
+/// The labels of every sink a worker can run.
+const SINK_NAMES: [&str; 4] = [
+    crate::sinks::console::NAME,
+    crate::sinks::redis::NAME,
+    crate::sinks::storage::NAME,
+    crate::sinks::postgres::NAME,
+];
+
 /// Every sink a worker can run (traits with async methods are not object-safe; the enum is).
 #[derive(Debug)]
 // Built once per worker and moved into its task: the variants' sizes do not matter.
@@ -362,7 +370,7 @@ impl Worker {
         }
         let summary = Summary {
             fetched: metrics.quotes_fetched.get(),
-            published: ["console", "redis", "storage", "postgres"]
+            published: SINK_NAMES
                 .iter()
                 .map(|s| {
                     (
@@ -372,7 +380,7 @@ impl Worker {
                 })
                 .filter(|(_, n)| *n > 0)
                 .collect(),
-            dropped: ["console", "redis", "storage", "postgres"]
+            dropped: SINK_NAMES
                 .iter()
                 .flat_map(|s| DropReason::ALL.map(|r| metrics.dropped(s, r).get()))
                 .sum(),
