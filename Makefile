@@ -34,6 +34,10 @@ test: deps controlplane fmt-check clippy dockerfile-check images-test ## Format 
 	@# that they cannot rot (docs/benchmarks.md is not touched).
 	$(MAKE) --no-print-directory bench-quick BENCH_PROFILE=debug
 
+.PHONY: test-unit
+test-unit: ## The fast inner loop: the unit and property tests beside the code (no apt, no Go build, no servers)
+	$(CARGO) test --workspace --lib --bins
+
 .PHONY: deps
 deps: ## Install the Debian packages the tests need (redis-server, postgresql) when missing
 	@scripts/ensure-deps.sh

@@ -35,13 +35,16 @@ pub fn shutdown_on_signal(what: &'static str) -> CancellationToken {
 
 /// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`): JSON when `json` says so or,
 /// when it does not, inside Kubernetes (`KUBERNETES_SERVICE_HOST` set); human-readable elsewhere.
+/// Terminal colour codes only when stderr is a terminal: a log file or a pipe gets plain text.
 pub fn init_logging(json: Option<bool>, default_filter: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = json.unwrap_or_else(|| std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -75,6 +78,15 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn metrics_text(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail for the text format.
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A Prometheus text-exposition response.

@@ -14,10 +14,7 @@
 
 use std::time::Instant;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every metric of the store, registered once.
 #[derive(Debug, Clone)]
@@ -114,10 +111,7 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec cannot fail for valid metric families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        quotestream_runtime::metrics_text(&self.registry)
     }
 
     /// Updates `quotestore_ingest_rows_per_second` every `every` until `stop`.

@@ -3,8 +3,8 @@
 //! `shard` labels; no label takes a ticker (bounded cardinality).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Latency buckets from 100 µs to 30 s.
@@ -12,6 +12,41 @@ const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
 ];
+
+/// Why a sink gave quotes up: the `reason` label of `streamer_sink_dropped_quotes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A best-effort sink's queue was full (the oldest batch went).
+    QueueFull,
+    /// Redis was unavailable (Pub/Sub is best effort).
+    Unavailable,
+    /// Still unsent at the drain deadline of a shutdown.
+    Shutdown,
+    /// The destination refused the quote (storage 4xx, a PostgreSQL constraint).
+    Rejected,
+    /// The contract cannot carry it (share-class tickers in storage batches).
+    Contract,
+}
+
+impl DropReason {
+    pub const ALL: [Self; 5] = [
+        Self::QueueFull,
+        Self::Unavailable,
+        Self::Shutdown,
+        Self::Rejected,
+        Self::Contract,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::Unavailable => "unavailable",
+            Self::Shutdown => "shutdown",
+            Self::Rejected => "rejected",
+            Self::Contract => "contract",
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -42,8 +77,10 @@ pub struct Metrics {
     pub queued_quotes: IntGaugeVec,
     /// Quotes a sink gave up on, by sink and reason (queue_full, shutdown, rejected, contract).
     pub dropped_quotes: IntCounterVec,
-    /// 1 while a sink's circuit breaker is open.
+    /// 1 while a sink's circuit breaker is open (storage: requests are held back).
     pub circuit_open: IntGaugeVec,
+    /// 1 while a durable sink retries a write that failed (the batch in hand waits).
+    pub sink_retrying: IntGaugeVec,
     /// Streaming sources: 1 while logged in and subscribed.
     pub source_connected: IntGauge,
     /// Streaming sources: tickers the open connection is subscribed to.
@@ -60,6 +97,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Quotes `sink` dropped for `reason`.
+    pub fn dropped(&self, sink: &str, reason: DropReason) -> IntCounter {
+        self.dropped_quotes
+            .with_label_values(&[sink, reason.as_str()])
+    }
+
     /// Metrics for one shard of one stream.
     pub fn new(stream: &str, shard: u32) -> Result<Self, prometheus::Error> {
         let labels = [
@@ -170,6 +213,11 @@ impl Metrics {
                 "1 while the sink's circuit breaker is open",
                 &["sink"],
             )?,
+            sink_retrying: gauge_vec(
+                "streamer_sink_retrying",
+                "1 while the sink retries a failed write",
+                &["sink"],
+            )?,
             source_connected: gauge(
                 "streamer_source_connected",
                 "1 while the streaming source is logged in and subscribed",
@@ -203,10 +251,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for the text format.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        quotestream_runtime::metrics_text(&self.registry)
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::time::MissedTickBehavior;
 use super::config::{RedisConfig, redact};
 use super::heartbeat::Heartbeat;
 use crate::health::Health;
+use crate::metrics::DropReason;
 use crate::metrics::Metrics;
 use crate::process_stats::CpuSampler;
 use crate::queue::QueueReceiver;
@@ -31,7 +32,8 @@ use crate::quote::Quote;
 use crate::quote::wire::{CloudEvent, RedisQuote};
 use crate::sinks::{Batch, Sink, SinkContext, SinkError};
 
-const NAME: &str = "redis";
+/// Label of this sink in metrics and logs.
+pub const NAME: &str = "redis";
 /// How often one kind of publish failure is logged (every one is counted).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Pipelines on their way at once. Two keep Redis busy while the reply to one travels back;
@@ -164,7 +166,7 @@ impl Counters {
             publishes: m.redis_publishes.with_label_values(&[channel]),
             published: m.quotes_published.with_label_values(&[NAME]),
             errors: m.redis_publish_errors.with_label_values(&[channel]),
-            dropped: m.dropped_quotes.with_label_values(&[NAME, "unavailable"]),
+            dropped: m.dropped(NAME, DropReason::Unavailable),
             publish_errors: m.errors.with_label_values(&["publish"]),
             latency: m.redis_publish_latency.with_label_values(&[channel]),
             duration: m.publish_duration.with_label_values(&[NAME]),
@@ -209,9 +211,7 @@ enum Event {
 }
 
 impl Sink for RedisSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+    const NAME: &'static str = NAME;
 
     fn durable(&self) -> bool {
         false

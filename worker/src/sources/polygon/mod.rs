@@ -14,11 +14,10 @@ mod status;
 use quotestream_api::Ticker;
 use serde_json::json;
 
-pub use book::SOURCE;
-pub use config::{API_KEY_ENV, DEFAULT_URL, PolygonConfig};
+pub use config::PolygonConfig;
 pub use decode::Decoder;
 
-use super::stream::{Decoded, Frame, Protocol};
+use super::websocket::{Decoded, Frame, Protocol};
 
 /// The channels subscribed per ticker: trades (the price), quotes (bid/ask) and minute
 /// aggregates (day volume and open).
@@ -80,6 +79,7 @@ impl Protocol for Polygon {
 
 #[cfg(test)]
 mod tests {
+    use super::config::DEFAULT_URL;
     use super::*;
 
     fn polygon() -> Polygon {
