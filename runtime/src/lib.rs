@@ -2,6 +2,10 @@
 //! signal, logging, the TLS crypto provider, and the server behind their HTTP endpoints. Each
 //! binary keeps its own routes; this crate only runs them.
 
+pub mod redact;
+
+pub use redact::redact_url;
+
 use std::net::SocketAddr;
 
 use axum::Router;

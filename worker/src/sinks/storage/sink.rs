@@ -65,7 +65,7 @@ impl Sink for StorageSink {
         let batch_size = self.config.batch_size;
         let linger = self.config.linger;
         let mut w = Writer::new(self, &ctx);
-        tracing::info!(endpoint = %w.client.endpoint(), batch_size, "storage sink started");
+        tracing::info!(endpoint = %w.client.endpoint_redacted(), batch_size, "storage sink started");
         let mut held = Vec::new();
         loop {
             // Linger: a small first batch waits briefly for company, so storage gets few large
