@@ -19,9 +19,14 @@ redis_server=$(command -v redis-server) || die "redis-server is missing (scripts
 
 pg=/usr/lib/postgresql/15
 [ -x "$pg/bin/postgres" ] || die "$pg/bin/postgres is missing (scripts/ensure-deps.sh installs postgresql)"
-# initdb runs its bootstrap through /bin/sh, so this test image has one (dash).
+# initdb runs its bootstrap through /bin/sh, so this test image has one (dash). The modules,
+# less the JIT (it would bring LLVM's 100 MB along).
+modules=()
+for f in "$pg"/lib/*.so; do
+    [ "$(basename "$f")" = llvmjit.so ] || modules+=(--add "$f")
+done
 "$PACK" --binary "$HERE/postgres-entrypoint.sh" --name quotestream.test/postgres:1 --cmd \
-    --add /bin/dash:/bin/sh --add "$pg/bin/postgres" --add "$pg/bin/initdb" --add "$pg/lib" \
+    --add /bin/dash:/bin/sh --add "$pg/bin/postgres" --add "$pg/bin/initdb" "${modules[@]}" \
     --add /usr/share/postgresql/15 --add /usr/share/zoneinfo/UTC --add /usr/share/zoneinfo/Etc/UTC \
     --port 5432/tcp --out "$OUT/test-postgres.oci.tar" >/dev/null
 
