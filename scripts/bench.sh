@@ -123,6 +123,24 @@ row_sharding() {
     "$bin/examples/sharding_report" "${quick_flag[@]}" 2>/dev/null | sed -n '/^## Summary/,/^## Per shard count/p' | sed '/^## /d' >>"$tmp"
 }
 
+# What `make images` makes, from this run's binaries (a debug run packs debug binaries, so only
+# `make bench`'s numbers are the images' sizes).
+row_images() {
+    section "Container images: size (make images)"
+    local dir b layer start
+    dir=$(mktemp -d)
+    printf 'Command: `scripts/oci-image.py --binary %s/<binary> --ca-certs /etc/ssl/certs/ca-certificates.crt ...` (what `make images` runs: FROM scratch, the binary + the shared libraries ldd lists + /etc files + the CA bundle, one uncompressed layer). MB = 10^6 bytes.\n\n| image | binary | image (uncompressed) | archive | pack time |\n|---|---:|---:|---:|---:|\n' "$bin" >>"$tmp"
+    for b in quotestream-operator quotestream-worker; do
+        start=$(date +%s%N)
+        read -r _ layer < <(scripts/oci-image.py --binary "$bin/$b" --name "bench.local/$b:bench" \
+            --out "$dir/$b.oci.tar" --ca-certs /etc/ssl/certs/ca-certificates.crt --port 8080/tcp)
+        awk -v b="$b" -v bin="$(stat -c %s "$bin/$b")" -v layer="$layer" -v ar="$(stat -c %s "$dir/$b.oci.tar")" \
+            -v ms="$(( ($(date +%s%N) - start) / 1000000 ))" \
+            'BEGIN { printf "| %s | %.1f MB | %.1f MB | %.1f MB | %d ms |\n", b, bin / 1e6, layer / 1e6, ar / 1e6, ms }' >>"$tmp"
+    done
+    rm -rf "$dir"
+}
+
 row_micro() {
     section "Micro-benchmarks (criterion)"
     local home args=()
@@ -141,7 +159,7 @@ row_micro() {
     rm -rf "$home"
 }
 
-ROWS=(row_redis row_storage row_postgres row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_micro)
+ROWS=(row_redis row_storage row_postgres row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_micro)
 if [ -n "${BENCH_ROWS:-}" ]; then read -r -a ROWS <<<"$BENCH_ROWS"; fi
 
 # ---------------------------------------------------------------------------------------------

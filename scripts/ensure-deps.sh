@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages when it is missing: Redis and
 # PostgreSQL servers (started by the tests themselves on free loopback ports, never as system
-# services), and the real node's container runtime (tests/node/: containerd, runc, the CNI
-# plugins, iptables, started only inside the node's own namespaces). Idempotent and quiet when
-# everything is there.
+# services), and the container runtime of `make images-test` and of the real node (tests/node/:
+# containerd, runc, the CNI plugins, iptables; started only by those, the node's only inside
+# its own namespaces). Idempotent and quiet when everything is there.
 set -euo pipefail
 
 pg_bindir() {

@@ -4,6 +4,7 @@
 //! It lives in its own small crate so that the worker can read the types the operator writes
 //! without linking the Kubernetes client and controller runtime.
 
+pub mod batch;
 pub mod crd;
 pub mod duration;
 pub mod sharding;

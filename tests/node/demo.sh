@@ -6,10 +6,10 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/common.sh"
-IMAGES="${QS_IMAGES_DIR:-$REPO/target/images}"
+IMAGES="${QS_IMAGES_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/images}"
 K() { "$HERE/enter.sh" kubectl "$@"; }
 
-"$HERE/test-images.sh" "$IMAGES" >/dev/null
+"$HERE/data-images.sh" "$IMAGES" >/dev/null
 if [ ! -f "$STATE/supervisor.ready" ]; then
     QS_NODE_IMAGES="$(ls "$IMAGES"/*.oci.tar | tr '\n' ' ')" QS_CP_SKIP_BUILD=1 "$HERE/node-up.sh" | grep -v '^ '
 fi

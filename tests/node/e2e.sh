@@ -21,7 +21,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/common.sh"
 
 REPORT="${QS_NODE_E2E_REPORT:-$REPO/target/node-e2e.json}"
-IMAGES="${QS_IMAGES_DIR:-$REPO/target/images}"
+IMAGES="${QS_IMAGES_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/images}"
 INTERVAL_MS=1000
 # The bound on a ticker's silence during a reshard, documented in docs/operator.md: the
 # interval, plus the kubelet's ConfigMap refresh on each side of the hand-over (its sync period,
@@ -81,7 +81,7 @@ t=$(now_ms)
 if [ -z "${QS_IMAGES_DIR:-}" ]; then
     make -C "$REPO" --no-print-directory images >/dev/null
 fi
-"$HERE/test-images.sh" "$IMAGES" >/dev/null
+"$HERE/data-images.sh" "$IMAGES" >/dev/null
 images_ms=$(($(now_ms) - t))
 QS_NODE_IMAGES="$(ls "$IMAGES"/*.oci.tar | tr '\n' ' ')" QS_CP_SKIP_BUILD=1 "$HERE/node-up.sh" >/dev/null
 node_up_s=$(cat "$STATE/up-seconds")

@@ -8,19 +8,12 @@ use serde::{Serialize, Serializer};
 
 use super::Quote;
 
-/// Largest batch the storage contract accepts (INV-001, INV-006).
-pub const MAX_STORAGE_BATCH: usize = 1000;
+/// Largest batch the storage contract accepts (INV-001, INV-006); defined with the contract in
+/// `quotestream_api::batch`.
+pub use quotestream_api::batch::MAX_BATCH_QUOTES as MAX_STORAGE_BATCH;
 /// `source` values the storage contract knows (INV-005), extended with quotestream's other
 /// sources; see docs/contracts.md.
-pub const STORAGE_SOURCES: [&str; 7] = [
-    "yfinance",
-    "fmp",
-    "manual",
-    "alpaca",
-    "polygon",
-    "synthetic",
-    "replay",
-];
+pub use quotestream_api::batch::SOURCES as STORAGE_SOURCES;
 /// CloudEvents `type` of a quote.
 pub const CLOUDEVENT_TYPE: &str = "io.opa.quotes.realtime.v1";
 
@@ -178,10 +171,8 @@ pub fn parse_contract_json(line: &str) -> Result<super::RawQuote, ParseError> {
         .timestamp
         .parse()
         .map_err(|e| ParseError::Timestamp(m.timestamp.clone(), e))?;
-    let source = STORAGE_SOURCES
-        .iter()
-        .find(|s| **s == m.source)
-        .ok_or_else(|| ParseError::Source(m.source.clone()))?;
+    let source = quotestream_api::batch::check_source(&m.source)
+        .map_err(|_| ParseError::Source(m.source.clone()))?;
     Ok(super::RawQuote {
         ticker: m.ticker,
         timestamp,

@@ -1,30 +1,28 @@
 //! The PostgreSQL sink (seed 002): quotes go to `quotes.real_time` (or `spec.sinks.postgres.table`)
-//! with primary key (symbol, timestamp), written idempotently in bulk (binary COPY into a
-//! session staging table, then INSERT … ON CONFLICT DO NOTHING), at least once. The worker's
-//! own migrations create the schema; where the TimescaleDB extension is available the table
-//! becomes a hypertable compressed after 30 days and kept 2 years, plain PostgreSQL otherwise.
-//!
-//! Parts: [`config`] (settings), `schema` (the SQL), `migrations` (applied once, under an
-//! advisory lock), `session` (one ready connection and its write), `sink` (the loop: batching,
-//! retries, metrics), `error` (retry or reject, and messages that say what to fix).
+//! with primary key (symbol, timestamp), written idempotently in bulk, at least once. The
+//! database side (schema, versioned migrations, the COPY → stage → ON CONFLICT writer) is
+//! `quotestream-db`, shared with the storage service `quotestream-store`; this module is the
+//! sink's loop: batching, retries, metrics ([`PostgresSink`]).
 //!
 //! Wiring: `PostgresConfig::from_env(spec)` → [`connect_and_migrate`] at startup (fails fast
 //! on a wrong DSN or missing privileges) → [`PostgresSink::with_session`].
-//! The staging table is a session temp table, so the DSN must point at PostgreSQL or at a
-//! pooler in session mode (not PgBouncer transaction pooling).
 
-pub mod config;
-mod error;
-mod migrations;
-mod schema;
-mod session;
 mod sink;
 
-pub use config::{DSN_ENV, PostgresConfig, PostgresConfigError, TableName};
-pub use error::PostgresError;
-pub use migrations::{MIGRATIONS, MigrationReport};
-pub use session::{PgSession, connect_and_migrate};
+pub use quotestream_db::{
+    DSN_ENV, MIGRATIONS, MigrationReport, PgSession, PostgresConfig, PostgresConfigError,
+    PostgresError, TableName, connect_and_migrate,
+};
 pub use sink::PostgresSink;
 
 /// Label of this sink in metrics and logs.
 pub const SINK_NAME: &str = "postgres";
+
+impl From<PostgresConfigError> for crate::sinks::SinkError {
+    fn from(e: PostgresConfigError) -> Self {
+        crate::sinks::SinkError::Config {
+            sink: SINK_NAME,
+            reason: e.to_string(),
+        }
+    }
+}

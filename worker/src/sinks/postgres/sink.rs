@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+use quotestream_db::{
+    PgSession, PostgresConfig, Row, Verdict, classify, connect_and_migrate, describe,
+};
+
 use super::SINK_NAME;
-use super::config::PostgresConfig;
-use super::error::{Verdict, classify, describe};
-use super::session::{PgSession, Row, connect_and_migrate};
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
 use crate::sinks::{Batch, Sink, SinkContext, SinkError};
@@ -76,24 +77,31 @@ impl PostgresSink {
     /// rejected or, after the drain deadline, dropped.
     async fn deliver(&mut self, pending: &[Batch], queue: &QueueReceiver, ctx: &SinkContext) {
         let mut rejected = Rejected::default();
-        let mut rows = Vec::with_capacity(pending.iter().map(|b| b.len()).sum());
+        let capacity = pending.iter().map(|b| b.len()).sum();
+        let mut rows = Vec::with_capacity(capacity);
+        let mut quotes = Vec::with_capacity(capacity);
         for quote in pending.iter().flat_map(|b| b.iter()) {
-            match Row::new(quote) {
-                Ok(row) => rows.push(row),
+            match row_of(quote) {
+                Ok(row) => {
+                    rows.push(row);
+                    quotes.push(quote);
+                }
                 Err(reason) => {
                     ctx.metrics.errors.with_label_values(&["publish"]).inc();
                     rejected.add(ctx, quote, &reason);
                 }
             }
         }
-        self.write_all(&rows, queue, ctx, &mut rejected).await;
+        self.write_all(&rows, &quotes, queue, ctx, &mut rejected)
+            .await;
         rejected.summarize();
     }
 
-    /// Writes `rows` (see [`PostgresSink::deliver`]).
+    /// Writes `rows` (of `quotes`, index for index; see [`PostgresSink::deliver`]).
     async fn write_all(
         &mut self,
         rows: &[Row<'_>],
+        quotes: &[&Quote],
         queue: &QueueReceiver,
         ctx: &SinkContext,
         rejected: &mut Rejected,
@@ -138,7 +146,7 @@ impl PostgresSink {
                     Err(Failure::Reject(reason)) => {
                         ctx.metrics.errors.with_label_values(&["publish"]).inc();
                         if range.len() == 1 {
-                            rejected.add(ctx, rows[range.start].quote, &reason);
+                            rejected.add(ctx, quotes[range.start], &reason);
                         } else {
                             if range.len() == rows.len() {
                                 tracing::warn!(sink = SINK_NAME, rows = range.len(), error = %reason, "PostgreSQL rejected a batch; halving it to find and drop only the bad rows");
@@ -255,6 +263,22 @@ impl PostgresSink {
         self.closed_at
             .map(|t| ctx.drain_deadline.saturating_sub(t.elapsed()))
     }
+}
+
+/// A quote as a row of the table, or why the column types cannot hold it.
+fn row_of(quote: &Quote) -> Result<Row<'_>, String> {
+    Ok(Row {
+        symbol: quote.ticker.as_str(),
+        timestamp: Row::millisecond(quote.timestamp),
+        price: quote.price,
+        volume: Row::volume(quote.volume)?,
+        bid: quote.bid,
+        ask: quote.ask,
+        open: quote.open,
+        high: quote.high,
+        low: quote.low,
+        source: quote.source,
+    })
 }
 
 /// Counts what could not be written before the drain deadline.

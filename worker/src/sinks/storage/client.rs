@@ -10,7 +10,7 @@ use super::config::StorageConfig;
 
 /// Header carrying a key derived from the body: a retried batch has the same key, so storage
 /// can recognise a batch it already stored when only the answer was lost.
-pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+pub use quotestream_api::batch::IDEMPOTENCY_KEY;
 /// How much of a rejection's body goes into the log.
 const EXCERPT_CHARS: usize = 512;
 

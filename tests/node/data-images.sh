@@ -5,11 +5,11 @@
 #   quotestream.test/redis:1      Debian's redis-server
 #   quotestream.test/postgres:1   Debian's PostgreSQL 15 (initdb at first start, trust auth)
 #   quotestream.test/gapwatch:1   tests/testkit's gapwatch (per-ticker gap of a Redis channel)
-# Usage: tests/node/test-images.sh [DIR]
+# Usage: tests/node/data-images.sh [DIR]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/common.sh"
-OUT="${1:-$REPO/target/images}"
+OUT="${1:-${CARGO_TARGET_DIR:-$REPO/target}/images}"
 PACK="$REPO/scripts/oci-image.py"
 mkdir -p "$OUT"
 

@@ -8,18 +8,38 @@ use std::collections::HashSet;
 
 use tokio_postgres::Client;
 
-use super::config::TableName;
-use super::error::describe;
-use super::schema::{self, MIGRATIONS_TABLE};
+use crate::config::TableName;
+use crate::error::describe;
+use crate::partitions;
+use crate::rollup::{self, License};
+use crate::schema::{self, MIGRATIONS_TABLE};
 
 /// Longest wait for another worker's migrations (or any lock a DDL statement needs).
 const LOCK_TIMEOUT: &str = "60s";
 
-/// The migrations, in order.
+/// The migrations of the quotes table, in order (the worker's sink and the store).
 pub const MIGRATIONS: [(i32, &str); 2] = [
     (1, "create table"),
     (2, "timescaledb hypertable, compression and retention"),
 ];
+
+/// The store's migrations (it keeps the rollups current at ingest and maintains the
+/// partitions): time partitions where TimescaleDB is not available, and one of the two rollup
+/// migrations, chosen by what the server has (docs/store.md).
+pub const ROLLUP_MIGRATIONS: [(i32, &str); 3] = [
+    (3, "time partitions (plain PostgreSQL)"),
+    (10, "rollup tables (plain PostgreSQL)"),
+    (11, "rollups as timescaledb continuous aggregates"),
+];
+
+/// How the rollups are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollups {
+    /// Tables merged at ingest, in the write's transaction (migration 10).
+    Tables,
+    /// TimescaleDB continuous aggregates with refresh policies (migration 11).
+    ContinuousAggregates,
+}
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,11 +48,13 @@ pub struct MigrationReport {
     pub applied: Vec<i32>,
     /// Whether the table is a TimescaleDB hypertable (migration 2 applied, now or before).
     pub timescale: bool,
+    /// How the rollups are kept, when they were asked for.
+    pub rollups: Option<Rollups>,
 }
 
 /// A step that failed: which migration (0 for the lock and the version table) and why.
 #[derive(Debug)]
-pub(super) struct StepError {
+pub(crate) struct StepError {
     pub version: i32,
     pub name: &'static str,
     pub error: tokio_postgres::Error,
@@ -41,6 +63,7 @@ pub(super) struct StepError {
 fn name_of(version: i32) -> &'static str {
     MIGRATIONS
         .iter()
+        .chain(ROLLUP_MIGRATIONS.iter())
         .find(|(v, _)| *v == version)
         .map_or("the migration lock and version table", |(_, n)| *n)
 }
@@ -54,10 +77,11 @@ fn step(version: i32) -> impl FnOnce(tokio_postgres::Error) -> StepError {
     }
 }
 
-/// Brings the schema of `table` up to date.
-pub(super) async fn migrate(
+/// Brings the schema of `table` up to date (and its rollups, when `rollups` is set).
+pub(crate) async fn migrate(
     client: &mut Client,
     table: &TableName,
+    rollups: bool,
 ) -> Result<MigrationReport, StepError> {
     let key = format!("quotestream.migrations:{}", table.schema());
     client
@@ -68,7 +92,7 @@ pub(super) async fn migrate(
         .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
         .await
         .map_err(step(0))?;
-    let result = migrate_locked(client, table).await;
+    let result = migrate_locked(client, table, rollups).await;
     // Released after a failure too; if the session broke, the server released it already.
     let _ = client
         .execute(
@@ -83,6 +107,7 @@ pub(super) async fn migrate(
 async fn migrate_locked(
     client: &mut Client,
     table: &TableName,
+    rollups: bool,
 ) -> Result<MigrationReport, StepError> {
     // Existence is checked first: CREATE … IF NOT EXISTS still demands the CREATE privilege,
     // and a DBA may have made the schema for a user that lacks it.
@@ -118,6 +143,7 @@ async fn migrate_locked(
     let mut report = MigrationReport {
         applied: Vec::new(),
         timescale: applied.contains(&2),
+        rollups: None,
     };
 
     if !applied.contains(&1) {
@@ -138,7 +164,7 @@ async fn migrate_locked(
                 "TimescaleDB is not available on this server: using a plain PostgreSQL table (migration 2 stays pending)"
             );
         } else {
-            match apply(client, table, 2, &schema::timescale(table)).await {
+            match apply_timescale(client, table).await {
                 Ok(()) => {
                     report.applied.push(2);
                     report.timescale = true;
@@ -152,7 +178,119 @@ async fn migrate_locked(
             }
         }
     }
+    if rollups {
+        if !report.timescale && !applied.contains(&3) {
+            partition(client, table, &mut report).await?;
+        }
+        report.rollups = Some(migrate_rollups(client, table, &applied, &mut report).await?);
+    }
     Ok(report)
+}
+
+/// Migration 10 or 11 (see [`ROLLUP_MIGRATIONS`]): continuous aggregates on a hypertable with
+/// the community license, tables kept at ingest everywhere else.
+async fn migrate_rollups(
+    client: &mut Client,
+    table: &TableName,
+    applied: &HashSet<i32>,
+    report: &mut MigrationReport,
+) -> Result<Rollups, StepError> {
+    if applied.contains(&11) {
+        return Ok(Rollups::ContinuousAggregates);
+    }
+    if applied.contains(&10) {
+        return Ok(Rollups::Tables);
+    }
+    let community = report.timescale
+        && License::from_setting(
+            client
+                .query_one(rollup::LICENSE_QUERY, &[])
+                .await
+                .map_err(step(11))?
+                .get::<_, Option<String>>(0)
+                .as_deref(),
+        ) == License::Community;
+    if community {
+        apply(client, table, 11, &rollup::timescale_rollups(table)).await?;
+        report.applied.push(11);
+        Ok(Rollups::ContinuousAggregates)
+    } else {
+        apply(client, table, 10, &rollup::plain_tables(table)).await?;
+        report.applied.push(10);
+        Ok(Rollups::Tables)
+    }
+}
+
+/// Migration 3 where TimescaleDB is not available and the table is a plain one: time
+/// partitions ([`partitions::partition_table`]). A failure leaves the table as it is (writes
+/// work either way) and is retried at the next start.
+async fn partition(
+    client: &mut Client,
+    table: &TableName,
+    report: &mut MigrationReport,
+) -> Result<(), StepError> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT ({}), (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1))",
+                schema::TIMESCALE_AVAILABLE
+            ),
+            &[&table.quoted()],
+        )
+        .await
+        .map_err(step(3))?;
+    let available: bool = row.get(0);
+    let kind: Option<String> = row.get(1);
+    if available || kind.as_deref() != Some("r") {
+        return Ok(());
+    }
+    match apply(client, table, 3, &partitions::partition_table(table)).await {
+        Ok(()) => report.applied.push(3),
+        Err(e) => tracing::warn!(
+            %table,
+            error = %describe(&e.error),
+            "the table could not be partitioned by time, so it stays one table (retention then deletes rows); migration 3 is retried at the next start"
+        ),
+    }
+    Ok(())
+}
+
+/// Migration 2: the extension, then the edition's statements ([`schema::timescale`]).
+async fn apply_timescale(client: &mut Client, table: &TableName) -> Result<(), StepError> {
+    let tx = client.transaction().await.map_err(step(2))?;
+    tx.batch_execute(schema::CREATE_TIMESCALE)
+        .await
+        .map_err(step(2))?;
+    let license: Option<String> = tx
+        .query_one(rollup::LICENSE_QUERY, &[])
+        .await
+        .map_err(step(2))?
+        .get(0);
+    for sql in schema::timescale(table, License::from_setting(license.as_deref())) {
+        tx.batch_execute(&sql).await.map_err(step(2))?;
+    }
+    record(&tx, table, 2).await?;
+    tx.commit().await.map_err(step(2))?;
+    tracing::info!(%table, version = 2, license, "applied the TimescaleDB migration");
+    Ok(())
+}
+
+async fn record(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &TableName,
+    version: i32,
+) -> Result<(), StepError> {
+    let name = name_of(version);
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (target_table, version, name) VALUES ($1, $2, $3)",
+            table.sibling(MIGRATIONS_TABLE)
+        ),
+        &[&table.dotted(), &version, &name],
+    )
+    .await
+    .map_err(step(version))?;
+    Ok(())
 }
 
 /// Applies one migration and records it, in one transaction.
@@ -166,18 +304,9 @@ async fn apply(
     for sql in statements {
         tx.batch_execute(sql).await.map_err(step(version))?;
     }
-    let name = name_of(version);
-    tx.execute(
-        &format!(
-            "INSERT INTO {} (target_table, version, name) VALUES ($1, $2, $3)",
-            table.sibling(MIGRATIONS_TABLE)
-        ),
-        &[&table.dotted(), &version, &name],
-    )
-    .await
-    .map_err(step(version))?;
+    record(&tx, table, version).await?;
     tx.commit().await.map_err(step(version))?;
-    tracing::info!(%table, version, name, "applied a schema migration");
+    tracing::info!(%table, version, name = name_of(version), "applied a schema migration");
     Ok(())
 }
 

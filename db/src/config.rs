@@ -1,5 +1,6 @@
-//! Settings of the PostgreSQL sink: where to connect (`DATABASE_URL`, filled by the Deployment
-//! from `spec.sinks.postgres.dsnSecretRef`), which table, and how rows are batched.
+//! Where to connect (`DATABASE_URL`, filled by the worker's Deployment from
+//! `spec.sinks.postgres.dsnSecretRef`, by the store's from its Secret), which table, and how
+//! the worker's sink batches rows.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,8 +8,6 @@ use std::time::Duration;
 
 use quotestream_api::crd::PostgresSink;
 use tokio_postgres::config::SslMode;
-
-use crate::sinks::SinkError;
 
 /// Environment variable holding the connection string.
 pub const DSN_ENV: &str = "DATABASE_URL";
@@ -103,8 +102,11 @@ pub struct PostgresConfig {
     pub linger: Duration,
     /// Longest wait for one write transaction before the session is dropped and the batch retried.
     pub write_timeout: Duration,
+    /// The store's schema: rollups (bars, latest, daily) kept at ingest and time partitions
+    /// on plain PostgreSQL. The store sets it; the worker's sink writes the raw table only.
+    pub rollups: bool,
     /// The DSN, parsed (connect timeout and application name filled in when unset).
-    pub(super) pg: tokio_postgres::Config,
+    pub(crate) pg: tokio_postgres::Config,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -116,6 +118,7 @@ impl fmt::Debug for PostgresConfig {
             .field("batch_rows", &self.batch_rows)
             .field("linger", &self.linger)
             .field("write_timeout", &self.write_timeout)
+            .field("rollups", &self.rollups)
             .finish()
     }
 }
@@ -169,8 +172,17 @@ impl PostgresConfig {
             batch_rows: DEFAULT_BATCH_ROWS,
             linger: DEFAULT_LINGER,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            rollups: false,
             pg,
         })
+    }
+
+    /// Names the connection in `pg_stat_activity` (`quotestream-worker` unless the DSN says).
+    pub fn with_application_name(mut self, name: &str) -> Self {
+        if !self.dsn.contains("application_name") {
+            self.pg.application_name(name);
+        }
+        self
     }
 
     /// The connection string as given (it carries the password: never log it).
@@ -217,15 +229,6 @@ pub enum PostgresConfigError {
         "spec.sinks.postgres.table {value:?} must be schema.table in lower case ({IDENT_RULE}), e.g. quotes.real_time"
     )]
     Table { value: String },
-}
-
-impl From<PostgresConfigError> for SinkError {
-    fn from(e: PostgresConfigError) -> Self {
-        SinkError::Config {
-            sink: super::SINK_NAME,
-            reason: e.to_string(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,14 +3,15 @@
 //! writes. Pure functions of the validated table name, so the exact text is unit-tested.
 //! Identifiers are only ever interpolated through [`TableName::quoted`] (validated, quoted).
 
-use super::config::TableName;
+use crate::config::TableName;
+use crate::rollup::License;
 
 /// Version table of the migrations, in the target schema. One row per (table, version), so
 /// several tables in one schema migrate independently.
-pub(super) const MIGRATIONS_TABLE: &str = "quotestream_migrations";
+pub(crate) const MIGRATIONS_TABLE: &str = "quotestream_migrations";
 
 /// Columns the sink writes, in COPY order. `received_at` is left to its default.
-pub(super) const COLUMNS: [&str; 10] = [
+pub(crate) const COLUMNS: [&str; 10] = [
     "symbol",
     "timestamp",
     "price",
@@ -24,13 +25,13 @@ pub(super) const COLUMNS: [&str; 10] = [
 ];
 
 /// The per-session staging table the COPY goes to.
-const STAGE: &str = "pg_temp.quotestream_stage";
+pub const STAGE: &str = "pg_temp.quotestream_stage";
 
-pub(super) fn create_schema(t: &TableName) -> String {
+pub(crate) fn create_schema(t: &TableName) -> String {
     format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", t.schema())
 }
 
-pub(super) fn create_migrations_table(t: &TableName) -> String {
+pub(crate) fn create_migrations_table(t: &TableName) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (\
          target_table text NOT NULL, \
@@ -44,7 +45,7 @@ pub(super) fn create_migrations_table(t: &TableName) -> String {
 
 /// Migration 1: the table. `price` is the last trade; `volume` the day's cumulative volume;
 /// share-class tickers (BRK.B) are stored as they are in `symbol`.
-pub(super) fn create_table(t: &TableName) -> String {
+pub(crate) fn create_table(t: &TableName) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (\
          symbol text NOT NULL, \
@@ -64,38 +65,46 @@ pub(super) fn create_table(t: &TableName) -> String {
 }
 
 /// Whether the server can install TimescaleDB.
-pub(super) const TIMESCALE_AVAILABLE: &str =
+pub(crate) const TIMESCALE_AVAILABLE: &str =
     "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')";
 
-/// Migration 2, run only where TimescaleDB is available: the table becomes a hypertable on
-/// `timestamp` (rows already there move into chunks), chunks are compressed after 30 days
-/// (segmented by symbol, so one symbol's range decompresses alone) and dropped after 2 years.
-pub(super) fn timescale(t: &TableName) -> Vec<String> {
+/// Migration 2, run only where TimescaleDB is available, after `CREATE EXTENSION` and with the
+/// edition read from `timescaledb.license` (detected, not assumed): the table becomes a
+/// hypertable on `timestamp` in 1-day chunks (rows already there move into chunks); with the
+/// community license, chunks are also compressed after 30 days (segmented by symbol, so one
+/// symbol's range decompresses alone) and dropped after 2 years. The Apache edition has no
+/// compression or policies: the hypertable only.
+pub fn timescale(t: &TableName, license: License) -> Vec<String> {
     // regclass arguments as string literals: the name is validated, so it holds no quote.
     let reg = t.quoted();
-    vec![
-        "CREATE EXTENSION IF NOT EXISTS timescaledb".to_owned(),
-        format!(
-            "SELECT create_hypertable('{reg}', 'timestamp', if_not_exists => TRUE, migrate_data => TRUE)"
-        ),
-        format!(
+    let mut out = vec![format!(
+        "SELECT create_hypertable('{reg}', 'timestamp', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)"
+    )];
+    if license == License::Community {
+        out.push(format!(
             "ALTER TABLE {reg} SET (timescaledb.compress, \
              timescaledb.compress_segmentby = 'symbol', \
              timescaledb.compress_orderby = '\"timestamp\" DESC')"
-        ),
-        format!(
+        ));
+        out.push(format!(
             "SELECT add_compression_policy('{reg}', INTERVAL '30 days', if_not_exists => TRUE)"
-        ),
-        format!("SELECT add_retention_policy('{reg}', INTERVAL '2 years', if_not_exists => TRUE)"),
-    ]
+        ));
+        out.push(format!(
+            "SELECT add_retention_policy('{reg}', INTERVAL '2 years', if_not_exists => TRUE)"
+        ));
+    }
+    out
 }
 
+/// Creates the extension (first statement of migration 2).
+pub const CREATE_TIMESCALE: &str = "CREATE EXTENSION IF NOT EXISTS timescaledb";
+
 /// The columns the table has (to check a table the migrations did not create).
-pub(super) const TABLE_COLUMNS: &str = "SELECT attname::text FROM pg_attribute \
+pub(crate) const TABLE_COLUMNS: &str = "SELECT attname::text FROM pg_attribute \
      WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped";
 
 /// Whether a unique index covers exactly (symbol, timestamp), as ON CONFLICT needs.
-pub(super) const HAS_KEY: &str = "SELECT EXISTS (SELECT 1 FROM pg_index i \
+pub(crate) const HAS_KEY: &str = "SELECT EXISTS (SELECT 1 FROM pg_index i \
      WHERE i.indrelid = $1::text::regclass AND i.indisunique AND i.indpred IS NULL \
      AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a \
           WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) \
@@ -104,12 +113,13 @@ pub(super) const HAS_KEY: &str = "SELECT EXISTS (SELECT 1 FROM pg_index i \
 /// The session's staging table: plain columns of the written types, no constraints (the
 /// target's key decides), emptied by every commit. Declared rather than `LIKE target` so a
 /// target with extra NOT NULL columns (received_at) still takes the COPY.
-pub(super) const CREATE_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS quotestream_stage (\
+pub(crate) const CREATE_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS quotestream_stage (\
      symbol text, \"timestamp\" timestamptz, price double precision, volume bigint, \
      bid double precision, ask double precision, open double precision, \
      high double precision, low double precision, source text) ON COMMIT DELETE ROWS";
 
-fn column_list() -> String {
+/// The written columns, quoted, comma-separated.
+pub fn column_list() -> String {
     COLUMNS
         .iter()
         .map(|c| format!("\"{c}\""))
@@ -117,7 +127,7 @@ fn column_list() -> String {
         .join(", ")
 }
 
-pub(super) fn copy_into_stage() -> String {
+pub(crate) fn copy_into_stage() -> String {
     format!(
         "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
         column_list()
@@ -127,7 +137,7 @@ pub(super) fn copy_into_stage() -> String {
 /// Moves the staged rows into the table; rows whose (symbol, timestamp) is there already are
 /// skipped, so a replayed batch adds nothing (duplicates inside one batch are skipped too:
 /// DO NOTHING, unlike DO UPDATE, accepts them).
-pub(super) fn insert_from_stage(t: &TableName) -> String {
+pub(crate) fn insert_from_stage(t: &TableName) -> String {
     let cols = column_list();
     format!(
         "INSERT INTO {} ({cols}) SELECT {cols} FROM {STAGE} \
@@ -145,12 +155,13 @@ mod tests {
     }
 
     #[test]
-    fn timescale_sql_is_the_seed_policy() {
+    fn timescale_sql_is_the_seed_policy_where_the_edition_allows_it() {
+        let hypertable = r#"SELECT create_hypertable('"quotes"."real_time"', 'timestamp', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)"#;
+        assert_eq!(timescale(&table(), License::Apache), [hypertable]);
         assert_eq!(
-            timescale(&table()),
+            timescale(&table(), License::Community),
             [
-                "CREATE EXTENSION IF NOT EXISTS timescaledb",
-                r#"SELECT create_hypertable('"quotes"."real_time"', 'timestamp', if_not_exists => TRUE, migrate_data => TRUE)"#,
+                hypertable,
                 r#"ALTER TABLE "quotes"."real_time" SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol', timescaledb.compress_orderby = '"timestamp" DESC')"#,
                 r#"SELECT add_compression_policy('"quotes"."real_time"', INTERVAL '30 days', if_not_exists => TRUE)"#,
                 r#"SELECT add_retention_policy('"quotes"."real_time"', INTERVAL '2 years', if_not_exists => TRUE)"#,

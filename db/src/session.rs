@@ -12,11 +12,11 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use super::config::PostgresConfig;
-use super::error::{PostgresError, describe, fix_for};
-use super::migrations::{MigrationReport, migrate};
-use super::schema;
-use crate::quote::Quote;
+use crate::config::PostgresConfig;
+use crate::error::{PostgresError, describe, fix_for};
+use crate::migrations::{MigrationReport, Rollups, migrate};
+use crate::rollup;
+use crate::schema;
 
 /// Longest wait to connect, migrate (the migration lock waits up to 60 s for another worker)
 /// and prepare.
@@ -41,6 +41,8 @@ pub struct PgSession {
     client: Client,
     copy: Statement,
     insert: Statement,
+    /// The insert that also merges the rollups (returns the count), when they are kept.
+    ingest: Option<Statement>,
     migrations: MigrationReport,
 }
 
@@ -56,7 +58,7 @@ impl fmt::Debug for PgSession {
 /// Connects, brings the schema up to date and checks the table: the sink's readiness check.
 /// Call it at startup so that a wrong DSN, password, database or missing privilege stops the
 /// worker with a message that says what to fix, then hand the session to
-/// [`super::PostgresSink::with_session`].
+/// the worker's PostgreSQL sink (or serve requests with it, in the store).
 pub async fn connect_and_migrate(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
     tokio::time::timeout(OPEN_TIMEOUT, open(config))
         .await
@@ -83,19 +85,18 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
             tracing::warn!(server = %log_server, error = %describe(&e), "PostgreSQL connection lost");
         }
     });
-    let migrations =
-        migrate(&mut client, &config.table)
-            .await
-            .map_err(|s| PostgresError::Migration {
-                server: server.clone(),
-                table: config.table.to_string(),
-                step: match s.version {
-                    0 => s.name.to_owned(),
-                    v => format!("migration {v} ({})", s.name),
-                },
-                reason: describe(&s.error),
-                fix: fix_for(&s.error),
-            })?;
+    let migrations = migrate(&mut client, &config.table, config.rollups)
+        .await
+        .map_err(|s| PostgresError::Migration {
+            server: server.clone(),
+            table: config.table.to_string(),
+            step: match s.version {
+                0 => s.name.to_owned(),
+                v => format!("migration {v} ({})", s.name),
+            },
+            reason: describe(&s.error),
+            fix: fix_for(&s.error),
+        })?;
     check_table(&client, config).await?;
     client
         .batch_execute(schema::CREATE_STAGE)
@@ -109,10 +110,28 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
         .prepare(&schema::insert_from_stage(&config.table))
         .await
         .map_err(connect_err)?;
+    let ingest_sql = match migrations.rollups {
+        None => None,
+        Some(Rollups::Tables) => Some(rollup::ingest(
+            &config.table,
+            schema::STAGE,
+            &schema::column_list(),
+        )),
+        Some(Rollups::ContinuousAggregates) => Some(rollup::ingest_timescale(
+            &config.table,
+            schema::STAGE,
+            &schema::column_list(),
+        )),
+    };
+    let ingest = match ingest_sql {
+        Some(sql) => Some(client.prepare(&sql).await.map_err(connect_err)?),
+        None => None,
+    };
     Ok(PgSession {
         client,
         copy,
         insert,
+        ingest,
         migrations,
     })
 }
@@ -165,62 +184,95 @@ impl PgSession {
     }
 
     /// Writes `rows` in one transaction; returns how many were new (the rest were in the
-    /// table already).
-    pub(super) async fn write(&mut self, rows: &[Row<'_>]) -> Result<u64, tokio_postgres::Error> {
+    /// table already). With rollups, the inserted rows are merged into them in the same
+    /// transaction.
+    pub async fn write(&mut self, rows: &[Row<'_>]) -> Result<u64, tokio_postgres::Error> {
         let tx = self.client.transaction().await?;
-        let sink = tx.copy_in(&self.copy).await?;
-        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
-        for r in rows {
-            writer
-                .as_mut()
-                .write(&[
-                    &r.symbol,
-                    &r.timestamp,
-                    &r.quote.price,
-                    &r.volume,
-                    &r.quote.bid,
-                    &r.quote.ask,
-                    &r.quote.open,
-                    &r.quote.high,
-                    &r.quote.low,
-                    &r.quote.source,
-                ])
-                .await?;
-        }
-        writer.finish().await?;
-        let inserted = tx.execute(&self.insert, &[]).await?;
+        copy_rows(&tx, &self.copy, rows).await?;
+        let inserted = match &self.ingest {
+            Some(ingest) => {
+                let n: i64 = tx.query_one(ingest, &[]).await?.get(0);
+                u64::try_from(n).unwrap_or(0)
+            }
+            None => tx.execute(&self.insert, &[]).await?,
+        };
         tx.commit().await?;
         Ok(inserted)
     }
+
+    /// The connection, for statements of the caller's own (health checks, rollups).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// The prepared COPY into the session's staging table.
+    pub fn copy_statement(&self) -> &Statement {
+        &self.copy
+    }
 }
 
-/// A quote as a row of the table.
-#[derive(Debug, Clone)]
-pub(super) struct Row<'a> {
-    pub quote: &'a Quote,
+/// Binary COPY of `rows` into the session's staging table, inside `tx`.
+pub async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    copy: &Statement,
+    rows: &[Row<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
+    for r in rows {
+        writer
+            .as_mut()
+            .write(&[
+                &r.symbol,
+                &r.timestamp,
+                &r.price,
+                &r.volume,
+                &r.bid,
+                &r.ask,
+                &r.open,
+                &r.high,
+                &r.low,
+                &r.source,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// A quote as a row of the table. Built by the worker from a validated quote, by the store
+/// from a checked POST /quotes/batch quote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
     pub symbol: &'a str,
-    /// Truncated to the millisecond: the idempotency key of every sink is (ticker, epoch ms),
-    /// and quotes replayed from the wire (millisecond precision) must meet the same key.
+    /// Truncated to the millisecond (see [`Row::millisecond`]).
     pub timestamp: Timestamp,
+    /// Last trade price.
+    pub price: f64,
+    /// Cumulative volume of the trading day.
     pub volume: i64,
+    pub bid: Option<f64>,
+    pub ask: Option<f64>,
+    pub open: Option<f64>,
+    pub high: Option<f64>,
+    pub low: Option<f64>,
+    pub source: &'a str,
 }
 
-impl<'a> Row<'a> {
-    /// The row of `quote`, or why the column types cannot hold it.
-    pub fn new(quote: &'a Quote) -> Result<Self, String> {
-        let volume = i64::try_from(quote.volume).map_err(|_| {
+impl Row<'_> {
+    /// `t` truncated to the millisecond: the idempotency key of every sink is (ticker, epoch
+    /// ms), and quotes replayed from the wire (millisecond precision) must meet the same key.
+    pub fn millisecond(t: Timestamp) -> Timestamp {
+        Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t)
+    }
+
+    /// `volume` as the bigint column holds it, or why it cannot.
+    pub fn volume(volume: u64) -> Result<i64, String> {
+        i64::try_from(volume).map_err(|_| {
             format!(
-                "volume {} does not fit the bigint column (max {})",
-                quote.volume,
+                "volume {volume} does not fit the bigint column (max {})",
                 i64::MAX
             )
-        })?;
-        let ms = quote.timestamp.as_millisecond();
-        Ok(Self {
-            quote,
-            symbol: quote.ticker.as_str(),
-            timestamp: Timestamp::from_millisecond(ms).unwrap_or(quote.timestamp),
-            volume,
         })
     }
 }

@@ -1,11 +1,11 @@
-//! What a PostgreSQL error means for the sink: retry (the server is down, restarting, busy) or
+//! What a PostgreSQL error means for a writer: retry (the server is down, restarting, busy) or
 //! reject (the rows themselves are bad), and how to say it in a log line an operator can act on.
 
 use tokio_postgres::error::{DbError, SqlState};
 
 /// What to do with a batch after a failed write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Verdict {
+pub enum Verdict {
     /// The server or the connection failed; the same rows will go through later.
     Retry,
     /// The server refused the rows (SQLSTATE class 22 data exception or 23 integrity
@@ -16,7 +16,7 @@ pub(super) enum Verdict {
 /// Sorts an error. Everything that is not about the rows is retried, including permission and
 /// schema errors: a durable sink keeps its batch and says loudly what to fix rather than
 /// dropping quotes because someone revoked a grant.
-pub(super) fn classify(e: &tokio_postgres::Error) -> Verdict {
+pub fn classify(e: &tokio_postgres::Error) -> Verdict {
     match e.code().map(SqlState::code) {
         Some(code) if code.starts_with("22") || code.starts_with("23") => Verdict::Reject,
         _ => Verdict::Retry,
@@ -25,7 +25,7 @@ pub(super) fn classify(e: &tokio_postgres::Error) -> Verdict {
 
 /// `SQLSTATE message (detail; hint)` for a server error, the error and its causes otherwise
 /// (tokio-postgres prints only "db error" or "error connecting to server" by itself).
-pub(super) fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return describe_db(db);
     }
@@ -49,7 +49,7 @@ fn describe_db(db: &DbError) -> String {
 }
 
 /// What to do about an error met while connecting or migrating.
-pub(super) fn fix_for(e: &tokio_postgres::Error) -> &'static str {
+pub fn fix_for(e: &tokio_postgres::Error) -> &'static str {
     let Some(code) = e.code() else {
         return "check the host and port in DATABASE_URL (spec.sinks.postgres.dsnSecretRef) and that the server is up and reachable from the pod (Service, NetworkPolicy)";
     };

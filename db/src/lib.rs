@@ -1,0 +1,27 @@
+//! The database side of quotestream, one definition shared by the worker's PostgreSQL sink and
+//! the storage service `quotestream-store`: quotes go to `quotes.real_time` (or another
+//! `schema.table`) with primary key (symbol, timestamp), written idempotently in bulk (binary
+//! COPY into a session staging table, then INSERT … ON CONFLICT DO NOTHING), at least once.
+//!
+//! Parts: [`config`] (where to connect, which table), `schema` (the SQL, pure functions of
+//! the validated table name), `migrations` (versioned, applied once under an advisory lock),
+//! `session` (one ready connection and its write), `error` (retry or reject, and messages that
+//! say what to fix).
+//!
+//! The staging table is a session temp table, so the DSN must point at PostgreSQL or at a
+//! pooler in session mode (not PgBouncer transaction pooling).
+
+pub mod config;
+mod error;
+mod migrations;
+pub mod partitions;
+pub mod rollup;
+pub mod schema;
+mod session;
+mod status;
+
+pub use config::{DSN_ENV, PostgresConfig, PostgresConfigError, TableName};
+pub use error::{PostgresError, Verdict, classify, describe, fix_for};
+pub use migrations::{MIGRATIONS, MigrationReport, ROLLUP_MIGRATIONS, Rollups};
+pub use session::{PgSession, Row, connect_and_migrate, copy_rows};
+pub use status::{SchemaStatus, TableKind, schema_status};

@@ -1,0 +1,195 @@
+//! The rollups kept at ingest (plain PostgreSQL) against a from-scratch computation over the
+//! raw rows, on a real PostgreSQL: random batches over a few symbols and hours, with replayed
+//! batches, duplicates inside a batch, late and out-of-order quotes. After every run, each
+//! bar table, the latest quotes and the daily summary equal what the raw table gives.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use quotestream_db::{PostgresConfig, Rollups, Row, TableName, connect_and_migrate, rollup};
+use quotestream_testkit::PostgresServer;
+
+const SYMBOLS: [&str; 3] = ["AAPL", "MSFT", "NVDA"];
+/// 2026-01-20T22:30:00Z: the 3-hour window crosses a UTC midnight.
+const T0: i64 = 1_768_948_200_000;
+
+#[derive(Debug, Clone)]
+struct Q {
+    symbol: usize,
+    ms: i64,
+    price: f64,
+    volume: i64,
+}
+
+fn quote() -> impl Strategy<Value = Q> {
+    (
+        0..SYMBOLS.len(),
+        // 3 hours, in 1-second steps plus a few milliseconds: buckets of every grain get
+        // several quotes, some timestamps repeat.
+        0i64..10_800,
+        0i64..3,
+        1u32..20_000,
+        0i64..1_000_000,
+    )
+        .prop_map(|(symbol, s, ms, cents, volume)| Q {
+            symbol,
+            ms: T0 + s * 1000 + ms,
+            price: f64::from(cents) / 100.0,
+            volume,
+        })
+}
+
+/// Batches, then which earlier batches are sent again.
+fn scenario() -> impl Strategy<Value = (Vec<Vec<Q>>, Vec<usize>)> {
+    (
+        prop::collection::vec(prop::collection::vec(quote(), 1..120), 1..12),
+        prop::collection::vec(0usize..12, 0..5),
+    )
+}
+
+fn rows(batch: &[Q]) -> Vec<Row<'static>> {
+    batch
+        .iter()
+        .map(|q| Row {
+            symbol: SYMBOLS[q.symbol],
+            timestamp: Timestamp::from_millisecond(q.ms).unwrap(),
+            price: q.price,
+            volume: q.volume,
+            bid: None,
+            ask: None,
+            open: None,
+            high: None,
+            low: None,
+            source: "synthetic",
+        })
+        .collect()
+}
+
+#[test]
+fn rollups_equal_a_from_scratch_computation() {
+    let pg = PostgresServer::start().unwrap();
+    let dsn = pg.create_database("rollups").unwrap();
+    let table = TableName::parse("quotes.real_time").unwrap();
+    let mut config = PostgresConfig::new(Some(dsn), "quotes.real_time").unwrap();
+    config.rollups = true;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let session = rt.block_on(connect_and_migrate(&config)).unwrap();
+    assert_eq!(session.migrations().rollups, Some(Rollups::Tables));
+    assert!(session.migrations().applied.contains(&10));
+
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(24);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let session = std::cell::RefCell::new(session);
+    let result = runner.run(&scenario(), |(batches, replays)| {
+        let mut session = session.borrow_mut();
+        rt.block_on(async {
+            let tables: Vec<String> = rollup::GRAINS
+                .iter()
+                .map(|(g, _, _)| rollup::bars(&table, g))
+                .chain([table.quoted(), rollup::latest(&table)])
+                .collect();
+            session
+                .client()
+                .batch_execute(&format!("TRUNCATE {}", tables.join(", ")))
+                .await
+                .unwrap();
+            let mut order: Vec<usize> = (0..batches.len()).collect();
+            order.extend(replays.iter().filter(|r| **r < batches.len()));
+            let mut inserted = 0;
+            for i in order {
+                inserted += session.write(&rows(&batches[i])).await.unwrap();
+            }
+            let client = session.client();
+            let raw: i64 = client
+                .query_one(&format!("SELECT count(*) FROM {}", table.quoted()), &[])
+                .await
+                .unwrap()
+                .get(0);
+            prop_assert_eq!(inserted, raw as u64);
+            for (grain, _, _) in rollup::GRAINS {
+                let kept = format!(
+                    "SELECT {} FROM {} ORDER BY 1, 2",
+                    rollup::BAR_COLUMNS,
+                    rollup::bars(&table, grain)
+                );
+                let scratch = format!(
+                    "{} ORDER BY 1, 2",
+                    rollup::from_scratch(&table, grain).unwrap()
+                );
+                let a = as_text(client, &kept).await;
+                let b = as_text(client, &scratch).await;
+                prop_assert_eq!(a, b, "grain {}", grain);
+            }
+            let latest = as_text(
+                client,
+                &format!(
+                    "SELECT symbol, \"timestamp\", price, volume FROM {} ORDER BY 1",
+                    rollup::latest(&table)
+                ),
+            )
+            .await;
+            let scratch = as_text(
+                client,
+                &format!(
+                    "SELECT DISTINCT ON (symbol) symbol, \"timestamp\", price, volume FROM {} \
+                     ORDER BY symbol, \"timestamp\" DESC",
+                    table.quoted()
+                ),
+            )
+            .await;
+            prop_assert_eq!(latest, scratch);
+            // The daily summary's volume is the last cumulative volume of the day, and the
+            // minute bars' volumes of a day add up to it.
+            let daily = as_text(
+                client,
+                &format!(
+                    "SELECT symbol, day, volume, range FROM {} ORDER BY 1, 2",
+                    rollup::daily(&table)
+                ),
+            )
+            .await;
+            let scratch = as_text(
+                client,
+                &format!(
+                    "SELECT DISTINCT ON (symbol, d) symbol, d, volume, \
+                     (max(price) OVER w - min(price) OVER w) FROM (SELECT *, \
+                     date_bin('1 day', \"timestamp\", {}) AS d FROM {}) r \
+                     WINDOW w AS (PARTITION BY symbol, d) ORDER BY symbol, d, \"timestamp\" DESC",
+                    rollup::ORIGIN,
+                    table.quoted()
+                ),
+            )
+            .await;
+            prop_assert_eq!(daily, scratch);
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Every row of `sql` as text (floats in PostgreSQL's shortest exact form), sorted.
+async fn as_text(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let mut rows: Vec<String> = client
+        .query(&format!("SELECT t::text FROM ({sql}) t"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    rows.sort();
+    rows
+}

@@ -1,0 +1,138 @@
+//! The store's Prometheus metrics (GET /metrics).
+//!
+//! - `quotestore_ingest_rows_total{result}`: quotes received in accepted batches, `inserted`
+//!   (new) or `duplicate` (already stored: a replay)
+//! - `quotestore_ingest_rows_per_second`: inserted rows per second over the last few seconds
+//! - `quotestore_batch_duration_seconds`: time to store one accepted batch (parse to commit)
+//! - `quotestore_rejected_batches_total{rule}`: refused batches by rule (`INV-001`…`INV-007`,
+//!   `volume`, `range`, `duplicate`, `json`, `body_size`)
+//! - `quotestore_db_errors_total{kind}`: `unavailable` (no connection), `retry` (the server
+//!   failed the write), `rejected` (the server refused the rows)
+//! - `quotestore_idempotent_replays_total`: batches answered from the Idempotency-Key cache
+
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric of the store, registered once.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub rows: IntCounterVec,
+    pub rows_per_second: IntGauge,
+    pub batch_duration: Histogram,
+    pub rejected: IntCounterVec,
+    pub db_errors: IntCounterVec,
+    pub replays: IntCounter,
+}
+
+/// Labels of `quotestore_rejected_batches_total` besides the contract rules.
+pub const JSON: &str = "json";
+pub const BODY_SIZE: &str = "body_size";
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let rows = IntCounterVec::new(
+            Opts::new(
+                "quotestore_ingest_rows_total",
+                "Quotes of accepted batches, by result (inserted, duplicate)",
+            ),
+            &["result"],
+        )?;
+        let rows_per_second = IntGauge::new(
+            "quotestore_ingest_rows_per_second",
+            "Inserted rows per second over the last few seconds",
+        )?;
+        let batch_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "quotestore_batch_duration_seconds",
+                "Time to store one accepted batch, from request to commit",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "quotestore_rejected_batches_total",
+                "Refused batches, by the rule they broke",
+            ),
+            &["rule"],
+        )?;
+        let db_errors = IntCounterVec::new(
+            Opts::new(
+                "quotestore_db_errors_total",
+                "Database failures while storing a batch, by kind (unavailable, retry, rejected)",
+            ),
+            &["kind"],
+        )?;
+        let replays = IntCounter::new(
+            "quotestore_idempotent_replays_total",
+            "Batches answered from the Idempotency-Key cache without touching the database",
+        )?;
+        registry.register(Box::new(rows.clone()))?;
+        registry.register(Box::new(rows_per_second.clone()))?;
+        registry.register(Box::new(batch_duration.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(db_errors.clone()))?;
+        registry.register(Box::new(replays.clone()))?;
+        for r in ["inserted", "duplicate"] {
+            rows.with_label_values(&[r]);
+        }
+        for i in quotestream_api::batch::Invariant::ALL {
+            rejected.with_label_values(&[i.code()]);
+        }
+        for r in ["volume", "range", "duplicate", JSON, BODY_SIZE] {
+            rejected.with_label_values(&[r]);
+        }
+        for k in ["unavailable", "retry", "rejected"] {
+            db_errors.with_label_values(&[k]);
+        }
+        Ok(Self {
+            registry,
+            rows,
+            rows_per_second,
+            batch_duration,
+            rejected,
+            db_errors,
+            replays,
+        })
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for valid metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Updates `quotestore_ingest_rows_per_second` every `every` until `stop`.
+    pub async fn track_rate(
+        self,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let inserted = self.rows.with_label_values(&["inserted"]);
+        let mut last = (Instant::now(), inserted.get());
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            let now = (Instant::now(), inserted.get());
+            let secs = now.0.duration_since(last.0).as_secs_f64();
+            if secs > 0.0 {
+                let rate = (now.1.saturating_sub(last.1)) as f64 / secs;
+                self.rows_per_second.set(rate.round() as i64);
+            }
+            last = now;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Startup (configuration, migrations — the process exits non-zero with the reason when the
+//! database is unreachable or refuses them), the routes, and the drain on SIGTERM: /ready
+//! turns 503, the listener stops accepting, in-flight requests finish (bounded by
+//! `--drain-timeout`), then the process exits 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use quotestream_api::batch;
+use quotestream_db::{PostgresConfig, connect_and_migrate, describe, partitions};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{DbArgs, ServeArgs};
+use crate::health::{self, Health};
+use crate::ingest::{self, Ingest};
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+
+/// `application_name` of the store's connections.
+const APPLICATION_NAME: &str = "quotestream-store";
+
+fn config(db: &DbArgs) -> anyhow::Result<PostgresConfig> {
+    let config = PostgresConfig::new(db.database_url.clone(), &db.table)
+        .map_err(|e| anyhow::anyhow!("{}", for_store(&e.to_string())))?;
+    let mut config = config.with_application_name(APPLICATION_NAME);
+    config.rollups = true;
+    Ok(config)
+}
+
+/// The shared configuration errors speak of the worker's CRD fields; the store's come from
+/// `--database-url`/`DATABASE_URL` and `--table`.
+fn for_store(message: &str) -> String {
+    message
+        .replace(
+            "the Deployment sets it from spec.sinks.postgres.dsnSecretRef; check that the Secret and key exist and hold a connection string",
+            "set it (or --database-url) to a connection string",
+        )
+        .replace("in the Secret of spec.sinks.postgres.dsnSecretRef", "in DATABASE_URL")
+        .replace("spec.sinks.postgres.table", "--table")
+}
+
+/// `quotestream-store migrate`.
+pub async fn migrate_only(db: DbArgs) -> anyhow::Result<()> {
+    let config = config(&db)?;
+    let session = connect_and_migrate(&config)
+        .await
+        .context("applying the migrations")?;
+    tracing::info!(table = %config.table, report = ?session.migrations(), "migrations applied");
+    Ok(())
+}
+
+/// The routes, for `state`.
+pub fn router(ingest: Arc<Ingest>, health: Arc<Health>, max_body_bytes: usize) -> Router {
+    let metrics = ingest.metrics.clone();
+    let api = Router::new()
+        .route(batch::PATH, post(ingest::post_batch))
+        // The handler enforces `max_body_bytes` itself (and drains before answering 413).
+        .layer(DefaultBodyLimit::max(max_body_bytes.max(1)))
+        .with_state(ingest);
+    let probes = Router::new()
+        .route("/health", get(health::get_health))
+        .route("/ready", get(health::get_ready))
+        .with_state(health);
+    api.merge(probes).route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move { quotestream_runtime::metrics_response(m.render()) }
+        }),
+    )
+}
+
+/// How often the partitions are maintained (next month's made, expired ones dropped).
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs [`partitions::maintain`] now and every [`MAINTENANCE_EVERY`] until `stop`; failures
+/// are logged and retried at the next round (writes do not depend on it: rows without a
+/// partition go to the default one).
+async fn maintain_partitions(pool: Arc<Pool>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(MAINTENANCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let table = pool.config().table.clone();
+        let done = match pool.get(Duration::from_secs(30)).await {
+            Ok(mut pooled) => match pooled.session() {
+                Some(s) => partitions::maintain(s.client(), &table, jiff::Timestamp::now())
+                    .await
+                    .map_err(|e| describe(&e)),
+                None => Err("no session".into()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match done {
+            Ok(m) if m != partitions::Maintenance::default() => {
+                tracing::info!(created = ?m.created, dropped = ?m.dropped, expired_default_rows = m.expired_default_rows, "partition maintenance");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "partition maintenance failed; retried in an hour")
+            }
+        }
+    }
+}
+
+/// `quotestream-store serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = config(&args.db)?;
+    let first = connect_and_migrate(&config)
+        .await
+        .context("starting: the database must be reachable and accept the migrations")?;
+    tracing::info!(
+        server = %config.server(),
+        table = %config.table,
+        migrations = ?first.migrations(),
+        "database ready"
+    );
+    let metrics = Metrics::new().context("registering the metrics")?;
+    let shutdown = quotestream_runtime::shutdown_on_signal("draining in-flight requests");
+    let pool = Arc::new(Pool::new(config, args.connections, first));
+    let ingest = Arc::new(Ingest {
+        pool: Arc::clone(&pool),
+        metrics: metrics.clone(),
+        cache: ingest::idempotency::IdempotencyCache::default(),
+        retry_after: args.retry_after_secs,
+        max_body_bytes: args.max_body_bytes,
+    });
+    let health = Arc::new(Health {
+        ingest: Arc::clone(&ingest),
+        shutdown: shutdown.clone(),
+    });
+    let app = router(ingest, health, args.max_body_bytes);
+    // The listener stops when `stop` fires, a moment after `shutdown`: /ready answers 503 in
+    // between, and requests already accepted finish.
+    let stop = CancellationToken::new();
+    let (bound, server) = quotestream_runtime::serve(args.listen, app, stop.clone())
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    tokio::spawn(metrics.track_rate(Duration::from_secs(5), stop.clone()));
+    tokio::spawn(maintain_partitions(Arc::clone(&pool), stop.clone()));
+    tracing::info!(listen = %bound, "quotestream-store serving POST {}", batch::PATH);
+    shutdown.cancelled().await;
+    stop.cancel();
+    match tokio::time::timeout(args.drain_timeout, server).await {
+        Ok(_) => tracing::info!("drained; stopped"),
+        Err(_) => tracing::warn!(
+            timeout = ?args.drain_timeout,
+            "in-flight requests did not finish within the drain timeout; stopping anyway"
+        ),
+    }
+    Ok(())
+}

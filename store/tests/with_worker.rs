@@ -1,0 +1,134 @@
+//! The real `quotestream-worker run` posting to the real `quotestream-store` on a real
+//! PostgreSQL, which restarts in the middle of the stream: the store answers 503 +
+//! Retry-After meanwhile, the worker's storage sink keeps its batches and retries, and in the
+//! end every quote the worker counts as published is stored exactly once (nothing lost,
+//! nothing doubled) and none was dropped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod support;
+
+use std::process::{Command, Stdio};
+
+use quotestream_testkit::{PostgresServer, free_port, wait_until};
+use serde_json::json;
+use support::{Store, WAIT, count, database, metric, signal, wait_exit, workspace_binary};
+
+#[test]
+fn the_worker_streams_through_a_database_restart_losing_and_doubling_nothing() {
+    let mut pg = PostgresServer::start().unwrap();
+    let dsn = database(&pg, "e2e");
+    let store = Store::start(&dsn, &["--retry-after-secs", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.json");
+    let tickers: Vec<String> = (0..40)
+        .map(|i| {
+            let a = (b'A' + (i / 26) as u8) as char;
+            let b = (b'A' + (i % 26) as u8) as char;
+            format!("Q{a}{b}")
+        })
+        .collect();
+    std::fs::write(
+        &config,
+        serde_json::to_vec(&json!({
+            "namespace": "markets", "stream": "e2e", "shard": 0, "shards": 1,
+            "tickers": tickers, "interval": "100ms", "requestsPerHour": 100000.0,
+            "source": {"type": "synthetic", "synthetic": {"seed": 3}},
+            "sinks": {"storage": {"url": store.url(), "batchSize": 100}},
+            "epoch": 1, "fingerprint": "test"
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let worker_port = free_port().unwrap();
+    let worker_log = dir.path().join("worker.log");
+    let out = std::fs::File::create(&worker_log).unwrap();
+    let mut worker = Command::new(workspace_binary("quotestream-worker"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{worker_port}"),
+            "--grace",
+            "30s",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&worker_log).unwrap_or_default();
+    let stored = |pg: &PostgresServer| count(pg, "e2e", "SELECT count(*) FROM quotes.real_time");
+
+    // Streaming.
+    assert!(
+        wait_until(WAIT, || stored(&pg) >= 400),
+        "no rows; worker log:\n{}",
+        log()
+    );
+
+    // The database goes away; the store answers 503 and the worker retries. It comes back
+    // after the worker's first failed POST, before the worker's breaker opens (5 failures).
+    pg.stop();
+    assert!(
+        wait_until(WAIT, || store
+            .metric("quotestore_db_errors_total{kind=\"unavailable\"}")
+            >= 1.0),
+        "the store saw no outage; log:\n{}",
+        store.log_text()
+    );
+    assert!(
+        wait_until(WAIT, || metric(
+            worker_port,
+            "streamer_errors_total{type=\"publish\"}"
+        ) >= 1.0),
+        "the worker saw no failed POST; its log:\n{}",
+        log()
+    );
+    pg.restart().unwrap();
+    let before = stored(&pg);
+    // Bounded by the breaker's open period (60 s) should it have opened on a slow machine.
+    assert!(
+        wait_until(WAIT * 2, || stored(&pg) >= before + 400),
+        "streaming did not resume; worker log:\n{}",
+        log()
+    );
+
+    // Drain: the worker posts what it has and stops.
+    signal(worker.id(), "TERM");
+    let status = wait_exit(&mut worker, WAIT);
+    assert!(status.success(), "worker exit {status}; log:\n{}", log());
+    // The worker's summary line: `summary=Summary { fetched: F, published: [("storage", P)], dropped: D }`.
+    let text = log();
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("worker stopped"))
+        .unwrap_or_else(|| panic!("no summary in the worker log:\n{text}"));
+    let number_after = |marker: &str| -> u64 {
+        let at = summary
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} not in {summary}"));
+        summary[at + marker.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let published = number_after("(\"storage\", ");
+    let dropped = number_after("dropped: ");
+    let rows = stored(&pg);
+    assert_eq!(dropped, 0, "{summary}");
+    assert!(published > 800, "{summary}");
+    assert_eq!(rows, published, "nothing lost, nothing doubled: {summary}");
+    let distinct = count(
+        &pg,
+        "e2e",
+        "SELECT count(DISTINCT (symbol, \"timestamp\")) FROM quotes.real_time",
+    );
+    assert_eq!(distinct, rows);
+    let inserted = store.metric("quotestore_ingest_rows_total{result=\"inserted\"}") as u64;
+    assert_eq!(inserted, rows);
+}
