@@ -30,6 +30,7 @@ GAP_BOUND_MS=$((INTERVAL_MS + 2 * 5000 + 1000))
 VERSION="$(awk -F'"' '/^version *=/ {print $2; exit}' "$REPO/Cargo.toml")"
 WORKER_IMAGE="ghcr.io/quotestream/quotestream-worker:$VERSION"
 
+t_start=$(date +%s)
 passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
@@ -254,6 +255,6 @@ cat >"$REPORT" <<EOF
  "first_quote_ms": $first_quote_ms, "scale_8_ms": $scale_8_ms, "gap_8_ms": $gap_8_ms,
  "scale_3_ms": $scale_3_ms, "gap_3_ms": $gap_3_ms, "failover_ms": $failover_ms,
  "upgrade_ms": $upgrade_ms, "worker_mib": $worker_mib, "worker_rss_mib": $worker_rss_mib,
- "operator_mib": $operator_mib, "operator_rss_mib": $operator_rss_mib}
+ "operator_mib": $operator_mib, "operator_rss_mib": $operator_rss_mib, "total_s": $(($(date +%s) - t_start))}
 EOF
 echo "# timings: $(tr -d '\n' <"$REPORT")"
