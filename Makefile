@@ -14,12 +14,15 @@ help: ## Show the targets
 
 SOURCE ?= synthetic
 
+# With DATABASE_URL set, the store (quotestream-store) runs on it and the shards post to it.
+WITH_STORE := $(if $(DATABASE_URL),scripts/with-store.sh,)
+
 .PHONY: run
-run: ## Stream the example S&P 500 QuoteStream locally (4 shards; SOURCE=yahoo-stream|alpaca|polygon streams from a local vendor server; REDIS_URL etc. optional)
+run: ## Stream the example S&P 500 QuoteStream locally (4 shards; SOURCE=yahoo-stream|alpaca|polygon streams from a local vendor server; REDIS_URL, STORAGE_URL optional; DATABASE_URL also starts the store)
 ifeq ($(SOURCE),synthetic)
-	$(CARGO) run --release -q -p quotestream-worker -- local $(ARGS)
+	$(WITH_STORE) $(CARGO) run --release -q -p quotestream-worker -- local $(ARGS)
 else
-	@scripts/run-streaming.sh $(SOURCE) $(ARGS)
+	@$(WITH_STORE) scripts/run-streaming.sh $(SOURCE) $(ARGS)
 endif
 
 .PHONY: test
@@ -31,6 +34,10 @@ test: deps controlplane-node fmt-check clippy dockerfile-check images-test ## Fo
 	@# The benchmark harnesses on the debug build the tests just made: not for numbers, so
 	@# that they cannot rot (docs/benchmarks.md is not touched).
 	$(MAKE) --no-print-directory bench-quick BENCH_PROFILE=debug
+
+.PHONY: test-unit
+test-unit: ## The fast inner loop: the unit and property tests beside the code (no apt, no Go build, no servers)
+	$(CARGO) test --workspace --lib --bins
 
 .PHONY: deps
 deps: ## Install the Debian packages the tests need (redis-server, postgresql) when missing
@@ -105,8 +112,8 @@ bench-quick: deps ## Every benchmark row in a few seconds; report to a temp file
 	BENCH_PROFILE=$(BENCH_PROFILE) scripts/bench.sh --quick
 
 .PHONY: build
-build: ## Release build of both binaries
-	$(CARGO) build --release -p quotestream-operator -p quotestream-worker
+build: ## Release build of the binaries (operator, worker, store)
+	$(CARGO) build --release -p quotestream-operator -p quotestream-worker -p quotestream-store
 
 # Container images (docs/images.md). The repository defaults to the one the chart's values
 # name, so `helm install` finds what `make images` imported; the tag defaults to the workspace

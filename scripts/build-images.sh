@@ -30,7 +30,7 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then revision=$revis
 ca=${CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
 [ -r "$ca" ] || { echo "build-images: no CA bundle at $ca (apt-get install ca-certificates, or set CA_CERTS)" >&2; exit 1; }
 
-# The JSON array of CMD in the Dockerfile stage named after the binary, as words.
+# The CMD (a JSON array) of the Dockerfile stage named after the binary.
 dockerfile_cmd() {
     python3 - "$1" <<'PY'
 import json, sys
@@ -40,7 +40,7 @@ for line in open("Dockerfile"):
     if words and words[0] == "FROM":
         stage = line.split()[-1] if " AS " in line else None
     elif stage == sys.argv[1] and words and words[0] == "CMD":
-        print(" ".join(json.loads(words[1])))
+        print(json.dumps(json.loads(words[1])))
         sys.exit(0)
 sys.exit(f"build-images: no CMD in a 'FROM runtime AS {sys.argv[1]}' stage of the Dockerfile")
 PY
@@ -52,10 +52,9 @@ for bin in "$@"; do
     binary=$target/release/$bin
     [ -x "$binary" ] || { echo "build-images: $binary is missing: cargo build --release -p $bin" >&2; exit 1; }
     archive=$out/$bin.oci.tar
-    words=$(dockerfile_cmd "$bin")
-    read -r -a cmd <<<"$words"
+    cmd=$(dockerfile_cmd "$bin")
     read -r digest layer_size < <(scripts/oci-image.py --binary "$binary" --name "$repo/$bin:$tag" \
-        --out "$archive" --created "$created" --cmd "${cmd[@]}" --port 8080/tcp --ca-certs "$ca" \
+        --out "$archive" --created "$created" --cmd "$cmd" --port 8080/tcp --ca-certs "$ca" \
         --label "org.opencontainers.image.title=$bin" \
         --label "org.opencontainers.image.version=$tag" \
         --label "org.opencontainers.image.revision=$revision" \

@@ -57,7 +57,8 @@ def parse_args(argv):
     p.add_argument("--out", required=True, help="the .oci.tar file to write")
     p.add_argument("--created", type=int, default=int(os.environ.get("SOURCE_DATE_EPOCH", "0")),
                    help="Unix time for every mtime and the created fields (default: $SOURCE_DATE_EPOCH, else 0)")
-    p.add_argument("--cmd", nargs="*", default=["run"], help="default arguments (Cmd); default: run")
+    p.add_argument("--cmd", type=json.loads, default=["run"], metavar="JSON",
+                   help='default arguments (Cmd) as a JSON array, like a Dockerfile CMD; default: ["run"]')
     p.add_argument("--port", action="append", default=[], help="exposed port, e.g. 8080/tcp (repeatable)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="image label, e.g. org.opencontainers.image.revision=abc (repeatable)")
@@ -227,7 +228,7 @@ def main(argv):
         "config": {
             "User": f"{NONROOT}:{NONROOT}",
             "Entrypoint": [f"/usr/local/bin/{bin_name}"],
-            "Cmd": args.cmd,
+            "Cmd": [str(word) for word in args.cmd],
             "ExposedPorts": {port: {} for port in args.port},
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
             "WorkingDir": "/",

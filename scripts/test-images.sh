@@ -16,7 +16,7 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL images-test: $*" >&2; exit 1; }
 
-pack() { scripts/oci-image.py --binary /usr/bin/id --cmd --name quotestream.test/id:1 --created "$1" --out "$2"; }
+pack() { scripts/oci-image.py --binary /usr/bin/id --cmd '[]' --name quotestream.test/id:1 --created "$1" --out "$2"; }
 read -r first _ < <(pack 1700000000 "$dir/a.oci.tar")
 read -r second _ < <(pack 1700000000 "$dir/b.oci.tar")
 read -r later _ < <(pack 1700000001 "$dir/c.oci.tar")

@@ -1,10 +1,12 @@
 //! The quotestream API shared by the control plane (operator) and the data plane (worker):
-//! the `QuoteStream` custom resource, ticker symbols, durations, and the shard assignment.
+//! the `QuoteStream` custom resource, ticker symbols, durations, the shard assignment, and the
+//! rest of the operator ↔ worker contract (environment, paths, port: [`contract`]).
 //!
 //! It lives in its own small crate so that the worker can read the types the operator writes
 //! without linking the Kubernetes client and controller runtime.
 
 pub mod batch;
+pub mod contract;
 pub mod crd;
 pub mod duration;
 pub mod sharding;

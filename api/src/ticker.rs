@@ -4,7 +4,7 @@
 //! `^[A-Z]{1,5}$`. The S&P 500 also holds share classes (`BRK.B`, `BF.B`) that do not. quotestream
 //! accepts them in one canonical form, the dotted one used by the exchanges' consolidated tape
 //! and by the S&P list itself: `ROOT.CLASS`, `^[A-Z]{1,5}(\.[A-Z])?$`. Each vendor gets its own
-//! spelling at the edge ([`Ticker::yahoo_symbol`] gives `BRK-B`), and [`Ticker::is_contract_symbol`]
+//! spelling at the edge, in the worker (Yahoo's `BRK-B`), and [`Ticker::is_contract_symbol`]
 //! tells a sink whose contract only admits the plain pattern that it must not send this one.
 //! See docs/tickers.md for the full mapping.
 
@@ -63,14 +63,6 @@ impl Ticker {
         Err(TickerError::Pattern(symbol.to_owned()))
     }
 
-    /// Maps a Yahoo Finance symbol (`BRK-B`) back to the canonical ticker (`BRK.B`).
-    pub fn from_yahoo(symbol: &str) -> Result<Self, TickerError> {
-        match symbol.split_once('-') {
-            Some((root, class)) => Self::parse(&format!("{root}.{class}")),
-            None => Self::parse(symbol),
-        }
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -83,11 +75,6 @@ impl Ticker {
     /// True when the ticker matches the contracts' strict pattern `^[A-Z]{1,5}$`.
     pub fn is_contract_symbol(&self) -> bool {
         self.share_class().is_none()
-    }
-
-    /// The symbol as Yahoo Finance spells it: share classes use a dash (`BRK-B`).
-    pub fn yahoo_symbol(&self) -> String {
-        self.0.replace('.', "-")
     }
 }
 
@@ -285,10 +272,8 @@ mod tests {
     }
 
     #[test]
-    fn yahoo_mapping_round_trips() {
+    fn share_classes_are_not_contract_symbols() {
         let t = Ticker::parse("BRK.B").unwrap();
-        assert_eq!(t.yahoo_symbol(), "BRK-B");
-        assert_eq!(Ticker::from_yahoo("BRK-B").unwrap(), t);
         assert!(!t.is_contract_symbol());
         assert!(Ticker::parse("MSFT").unwrap().is_contract_symbol());
     }
@@ -334,13 +319,6 @@ mod tests {
                     && class.is_none_or(|c| c.len() == 1 && c.chars().all(|c| c.is_ascii_uppercase()))
             };
             prop_assert_eq!(Ticker::parse(&s).is_ok(), re_match);
-        }
-
-        #[test]
-        fn yahoo_symbol_maps_back(root in "[A-Z]{1,5}", class in proptest::option::of("[A-Z]")) {
-            let s = match &class { Some(c) => format!("{root}.{c}"), None => root.clone() };
-            let t = Ticker::parse(&s).unwrap();
-            prop_assert_eq!(Ticker::from_yahoo(&t.yahoo_symbol()).unwrap(), t);
         }
     }
 }

@@ -35,3 +35,15 @@ fn configmap_example_resolves_its_list() {
     let tickers = qs.spec.ticker_set(Some(list)).unwrap();
     assert_eq!(tickers.len(), 12);
 }
+
+#[test]
+fn store_example_posts_to_the_chart_service() {
+    let qs: QuoteStream = serde_yaml::from_str(&example("with-store.yaml")).unwrap();
+    assert_eq!(qs.spec.ticker_set(None).unwrap().len(), 6);
+    let storage = qs.spec.sinks.storage.as_ref().unwrap();
+    assert_eq!(
+        storage.url,
+        "http://quotestream-store.quotestream-system:8080"
+    );
+    assert_eq!(storage.batch_size, 1000);
+}

@@ -2,15 +2,15 @@
 //! `spec.sinks.postgres.dsnSecretRef`, by the store's from its Secret), which table, and how
 //! the worker's sink batches rows.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use quotestream_api::contract::{self, env::DATABASE_URL};
 use quotestream_api::crd::PostgresSink;
 use tokio_postgres::config::SslMode;
 
-/// Environment variable holding the connection string.
-pub const DSN_ENV: &str = "DATABASE_URL";
 /// Rows per write (one COPY + INSERT … ON CONFLICT transaction). Measured on this machine kind
 /// (reference/limits.md), 10k-row batches reach ~95k rows/s and 1k-row batches ~67k; 5000
 /// keeps most of the gain with a smaller batch in hand.
@@ -125,18 +125,14 @@ impl fmt::Debug for PostgresConfig {
 
 impl PostgresConfig {
     /// Builds the settings from `spec.sinks.postgres` and the connection string the Deployment
-    /// put in `DATABASE_URL` (pass `std::env::var("DATABASE_URL").ok()`, or use
-    /// [`PostgresConfig::from_env`]).
+    /// put in `DATABASE_URL` (the spec has no DSN of its own: [`contract::env_or_spec`] with
+    /// no spec value).
     pub fn from_spec(
         spec: &PostgresSink,
-        dsn: Option<String>,
+        env: &HashMap<String, String>,
     ) -> Result<Self, PostgresConfigError> {
+        let dsn = contract::env_or_spec(env, DATABASE_URL, None).map(|(dsn, _)| dsn.to_owned());
         Self::new(dsn, &spec.table)
-    }
-
-    /// Like [`PostgresConfig::from_spec`], reading `DATABASE_URL` from the environment.
-    pub fn from_env(spec: &PostgresSink) -> Result<Self, PostgresConfigError> {
-        Self::from_spec(spec, std::env::var(DSN_ENV).ok())
     }
 
     /// Settings with the defaults for everything but the DSN and the table.
@@ -214,15 +210,15 @@ impl PostgresConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PostgresConfigError {
     #[error(
-        "{DSN_ENV} is not set: the Deployment sets it from spec.sinks.postgres.dsnSecretRef; check that the Secret and key exist and hold a connection string (postgres://user:password@host:5432/db)"
+        "{DATABASE_URL} is not set: the Deployment sets it from spec.sinks.postgres.dsnSecretRef; check that the Secret and key exist and hold a connection string (postgres://user:password@host:5432/db)"
     )]
     MissingDsn,
     #[error(
-        "{DSN_ENV} is not a valid PostgreSQL connection string ({reason}); expected postgres://user:password@host:5432/db in the Secret of spec.sinks.postgres.dsnSecretRef"
+        "{DATABASE_URL} is not a valid PostgreSQL connection string ({reason}); expected postgres://user:password@host:5432/db in the Secret of spec.sinks.postgres.dsnSecretRef"
     )]
     InvalidDsn { reason: String },
     #[error(
-        "{DSN_ENV} asks for sslmode=require, but this worker connects without TLS; use sslmode=disable or sslmode=prefer (e.g. inside the cluster network), or terminate TLS in a sidecar"
+        "{DATABASE_URL} asks for sslmode=require, but this worker connects without TLS; use sslmode=disable or sslmode=prefer (e.g. inside the cluster network), or terminate TLS in a sidecar"
     )]
     TlsRequired,
     #[error(
@@ -245,9 +241,13 @@ mod tests {
 
     const DSN: &str = "postgres://quotes:s3cret@db.data:5432/market";
 
+    fn env(dsn: &str) -> HashMap<String, String> {
+        HashMap::from([(DATABASE_URL.to_owned(), dsn.to_owned())])
+    }
+
     #[test]
     fn defaults_and_redacted_debug() {
-        let c = PostgresConfig::from_spec(&spec("quotes.real_time"), Some(DSN.into())).unwrap();
+        let c = PostgresConfig::from_spec(&spec("quotes.real_time"), &env(DSN)).unwrap();
         assert_eq!(c.batch_rows, 5000);
         assert_eq!(c.linger, Duration::from_millis(200));
         assert_eq!(c.table.quoted(), "\"quotes\".\"real_time\"");
@@ -262,14 +262,14 @@ mod tests {
             "dsnSecretRef": {"name": "pg", "key": "dsn"},
         }))
         .unwrap();
-        let c = PostgresConfig::from_spec(&s, Some(DSN.into())).unwrap();
+        let c = PostgresConfig::from_spec(&s, &env(DSN)).unwrap();
         assert_eq!(c.table.to_string(), "quotes.real_time");
     }
 
     #[test]
     fn a_missing_dsn_names_the_env_var_and_the_secret() {
-        for dsn in [None, Some(String::new()), Some("  ".into())] {
-            let e = PostgresConfig::from_spec(&spec("quotes.real_time"), dsn).unwrap_err();
+        for env in [HashMap::new(), env(""), env("  ")] {
+            let e = PostgresConfig::from_spec(&spec("quotes.real_time"), &env).unwrap_err();
             assert_eq!(e, PostgresConfigError::MissingDsn);
             let msg = e.to_string();
             assert!(msg.starts_with("DATABASE_URL is not set"), "{msg}");

@@ -20,7 +20,7 @@ pub mod schema;
 mod session;
 mod status;
 
-pub use config::{DSN_ENV, PostgresConfig, PostgresConfigError, TableName};
+pub use config::{PostgresConfig, PostgresConfigError, TableName};
 pub use error::{PostgresError, Verdict, classify, describe, fix_for};
 pub use migrations::{MIGRATIONS, MigrationReport, ROLLUP_MIGRATIONS, Rollups};
 pub use session::{PgSession, Row, connect_and_migrate, copy_rows};

@@ -2,6 +2,7 @@
 //! ([`resources`]), kept free of API calls so it can be tested as plain functions.
 
 pub mod controller;
+pub mod metrics;
 pub mod resources;
 pub mod run;
-pub mod telemetry;
+pub mod server;

@@ -12,9 +12,10 @@ use quotestream_api::QuoteStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller;
+use crate::metrics::Metrics;
 use crate::resources::meta::FIELD_MANAGER;
 use crate::resources::plan::OperatorSettings;
-use crate::telemetry::{self, Metrics, Readiness};
+use crate::server::{self, Readiness};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -48,7 +49,7 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
     let ready = Readiness::default();
-    let (bound, server) = telemetry::serve(
+    let (bound, server) = server::serve(
         args.listen,
         metrics.clone(),
         ready.clone(),

@@ -266,7 +266,13 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
             "default render lacks {kind}/{name}: {defaults:?}"
         );
     }
-    for kind in ["ServiceMonitor", "PodMonitor", "QuoteStream", "Secret"] {
+    for kind in [
+        "ServiceMonitor",
+        "PodMonitor",
+        "QuoteStream",
+        "Secret",
+        "PodDisruptionBudget",
+    ] {
         assert!(
             !defaults.iter().any(|(k, _)| k == kind),
             "{kind} is off by default: {defaults:?}"
@@ -279,6 +285,8 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         "podMonitor.enabled=true",
         "example.enabled=true",
         "rbac.checkSecretReferences=true",
+        "store.enabled=true",
+        "store.database.secretName=quotestream-store-db",
     ]));
     for (kind, name) in [
         ("Role", "quotestream-operator"),
@@ -286,6 +294,9 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         ("ServiceMonitor", "quotestream-operator"),
         ("PodMonitor", "quotestream-workers"),
         ("QuoteStream", "demo"),
+        ("Deployment", "quotestream-store"),
+        ("Service", "quotestream-store"),
+        ("PodDisruptionBudget", "quotestream-store"),
     ] {
         assert!(
             has(&scoped, kind, name),
@@ -308,6 +319,12 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
     assert!(!out.status.success(), "a typo'd key is accepted");
     assert!(
         text(&out).contains("additional properties 'enabeld' not allowed"),
+        "{}",
+        text(&out)
+    );
+    let out = helm(&["template", "q", &chart, "--set", "store.enabled=true"]);
+    assert!(
+        !out.status.success() && text(&out).contains("set store.database.secretName"),
         "{}",
         text(&out)
     );
@@ -367,6 +384,8 @@ fn every_rendering_passes_a_server_dry_run_under_restricted_pod_security() {
             "podMonitor.enabled=true",
             "example.enabled=true",
             "rbac.checkSecretReferences=true",
+            "store.enabled=true",
+            "store.database.secretName=quotestream-store-db",
         ],
         &[
             "watchNamespace=markets",

@@ -35,13 +35,16 @@ pub fn shutdown_on_signal(what: &'static str) -> CancellationToken {
 
 /// Logs to stderr, filtered by `RUST_LOG` (else `default_filter`): JSON when `json` says so or,
 /// when it does not, inside Kubernetes (`KUBERNETES_SERVICE_HOST` set); human-readable elsewhere.
+/// Terminal colour codes only when stderr is a terminal: a log file or a pipe gets plain text.
 pub fn init_logging(json: Option<bool>, default_filter: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let json = json.unwrap_or_else(|| std::env::var_os("KUBERNETES_SERVICE_HOST").is_some());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -18,7 +18,7 @@ use quotestream_worker::rate_limit::RateLimiter;
 use quotestream_worker::sources::alpaca::{
     Alpaca, AlpacaConfig, Decoder, ErrorContext, SecretNames,
 };
-use quotestream_worker::sources::stream::{Decoded, Frame, StreamSettings, StreamSource};
+use quotestream_worker::sources::websocket::{Decoded, Frame, WebsocketSettings, WebsocketSource};
 use quotestream_worker::sources::{Source, SourceContext};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -73,8 +73,7 @@ fn decode_rate(frames: &[String], total: usize) -> f64 {
     let mut decoder = Decoder::new(ErrorContext {
         feed: AlpacaFeed::Iex,
         secret: secret(),
-    })
-    .unwrap();
+    });
     let mut out = Decoded::default();
     let started = Instant::now();
     let mut quotes = 0;
@@ -131,7 +130,7 @@ async fn source_rate(rate: f64, tickers: usize, window: Duration) -> f64 {
         rate_limit: Arc::new(RateLimiter::unlimited()),
         shutdown: shutdown.clone(),
     };
-    let source = StreamSource::new(Alpaca::new(config).unwrap(), StreamSettings::default());
+    let source = WebsocketSource::new(Alpaca::new(config).unwrap(), WebsocketSettings::default());
     let task = tokio::spawn(source.run(ctx));
     // Warm-up: the login, the subscription and the first second.
     let warm = Instant::now();

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bench_common::{median, pick, quick, thousands};
 use quotestream_api::WorkerConfig;
+use quotestream_api::contract::env::DATABASE_URL;
 use quotestream_testkit::{Durability, PostgresServer, RedisServer};
+use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::process_stats::cpu_seconds;
-use quotestream_worker::runtime::{RunOptions, Worker};
-use quotestream_worker::sinks::postgres::{DSN_ENV, PostgresConfig, connect_and_migrate};
+use quotestream_worker::sinks::postgres::{PostgresConfig, connect_and_migrate};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -109,7 +110,7 @@ async fn rust_run(
             "sinks": sinks,
         }))?;
         let env: HashMap<String, String> = dsn
-            .map(|d| HashMap::from([(DSN_ENV.to_owned(), d.to_owned())]))
+            .map(|d| HashMap::from([(DATABASE_URL.to_owned(), d.to_owned())]))
             .unwrap_or_default();
         let worker = Worker::new(
             config,
@@ -263,7 +264,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "{TICKERS} tickers; Redis (no subscriber) and PostgreSQL (`{TABLE}`, fsync on, a fresh database per run) are throwaway local servers sharing the machine's cores with the pipelines. quotestream: whole `runtime::Worker`s in this process (synthetic source ticking every 1 ms, so the offered load is far above what the sinks take and back-pressure sets the pace → pipeline validation → Redis sink, and PostgreSQL sink when present), {} s window after a {} ms warm-up that starts with the first quote confirmed; 4 shards = 4 workers of {} tickers on the same 2-core runtime. Python (scripts/bench/e2e_pipeline.py, one process): the same quotes pre-built as dicts (not timed), validated with a pydantic v2 model of the contract, then sent; `seed` = the seeds' way (one PUBLISH per quote with redis-py, psycopg `executemany` INSERT … ON CONFLICT per batch of {TICKERS}); `tuned` = the same libraries used well (redis-py pipelines of 1000, psycopg COPY into a staging table + INSERT … ON CONFLICT per 5000, like the Rust sink). quotes/s = quotes confirmed by every sink of the row; CPU = user + system seconds of the pipeline's own process (not Redis's or PostgreSQL's) per 100 000 quotes. Median of {repeats} interleaved runs. Targets (against the seeds' way): ≥ 50× to Redis alone, ≥ 20× with PostgreSQL in the path.{}{}\n",
+        "{TICKERS} tickers; Redis (no subscriber) and PostgreSQL (`{TABLE}`, fsync on, a fresh database per run) are throwaway local servers sharing the machine's cores with the pipelines. quotestream: whole `assembly::Worker`s in this process (synthetic source ticking every 1 ms, so the offered load is far above what the sinks take and back-pressure sets the pace → pipeline validation → Redis sink, and PostgreSQL sink when present), {} s window after a {} ms warm-up that starts with the first quote confirmed; 4 shards = 4 workers of {} tickers on the same 2-core runtime. Python (scripts/bench/e2e_pipeline.py, one process): the same quotes pre-built as dicts (not timed), validated with a pydantic v2 model of the contract, then sent; `seed` = the seeds' way (one PUBLISH per quote with redis-py, psycopg `executemany` INSERT … ON CONFLICT per batch of {TICKERS}); `tuned` = the same libraries used well (redis-py pipelines of 1000, psycopg COPY into a staging table + INSERT … ON CONFLICT per 5000, like the Rust sink). quotes/s = quotes confirmed by every sink of the row; CPU = user + system seconds of the pipeline's own process (not Redis's or PostgreSQL's) per 100 000 quotes. Median of {repeats} interleaved runs. Targets (against the seeds' way): ≥ 50× to Redis alone, ≥ 20× with PostgreSQL in the path.{}{}\n",
         window.as_secs_f64(),
         warmup.as_millis(),
         TICKERS / 4,

@@ -21,17 +21,17 @@ use bench_common::{load_average, pick, quick, symbol, thousands};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use quotestream_api::WorkerConfig;
+use quotestream_api::contract::env::REPLAY_FILE;
 use quotestream_api::crd::RedisSink as RedisSpec;
 use quotestream_testkit::RedisServer;
+use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::health::Health;
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::queue::{self, FullPolicy, QueueReceiver, QueueSender};
 use quotestream_worker::quote::wire::RedisQuote;
 use quotestream_worker::quote::{Quote, RawQuote, validate};
-use quotestream_worker::runtime::{RunOptions, Worker};
 use quotestream_worker::sinks::redis::{RedisConfig, RedisSink};
 use quotestream_worker::sinks::{Batch, Sink, SinkContext, SinkError};
-use quotestream_worker::sources::replay::REPLAY_FILE_ENV;
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -239,11 +239,15 @@ impl Subscriber {
 
 fn sink_config(url: &str) -> anyhow::Result<RedisConfig> {
     let spec: RedisSpec = serde_json::from_value(json!({"url": url, "channel": CHANNEL}))?;
-    RedisConfig::from_spec(&spec, None, "/quotestream/bench/redis/shard-0".into())
-        .map_err(|e| anyhow::anyhow!("sinks.redis: {e}"))
+    RedisConfig::from_spec(
+        &spec,
+        &HashMap::new(),
+        "/quotestream/bench/redis/shard-0".into(),
+    )
+    .map_err(|e| anyhow::anyhow!("sinks.redis: {e}"))
 }
 
-/// A Redis sink queue exactly as `runtime::Worker::run` builds it (drop-oldest, same labels).
+/// A Redis sink queue exactly as `assembly::Worker::run` builds it (drop-oldest, same labels).
 fn sink_queue(metrics: &Metrics, capacity: usize) -> (QueueSender, QueueReceiver) {
     queue::channel(
         capacity,
@@ -393,7 +397,7 @@ async fn run_worker(
         "source": {"type": "replay", "replay": {"configMapKeyRef": {"name": "rec", "key": "quotes.ndjson"}, "speedPercent": 0}},
         "sinks": {"redis": {"url": url, "channel": CHANNEL}}
     }))?;
-    let env = HashMap::from([(REPLAY_FILE_ENV.to_owned(), file.display().to_string())]);
+    let env = HashMap::from([(REPLAY_FILE.to_owned(), file.display().to_string())]);
     let worker = Worker::new(
         config,
         RunOptions {
@@ -748,7 +752,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("### Publish throughput\n");
     println!(
-        "{n} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {repeats} interleaved runs. The sink row fills its queue with all {n} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipelines — up to two in flight, the next one encoded meanwhile — metrics). The client row is the redis crate alone with pre-encoded payloads, one pipeline at a time. The worker rows run a whole `runtime::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {n} nothing can be evicted; {QUEUE_QUOTES} is the runtime default. The subscriber drains on its own thread in this process.\n",
+        "{n} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {repeats} interleaved runs. The sink row fills its queue with all {n} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipelines — up to two in flight, the next one encoded meanwhile — metrics). The client row is the redis crate alone with pre-encoded payloads, one pipeline at a time. The worker rows run a whole `assembly::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {n} nothing can be evicted; {QUEUE_QUOTES} is the runtime default. The subscriber drains on its own thread in this process.\n",
         payload.len()
     );
     println!(

@@ -33,7 +33,8 @@ fn sink_config(url: &str, batch_size: usize) -> anyhow::Result<StorageConfig> {
         url: url.into(),
         batch_size: i32::try_from(batch_size)?,
     };
-    StorageConfig::from_spec(&spec, None).map_err(|e| anyhow::anyhow!("sinks.storage: {e}"))
+    StorageConfig::from_spec(&spec, &std::collections::HashMap::new())
+        .map_err(|e| anyhow::anyhow!("sinks.storage: {e}"))
 }
 
 /// The sink with its queue pre-filled with every quote, timed until it has had every batch

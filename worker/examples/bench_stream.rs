@@ -18,7 +18,7 @@ use quotestream_api::WorkerConfig;
 use quotestream_testkit::RedisServer;
 use quotestream_testkit::stream::yahoo::YahooStreamServer;
 use quotestream_testkit::stream::{Market, Script};
-use quotestream_worker::runtime::{RunOptions, Worker};
+use quotestream_worker::assembly::{RunOptions, Worker};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use quotestream_api::WorkerConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{ReloadHandle, WorkerError, parse_tickers};
+use crate::assembly::{ReloadHandle, WorkerError, parse_tickers};
 
 /// Reads and parses a worker configuration file.
 pub fn load(path: &Path) -> Result<WorkerConfig, WorkerError> {
@@ -108,7 +108,7 @@ pub fn apply(current: &WorkerConfig, next: &WorkerConfig, live: &ReloadHandle) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::{RunOptions, Worker};
+    use crate::assembly::{RunOptions, Worker};
 
     fn config(changes: serde_json::Value) -> WorkerConfig {
         let mut json = serde_json::json!({

@@ -6,6 +6,7 @@
 //! Durable sinks (storage, PostgreSQL) block the pipeline when they fall behind, which holds the
 //! source back; Redis Pub/Sub drops its oldest batches instead and counts them.
 
+pub mod assembly;
 pub mod config_file;
 pub mod health;
 pub mod local;
@@ -16,7 +17,7 @@ pub mod process_stats;
 pub mod queue;
 pub mod quote;
 pub mod rate_limit;
-pub mod runtime;
+pub mod retry;
 pub mod server;
 pub mod sinks;
 pub mod sources;

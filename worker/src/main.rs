@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use quotestream_api::contract;
+use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::local::{self, LocalOptions, LocalStream};
 use quotestream_worker::quote::{validate, wire};
-use quotestream_worker::runtime::{RunOptions, Worker};
 use quotestream_worker::{config_file, server};
 
 /// The quotestream worker: streams one shard of a QuoteStream from its source to its sinks.
@@ -45,13 +46,13 @@ enum Command {
     /// Stream one shard as configured by the operator (the container's command).
     Run {
         /// The worker configuration written by the operator.
-        #[arg(long, env = "QUOTESTREAM_CONFIG", default_value = quotestream_api::worker_config::WORKER_CONFIG_PATH)]
+        #[arg(long, env = contract::env::CONFIG, default_value = quotestream_api::worker_config::WORKER_CONFIG_PATH)]
         config: PathBuf,
         /// Address of /metrics, /health and /ready.
-        #[arg(long, env = "QUOTESTREAM_LISTEN", default_value = "0.0.0.0:8080")]
+        #[arg(long, env = contract::env::LISTEN, default_value = contract::LISTEN_ADDR)]
         listen: SocketAddr,
         /// Time the sinks get to drain on SIGTERM (keep it below the pod's grace period).
-        #[arg(long, env = "QUOTESTREAM_GRACE", default_value = "25s", value_parser = parse_duration)]
+        #[arg(long, env = contract::env::GRACE, default_value = contract::WORKER_GRACE, value_parser = parse_duration)]
         grace: Duration,
         /// How often the configuration file is checked for a new ticker list.
         #[arg(long, default_value = "1s", value_parser = parse_duration)]

@@ -13,6 +13,41 @@ const BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0,
 ];
 
+/// Why a sink gave quotes up: the `reason` label of `streamer_sink_dropped_quotes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// A best-effort sink's queue was full (the oldest batch went).
+    QueueFull,
+    /// Redis was unavailable (Pub/Sub is best effort).
+    Unavailable,
+    /// Still unsent at the drain deadline of a shutdown.
+    Shutdown,
+    /// The destination refused the quote (storage 4xx, a PostgreSQL constraint).
+    Rejected,
+    /// The contract cannot carry it (share-class tickers in storage batches).
+    Contract,
+}
+
+impl DropReason {
+    pub const ALL: [Self; 5] = [
+        Self::QueueFull,
+        Self::Unavailable,
+        Self::Shutdown,
+        Self::Rejected,
+        Self::Contract,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::Unavailable => "unavailable",
+            Self::Shutdown => "shutdown",
+            Self::Rejected => "rejected",
+            Self::Contract => "contract",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -42,8 +77,10 @@ pub struct Metrics {
     pub queued_quotes: IntGaugeVec,
     /// Quotes a sink gave up on, by sink and reason (queue_full, shutdown, rejected, contract).
     pub dropped_quotes: IntCounterVec,
-    /// 1 while a sink's circuit breaker is open.
+    /// 1 while a sink's circuit breaker is open (storage: requests are held back).
     pub circuit_open: IntGaugeVec,
+    /// 1 while a durable sink retries a write that failed (the batch in hand waits).
+    pub sink_retrying: IntGaugeVec,
     /// Streaming sources: 1 while logged in and subscribed.
     pub source_connected: IntGauge,
     /// Streaming sources: tickers the open connection is subscribed to.
@@ -60,6 +97,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Quotes `sink` dropped for `reason`.
+    pub fn dropped(&self, sink: &str, reason: DropReason) -> IntCounter {
+        self.dropped_quotes
+            .with_label_values(&[sink, reason.as_str()])
+    }
+
     /// Metrics for one shard of one stream.
     pub fn new(stream: &str, shard: u32) -> Result<Self, prometheus::Error> {
         let labels = [
@@ -168,6 +211,11 @@ impl Metrics {
             circuit_open: gauge_vec(
                 "streamer_sink_circuit_open",
                 "1 while the sink's circuit breaker is open",
+                &["sink"],
+            )?,
+            sink_retrying: gauge_vec(
+                "streamer_sink_retrying",
+                "1 while the sink retries a failed write",
                 &["sink"],
             )?,
             source_connected: gauge(

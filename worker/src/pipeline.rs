@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
-use quotestream_api::Ticker;
-use tokio::sync::mpsc;
+use quotestream_api::{Ticker, TickerSet};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
 use crate::log_limit::LogLimiter;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::queue::QueueSender;
 use crate::quote::{Quote, RawQuote, validate};
 use crate::sinks::Batch;
@@ -18,11 +18,15 @@ use crate::sinks::Batch;
 /// that returns an unchanged quote publishes nothing), and hands each batch to every sink
 /// queue. Returns when the source side closes; dropping the senders then closes the sink queues.
 ///
+/// When the operator reassigns the shard's `tickers`, what the stage remembers about tickers it
+/// no longer owns is forgotten ([`Stage::retain`]), so its memory follows the assignment.
+///
 /// `give_up` fires at the drain deadline of a shutdown: a durable sink that is still down keeps
 /// its queue full, so from then on what cannot be queued is counted as dropped (reason
 /// `shutdown`) instead of waiting forever.
 pub async fn run(
     mut input: mpsc::Receiver<Vec<RawQuote>>,
+    mut tickers: watch::Receiver<TickerSet>,
     sinks: Vec<(&'static str, QueueSender)>,
     metrics: Metrics,
     health: Health,
@@ -31,6 +35,10 @@ pub async fn run(
     let mut stage = Stage::new(metrics.clone());
     while let Some(raw) = input.recv().await {
         health.record_fetch();
+        if tickers.has_changed().unwrap_or(false) {
+            let owned = tickers.borrow_and_update().clone();
+            stage.retain(|t| owned.contains(t));
+        }
         let batch = stage.accept(raw, Timestamp::now());
         if batch.is_empty() {
             continue;
@@ -40,7 +48,7 @@ pub async fn run(
                 biased;
                 _ = sink.send(batch.clone()) => {}
                 _ = give_up.cancelled() => {
-                    metrics.dropped_quotes.with_label_values(&[name, "shutdown"]).inc_by(batch.len() as u64);
+                    metrics.dropped(name, DropReason::Shutdown).inc_by(batch.len() as u64);
                     tracing::error!(sink = name, quotes = batch.len(), "sink still full at the drain deadline: quotes dropped");
                 }
             }
@@ -163,5 +171,39 @@ mod tests {
                 .get(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_reassignment_forgets_the_tickers_the_shard_no_longer_owns() {
+        let m = Metrics::new("t", 0).unwrap();
+        let (gauge, dropped) = crate::queue::tests::gauges();
+        let (sink, mut queue) =
+            crate::queue::channel(100, crate::queue::FullPolicy::Block, gauge, dropped);
+        let owned = |list: &[&str]| TickerSet::from_symbols(list).unwrap();
+        let (tickers, watched) = watch::channel(owned(&["AAPL", "MSFT"]));
+        let (input, source) = mpsc::channel(4);
+        let task = tokio::spawn(run(
+            source,
+            watched,
+            vec![("test", sink)],
+            m.clone(),
+            Health::new(0, m.clone()),
+            CancellationToken::new(),
+        ));
+        input.send(vec![raw("AAPL", T0, 1.0)]).await.unwrap();
+        assert_eq!(queue.recv().await.unwrap().len(), 1);
+        // AAPL moves to another shard and back: its old state must not hold back its quotes.
+        tickers.send(owned(&["MSFT"])).unwrap();
+        input.send(vec![raw("MSFT", T0, 1.0)]).await.unwrap();
+        assert_eq!(queue.recv().await.unwrap().len(), 1);
+        tickers.send(owned(&["AAPL", "MSFT"])).unwrap();
+        input.send(vec![raw("AAPL", T0 - 5, 1.0)]).await.unwrap();
+        assert_eq!(
+            queue.recv().await.unwrap().len(),
+            1,
+            "forgotten on reassignment, so not out of order"
+        );
+        drop(input);
+        task.await.unwrap();
     }
 }

@@ -170,13 +170,14 @@ impl QueueReceiver {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::quote::{RawQuote, validate};
 
-    fn batch(n: usize) -> Batch {
+    /// `n` valid quotes (for the sink core's tests too).
+    pub(crate) fn batch(n: usize) -> Batch {
         let now = jiff::Timestamp::now();
         (0..n)
             .map(|i| {
@@ -201,7 +202,7 @@ mod tests {
             .into()
     }
 
-    fn gauges() -> (IntGauge, IntCounter) {
+    pub(crate) fn gauges() -> (IntGauge, IntCounter) {
         (
             IntGauge::new("q", "q").unwrap(),
             IntCounter::new("d", "d").unwrap(),

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
+use quotestream_api::contract::{HEALTH_PATH, METRICS_PATH, READY_PATH};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
@@ -20,9 +21,9 @@ struct AppState {
 
 pub fn router(metrics: Metrics, health: Health) -> Router {
     Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/health", get(health_json))
-        .route("/ready", get(ready))
+        .route(METRICS_PATH, get(metrics_text))
+        .route(HEALTH_PATH, get(health_json))
+        .route(READY_PATH, get(ready))
         .with_state(AppState { metrics, health })
 }
 

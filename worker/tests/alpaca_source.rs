@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use quotestream_api::contract::env::{ALPACA_KEY_ID, ALPACA_SECRET_KEY};
 use quotestream_api::crd::{AlpacaCredentials, AlpacaSource};
 use quotestream_testkit::stream::Script;
 use quotestream_testkit::stream::alpaca::{
@@ -16,7 +17,7 @@ use quotestream_testkit::stream::alpaca::{
 };
 use quotestream_worker::quote::{RawQuote, validate};
 use quotestream_worker::sources::SourceError;
-use quotestream_worker::sources::alpaca::{Alpaca, AlpacaConfig, KEY_ID_ENV, SECRET_KEY_ENV};
+use quotestream_worker::sources::alpaca::{Alpaca, AlpacaConfig};
 
 use support::{StreamRun, eventually, quick_settings, set};
 
@@ -34,8 +35,8 @@ fn protocol_with(server: &AlpacaServer, secret_key: &str) -> Alpaca {
         max_connections: None,
     };
     let env = HashMap::from([
-        (KEY_ID_ENV.to_owned(), KEY_ID.to_owned()),
-        (SECRET_KEY_ENV.to_owned(), secret_key.to_owned()),
+        (ALPACA_KEY_ID.to_owned(), KEY_ID.to_owned()),
+        (ALPACA_SECRET_KEY.to_owned(), secret_key.to_owned()),
     ]);
     Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap()).unwrap()
 }
@@ -382,7 +383,7 @@ mod whole_worker {
     use futures_util::StreamExt;
     use quotestream_api::WorkerConfig;
     use quotestream_testkit::RedisServer;
-    use quotestream_worker::runtime::{RunOptions, Worker, WorkerError};
+    use quotestream_worker::assembly::{RunOptions, Worker, WorkerError};
     use serde_json::{Value, json};
     use tokio_util::sync::CancellationToken;
 
@@ -421,7 +422,7 @@ mod whole_worker {
         let mut pubsub = client.get_async_pubsub().await.unwrap();
         pubsub.subscribe("quotes.realtime").await.unwrap();
         let mut messages = pubsub.on_message();
-        let env = [(KEY_ID_ENV, KEY_ID), (SECRET_KEY_ENV, SECRET_KEY)];
+        let env = [(ALPACA_KEY_ID, KEY_ID), (ALPACA_SECRET_KEY, SECRET_KEY)];
         let worker = Worker::new(
             config(&server.url("iex"), &redis.url()),
             options(&env),
@@ -461,7 +462,7 @@ mod whole_worker {
     fn a_worker_without_credentials_names_the_secret() {
         let e = Worker::new(
             config("ws://127.0.0.1:1/v2/iex", "redis://127.0.0.1:1"),
-            options(&[(KEY_ID_ENV, KEY_ID)]),
+            options(&[(ALPACA_KEY_ID, KEY_ID)]),
             None,
         )
         .unwrap_err();
@@ -478,7 +479,7 @@ mod fuzz {
     use proptest::prelude::*;
     use quotestream_api::crd::AlpacaFeed;
     use quotestream_worker::sources::alpaca::{Decoder, ErrorContext, SecretNames};
-    use quotestream_worker::sources::stream::{Decoded, Frame};
+    use quotestream_worker::sources::websocket::{Decoded, Frame};
 
     use super::support::fuzz::{cases, corpus, mutated};
 
@@ -491,7 +492,6 @@ mod fuzz {
                 secret_key_key: "APCA_API_SECRET_KEY".into(),
             },
         })
-        .unwrap()
     }
 
     /// Quotes, events, named reasons and messages only remembered: every message shows up.

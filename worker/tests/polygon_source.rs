@@ -275,9 +275,9 @@ mod worker {
 
     use futures_util::StreamExt;
     use quotestream_api::WorkerConfig;
+    use quotestream_api::contract::env::POLYGON_API_KEY;
     use quotestream_testkit::RedisServer;
-    use quotestream_worker::runtime::{RunOptions, Worker};
-    use quotestream_worker::sources::polygon::API_KEY_ENV;
+    use quotestream_worker::assembly::{RunOptions, Worker};
     use serde_json::{Value, json};
     use tokio_util::sync::CancellationToken;
 
@@ -297,7 +297,7 @@ mod worker {
     fn options(key: Option<&str>) -> RunOptions {
         RunOptions {
             env: key
-                .map(|k| HashMap::from([(API_KEY_ENV.to_owned(), k.to_owned())]))
+                .map(|k| HashMap::from([(POLYGON_API_KEY.to_owned(), k.to_owned())]))
                 .unwrap_or_default(),
             ..RunOptions::default()
         }
@@ -381,7 +381,7 @@ mod worker {
 mod fuzz {
     use proptest::prelude::*;
     use quotestream_worker::sources::polygon::Decoder;
-    use quotestream_worker::sources::stream::{Decoded, Frame};
+    use quotestream_worker::sources::websocket::{Decoded, Frame};
     use serde_json::value::RawValue;
 
     use super::support::fuzz::{cases, corpus, mutated};

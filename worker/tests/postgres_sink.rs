@@ -286,7 +286,7 @@ async fn a_server_restart_mid_stream_loses_and_duplicates_nothing() {
     );
     assert_eq!(
         run.metrics
-            .circuit_open
+            .sink_retrying
             .with_label_values(&["postgres"])
             .get(),
         1,
@@ -317,7 +317,7 @@ async fn a_server_restart_mid_stream_loses_and_duplicates_nothing() {
     );
     assert!(publish_errors(&metrics) >= 2);
     assert_eq!(
-        metrics.circuit_open.with_label_values(&["postgres"]).get(),
+        metrics.sink_retrying.with_label_values(&["postgres"]).get(),
         0,
         "writes resumed"
     );

@@ -41,8 +41,12 @@ fn quote(ticker: &str, ms: i64) -> Quote {
 
 fn config(url: String, format: RedisFormat, heartbeat: Duration) -> RedisConfig {
     let spec: RedisSpec = serde_json::from_value(json!({"url": url, "format": format})).unwrap();
-    let mut c =
-        RedisConfig::from_spec(&spec, None, "/quotestream/markets/sp500/shard-2".into()).unwrap();
+    let mut c = RedisConfig::from_spec(
+        &spec,
+        &std::collections::HashMap::new(),
+        "/quotestream/markets/sp500/shard-2".into(),
+    )
+    .unwrap();
     c.heartbeat_every = heartbeat;
     c
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use quotestream_api::WorkerConfig;
+use quotestream_api::contract::env::REPLAY_FILE;
 use quotestream_testkit::RedisServer;
+use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::local::{self, LocalOptions};
-use quotestream_worker::runtime::{RunOptions, Worker};
-use quotestream_worker::sources::replay::REPLAY_FILE_ENV;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +69,7 @@ async fn replay_plays_the_shards_tickers_and_drops_bad_lines() {
     pubsub.subscribe("quotes.realtime").await.unwrap();
     let mut messages = pubsub.on_message();
 
-    let env = HashMap::from([(REPLAY_FILE_ENV.to_owned(), file.display().to_string())]);
+    let env = HashMap::from([(REPLAY_FILE.to_owned(), file.display().to_string())]);
     let worker = Worker::new(
         replay_config(&redis.url(), false),
         RunOptions {
@@ -135,7 +135,7 @@ async fn a_looping_replay_keeps_publishing_newer_quotes() {
     pubsub.subscribe("quotes.realtime").await.unwrap();
     let mut messages = pubsub.on_message();
 
-    let env = HashMap::from([(REPLAY_FILE_ENV.to_owned(), file.display().to_string())]);
+    let env = HashMap::from([(REPLAY_FILE.to_owned(), file.display().to_string())]);
     let worker = Worker::new(
         replay_config(&redis.url(), true),
         RunOptions {

@@ -72,7 +72,7 @@ fn config(url: &str, batch_size: i32) -> StorageConfig {
         url: url.into(),
         batch_size,
     };
-    let mut c = StorageConfig::from_spec(&spec, None).unwrap();
+    let mut c = StorageConfig::from_spec(&spec, &std::collections::HashMap::new()).unwrap();
     c.linger = Duration::from_millis(20);
     c.request_timeout = Duration::from_secs(5);
     c.retry_min_delay = Duration::from_millis(5);
@@ -102,16 +102,13 @@ fn start(
             .dropped_quotes
             .with_label_values(&["storage", "queue_full"]),
     );
-    let mut sink = StorageSink::new(config).unwrap();
+    let sink = StorageSink::new(config).unwrap();
     assert!(sink.durable());
     assert_eq!(sink.name(), "storage");
-    if let Some(token) = shutdown {
-        sink = sink.with_shutdown(token);
-    }
     let ctx = SinkContext {
         metrics: metrics.clone(),
         drain_deadline,
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        shutdown: shutdown.unwrap_or_default(),
     };
     Running {
         tx: Some(tx),

@@ -154,7 +154,7 @@ async fn coalescing_delivers_one_quote_per_ticker_per_window() {
     let server = YahooStreamServer::start(Script::at_rate(5000.0), 0)
         .await
         .unwrap();
-    let settings = quotestream_worker::sources::stream::StreamSettings {
+    let settings = quotestream_worker::sources::websocket::WebsocketSettings {
         coalesce: Some(std::time::Duration::from_millis(100)),
         ..quick_settings()
     };
@@ -178,7 +178,7 @@ async fn coalescing_delivers_one_quote_per_ticker_per_window() {
 
 mod fuzz {
     use proptest::prelude::*;
-    use quotestream_worker::sources::stream::{Decoded, Frame};
+    use quotestream_worker::sources::websocket::{Decoded, Frame};
     use quotestream_worker::sources::yahoo_stream::decode;
 
     use super::support::fuzz::{cases, corpus, mutated};

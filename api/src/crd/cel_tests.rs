@@ -198,7 +198,12 @@ fn the_generated_methods_agree_with_the_compiled_crd() {
 
 #[test]
 fn the_examples_pass_every_rule() {
-    for example in ["minimal.yaml", "sp500.yaml", "tickers-configmap.yaml"] {
+    for example in [
+        "minimal.yaml",
+        "sp500.yaml",
+        "tickers-configmap.yaml",
+        "with-store.yaml",
+    ] {
         let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap();
         let streams = text

@@ -15,6 +15,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// A 404 from the API server: during a reconcile, the stream (or its namespace) was deleted
+    /// under it. Not a failure: the next event, if any, is the stream's deletion.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Kube(kube::Error::Api(e)) if e.code == 404)
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Kube(_) => "ApiError",

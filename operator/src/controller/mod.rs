@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
 
+use crate::metrics::{Metrics, Outcome};
 use crate::resources::configmap::config_map;
 use crate::resources::deployment::deployment;
 use crate::resources::handover::Handover;
@@ -37,7 +38,6 @@ use crate::resources::meta::{FIELD_MANAGER, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
 use crate::resources::previous::previous_assignment;
 use crate::resources::status::{ShardObservation, failed_status, observe, planned_status};
-use crate::telemetry::Metrics;
 
 /// Shared by every reconciliation.
 #[derive(Clone)]
@@ -180,15 +180,23 @@ where
 
 async fn reconcile(qs: Arc<QuoteStream>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_stream(&qs, &ctx).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let result = match reconcile_stream(&qs, &ctx).await {
+        // Deleted while it was being reconciled: nothing failed and nothing is left to do.
+        Err(e) if e.is_not_found() => {
+            tracing::debug!(stream = %key(&qs), error = %e, "stream deleted during its reconcile");
+            ctx.forget(&qs.namespace().unwrap_or_default(), &qs.name_any());
+            return Ok(Action::await_change());
+        }
+        other => other,
+    };
+    let outcome = if result.is_ok() {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    };
+    ctx.metrics.reconciliations(outcome).inc();
     ctx.metrics
-        .reconciliations
-        .with_label_values(&[outcome])
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .with_label_values(&[outcome])
+        .reconcile_duration(outcome)
         .observe(started.elapsed().as_secs_f64());
     if result.is_ok()
         && let Ok(mut f) = ctx.failures.lock()
@@ -204,10 +212,7 @@ fn key(qs: &QuoteStream) -> String {
 
 /// Backoff 1 s, 2 s, 4 s … capped at 128 s, per stream.
 fn error_policy(qs: Arc<QuoteStream>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[error.reason()])
-        .inc();
+    ctx.metrics.reconcile_errors(error.reason()).inc();
     let attempts = ctx
         .failures
         .lock()
@@ -217,39 +222,23 @@ fn error_policy(qs: Arc<QuoteStream>, error: &Error, ctx: Arc<Context>) -> Actio
             *n
         })
         .unwrap_or(1);
-    let delay = Duration::from_secs(1u64 << attempts.min(8).saturating_sub(1))
-        .min(Duration::from_secs(300));
+    let delay = Duration::from_secs(1u64 << attempts.clamp(1, 8).saturating_sub(1));
     tracing::warn!(stream = %key(&qs), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
+/// One stream's reconcile, in named steps: resolve the tickers and plan, hand tickers to their
+/// receivers, apply the Deployments, release and prune once the receivers are ready, report.
 async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Error> {
-    let ns = qs.namespace().ok_or(Error::Metadata("namespace"))?;
-    let name = qs.name_any();
-    let client = &ctx.client;
-    let streams: Api<QuoteStream> = Api::namespaced(client.clone(), &ns);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let selector = ListParams::default().labels(&format!("{STREAM_LABEL}={name}"));
-    let reference = qs.object_ref(&());
+    let stream = StreamApi::new(qs, ctx)?;
 
-    // 1. Tickers: inline plus the tickersFrom ConfigMap.
-    let list_text = match &qs.spec.tickers_from {
-        Some(from) => config_maps
-            .get_opt(&from.config_map_key_ref.name)
-            .await?
-            .and_then(|cm| cm.data)
-            .and_then(|mut d| d.remove(&from.config_map_key_ref.key)),
-        None => None,
-    };
-    let tickers = match qs.spec.ticker_set(list_text.as_deref()) {
+    // Tickers (inline plus the tickersFrom ConfigMap), the stored assignment, then the plan.
+    let tickers = match qs.spec.ticker_set(stream.ticker_list(qs).await?.as_deref()) {
         Ok(t) => t,
-        Err(e) => return degraded(qs, ctx, &streams, &reference, &PlanError::from(e)).await,
+        Err(e) => return stream.degraded(qs, ctx, &PlanError::from(e)).await,
     };
-
-    // 2. The stored assignment, then the plan.
-    let existing_maps = config_maps.list(&selector).await?.items;
-    let previous = previous_assignment(&name, &existing_maps);
+    let existing_maps = stream.config_maps.list(&stream.selector).await?.items;
+    let previous = previous_assignment(&stream.name, &existing_maps);
     let plan = match StreamPlan::new(
         qs,
         &tickers,
@@ -257,131 +246,36 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         &ctx.settings,
     ) {
         Ok(p) => p,
-        Err(e) => return degraded(qs, ctx, &streams, &reference, &e).await,
+        Err(e) => return stream.degraded(qs, ctx, &e).await,
     };
 
-    // 3. Make before break (`resources::handover`): the shards that take tickers over get their
-    //    new lists first, every Deployment is applied (new shards start), and only once every
-    //    shard taking a ticker over is ready do the other shards shrink their lists and removed
-    //    shards go. Until then a moving ticker is owned twice, never by nobody (sinks are
-    //    idempotent on (ticker, timestamp)).
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // Make before break (`resources::handover`): the shards that take tickers over get their
+    // new lists first, every Deployment is applied (new shards start), and only once every
+    // shard taking a ticker over is ready do the other shards shrink their lists and removed
+    // shards go. Until then a moving ticker is owned twice, never by nobody (sinks are
+    // idempotent on (ticker, timestamp)).
     let handover = Handover::new(&plan, previous.as_ref());
-    for shard in plan
-        .shards
-        .iter()
-        .filter(|s| handover.first.contains(&s.index))
-    {
-        let cm = config_map(&plan, shard);
-        config_maps
-            .patch(&shard.name, &params, &Patch::Apply(&cm))
+    stream
+        .apply_config_maps(&plan, |i| handover.first.contains(&i))
+        .await?;
+    let deployments = stream.apply_deployments(&plan).await?;
+    let released = handover.may_release(|index| {
+        let name = shard_name(&stream.name, index);
+        observe(deployments.iter().find(|d| d.name_any() == name)).ready
+    });
+    let removed = if released {
+        stream
+            .apply_config_maps(&plan, |i| !handover.first.contains(&i))
             .await?;
-    }
-    for shard in &plan.shards {
-        let d = deployment(&plan, shard);
-        deployments
-            .patch(&shard.name, &params, &Patch::Apply(&d))
-            .await?;
-    }
-    let existing_deployments = deployments.list(&selector).await?.items;
-    let ready = |index: u32| {
-        let name = shard_name(&name, index);
-        observe(existing_deployments.iter().find(|d| d.name_any() == name)).ready
-    };
-    let released = handover.may_release(ready);
-    let wanted = plan.shards.len() as u32;
-    let mut removed = 0;
-    if released {
-        for shard in plan
-            .shards
-            .iter()
-            .filter(|s| !handover.first.contains(&s.index))
-        {
-            let cm = config_map(&plan, shard);
-            config_maps
-                .patch(&shard.name, &params, &Patch::Apply(&cm))
-                .await?;
-        }
-        // 4. Shards beyond spec.shards: their tickers are with their new, ready owners.
-        for d in existing_deployments
-            .iter()
-            .filter(|d| shard_index(&d.metadata).is_some_and(|i| i >= wanted))
-        {
-            deployments
-                .delete(&d.name_any(), &DeleteParams::background())
-                .await?;
-            removed += 1;
-        }
-        for cm in existing_maps
-            .iter()
-            .filter(|cm| shard_index(&cm.metadata).is_some_and(|i| i >= wanted))
-        {
-            config_maps
-                .delete(&cm.name_any(), &DeleteParams::background())
-                .await?;
-        }
+        stream.prune(&plan, &deployments, &existing_maps).await?
     } else {
-        tracing::info!(stream = %name, waiting_for = ?handover.receivers, "shards taking tickers over are not ready: the others keep their tickers until then");
-    }
+        tracing::info!(stream = %stream.name, waiting_for = ?handover.receivers, "shards taking tickers over are not ready: the others keep their tickers until then");
+        0
+    };
 
-    // 5. Status.
-    let observed: Vec<ShardObservation> = plan
-        .shards
-        .iter()
-        .map(|shard| {
-            observe(
-                existing_deployments
-                    .iter()
-                    .find(|d| d.name_any() == shard.name),
-            )
-        })
-        .collect();
-    let previous_epoch = qs
-        .status
-        .as_ref()
-        .and_then(|s| s.assignment.as_ref())
-        .map(|a| a.epoch);
-    let previous_shards = qs.status.as_ref().map_or(0, |s| s.shards.len());
-    let status = planned_status(qs, &plan, &observed, &Time(jiff::Timestamp::now()));
-    let ready = status.ready_shards;
-    let total = plan.shards.len();
-    let all_ready = ready as usize == total;
-    patch_status(&streams, &name, &status).await?;
-
-    ctx.metrics.set_stream_shards(&ns, &name, total, ready);
-    if previous_shards != plan.shards.len() && previous_shards > 0 {
-        publish(
-            ctx,
-            &reference,
-            EventType::Normal,
-            "Scaled",
-            format!("{previous_shards} -> {total} shards ({removed} removed)"),
-        )
-        .await;
-    }
-    if previous_epoch.is_some_and(|e| e != plan.epoch) {
-        publish(
-            ctx,
-            &reference,
-            EventType::Normal,
-            "Resharded",
-            format!(
-                "assignment epoch {} ({} tickers over {total} shards)",
-                plan.epoch,
-                tickers.len()
-            ),
-        )
-        .await;
-    } else if previous_epoch.is_none() {
-        publish(
-            ctx,
-            &reference,
-            EventType::Normal,
-            "Created",
-            format!("{total} shards for {} tickers", tickers.len()),
-        )
-        .await;
-    }
+    let all_ready = stream
+        .report(qs, ctx, &plan, &deployments, removed, tickers.len())
+        .await?;
     // Readiness changes arrive as Deployment events; a requeue covers missed ones, quickly
     // while a hand-over waits for new shards.
     let requeue = if !released {
@@ -394,31 +288,168 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     Ok(Action::requeue(Duration::from_secs(requeue)))
 }
 
-/// A spec the operator cannot act on: Degraded with the reason and the fix, a warning Event,
-/// and no change to the running shards.
-async fn degraded(
-    qs: &QuoteStream,
-    ctx: &Context,
-    streams: &Api<QuoteStream>,
-    reference: &ObjectReference,
-    error: &PlanError,
-) -> Result<Action, Error> {
-    let status = failed_status(qs, error, &[], &Time(jiff::Timestamp::now()));
-    patch_status(streams, &qs.name_any(), &status).await?;
-    ctx.metrics
-        .reconcile_errors
-        .with_label_values(&[error.reason()])
-        .inc();
-    publish(
-        ctx,
-        reference,
-        EventType::Warning,
-        error.reason(),
-        error.to_string(),
-    )
-    .await;
-    // The spec or the ConfigMap must change first; both trigger a reconcile by themselves.
-    Ok(Action::requeue(Duration::from_secs(300)))
+/// One stream's namespace, the APIs its reconcile uses, and its shards' selector.
+struct StreamApi {
+    name: String,
+    namespace: String,
+    streams: Api<QuoteStream>,
+    deployments: Api<Deployment>,
+    config_maps: Api<ConfigMap>,
+    selector: ListParams,
+    reference: ObjectReference,
+    apply: PatchParams,
+}
+
+impl StreamApi {
+    fn new(qs: &QuoteStream, ctx: &Context) -> Result<Self, Error> {
+        let namespace = qs.namespace().ok_or(Error::Metadata("namespace"))?;
+        let name = qs.name_any();
+        let client = &ctx.client;
+        Ok(Self {
+            streams: Api::namespaced(client.clone(), &namespace),
+            deployments: Api::namespaced(client.clone(), &namespace),
+            config_maps: Api::namespaced(client.clone(), &namespace),
+            selector: ListParams::default().labels(&format!("{STREAM_LABEL}={name}")),
+            reference: qs.object_ref(&()),
+            apply: PatchParams::apply(FIELD_MANAGER).force(),
+            name,
+            namespace,
+        })
+    }
+
+    /// The text of the `tickersFrom` ConfigMap key, when the stream names one that exists.
+    async fn ticker_list(&self, qs: &QuoteStream) -> Result<Option<String>, Error> {
+        let Some(from) = &qs.spec.tickers_from else {
+            return Ok(None);
+        };
+        Ok(self
+            .config_maps
+            .get_opt(&from.config_map_key_ref.name)
+            .await?
+            .and_then(|cm| cm.data)
+            .and_then(|mut d| d.remove(&from.config_map_key_ref.key)))
+    }
+
+    /// Applies the ConfigMaps of the shards `which` selects, in shard order.
+    async fn apply_config_maps(
+        &self,
+        plan: &StreamPlan,
+        which: impl Fn(u32) -> bool,
+    ) -> Result<(), Error> {
+        for shard in plan.shards.iter().filter(|s| which(s.index)) {
+            let cm = config_map(plan, shard);
+            self.config_maps
+                .patch(&shard.name, &self.apply, &Patch::Apply(&cm))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies every shard's Deployment; returns the stream's Deployments as they are now.
+    async fn apply_deployments(&self, plan: &StreamPlan) -> Result<Vec<Deployment>, Error> {
+        for shard in &plan.shards {
+            let d = deployment(plan, shard);
+            self.deployments
+                .patch(&shard.name, &self.apply, &Patch::Apply(&d))
+                .await?;
+        }
+        Ok(self.deployments.list(&self.selector).await?.items)
+    }
+
+    /// Deletes the shards beyond `spec.shards` (their tickers are with their new, ready
+    /// owners); returns how many Deployments went.
+    async fn prune(
+        &self,
+        plan: &StreamPlan,
+        deployments: &[Deployment],
+        config_maps: &[ConfigMap],
+    ) -> Result<usize, Error> {
+        let wanted = plan.shards.len() as u32;
+        let beyond = |meta| shard_index(meta).is_some_and(|i| i >= wanted);
+        let mut removed = 0;
+        for d in deployments.iter().filter(|d| beyond(&d.metadata)) {
+            self.deployments
+                .delete(&d.name_any(), &DeleteParams::background())
+                .await?;
+            removed += 1;
+        }
+        for cm in config_maps.iter().filter(|cm| beyond(&cm.metadata)) {
+            self.config_maps
+                .delete(&cm.name_any(), &DeleteParams::background())
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    /// Writes the status, sets the stream's gauges and records the Events of what changed;
+    /// returns whether every shard is ready.
+    async fn report(
+        &self,
+        qs: &QuoteStream,
+        ctx: &Context,
+        plan: &StreamPlan,
+        deployments: &[Deployment],
+        removed: usize,
+        tickers: usize,
+    ) -> Result<bool, Error> {
+        let observed: Vec<ShardObservation> = plan
+            .shards
+            .iter()
+            .map(|shard| observe(deployments.iter().find(|d| d.name_any() == shard.name)))
+            .collect();
+        let previous_epoch = qs
+            .status
+            .as_ref()
+            .and_then(|s| s.assignment.as_ref())
+            .map(|a| a.epoch);
+        let previous_shards = qs.status.as_ref().map_or(0, |s| s.shards.len());
+        let status = planned_status(qs, plan, &observed, &Time(jiff::Timestamp::now()));
+        let ready = status.ready_shards;
+        let total = plan.shards.len();
+        patch_status(&self.streams, &self.name, &status).await?;
+
+        ctx.metrics
+            .set_stream_shards(&self.namespace, &self.name, total, ready);
+        if previous_shards != total && previous_shards > 0 {
+            let note = format!("{previous_shards} -> {total} shards ({removed} removed)");
+            publish(ctx, &self.reference, EventType::Normal, "Scaled", note).await;
+        }
+        if previous_epoch.is_some_and(|e| e != plan.epoch) {
+            let note = format!(
+                "assignment epoch {} ({tickers} tickers over {total} shards)",
+                plan.epoch
+            );
+            publish(ctx, &self.reference, EventType::Normal, "Resharded", note).await;
+        } else if previous_epoch.is_none() {
+            let note = format!("{total} shards for {tickers} tickers");
+            publish(ctx, &self.reference, EventType::Normal, "Created", note).await;
+        }
+        Ok(ready as usize == total)
+    }
+
+    /// A spec the operator cannot act on: Degraded with the reason and the fix, a warning
+    /// Event, and no change to the running shards.
+    async fn degraded(
+        &self,
+        qs: &QuoteStream,
+        ctx: &Context,
+        error: &PlanError,
+    ) -> Result<Action, Error> {
+        let status = failed_status(qs, error, &[], &Time(jiff::Timestamp::now()));
+        patch_status(&self.streams, &self.name, &status).await?;
+        ctx.metrics.reconcile_errors(error.reason()).inc();
+        let note = error.to_string();
+        publish(
+            ctx,
+            &self.reference,
+            EventType::Warning,
+            error.reason(),
+            note,
+        )
+        .await;
+        // The spec or the ConfigMap must change first; both trigger a reconcile by themselves.
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
 }
 
 async fn patch_status(

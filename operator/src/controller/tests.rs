@@ -356,7 +356,7 @@ async fn an_unchanged_stream_reapplies_identical_objects_and_publishes_nothing()
         .shards_ready
         .with_label_values(&["markets", "sp500"]);
     assert_eq!(ready.get(), 3);
-    assert_eq!(metrics.reconciliations.with_label_values(&["ok"]).get(), 1);
+    assert_eq!(metrics.reconciliations(Outcome::Ok).get(), 1);
 }
 
 #[tokio::test]
@@ -567,9 +567,7 @@ async fn a_missing_ticker_config_map_degrades_the_stream_and_touches_no_shard() 
     let metrics = r.metrics.clone();
     let action = r.finish().await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
-    let errors = metrics
-        .reconcile_errors
-        .with_label_values(&["MissingConfigMap"]);
+    let errors = metrics.reconcile_errors("MissingConfigMap");
     assert_eq!(errors.get(), 1);
 }
 
@@ -613,28 +611,42 @@ async fn more_shards_than_the_vendor_allows_connections_degrades_the_stream() {
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 }
 
-#[tokio::test]
-async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
-    let qs = stream("sp500", 2);
-    let mut r = Reconcile::start(&qs);
-
+/// A new stream's reconcile up to its first write (shard 0's ConfigMap), left unanswered.
+async fn up_to_the_first_write(qs: &QuoteStream) -> (Reconcile, Call) {
+    let mut r = Reconcile::start(qs);
     r.expect(Method::GET, &config_map_path("sp500"))
         .await
         .ok(&ticker_list());
     r.expect_list(CONFIG_MAPS)
         .await
         .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
-    r.expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
-        .await
-        .internal_error();
+    let call = r
+        .expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
+        .await;
+    (r, call)
+}
+
+#[tokio::test]
+async fn a_refused_write_ends_the_reconcile_with_an_api_error() {
+    let (r, first_write) = up_to_the_first_write(&stream("sp500", 2)).await;
+    first_write.internal_error();
     // Nothing after the failed call: no Deployment, no status, no Event.
     let metrics = r.metrics.clone();
     let error = r.finish().await.unwrap_err();
     assert_eq!(error.reason(), "ApiError");
-    assert_eq!(
-        metrics.reconciliations.with_label_values(&["error"]).get(),
-        1
-    );
+    assert_eq!(metrics.reconciliations(Outcome::Error).get(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_deleted_during_its_reconcile_is_not_a_failure() {
+    let (r, first_write) = up_to_the_first_write(&stream("sp500", 1)).await;
+    // The stream and its namespace go while its shard is being written.
+    first_write.not_found();
+    let metrics = r.metrics.clone();
+    let action = r.finish().await.unwrap();
+    assert_eq!(action, Action::await_change());
+    assert_eq!(metrics.reconciliations(Outcome::Error).get(), 0);
+    assert_eq!(metrics.reconcile_errors("ApiError").get(), 0);
 }
 
 #[tokio::test]
@@ -669,9 +681,6 @@ async fn failures_back_off_per_stream_and_reset_on_success() {
     api.next().await.unwrap().echo(); // Event
     task.await.unwrap().unwrap();
     assert_eq!(error_policy(a, &error, ctx.clone()), secs(1), "reset");
-    let errors = ctx
-        .metrics
-        .reconcile_errors
-        .with_label_values(&["InvalidMetadata"]);
+    let errors = ctx.metrics.reconcile_errors("InvalidMetadata");
     assert_eq!(errors.get(), 12);
 }

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::env::HTTP_PORT;
+use quotestream_api::contract::{HTTP_PORT, METRICS_PATH};
+
 use super::meta::{selector_labels, shard_labels, shard_meta};
 use super::plan::{ShardPlan, StreamPlan, connection_limit};
 use super::pod::pod_spec;
@@ -91,12 +92,11 @@ fn pod_annotations(plan: &StreamPlan, shard: &ShardPlan) -> BTreeMap<String, Str
     annotations.extend([
         ("prometheus.io/scrape".to_owned(), "true".to_owned()),
         ("prometheus.io/port".to_owned(), HTTP_PORT.to_string()),
-        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+        ("prometheus.io/path".to_owned(), METRICS_PATH.to_owned()),
         (CONFIG_HASH_ANNOTATION.to_owned(), shard.config_hash.clone()),
     ]);
     annotations
 }
 
 #[cfg(test)]
-#[path = "deployment_tests.rs"]
 mod tests;

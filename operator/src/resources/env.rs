@@ -2,53 +2,37 @@
 //! `secretKeyRef` to the Secret the QuoteStream names (never a value in the ConfigMap).
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use quotestream_api::contract::env::*;
+use quotestream_api::contract::{LISTEN_ADDR, WORKER_GRACE};
 use quotestream_api::crd::{SecretKeyRef, Sinks, Source, SourceType};
 use quotestream_api::worker_config::WORKER_CONFIG_PATH;
 
-pub const CONFIG_ENV: &str = "QUOTESTREAM_CONFIG";
-pub const LISTEN_ENV: &str = "QUOTESTREAM_LISTEN";
-pub const GRACE_ENV: &str = "QUOTESTREAM_GRACE";
-/// Variables the worker reads its credentials from (worker/src/sinks/*/config.rs).
-pub const REDIS_URL_ENV: &str = "REDIS_URL";
-pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
-pub const ALPACA_KEY_ID_ENV: &str = "APCA_API_KEY_ID";
-pub const ALPACA_SECRET_KEY_ENV: &str = "APCA_API_SECRET_KEY";
-pub const POLYGON_API_KEY_ENV: &str = "POLYGON_API_KEY";
-/// Overrides the replay recording's path; the Deployment relies on the default path instead.
-pub const REPLAY_FILE_ENV: &str = "QUOTESTREAM_REPLAY_FILE";
-
-/// Port of /metrics, /health and /ready.
-pub const HTTP_PORT: i32 = 8080;
-/// The worker's drain budget on SIGTERM: below the pod's 30 s grace period, so the process
-/// exits by itself before kubelet kills it.
-pub const WORKER_GRACE: &str = "25s";
-
 /// Names `spec.worker.env` may not set: the operator sets (or deliberately leaves unset) them.
 pub const RESERVED_ENV: &[&str] = &[
-    CONFIG_ENV,
-    LISTEN_ENV,
-    GRACE_ENV,
-    REDIS_URL_ENV,
-    DATABASE_URL_ENV,
-    ALPACA_KEY_ID_ENV,
-    ALPACA_SECRET_KEY_ENV,
-    POLYGON_API_KEY_ENV,
-    REPLAY_FILE_ENV,
+    CONFIG,
+    LISTEN,
+    GRACE,
+    REDIS_URL,
+    DATABASE_URL,
+    ALPACA_KEY_ID,
+    ALPACA_SECRET_KEY,
+    POLYGON_API_KEY,
+    REPLAY_FILE,
 ];
 
 /// The worker's environment: the fixed `run` settings, the credentials of `source` and
 /// `sinks`, then the stream's extra variables (already checked against [`RESERVED_ENV`]).
 pub fn worker_env(source: &Source, sinks: &Sinks, extra: &[EnvVar]) -> Vec<EnvVar> {
     let mut env = vec![
-        value(CONFIG_ENV, WORKER_CONFIG_PATH),
-        value(LISTEN_ENV, &format!("0.0.0.0:{HTTP_PORT}")),
-        value(GRACE_ENV, WORKER_GRACE),
+        value(CONFIG, WORKER_CONFIG_PATH),
+        value(LISTEN, LISTEN_ADDR),
+        value(GRACE, WORKER_GRACE),
     ];
     if let Some(r) = sinks.redis.as_ref().and_then(|r| r.url_secret_ref.as_ref()) {
-        env.push(from_secret(REDIS_URL_ENV, r));
+        env.push(from_secret(REDIS_URL, r));
     }
     if let Some(pg) = &sinks.postgres {
-        env.push(from_secret(DATABASE_URL_ENV, &pg.dsn_secret_ref));
+        env.push(from_secret(DATABASE_URL, &pg.dsn_secret_ref));
     }
     match source.kind {
         SourceType::Alpaca => {
@@ -57,15 +41,15 @@ pub fn worker_env(source: &Source, sinks: &Sinks, extra: &[EnvVar]) -> Vec<EnvVa
                     name: creds.name.clone(),
                     key: k.clone().unwrap_or_else(|| default.to_owned()),
                 };
-                let id = key(&creds.key_id_key, ALPACA_KEY_ID_ENV);
-                let secret = key(&creds.secret_key_key, ALPACA_SECRET_KEY_ENV);
-                env.push(from_secret(ALPACA_KEY_ID_ENV, &id));
-                env.push(from_secret(ALPACA_SECRET_KEY_ENV, &secret));
+                let id = key(&creds.key_id_key, ALPACA_KEY_ID);
+                let secret = key(&creds.secret_key_key, ALPACA_SECRET_KEY);
+                env.push(from_secret(ALPACA_KEY_ID, &id));
+                env.push(from_secret(ALPACA_SECRET_KEY, &secret));
             }
         }
         SourceType::Polygon => {
             if let Some(p) = &source.polygon {
-                env.push(from_secret(POLYGON_API_KEY_ENV, &p.api_key_secret_ref));
+                env.push(from_secret(POLYGON_API_KEY, &p.api_key_secret_ref));
             }
         }
         SourceType::Yahoo

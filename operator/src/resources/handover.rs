@@ -62,5 +62,4 @@ impl Handover {
 }
 
 #[cfg(test)]
-#[path = "handover_tests.rs"]
 mod tests;

@@ -319,5 +319,4 @@ fn check_env(worker: &WorkerTemplate) -> Result<(), PlanError> {
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;

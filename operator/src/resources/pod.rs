@@ -12,13 +12,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use quotestream_api::crd::SourceType;
 
-use super::env::{HTTP_PORT, worker_env};
+use quotestream_api::contract::{CONFIG_DIR, HEALTH_PATH, HTTP_PORT, READY_PATH, REPLAY_DIR};
+
+use super::env::worker_env;
 use super::plan::{ShardPlan, StreamPlan};
 
-/// Where the shard ConfigMap is mounted (worker.json inside it).
-pub const CONFIG_DIR: &str = "/etc/quotestream";
-/// Where the replay ConfigMap is mounted; the worker reads `<dir>/<key>` by default.
-pub const REPLAY_DIR: &str = "/etc/quotestream/replay";
 /// The distroless `nonroot` user.
 pub const WORKER_UID: i64 = 65532;
 /// Pod grace period; the worker drains within `QUOTESTREAM_GRACE` (25 s) of it.
@@ -44,16 +42,16 @@ pub fn pod_spec(plan: &StreamPlan, shard: &ShardPlan) -> PodSpec {
         )),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME.to_owned()),
-            container_port: HTTP_PORT,
+            container_port: i32::from(HTTP_PORT),
             protocol: Some("TCP".to_owned()),
             ..ContainerPort::default()
         }]),
         // /health answers 200 while the process serves; a sink outage is reported in its body,
         // not by failing the probe (restarting would not bring the sink back).
-        liveness_probe: Some(probe("/health", 10, 3)),
+        liveness_probe: Some(probe(HEALTH_PATH, 10, 3)),
         // /ready is 503 while starting and draining: the Deployment waits for the new pod
         // before it stops the old one.
-        readiness_probe: Some(probe("/ready", 5, 1)),
+        readiness_probe: Some(probe(READY_PATH, 5, 1)),
         resources: Some(w.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(container_security()),
         volume_mounts: Some(mounts),
@@ -175,5 +173,4 @@ fn container_security() -> SecurityContext {
 }
 
 #[cfg(test)]
-#[path = "pod_tests.rs"]
 mod tests;

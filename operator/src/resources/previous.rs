@@ -118,5 +118,4 @@ fn read(stream: &str, cm: &ConfigMap) -> Result<(u32, (i64, Vec<Ticker>)), Strin
 }
 
 #[cfg(test)]
-#[path = "previous_tests.rs"]
 mod tests;

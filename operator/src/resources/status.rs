@@ -198,5 +198,4 @@ fn base(stream: &QuoteStream) -> QuoteStreamStatus {
 }
 
 #[cfg(test)]
-#[path = "status_tests.rs"]
 mod tests;

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use quotestream_api::WorkerConfig;
 
+use crate::assembly::Summary;
 use crate::metrics::Metrics;
 use crate::process_stats::{CpuSampler, cpu_seconds, rss_mb};
-use crate::runtime::Summary;
 use crate::sinks::console::ConsoleView;
 
 /// Tickers shown per shard.

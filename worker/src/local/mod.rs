@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use quotestream_api::contract::env::{DATABASE_URL, REDIS_URL, STORAGE_URL};
 use quotestream_api::crd::{
     PostgresSink, RedisSink, SecretKeyRef, SourceType, StorageSink, SyntheticSource,
 };
@@ -18,11 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use display::Display;
 
-use crate::runtime::{RunOptions, Summary, Worker, WorkerError};
+use crate::assembly::{RunOptions, Summary, Worker, WorkerError};
 use crate::sinks::console::ConsoleView;
-use crate::sinks::postgres::DSN_ENV;
-use crate::sinks::redis::REDIS_URL_ENV;
-use crate::sinks::storage::STORAGE_URL_ENV;
 
 /// The manifest `make run` streams (examples/sp500.yaml, embedded at build time).
 const EXAMPLE: &str = include_str!("../../../examples/sp500.yaml");
@@ -135,21 +133,21 @@ pub fn plan(
         }
     }
     // Only what the environment provides: no external service is needed.
-    spec.sinks.redis = env.contains_key(REDIS_URL_ENV).then(|| RedisSink {
+    spec.sinks.redis = env.contains_key(REDIS_URL).then(|| RedisSink {
         url: None,
         url_secret_ref: None,
         channel: quotestream_api::crd::DEFAULT_QUOTES_CHANNEL.into(),
         format: Default::default(),
         health_channel: quotestream_api::crd::DEFAULT_HEALTH_CHANNEL.into(),
     });
-    spec.sinks.postgres = env.contains_key(DSN_ENV).then(|| PostgresSink {
+    spec.sinks.postgres = env.contains_key(DATABASE_URL).then(|| PostgresSink {
         dsn_secret_ref: SecretKeyRef {
             name: "local".into(),
-            key: DSN_ENV.into(),
+            key: DATABASE_URL.into(),
         },
         table: quotestream_api::crd::DEFAULT_TABLE.into(),
     });
-    spec.sinks.storage = env.get(STORAGE_URL_ENV).map(|url| StorageSink {
+    spec.sinks.storage = env.get(STORAGE_URL).map(|url| StorageSink {
         url: url.clone(),
         batch_size: 500,
     });
@@ -192,9 +190,9 @@ pub async fn run(
         workers.push(worker);
     }
     let sinks: Vec<&'static str> = [
-        ("redis", REDIS_URL_ENV),
-        ("storage", STORAGE_URL_ENV),
-        ("postgres", DSN_ENV),
+        ("redis", REDIS_URL),
+        ("storage", STORAGE_URL),
+        ("postgres", DATABASE_URL),
     ]
     .into_iter()
     .filter(|(_, var)| options.env.contains_key(*var))

@@ -7,6 +7,7 @@ pub mod console;
 pub mod postgres;
 pub mod redis;
 pub mod storage;
+pub mod util;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,8 +5,9 @@
 pub mod alpaca;
 pub mod polygon;
 pub mod replay;
-pub mod stream;
 pub mod synthetic;
+pub mod trading_day;
+pub mod websocket;
 pub mod yahoo;
 pub mod yahoo_stream;
 

@@ -9,7 +9,7 @@ use quotestream_api::TickerSet;
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::quote::RawQuote;
 use quotestream_worker::rate_limit::RateLimiter;
-use quotestream_worker::sources::stream::{Protocol, StreamSettings, StreamSource};
+use quotestream_worker::sources::websocket::{Protocol, WebsocketSettings, WebsocketSource};
 use quotestream_worker::sources::{Source, SourceContext, SourceError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -23,15 +23,15 @@ pub fn set<S: AsRef<str>>(symbols: impl IntoIterator<Item = S>) -> TickerSet {
 }
 
 /// Settings that make reconnects and silence detection quick enough for tests.
-pub fn quick_settings() -> StreamSettings {
-    StreamSettings {
+pub fn quick_settings() -> WebsocketSettings {
+    WebsocketSettings {
         idle_timeout: Duration::from_secs(1),
         ping_every: Duration::from_millis(300),
         connect_timeout: Duration::from_secs(5),
         login_timeout: Duration::from_secs(5),
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
-        ..StreamSettings::default()
+        ..WebsocketSettings::default()
     }
 }
 
@@ -47,7 +47,7 @@ pub struct StreamRun {
 impl StreamRun {
     pub fn start<P: Protocol + std::fmt::Debug>(
         protocol: P,
-        settings: StreamSettings,
+        settings: WebsocketSettings,
         tickers: TickerSet,
     ) -> Self {
         let metrics = Metrics::new("test", 0).unwrap();
@@ -62,7 +62,7 @@ impl StreamRun {
             rate_limit: Arc::new(RateLimiter::unlimited()),
             shutdown: shutdown.clone(),
         };
-        let task = tokio::spawn(StreamSource::new(protocol, settings).run(ctx));
+        let task = tokio::spawn(WebsocketSource::new(protocol, settings).run(ctx));
         Self {
             tickers: tickers_tx,
             quotes,

@@ -4,14 +4,14 @@
 //! `quotestream-db`, shared with the storage service `quotestream-store`; this module is the
 //! sink's loop: batching, retries, metrics ([`PostgresSink`]).
 //!
-//! Wiring: `PostgresConfig::from_env(spec)` → [`connect_and_migrate`] at startup (fails fast
+//! Wiring: `PostgresConfig::from_spec(spec, env)` → [`connect_and_migrate`] at startup (fails fast
 //! on a wrong DSN or missing privileges) → [`PostgresSink::with_session`].
 
 mod sink;
 
 pub use quotestream_db::{
-    DSN_ENV, MIGRATIONS, MigrationReport, PgSession, PostgresConfig, PostgresConfigError,
-    PostgresError, TableName, connect_and_migrate,
+    MIGRATIONS, MigrationReport, PgSession, PostgresConfig, PostgresConfigError, PostgresError,
+    TableName, connect_and_migrate,
 };
 pub use sink::PostgresSink;
 

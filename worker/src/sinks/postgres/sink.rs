@@ -8,9 +8,10 @@
 //!
 //! Metrics (label sink="postgres"): `quotes_published` once the transaction committed (rows
 //! already stored count too: they are confirmed), `publish_duration` per committed write,
-//! `errors{type="publish"}` per failed attempt, `dropped_quotes{reason}`, and `circuit_open`
-//! at 1 while writes are failing and the sink is backing off (there is no separate breaker:
-//! the batch in hand is the only thing being retried).
+//! `errors{type="publish"}` per failed attempt, `dropped_quotes{reason}`, and `retrying` at 1
+//! while writes are failing and the sink is backing off (there is no breaker: the batch in
+//! hand is the only thing being retried). Batching ([`gather`]), the retry backoff and the
+//! shutdown drain are the sink core's (`crate::sinks::util`).
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -22,8 +23,11 @@ use quotestream_db::{
 };
 
 use super::SINK_NAME;
+use crate::metrics::DropReason;
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
+use crate::sinks::util::batch::gather;
+use crate::sinks::util::drain::Drain;
 use crate::sinks::{Batch, Sink, SinkContext, SinkError};
 
 /// Backoff between failed writes. The ceiling is low because the sink learns of a shutdown
@@ -37,8 +41,8 @@ pub struct PostgresSink {
     config: PostgresConfig,
     session: Option<PgSession>,
     backoff: ExponentialBuilder,
-    /// When the worker closed the queue (shutdown), as first seen.
-    closed_at: Option<Instant>,
+    /// The shutdown clock, from the worker's context once the sink runs.
+    drain: Option<Drain>,
 }
 
 /// Why one write attempt failed.
@@ -53,15 +57,8 @@ impl PostgresSink {
         Self {
             config,
             session: None,
-            backoff: ExponentialBuilder::default()
-                .with_jitter()
-                // backon without its `std` feature seeds every jitter alike: workers restarted
-                // by the same outage would retry in lockstep.
-                .with_jitter_seed(rand::random())
-                .with_min_delay(RETRY_MIN)
-                .with_max_delay(RETRY_MAX)
-                .without_max_times(),
-            closed_at: None,
+            backoff: crate::retry::backoff(RETRY_MIN, RETRY_MAX),
+            drain: None,
         }
     }
 
@@ -116,9 +113,11 @@ impl PostgresSink {
         let mut failures = 0u32;
         while let Some(range) = work.pop() {
             loop {
-                if self.drain_time_left(queue, ctx) == Some(Duration::ZERO) {
+                if self.drain_time_left(queue) == Some(Duration::ZERO) {
                     let lost = range.len() + work.iter().map(ExactSizeIterator::len).sum::<usize>();
-                    drop_at_shutdown(ctx, lost);
+                    if let Some(drain) = &self.drain {
+                        drain.give_up(ctx, SINK_NAME, lost, queue);
+                    }
                     return;
                 }
                 match self.bounded_attempt(&rows[range.clone()], queue, ctx).await {
@@ -128,7 +127,7 @@ impl PostgresSink {
                             .with_label_values(&[SINK_NAME])
                             .inc_by(range.len() as u64);
                         ctx.metrics
-                            .circuit_open
+                            .sink_retrying
                             .with_label_values(&[SINK_NAME])
                             .set(0);
                         if failures > 0 {
@@ -161,12 +160,12 @@ impl PostgresSink {
                         failures += 1;
                         ctx.metrics.errors.with_label_values(&["publish"]).inc();
                         ctx.metrics
-                            .circuit_open
+                            .sink_retrying
                             .with_label_values(&[SINK_NAME])
                             .set(1);
                         // Without a ceiling on attempts the iterator never ends.
                         let mut delay = backoff.next().unwrap_or(RETRY_MAX);
-                        if let Some(left) = self.drain_time_left(queue, ctx) {
+                        if let Some(left) = self.drain_time_left(queue) {
                             delay = delay.min(left);
                         }
                         // Every attempt is counted; the log says the first few, then every 20th.
@@ -196,7 +195,7 @@ impl PostgresSink {
         queue: &QueueReceiver,
         ctx: &SinkContext,
     ) -> Result<u64, Failure> {
-        let Some(left) = self.drain_time_left(queue, ctx) else {
+        let Some(left) = self.drain_time_left(queue) else {
             return self.attempt(rows, ctx).await;
         };
         match tokio::time::timeout(left, self.attempt(rows, ctx)).await {
@@ -255,13 +254,9 @@ impl PostgresSink {
     }
 
     /// How long the sink may still retry: `None` while the worker runs, the rest of the drain
-    /// deadline once the queue is closed.
-    fn drain_time_left(&mut self, queue: &QueueReceiver, ctx: &SinkContext) -> Option<Duration> {
-        if self.closed_at.is_none() && queue.is_closed() {
-            self.closed_at = Some(Instant::now());
-        }
-        self.closed_at
-            .map(|t| ctx.drain_deadline.saturating_sub(t.elapsed()))
+    /// deadline once shutdown has begun ([`Drain::time_left`]).
+    fn drain_time_left(&mut self, queue: &QueueReceiver) -> Option<Duration> {
+        self.drain.as_mut()?.time_left(queue)
     }
 }
 
@@ -281,20 +276,6 @@ fn row_of(quote: &Quote) -> Result<Row<'_>, String> {
     })
 }
 
-/// Counts what could not be written before the drain deadline.
-fn drop_at_shutdown(ctx: &SinkContext, lost: usize) {
-    ctx.metrics
-        .dropped_quotes
-        .with_label_values(&[SINK_NAME, "shutdown"])
-        .inc_by(lost as u64);
-    tracing::error!(
-        sink = SINK_NAME,
-        lost,
-        drain_deadline = ?ctx.drain_deadline,
-        "shutdown: PostgreSQL did not take these quotes before the drain deadline; dropped (counted in streamer_sink_dropped_quotes_total{{reason=\"shutdown\"}})"
-    );
-}
-
 /// Quotes of one batch the table refused: each is counted, the first few are logged one by one
 /// (a rule every row breaks would otherwise log the whole batch), the rest in a summary.
 #[derive(Debug, Default)]
@@ -307,10 +288,7 @@ impl Rejected {
     const LOGGED: usize = 5;
 
     fn add(&mut self, ctx: &SinkContext, quote: &Quote, reason: &str) {
-        ctx.metrics
-            .dropped_quotes
-            .with_label_values(&[SINK_NAME, "rejected"])
-            .inc();
+        ctx.metrics.dropped(SINK_NAME, DropReason::Rejected).inc();
         self.count += 1;
         if self.count <= Self::LOGGED {
             tracing::error!(
@@ -337,35 +315,6 @@ impl Rejected {
     }
 }
 
-/// Waits for a batch, then gathers more until `batch_rows` rows or `linger` has passed.
-/// Returns the batches and whether the queue is still open.
-async fn gather(
-    queue: &mut QueueReceiver,
-    batch_rows: usize,
-    linger: Duration,
-) -> (Vec<Batch>, bool) {
-    let Some(first) = queue.recv().await else {
-        return (Vec::new(), false);
-    };
-    let mut rows = first.len();
-    let mut pending = vec![first];
-    let deadline = tokio::time::Instant::now() + linger;
-    while rows < batch_rows {
-        // `recv` is cancel-safe: a batch is taken from the queue only when it is returned.
-        tokio::select! {
-            next = queue.recv() => match next {
-                Some(batch) => {
-                    rows += batch.len();
-                    pending.push(batch);
-                }
-                None => return (pending, false),
-            },
-            () = tokio::time::sleep_until(deadline) => break,
-        }
-    }
-    (pending, true)
-}
-
 impl Sink for PostgresSink {
     fn name(&self) -> &'static str {
         SINK_NAME
@@ -377,14 +326,22 @@ impl Sink for PostgresSink {
 
     async fn run(mut self, mut queue: QueueReceiver, ctx: SinkContext) -> Result<(), SinkError> {
         ctx.metrics
-            .circuit_open
+            .sink_retrying
             .with_label_values(&[SINK_NAME])
             .set(0);
+        self.drain = Some(Drain::for_sink(&ctx));
+        let mut pending = Vec::new();
         loop {
-            let (pending, open) =
-                gather(&mut queue, self.config.batch_rows, self.config.linger).await;
+            let open = gather(
+                &mut queue,
+                &mut pending,
+                self.config.batch_rows,
+                self.config.linger,
+            )
+            .await;
             if !pending.is_empty() {
                 self.deliver(&pending, &queue, &ctx).await;
+                pending.clear();
             }
             if !open {
                 break;

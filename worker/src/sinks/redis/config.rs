@@ -1,12 +1,10 @@
 //! Settings of the Redis Pub/Sub sink (`spec.sinks.redis`).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use quotestream_api::contract::{self, env::REDIS_URL};
 use quotestream_api::crd::{RedisFormat, RedisSink};
-
-/// The environment variable holding the Redis URL when the QuoteStream uses `urlSecretRef`
-/// (the Deployment fills it from the Secret), and the override `make run` honours.
-pub const REDIS_URL_ENV: &str = "REDIS_URL";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
@@ -23,22 +21,29 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// From the QuoteStream settings; the URL comes from `spec.sinks.redis.url` or, with
-    /// `urlSecretRef`, from `REDIS_URL` (`env_url`).
+    /// From the QuoteStream settings; the URL is `REDIS_URL` (the Deployment fills it from
+    /// `urlSecretRef`; `make run` sets it) or else `spec.sinks.redis.url`
+    /// ([`contract::env_or_spec`]).
     pub fn from_spec(
         spec: &RedisSink,
-        env_url: Option<String>,
+        env: &HashMap<String, String>,
         producer: String,
     ) -> Result<Self, String> {
-        let url = match (&spec.url, &spec.url_secret_ref) {
-            (Some(url), _) => url.clone(),
-            (None, Some(r)) => env_url.ok_or_else(|| {
-                format!(
-                    "{REDIS_URL_ENV} is not set: the Deployment sets it from Secret {} key {} (spec.sinks.redis.urlSecretRef)",
-                    r.name, r.key
-                )
-            })?,
-            (None, None) => env_url.ok_or("set spec.sinks.redis.url or spec.sinks.redis.urlSecretRef")?,
+        let url = match contract::env_or_spec(env, REDIS_URL, spec.url.as_deref()) {
+            Some((url, _)) => url.to_owned(),
+            None => match &spec.url_secret_ref {
+                Some(r) => {
+                    return Err(format!(
+                        "{REDIS_URL} is not set: the Deployment sets it from Secret {} key {} (spec.sinks.redis.urlSecretRef)",
+                        r.name, r.key
+                    ));
+                }
+                None => {
+                    return Err(
+                        "set spec.sinks.redis.url or spec.sinks.redis.urlSecretRef".to_owned()
+                    );
+                }
+            },
         };
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(format!(
@@ -80,14 +85,15 @@ mod tests {
 
     #[test]
     fn secret_reference_reads_the_environment() {
-        let err = RedisConfig::from_spec(&spec(None, true), None, "/p".into()).unwrap_err();
+        let none = HashMap::new();
+        let err = RedisConfig::from_spec(&spec(None, true), &none, "/p".into()).unwrap_err();
         assert!(
             err.contains("REDIS_URL is not set") && err.contains("Secret redis key url"),
             "{err}"
         );
         let c = RedisConfig::from_spec(
             &spec(None, true),
-            Some("rediss://:pw@r:6380/0".into()),
+            &HashMap::from([(REDIS_URL.to_owned(), "rediss://:pw@r:6380/0".to_owned())]),
             "/p".into(),
         )
         .unwrap();

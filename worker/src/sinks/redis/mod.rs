@@ -4,6 +4,6 @@ mod config;
 mod heartbeat;
 mod sink;
 
-pub use config::{REDIS_URL_ENV, RedisConfig, redact};
+pub use config::{RedisConfig, redact};
 pub use heartbeat::{Heartbeat, SERVICE};
 pub use sink::RedisSink;

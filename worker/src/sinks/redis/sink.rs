@@ -24,6 +24,7 @@ use tokio::time::MissedTickBehavior;
 use super::config::{RedisConfig, redact};
 use super::heartbeat::Heartbeat;
 use crate::health::Health;
+use crate::metrics::DropReason;
 use crate::metrics::Metrics;
 use crate::process_stats::CpuSampler;
 use crate::queue::QueueReceiver;
@@ -164,7 +165,7 @@ impl Counters {
             publishes: m.redis_publishes.with_label_values(&[channel]),
             published: m.quotes_published.with_label_values(&[NAME]),
             errors: m.redis_publish_errors.with_label_values(&[channel]),
-            dropped: m.dropped_quotes.with_label_values(&[NAME, "unavailable"]),
+            dropped: m.dropped(NAME, DropReason::Unavailable),
             publish_errors: m.errors.with_label_values(&["publish"]),
             latency: m.redis_publish_latency.with_label_values(&[channel]),
             duration: m.publish_duration.with_label_values(&[NAME]),

@@ -1,17 +1,15 @@
 //! Settings of the storage sink: the QuoteStream's `spec.sinks.storage` plus the timings the
 //! spec does not expose (defaults chosen for a storage API in the same cluster).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use quotestream_api::contract::{self, Origin, env::STORAGE_URL};
 use quotestream_api::crd::StorageSink as StorageSpec;
 use reqwest::Url;
 
 use crate::quote::wire::MAX_STORAGE_BATCH;
 
-/// Environment variable that, when set to a non-empty value, replaces `spec.sinks.storage.url`.
-/// The operator fills it from a Secret when the URL carries credentials, so they never appear
-/// in the QuoteStream or the worker's ConfigMap.
-pub const STORAGE_URL_ENV: &str = "STORAGE_URL";
 /// Path of the batch endpoint under the base URL (contract 001).
 pub const BATCH_PATH: &str = "quotes/batch";
 
@@ -86,18 +84,17 @@ impl StorageConfig {
     pub const DEFAULT_RETRY_MIN_DELAY: Duration = Duration::from_millis(200);
     pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
 
-    /// The settings of `spec.sinks.storage` with default timings. `storage_url_env` is the
-    /// value of [`STORAGE_URL_ENV`]; when it is set and non-empty it replaces `spec.url` (an
-    /// empty variable counts as unset, so an empty Secret key cannot blank the URL). It is a
-    /// parameter rather than read here so tests never touch the process environment; the worker
-    /// passes `std::env::var(STORAGE_URL_ENV).ok()` or calls [`StorageConfig::from_spec_and_env`].
+    /// The settings of `spec.sinks.storage` with default timings. The URL is `STORAGE_URL`
+    /// when set and not blank (set it through `spec.worker.env`, e.g. from a Secret, when the
+    /// URL carries credentials), else `spec.url` ([`contract::env_or_spec`]).
     pub fn from_spec(
         spec: &StorageSpec,
-        storage_url_env: Option<&str>,
+        env: &HashMap<String, String>,
     ) -> Result<Self, StorageConfigError> {
-        let (field, raw) = match storage_url_env.map(str::trim) {
-            Some(env) if !env.is_empty() => (STORAGE_URL_ENV, env),
-            _ => ("spec.sinks.storage.url", spec.url.trim()),
+        let (field, raw) = match contract::env_or_spec(env, STORAGE_URL, Some(&spec.url)) {
+            Some((url, Origin::Env(var))) => (var, url),
+            Some((url, Origin::Spec)) => ("spec.sinks.storage.url", url),
+            None => ("spec.sinks.storage.url", ""),
         };
         let url = parse_base_url(field, raw)?;
         let batch_size = usize::try_from(spec.batch_size)
@@ -116,12 +113,6 @@ impl StorageConfig {
         };
         config.validate()?;
         Ok(config)
-    }
-
-    /// [`StorageConfig::from_spec`] with the process's `STORAGE_URL`.
-    pub fn from_spec_and_env(spec: &StorageSpec) -> Result<Self, StorageConfigError> {
-        let env = std::env::var(STORAGE_URL_ENV).ok();
-        Self::from_spec(spec, env.as_deref())
     }
 
     /// Checks settings changed after construction (tests shorten the timings).
@@ -215,6 +206,10 @@ fn check_url(field: &'static str, url: &Url) -> Result<(), StorageConfigError> {
 mod tests {
     use super::*;
 
+    fn env(url: &str) -> HashMap<String, String> {
+        HashMap::from([(STORAGE_URL.to_owned(), url.to_owned())])
+    }
+
     fn spec(url: &str, batch_size: i32) -> StorageSpec {
         StorageSpec {
             url: url.into(),
@@ -224,44 +219,47 @@ mod tests {
 
     #[test]
     fn defaults_and_endpoint() {
-        let c = StorageConfig::from_spec(&spec("http://storage:8000", 500), None).unwrap();
+        let c =
+            StorageConfig::from_spec(&spec("http://storage:8000", 500), &HashMap::new()).unwrap();
         assert_eq!(c.batch_size, 500);
         assert_eq!(c.linger, Duration::from_millis(250));
         assert_eq!(c.breaker_failures, 5);
         assert_eq!(c.breaker_open_for, Duration::from_secs(60));
         assert_eq!(c.endpoint().as_str(), "http://storage:8000/quotes/batch");
-        let c = StorageConfig::from_spec(&spec("https://storage/api/v1/", 1), None).unwrap();
+        let c =
+            StorageConfig::from_spec(&spec("https://storage/api/v1/", 1), &HashMap::new()).unwrap();
         assert_eq!(c.endpoint().as_str(), "https://storage/api/v1/quotes/batch");
     }
 
     #[test]
     fn storage_url_env_overrides_the_spec_when_non_empty() {
         let s = spec("http://from-spec:8000", 10);
-        let c = StorageConfig::from_spec(&s, Some("http://user:pw@from-env:9000")).unwrap();
+        let c = StorageConfig::from_spec(&s, &env("http://user:pw@from-env:9000")).unwrap();
         assert_eq!(c.url.host_str(), Some("from-env"));
-        let c = StorageConfig::from_spec(&s, Some("  ")).unwrap();
+        let c = StorageConfig::from_spec(&s, &env("  ")).unwrap();
         assert_eq!(c.url.host_str(), Some("from-spec"));
-        let err = StorageConfig::from_spec(&s, Some("not a url")).unwrap_err();
+        let err = StorageConfig::from_spec(&s, &env("not a url")).unwrap_err();
         assert!(err.to_string().starts_with("STORAGE_URL"), "{err}");
     }
 
     #[test]
     fn errors_name_the_field_and_the_fix() {
-        let err = StorageConfig::from_spec(&spec("http://s", 0), None).unwrap_err();
+        let err = StorageConfig::from_spec(&spec("http://s", 0), &HashMap::new()).unwrap_err();
         assert!(
             err.to_string()
                 .contains("spec.sinks.storage.batchSize is 0")
                 && err.to_string().contains("between 1 and 1000"),
             "{err}"
         );
-        assert!(StorageConfig::from_spec(&spec("http://s", 1001), None).is_err());
-        let err = StorageConfig::from_spec(&spec("storage:8000", 10), None).unwrap_err();
+        assert!(StorageConfig::from_spec(&spec("http://s", 1001), &HashMap::new()).is_err());
+        let err = StorageConfig::from_spec(&spec("storage:8000", 10), &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains("http or https"), "{err}");
-        let err = StorageConfig::from_spec(&spec("ftp://s", 10), None).unwrap_err();
+        let err = StorageConfig::from_spec(&spec("ftp://s", 10), &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains("spec.sinks.storage.url"), "{err}");
-        let err = StorageConfig::from_spec(&spec("http://s/?x=1", 10), None).unwrap_err();
+        let err =
+            StorageConfig::from_spec(&spec("http://s/?x=1", 10), &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains("base URL"), "{err}");
-        let mut c = StorageConfig::from_spec(&spec("http://s", 10), None).unwrap();
+        let mut c = StorageConfig::from_spec(&spec("http://s", 10), &HashMap::new()).unwrap();
         c.breaker_failures = 0;
         assert!(
             c.validate()

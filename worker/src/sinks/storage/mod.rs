@@ -1,19 +1,17 @@
 //! The storage sink (seed contract 001): POST /quotes/batch with INV-001..007, a circuit
 //! breaker, jittered retries and back-pressure instead of dropping on outages.
 //!
-//! - `config`: settings from `spec.sinks.storage` (+ `STORAGE_URL`) and the timings.
+//! - `config`: settings from `spec.sinks.storage` (or `STORAGE_URL`) and the timings.
 //! - `breaker`: the circuit breaker, pure logic with the clock passed in.
 //! - `client`: one POST and the classification of its answer.
-//! - `drain`: the shutdown deadline that bounds every wait.
-//! - `sink`: the batching/retry loop implementing [`crate::sinks::Sink`].
+//! - `sink`: the loop implementing [`crate::sinks::Sink`] on the sink core (`crate::sinks::util`).
 
 mod breaker;
 mod client;
 mod config;
-mod drain;
 mod sink;
 
 pub use breaker::{Breaker, BreakerState, Permit};
 pub use client::{IDEMPOTENCY_KEY, idempotency_key};
-pub use config::{BATCH_PATH, STORAGE_URL_ENV, StorageConfig, StorageConfigError};
+pub use config::{BATCH_PATH, StorageConfig, StorageConfigError};
 pub use sink::{SINK, StorageSink};

@@ -7,7 +7,9 @@
 //! `streamer_sink_dropped_quotes_total{reason}` with `contract` (share-class tickers and
 //! sources the contract cannot carry), `rejected` (a 4xx other than 408/429) and `shutdown`
 //! (still unsent at the drain deadline); `streamer_sink_circuit_open` 1 while the breaker is
-//! not closed.
+//! not closed; `streamer_sink_retrying` 1 while a failed batch waits for its retry. Batching
+//! ([`gather`]), the retry backoff and the shutdown drain are the sink core's
+//! (`crate::sinks::util`).
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -15,16 +17,16 @@ use std::time::Instant;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use prometheus::{Histogram, IntCounter, IntGauge};
-use tokio_util::sync::CancellationToken;
 
 use super::breaker::{Breaker, BreakerState, Permit};
 use super::client::{Answer, StorageClient, idempotency_key};
 use super::config::StorageConfig;
-use super::drain::Drain;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
 use crate::quote::wire::{ContractViolation, StorageBatch};
+use crate::sinks::util::batch::{self, gather};
+use crate::sinks::util::drain::Drain;
 use crate::sinks::{Sink, SinkContext, SinkError};
 
 /// The sink's label in metrics and logs.
@@ -39,7 +41,6 @@ const MAX_LOGGED_VIOLATIONS: usize = 10_000;
 pub struct StorageSink {
     config: StorageConfig,
     client: StorageClient,
-    shutdown: CancellationToken,
 }
 
 impl StorageSink {
@@ -49,19 +50,7 @@ impl StorageSink {
         config.validate().map_err(|e| fail(e.to_string()))?;
         let client = StorageClient::new(&config)
             .map_err(|e| fail(format!("building the HTTP client: {e}")))?;
-        Ok(Self {
-            config,
-            client,
-            shutdown: CancellationToken::new(),
-        })
-    }
-
-    /// The worker's shutdown token. Without it the drain deadline only starts when the queue
-    /// closes, which a sink retrying a batch against a down storage API would not notice; with
-    /// it, shutdown cuts retries off `drain_deadline` after the token fires.
-    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
-        self.shutdown = shutdown;
-        self
+        Ok(Self { config, client })
     }
 }
 
@@ -79,46 +68,22 @@ impl Sink for StorageSink {
         let linger = self.config.linger;
         let mut w = Writer::new(self, &ctx);
         tracing::info!(endpoint = %w.client.endpoint(), batch_size, "storage sink started");
-        let mut held: Vec<Quote> = Vec::new();
+        let mut held = Vec::new();
         loop {
-            // A queue closed with batches still waiting has not said `None` yet, but shutdown has
-            // begun: the drain clock starts now.
-            if queue.is_closed() {
-                w.drain.start();
-            }
-            match w.drain.bounded(queue.recv(), None).await {
-                None => {
-                    w.give_up(0, &queue);
-                    return Ok(());
-                }
-                Some(None) => {
-                    w.drain.start();
-                    return Ok(());
-                }
-                Some(Some(batch)) => held.extend_from_slice(&batch),
-            }
-            // Linger: let a small first batch wait briefly for company, so storage gets few
-            // large requests rather than many small ones.
-            let flush_at = tokio::time::Instant::now() + linger;
-            let mut closed = false;
-            while held.len() < batch_size {
-                match tokio::time::timeout_at(flush_at, queue.recv()).await {
-                    Ok(Some(batch)) => held.extend_from_slice(&batch),
-                    Ok(None) => {
-                        // Shutting down: write what is held now rather than after the linger.
-                        closed = true;
-                        w.drain.start();
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            let quotes = std::mem::take(&mut held);
+            // Linger: a small first batch waits briefly for company, so storage gets few large
+            // requests rather than many small ones. The drain deadline bounds the wait (a
+            // closing queue ends it by itself).
+            let gathered = gather(&mut queue, &mut held, batch_size, linger);
+            let Some(open) = w.drain.bounded(gathered, None).await else {
+                w.drain.give_up(&ctx, SINK, batch::len(&held), &queue);
+                return Ok(());
+            };
+            let quotes: Vec<Quote> = held.drain(..).flat_map(|b| b.to_vec()).collect();
             if let Err(unsent) = w.flush(&quotes, &queue).await {
-                w.give_up(unsent, &queue);
+                w.drain.give_up(&ctx, SINK, unsent, &queue);
                 return Ok(());
             }
-            if closed {
+            if !open {
                 return Ok(());
             }
         }
@@ -147,6 +112,7 @@ struct Writer {
     duration: Histogram,
     errors: IntCounter,
     circuit_open: IntGauge,
+    retrying: IntGauge,
     metrics: Metrics,
 }
 
@@ -156,31 +122,27 @@ impl Writer {
         let breaker = Breaker::new(c.breaker_failures, c.breaker_open_for);
         let circuit_open = ctx.metrics.circuit_open.with_label_values(&[SINK]);
         circuit_open.set(0);
+        let retrying = ctx.metrics.sink_retrying.with_label_values(&[SINK]);
+        retrying.set(0);
         Self {
             reported: breaker.state(),
             breaker,
-            backoff: ExponentialBuilder::new()
-                .with_jitter()
-                .with_min_delay(c.retry_min_delay)
-                .with_max_delay(c.retry_max_delay)
-                .without_max_times(),
-            drain: Drain::new(sink.shutdown, ctx.drain_deadline),
+            backoff: crate::retry::backoff(c.retry_min_delay, c.retry_max_delay),
+            drain: Drain::for_sink(ctx),
             logged: HashSet::new(),
             published: ctx.metrics.quotes_published.with_label_values(&[SINK]),
             duration: ctx.metrics.publish_duration.with_label_values(&[SINK]),
             errors: ctx.metrics.errors.with_label_values(&["publish"]),
             circuit_open,
+            retrying,
             metrics: ctx.metrics.clone(),
             config: sink.config,
             client: sink.client,
         }
     }
 
-    fn dropped(&self, reason: &str, quotes: usize) {
-        self.metrics
-            .dropped_quotes
-            .with_label_values(&[SINK, reason])
-            .inc_by(quotes as u64);
+    fn dropped(&self, reason: DropReason, quotes: usize) {
+        self.metrics.dropped(SINK, reason).inc_by(quotes as u64);
     }
 
     /// Sends `quotes` as contract batches. `Err` carries the quotes left unsent when the drain
@@ -194,7 +156,7 @@ impl Writer {
                 Err(e) => {
                     // Validated quotes always serialise; kept as a counted drop, never a panic.
                     tracing::error!(error = %e, quotes = batch.len(), "could not encode a storage batch; dropped");
-                    self.dropped("contract", batch.len());
+                    self.dropped(DropReason::Contract, batch.len());
                     continue;
                 }
             };
@@ -209,7 +171,7 @@ impl Writer {
         if violations.is_empty() {
             return;
         }
-        self.dropped("contract", violations.len());
+        self.dropped(DropReason::Contract, violations.len());
         for v in violations {
             // Log once per ticker (or source): the same share class arrives every poll.
             let text = v.to_string();
@@ -247,6 +209,7 @@ impl Writer {
             };
             match answer {
                 Answer::Accepted => {
+                    self.retrying.set(0);
                     self.duration.observe(started.elapsed().as_secs_f64());
                     self.published.inc_by(quotes as u64);
                     self.breaker.on_success();
@@ -254,8 +217,9 @@ impl Writer {
                     return Delivery::Accepted;
                 }
                 Answer::Rejected { why } => {
+                    self.retrying.set(0);
                     self.errors.inc();
-                    self.dropped("rejected", quotes);
+                    self.dropped(DropReason::Rejected, quotes);
                     // Storage answered, so it is up: this is the batch's problem, not an outage.
                     self.breaker.on_success();
                     self.report_breaker();
@@ -263,6 +227,7 @@ impl Writer {
                     return Delivery::Rejected;
                 }
                 Answer::Retry { why, retry_after } => {
+                    self.retrying.set(1);
                     self.errors.inc();
                     self.breaker.on_failure(Instant::now());
                     self.report_breaker();
@@ -315,23 +280,6 @@ impl Writer {
                 tracing::info!("storage circuit breaker closed: storage answers again")
             }
             BreakerState::Closed { .. } => {}
-        }
-    }
-
-    /// The drain deadline passed: counts what is still unsent (in hand and in the queue) as
-    /// dropped for shutdown.
-    fn give_up(&self, unsent: usize, queue: &QueueReceiver) {
-        let mut lost = unsent;
-        while let Some(batch) = queue.try_recv() {
-            lost += batch.len();
-        }
-        if lost > 0 {
-            self.dropped("shutdown", lost);
-            tracing::error!(
-                quotes = lost,
-                drain_deadline = ?self.drain.grace(),
-                "storage sink stopped at the drain deadline with quotes unsent; counted in streamer_sink_dropped_quotes_total{{sink=\"storage\",reason=\"shutdown\"}}"
-            );
         }
     }
 }

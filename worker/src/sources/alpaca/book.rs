@@ -6,7 +6,8 @@
 //!   must be a real trade).
 //! - A daily bar replaces the day's volume, open, high and low with Alpaca's own (the trades
 //!   this connection saw are only part of the day).
-//! - The trading day is the calendar day in America/New_York: the first trade of a new day
+//! - The trading day is the calendar day in America/New_York
+//!   ([`crate::sources::trading_day`]): the first trade of a new day
 //!   starts the volume, open, high and low afresh.
 //! - Late reports (a trade or quote older than the last one of its kind) count in the day's
 //!   volume but neither move the price nor yield a quote: they are reported as `out_of_order`.
@@ -14,10 +15,10 @@
 use std::collections::HashMap;
 
 use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::quote::RawQuote;
+use crate::sources::trading_day::TradingDays;
 
 /// The `source` of the quotes (contracts: `alpaca`).
 pub const SOURCE: &str = "alpaca";
@@ -127,31 +128,19 @@ impl TickerState {
     }
 }
 
-/// A calendar day in New York and the instants it spans, cached: nearly every message falls
-/// into the same day as the one before.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    date: Date,
-    start: Timestamp,
-    end: Timestamp,
-}
-
 /// Per-ticker state of one Alpaca stream.
 #[derive(Debug)]
 pub struct Book {
     tickers: HashMap<String, TickerState>,
-    new_york: TimeZone,
-    today: Option<Span>,
+    days: TradingDays,
 }
 
 impl Book {
-    /// Fails only if the bundled time-zone database lacks America/New_York.
-    pub fn new() -> Result<Self, jiff::Error> {
-        Ok(Self {
+    pub fn new() -> Self {
+        Self {
             tickers: HashMap::new(),
-            new_york: TimeZone::get("America/New_York")?,
-            today: None,
-        })
+            days: TradingDays::default(),
+        }
     }
 
     /// A new connection: forget the quote book, keep the day's trades and volume.
@@ -161,26 +150,6 @@ impl Book {
             state.ask = None;
             state.last_quote = None;
         }
-    }
-
-    /// The New York trading day of `time`.
-    fn day_of(&mut self, time: Timestamp) -> Option<Date> {
-        if let Some(span) = self.today
-            && span.start <= time
-            && time < span.end
-        {
-            return Some(span.date);
-        }
-        let zoned = time.to_zoned(self.new_york.clone());
-        let start = zoned.start_of_day().ok()?;
-        let end = zoned.tomorrow().ok()?.start_of_day().ok()?;
-        let span = Span {
-            date: zoned.date(),
-            start: start.timestamp(),
-            end: end.timestamp(),
-        };
-        self.today = Some(span);
-        Some(span.date)
     }
 
     fn state(&mut self, ticker: &str) -> Result<&mut TickerState, Dropped> {
@@ -200,15 +169,6 @@ impl Book {
             .ok_or_else(|| Dropped("too_many_symbols", ticker.to_owned()))
     }
 
-    fn day_or_drop(&mut self, ticker: &str, time: Timestamp) -> Result<Date, Dropped> {
-        self.day_of(time).ok_or_else(|| {
-            Dropped(
-                "bad_time",
-                format!("{ticker}: {time} has no day in New York"),
-            )
-        })
-    }
-
     pub fn trade(&mut self, ticker: &str, trade: Trade) -> Outcome {
         if !(trade.price.is_finite() && trade.price > 0.0) {
             // Not a price anyone traded at: validation counts it (reason `price`); it changes
@@ -224,10 +184,7 @@ impl Book {
                 state.ask,
             ));
         }
-        let day = match self.day_or_drop(ticker, trade.time) {
-            Ok(day) => day,
-            Err(dropped) => return dropped.into(),
-        };
+        let day = self.days.of(trade.time);
         let state = match self.state(ticker) {
             Ok(state) => state,
             Err(dropped) => return dropped.into(),
@@ -266,10 +223,7 @@ impl Book {
     }
 
     pub fn nbbo(&mut self, ticker: &str, nbbo: Nbbo) -> Outcome {
-        let day = match self.day_or_drop(ticker, nbbo.time) {
-            Ok(day) => day,
-            Err(dropped) => return dropped.into(),
-        };
+        let day = self.days.of(nbbo.time);
         let state = match self.state(ticker) {
             Ok(state) => state,
             Err(dropped) => return dropped.into(),
@@ -321,10 +275,7 @@ impl Book {
             .time
             .saturating_add(SignedDuration::from_hours(12))
             .unwrap_or(bar.time);
-        let day = match self.day_or_drop(ticker, noon) {
-            Ok(day) => day,
-            Err(dropped) => return dropped.into(),
-        };
+        let day = self.days.of(noon);
         let state = match self.state(ticker) {
             Ok(state) => state,
             Err(dropped) => return dropped.into(),
@@ -378,7 +329,7 @@ mod tests {
 
     #[test]
     fn trades_set_the_price_and_sum_the_day_volume() {
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         let q = quote_of(book.trade("AAPL", trade(189.5, 100, "2026-01-20T14:30:00.000000001Z")));
         assert_eq!(
             (q.price, q.volume, q.bid, q.open),
@@ -395,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_quote_update_needs_a_real_trade_first() {
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         let nbbo = |bid, ask, time| Nbbo {
             bid,
             ask,
@@ -422,13 +373,13 @@ mod tests {
 
     #[test]
     fn the_day_rolls_over_at_midnight_in_new_york() {
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         // 23:59 New York time (EST, UTC-5) on the 20th, then 00:01 on the 21st.
         quote_of(book.trade("AAPL", trade(100.0, 500, "2026-01-21T04:59:00Z")));
         let q = quote_of(book.trade("AAPL", trade(101.0, 7, "2026-01-21T05:01:00Z")));
         assert_eq!((q.volume, q.open), (7.0, Some(101.0)));
         // Summer time (EDT, UTC-4): 03:30 UTC is still the previous day.
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         quote_of(book.trade("MSFT", trade(400.0, 1, "2026-07-01T03:30:00Z")));
         let q = quote_of(book.trade("MSFT", trade(400.0, 1, "2026-07-01T03:59:59Z")));
         assert_eq!(q.volume, 2.0);
@@ -438,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_daily_bar_replaces_volume_and_range() {
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         quote_of(book.trade("AAPL", trade(190.0, 100, "2026-01-20T15:00:00Z")));
         for stamp in ["2026-01-20T05:00:00Z", "2026-01-20T00:00:00Z"] {
             let bar = DailyBar {
@@ -481,7 +432,7 @@ mod tests {
 
     #[test]
     fn late_reports_count_in_the_volume_but_do_not_move_the_price() {
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         quote_of(book.trade("AAPL", trade(190.0, 100, "2026-01-20T15:00:01Z")));
         assert!(matches!(
             book.trade("AAPL", trade(150.0, 30, "2026-01-20T15:00:00Z")),
@@ -493,7 +444,7 @@ mod tests {
 
     #[test]
     fn bad_prices_pass_to_validation_and_change_nothing() {
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         quote_of(book.trade("AAPL", trade(190.0, 100, "2026-01-20T15:00:01Z")));
         let q = quote_of(book.trade("AAPL", trade(-1.0, 100, "2026-01-20T15:00:02Z")));
         assert_eq!(q.price, -1.0);
@@ -516,7 +467,7 @@ mod tests {
 
     #[test]
     fn a_new_connection_forgets_the_book_but_not_the_day() {
-        let mut book = Book::new().unwrap();
+        let mut book = Book::new();
         book.nbbo(
             "AAPL",
             Nbbo {
@@ -551,7 +502,7 @@ mod tests {
         fn volume_sums_sizes_and_the_range_holds_every_price(
             trades in proptest::collection::vec((1u32..100_000, 0u64..10_000, 0i64..3_600_000_000), 1..50)
         ) {
-            let mut book = Book::new().unwrap();
+            let mut book = Book::new();
             let start = at("2026-01-20T15:00:00Z");
             let mut times: Vec<i64> = trades.iter().map(|t| t.2).collect();
             times.sort_unstable();

@@ -3,16 +3,13 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use quotestream_api::contract::{self, env::ALPACA_KEY_ID, env::ALPACA_SECRET_KEY};
 use quotestream_api::crd::{AlpacaFeed, AlpacaSource};
 
 use crate::sources::SourceError;
 
 /// Where the feeds live; the feed's name is the last path segment.
 pub const DEFAULT_BASE_URL: &str = "wss://stream.data.alpaca.markets/v2";
-/// The environment variables the worker reads the credentials from (the operator fills them from
-/// the Secret: operator/src/resources/env.rs uses the same names).
-pub const KEY_ID_ENV: &str = "APCA_API_KEY_ID";
-pub const SECRET_KEY_ENV: &str = "APCA_API_SECRET_KEY";
 
 #[derive(Clone, PartialEq)]
 pub struct AlpacaConfig {
@@ -91,16 +88,15 @@ impl AlpacaConfig {
             key_id_key: creds
                 .key_id_key
                 .clone()
-                .unwrap_or_else(|| KEY_ID_ENV.to_owned()),
+                .unwrap_or_else(|| ALPACA_KEY_ID.to_owned()),
             secret_key_key: creds
                 .secret_key_key
                 .clone()
-                .unwrap_or_else(|| SECRET_KEY_ENV.to_owned()),
+                .unwrap_or_else(|| ALPACA_SECRET_KEY.to_owned()),
         };
         let read = |var: &str, key: &str| {
-            env.get(var)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
+            contract::env_value(env, var)
+                .map(str::to_owned)
                 .ok_or_else(|| {
                     SourceError::Config(format!(
                         "{var} is not set: the worker reads it from key {key} of Secret {} (spec.source.alpaca.credentialsSecretRef); put the Alpaca credential under that key",
@@ -108,8 +104,8 @@ impl AlpacaConfig {
                     ))
                 })
         };
-        let key_id = read(KEY_ID_ENV, &secret.key_id_key)?;
-        let secret_key = read(SECRET_KEY_ENV, &secret.secret_key_key)?;
+        let key_id = read(ALPACA_KEY_ID, &secret.key_id_key)?;
+        let secret_key = read(ALPACA_SECRET_KEY, &secret.secret_key_key)?;
         Ok(Self {
             url,
             feed,
@@ -141,8 +137,8 @@ mod tests {
 
     fn env() -> HashMap<String, String> {
         HashMap::from([
-            (KEY_ID_ENV.to_owned(), "PKTEST".to_owned()),
-            (SECRET_KEY_ENV.to_owned(), "s3cr3t".to_owned()),
+            (ALPACA_KEY_ID.to_owned(), "PKTEST".to_owned()),
+            (ALPACA_SECRET_KEY.to_owned(), "s3cr3t".to_owned()),
         ])
     }
 
@@ -173,7 +169,7 @@ mod tests {
     #[test]
     fn a_missing_credential_names_the_secret_and_its_key() {
         let mut env = env();
-        env.remove(SECRET_KEY_ENV);
+        env.remove(ALPACA_SECRET_KEY);
         let e = AlpacaConfig::from_spec(Some(&spec()), &env)
             .unwrap_err()
             .to_string();
@@ -182,8 +178,8 @@ mod tests {
                 && e.contains("key secret of Secret alpaca"),
             "{e}"
         );
-        env.insert(SECRET_KEY_ENV.into(), "x".into());
-        env.insert(KEY_ID_ENV.into(), "  ".into());
+        env.insert(ALPACA_SECRET_KEY.into(), "x".into());
+        env.insert(ALPACA_KEY_ID.into(), "  ".into());
         let e = AlpacaConfig::from_spec(Some(&spec()), &env)
             .unwrap_err()
             .to_string();

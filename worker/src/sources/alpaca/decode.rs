@@ -11,8 +11,8 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::book::{Book, DailyBar, Dropped, Nbbo, Outcome, Trade};
-use super::errors::{self, ErrorContext, GHOST_CONNECTION_GRACE};
-use crate::sources::stream::{Decoded, Event, Frame, VendorError};
+use super::status::{self, ErrorContext, GHOST_CONNECTION_GRACE};
+use crate::sources::websocket::{Decoded, Event, Frame, VendorError};
 
 /// The fields of every message type the connector reads, all optional: which ones a message
 /// must have depends on its `T`. Unknown fields are ignored (`c` is left out on purpose: it is
@@ -54,13 +54,13 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(errors: ErrorContext) -> Result<Self, jiff::Error> {
-        Ok(Self {
-            book: Book::new()?,
+    pub fn new(errors: ErrorContext) -> Self {
+        Self {
+            book: Book::new(),
             errors,
             logged_in: false,
             lost_logged_in: None,
-        })
+        }
     }
 
     /// A new connection begins.
@@ -172,7 +172,7 @@ impl Decoder {
                 out.events.push(Event::Error(VendorError {
                     code: code.to_string(),
                     message: item.msg.as_deref().unwrap_or_default().to_owned(),
-                    action: errors::action(code, &self.errors, ghost_possible),
+                    action: status::action(code, &self.errors, ghost_possible),
                 }));
                 return 0;
             }
@@ -302,7 +302,7 @@ mod tests {
 
     use super::*;
     use crate::sources::alpaca::SecretNames;
-    use crate::sources::stream::Action;
+    use crate::sources::websocket::Action;
 
     fn decoder() -> Decoder {
         Decoder::new(ErrorContext {
@@ -313,7 +313,6 @@ mod tests {
                 secret_key_key: "APCA_API_SECRET_KEY".into(),
             },
         })
-        .unwrap()
     }
 
     fn decode(d: &mut Decoder, text: &str) -> (Decoded, usize) {

@@ -4,25 +4,23 @@
 //! `{"action":"auth","key":..,"secret":..}` and, once `authenticated`, subscribes trades, quotes
 //! and daily bars of the shard's tickers. Trades, NBBO quotes and daily bars arrive as separate
 //! messages; `book.rs` combines them into the quote model. Error codes map to actions in
-//! `errors.rs`.
+//! `status.rs` (the vendor control messages, as in every streaming vendor).
 
 mod book;
 mod config;
 mod decode;
-mod errors;
+mod status;
 
 use quotestream_api::Ticker;
 use serde::Serialize;
 
 pub use book::{MAX_TICKERS, SOURCE};
-pub use config::{
-    AlpacaConfig, DEFAULT_BASE_URL, KEY_ID_ENV, SECRET_KEY_ENV, SecretNames, feed_name,
-};
+pub use config::{AlpacaConfig, DEFAULT_BASE_URL, SecretNames, feed_name};
 pub use decode::Decoder;
-pub use errors::{ErrorContext, GHOST_CONNECTION_GRACE, action};
+pub use status::{ErrorContext, GHOST_CONNECTION_GRACE, action};
 
 use super::SourceError;
-use super::stream::{Decoded, Frame, Protocol};
+use super::websocket::{Decoded, Frame, Protocol};
 
 /// Symbols per subscribe frame: keeps frames small for large shards (the acknowledgement
 /// carries the whole current set, so several frames add up to the same subscription).
@@ -40,11 +38,7 @@ impl Alpaca {
             feed: config.feed,
             secret: config.secret.clone(),
         };
-        let decoder = Decoder::new(context).map_err(|e| {
-            SourceError::Fatal(format!(
-                "the time-zone database lacks America/New_York: {e}"
-            ))
-        })?;
+        let decoder = Decoder::new(context);
         Ok(Self { config, decoder })
     }
 }
@@ -138,8 +132,14 @@ mod tests {
             max_connections: None,
         };
         let env = HashMap::from([
-            (KEY_ID_ENV.to_owned(), "PK\"TEST".to_owned()),
-            (SECRET_KEY_ENV.to_owned(), "s3cr3t".to_owned()),
+            (
+                quotestream_api::contract::env::ALPACA_KEY_ID.to_owned(),
+                "PK\"TEST".to_owned(),
+            ),
+            (
+                quotestream_api::contract::env::ALPACA_SECRET_KEY.to_owned(),
+                "s3cr3t".to_owned(),
+            ),
         ]);
         Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap()).unwrap()
     }

@@ -9,7 +9,8 @@
 //! - **Open** is the aggregate's `op` (the official day open). **High/low** are the extremes of
 //!   the trades and minute bars seen today: a worker started mid-day reports the range since
 //!   it started.
-//! - A **new trading day** (the first event dated on it) clears volume, open, high, low and the
+//! - A **new trading day** (the first event dated on it, in New York:
+//!   [`crate::sources::trading_day`]) clears volume, open, high, low and the
 //!   book; the last trade price stays (pre-market quotes show the previous close, as Yahoo's do).
 //! - **Out of order**: a trade older than the ticker's last trade, or a book update older than
 //!   its last one, is dropped (it would publish a stale price as the newest).
@@ -21,8 +22,10 @@
 use std::collections::HashMap;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 
 use crate::quote::RawQuote;
+use crate::sources::trading_day::TradingDays;
 
 /// The `source` of the quotes (contracts 001 and 004).
 pub const SOURCE: &str = "polygon";
@@ -31,16 +34,6 @@ pub const SOURCE: &str = "polygon";
 /// server sending endless symbols cannot grow it without bound. Symbols beyond this still
 /// produce quotes, from their own event alone (the connection drops unsubscribed ones anyway).
 const MAX_TICKERS: usize = 20_000;
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// The US trading day a time belongs to. Dates are taken at a fixed UTC−5: every session time
-/// (04:00–20:00 Eastern) falls on the same Eastern date at UTC−5 in winter (EST) and in summer
-/// (EDT, one hour off but never across midnight), so no time-zone lookup is needed per event.
-fn trading_day(ms: i64) -> i64 {
-    (ms - 5 * HOUR_MS).div_euclid(DAY_MS)
-}
 
 fn usable(price: f64) -> bool {
     price.is_finite() && price > 0.0
@@ -65,7 +58,7 @@ struct Trade {
 
 #[derive(Debug, Clone, Default)]
 struct TickerState {
-    day: i64,
+    day: Option<Date>,
     trade: Option<Trade>,
     /// Time of the last book update.
     book_ms: i64,
@@ -80,12 +73,11 @@ struct TickerState {
 }
 
 impl TickerState {
-    /// Moves to the trading day of `ms` if it is a later one.
-    fn roll(&mut self, ms: i64) {
-        let day = trading_day(ms);
-        if day > self.day {
+    /// Moves to `day` if it is a later one than the state's.
+    fn roll(&mut self, day: Date) {
+        if self.day.is_none_or(|current| day > current) {
             *self = Self {
-                day,
+                day: Some(day),
                 trade: self.trade,
                 ..Self::default()
             };
@@ -138,6 +130,7 @@ pub struct Aggregate {
 #[derive(Default)]
 pub struct Book {
     tickers: HashMap<String, TickerState>,
+    days: TradingDays,
 }
 
 // Thousands of entries are no use in a debug print.
@@ -164,6 +157,7 @@ impl Book {
 
     /// A trade: always a quote (unless out of order).
     pub fn trade(&mut self, ticker: &str, price: f64, size: f64, time: Timestamp) -> Outcome {
+        let day = self.days.of(time);
         let mut scratch = TickerState::default();
         let state = match self.state(ticker) {
             Some(state) => state,
@@ -181,7 +175,7 @@ impl Book {
                 ),
             );
         }
-        state.roll(ms);
+        state.roll(day);
         if !usable(price) {
             return Outcome::Quote(state.quote(ticker, time, price));
         }
@@ -195,6 +189,7 @@ impl Book {
 
     /// A book update: a quote when a trade price is known, otherwise kept for the next trade.
     pub fn top(&mut self, ticker: &str, top: Top, time: Timestamp) -> Outcome {
+        let day = self.days.of(time);
         let Some(state) = self.state(ticker) else {
             return Outcome::Held;
         };
@@ -208,7 +203,7 @@ impl Book {
                 ),
             );
         }
-        state.roll(ms);
+        state.roll(day);
         let sane = top.bid.is_none_or(usable) && top.ask.is_none_or(usable);
         if sane {
             state.bid = top.bid;
@@ -239,17 +234,21 @@ impl Book {
                 .into_iter()
                 .flatten()
                 .all(usable);
-        if !sane {
+        let end = Timestamp::from_millisecond(agg.end_ms)
+            .ok()
+            .filter(|_| sane);
+        let Some(end) = end else {
             return Outcome::Malformed("bad_aggregate", format!("{ticker}: {agg:?}"));
-        }
+        };
+        let day = self.days.of(end);
         let Some(state) = self.state(ticker) else {
             return Outcome::Held;
         };
-        if trading_day(agg.end_ms) < state.day {
+        if state.day.is_some_and(|current| day < current) {
             // Yesterday's bar arriving late describes a day that is over.
             return Outcome::Held;
         }
-        state.roll(agg.end_ms);
+        state.roll(day);
         if agg.end_ms >= state.volume_as_of {
             state.volume = agg.day_volume;
             state.volume_as_of = agg.end_ms;
@@ -272,6 +271,8 @@ mod tests {
 
     /// 2026-01-20 14:30:00 UTC (09:30 Eastern).
     const OPEN_MS: i64 = 1_768_919_400_000;
+    const HOUR_MS: i64 = 3_600_000;
+    const DAY_MS: i64 = 24 * HOUR_MS;
 
     fn at(ms: i64) -> Timestamp {
         Timestamp::from_millisecond(ms).unwrap()
@@ -374,26 +375,6 @@ mod tests {
         assert_eq!(q.volume, 0.0);
         assert_eq!((q.open, q.high, q.low), (None, None, None));
         assert_eq!(q.bid, Some(188.0));
-    }
-
-    #[test]
-    fn the_trading_day_is_the_eastern_date_for_every_session_time() {
-        // 2026-01-20 (EST, UTC-5): 04:00 Eastern = 09:00 UTC; 20:00 Eastern = 01:00 UTC next day.
-        let jan20_0400 = OPEN_MS - 5 * HOUR_MS - 30 * 60_000;
-        let jan20_2000 = jan20_0400 + 16 * HOUR_MS;
-        assert_eq!(trading_day(jan20_0400), trading_day(jan20_2000 - 1));
-        assert_eq!(
-            trading_day(jan20_2000 - 1) + 1,
-            trading_day(jan20_0400 + DAY_MS)
-        );
-        // 2026-07-20 (EDT, UTC-4): 04:00 Eastern = 08:00 UTC; 20:00 Eastern = 00:00 UTC.
-        let jul20_0400 = 1_784_534_400_000;
-        let jul20_2000 = jul20_0400 + 16 * HOUR_MS;
-        assert_eq!(trading_day(jul20_0400), trading_day(jul20_2000 - 1));
-        assert_ne!(
-            trading_day(jul20_0400),
-            trading_day(jul20_0400 - 5 * HOUR_MS)
-        );
     }
 
     #[test]

@@ -1,15 +1,14 @@
 //! `spec.source.polygon` and the API key from the environment.
 
+use std::collections::HashMap;
+
+use quotestream_api::contract::{self, env::POLYGON_API_KEY};
 use quotestream_api::crd::PolygonSource;
 
 use crate::sources::SourceError;
 
 /// Massive's real-time stocks cluster (the host was `socket.polygon.io` before the rename).
 pub const DEFAULT_URL: &str = "wss://socket.massive.com/stocks";
-
-/// The variable the operator fills from `spec.source.polygon.apiKeySecretRef`
-/// (operator/src/resources/env.rs).
-pub const API_KEY_ENV: &str = "POLYGON_API_KEY";
 
 #[derive(Clone, PartialEq)]
 pub struct PolygonConfig {
@@ -31,11 +30,11 @@ impl std::fmt::Debug for PolygonConfig {
 }
 
 impl PolygonConfig {
-    /// `spec` is the worker configuration's `source.polygon`; `api_key` the value of
-    /// [`API_KEY_ENV`].
+    /// `spec` is the worker configuration's `source.polygon`; the API key is `POLYGON_API_KEY`
+    /// in `env`.
     pub fn from_spec(
         spec: Option<&PolygonSource>,
-        api_key: Option<String>,
+        env: &HashMap<String, String>,
     ) -> Result<Self, SourceError> {
         let spec = spec.ok_or_else(|| {
             SourceError::Config(
@@ -47,12 +46,11 @@ impl PolygonConfig {
             "key {:?} of Secret {:?} (spec.source.polygon.apiKeySecretRef)",
             secret.key, secret.name
         );
-        let api_key = api_key
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
+        let api_key = contract::env_value(env, POLYGON_API_KEY)
+            .map(str::to_owned)
             .ok_or_else(|| {
                 SourceError::Config(format!(
-                    "{API_KEY_ENV} is not set or empty: the operator fills it from the {key_source}; put the Massive/Polygon API key there"
+                    "{POLYGON_API_KEY} is not set or empty: the operator fills it from the {key_source}; put the Massive/Polygon API key there"
                 ))
             })?;
         let url = spec.url.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
@@ -75,6 +73,10 @@ mod tests {
 
     use super::*;
 
+    fn key(key: &str) -> HashMap<String, String> {
+        HashMap::from([(POLYGON_API_KEY.to_owned(), key.to_owned())])
+    }
+
     fn spec(url: Option<&str>) -> PolygonSource {
         PolygonSource {
             api_key_secret_ref: SecretKeyRef {
@@ -88,21 +90,21 @@ mod tests {
 
     #[test]
     fn defaults_to_massive_and_takes_the_url_override() {
-        let c = PolygonConfig::from_spec(Some(&spec(None)), Some("k3y\n".into())).unwrap();
+        let c = PolygonConfig::from_spec(Some(&spec(None)), &key("k3y\n")).unwrap();
         assert_eq!(c.url, DEFAULT_URL);
         assert_eq!(
             c.api_key, "k3y",
             "a trailing newline from the Secret is dropped"
         );
         let delayed = spec(Some("wss://delayed.massive.com/stocks"));
-        let c = PolygonConfig::from_spec(Some(&delayed), Some("k".into())).unwrap();
+        let c = PolygonConfig::from_spec(Some(&delayed), &key("k")).unwrap();
         assert_eq!(c.url, "wss://delayed.massive.com/stocks");
     }
 
     #[test]
     fn a_missing_key_names_the_secret_reference() {
-        for key in [None, Some(String::new()), Some("  ".into())] {
-            let e = PolygonConfig::from_spec(Some(&spec(None)), key)
+        for env in [HashMap::new(), key(""), key("  ")] {
+            let e = PolygonConfig::from_spec(Some(&spec(None)), &env)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -112,7 +114,7 @@ mod tests {
                 "{e}"
             );
         }
-        let e = PolygonConfig::from_spec(None, Some("k".into()))
+        let e = PolygonConfig::from_spec(None, &key("k"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("spec.source.polygon.apiKeySecretRef"), "{e}");
@@ -120,14 +122,12 @@ mod tests {
 
     #[test]
     fn rejects_non_websocket_urls_and_never_prints_the_key() {
-        let e = PolygonConfig::from_spec(
-            Some(&spec(Some("https://socket.massive.com"))),
-            Some("k".into()),
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            PolygonConfig::from_spec(Some(&spec(Some("https://socket.massive.com"))), &key("k"))
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("spec.source.polygon.url"), "{e}");
-        let c = PolygonConfig::from_spec(Some(&spec(None)), Some("s3cret".into())).unwrap();
+        let c = PolygonConfig::from_spec(Some(&spec(None)), &key("s3cret")).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

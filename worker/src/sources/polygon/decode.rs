@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use super::book::{Aggregate, Book, Outcome, Top};
 use super::status;
-use crate::sources::stream::{Decoded, Frame};
+use crate::sources::websocket::{Decoded, Frame};
 
 /// The fields of all event types this client reads (others are ignored). Names that mean
 /// different things per type (`s`: a trade's size, an aggregate's window start) are only read
@@ -212,7 +212,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sources::stream::Event;
+    use crate::sources::websocket::Event;
 
     const KEY: &str = "key \"k\" of Secret \"s\" (spec.source.polygon.apiKeySecretRef)";
 

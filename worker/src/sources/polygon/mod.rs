@@ -15,10 +15,10 @@ use quotestream_api::Ticker;
 use serde_json::json;
 
 pub use book::SOURCE;
-pub use config::{API_KEY_ENV, DEFAULT_URL, PolygonConfig};
+pub use config::{DEFAULT_URL, PolygonConfig};
 pub use decode::Decoder;
 
-use super::stream::{Decoded, Frame, Protocol};
+use super::websocket::{Decoded, Frame, Protocol};
 
 /// The channels subscribed per ticker: trades (the price), quotes (bid/ask) and minute
 /// aggregates (day volume and open).

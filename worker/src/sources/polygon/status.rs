@@ -1,7 +1,7 @@
 //! `{"ev":"status"}` messages: the login flow, subscription acknowledgements and the errors
 //! Massive reports, each with what the connection should do about it.
 
-use crate::sources::stream::{Action, Event, VendorError};
+use crate::sources::websocket::{Action, Event, VendorError};
 
 /// What one status message means. `key_source` names the Secret the API key comes from, for
 /// the message that asks the user to fix it.

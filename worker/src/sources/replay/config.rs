@@ -1,13 +1,10 @@
 //! Settings of the replay source (`spec.source.replay`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
+use quotestream_api::contract::{self, REPLAY_DIR, env::REPLAY_FILE};
 use quotestream_api::crd::{ReplayFormat, ReplaySource};
-
-/// Where the shard Deployment mounts the recording's ConfigMap (one file per key); the
-/// `QUOTESTREAM_REPLAY_FILE` variable overrides the path (local runs, tests).
-pub const REPLAY_DIR: &str = "/etc/quotestream/replay";
-pub const REPLAY_FILE_ENV: &str = "QUOTESTREAM_REPLAY_FILE";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayConfig {
@@ -20,8 +17,11 @@ pub struct ReplayConfig {
 }
 
 impl ReplayConfig {
-    pub fn from_spec(spec: &ReplaySource, env_path: Option<String>) -> Self {
-        let path = env_path
+    /// The recording is where the shard Deployment mounts its ConfigMap
+    /// (`<REPLAY_DIR>/<key>`), unless `QUOTESTREAM_REPLAY_FILE` names another file (local runs,
+    /// tests).
+    pub fn from_spec(spec: &ReplaySource, env: &HashMap<String, String>) -> Self {
+        let path = contract::env_value(env, REPLAY_FILE)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(REPLAY_DIR).join(&spec.config_map_key_ref.key));
         Self {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use tokio::time::Instant;
 
-pub use config::{REPLAY_DIR, REPLAY_FILE_ENV, ReplayConfig};
+pub use config::ReplayConfig;
 pub use recording::{BadLine, parse};
 
 use super::{Source, SourceContext, SourceError};

@@ -73,11 +73,8 @@ impl YahooClient {
             .timeout(config.timeout)
             .build()
             .map_err(|e| SourceError::Config(format!("yahoo HTTP client: {e}")))?;
-        let retry = ExponentialBuilder::default()
-            .with_min_delay(config.retry.min_delay)
-            .with_max_delay(config.retry.max_delay)
-            .with_max_times(config.retry.max_retries)
-            .with_jitter();
+        let retry = crate::retry::backoff(config.retry.min_delay, config.retry.max_delay)
+            .with_max_times(config.retry.max_retries);
         Ok(Self {
             http,
             cookie_url,

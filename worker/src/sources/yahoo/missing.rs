@@ -30,7 +30,7 @@ impl MissingQuotes {
         if first {
             tracing::warn!(
                 %ticker,
-                yahoo_symbol = %ticker.yahoo_symbol(),
+                yahoo_symbol = %super::symbol::to_yahoo(ticker),
                 "yahoo has no quote for this ticker: {why} (logged once until it has one again)"
             );
         }

@@ -13,6 +13,7 @@ mod client;
 mod config;
 mod crumb;
 mod missing;
+pub mod symbol;
 mod wire;
 
 use std::collections::HashMap;
@@ -73,7 +74,7 @@ impl YahooSource {
     }
 
     async fn fetch_chunk(&self, chunk: &[Ticker], ctx: &SourceContext) -> Vec<RawQuote> {
-        let symbols: Vec<String> = chunk.iter().map(Ticker::yahoo_symbol).collect();
+        let symbols: Vec<String> = chunk.iter().map(symbol::to_yahoo).collect();
         let decoded = match self.client.fetch(&symbols, ctx).await {
             Ok(decoded) => decoded,
             Err(e) => {

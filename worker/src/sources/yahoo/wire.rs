@@ -7,7 +7,6 @@
 use std::fmt;
 
 use jiff::Timestamp;
-use quotestream_api::Ticker;
 use quotestream_api::crd::SourceType;
 use quotestream_api::ticker::TickerError;
 use serde::Deserialize;
@@ -131,7 +130,7 @@ impl YahooQuote {
         let seconds = self.regular_market_time.ok_or(Unusable::NoTime)?;
         let timestamp =
             Timestamp::from_second(seconds).map_err(|_| Unusable::TimeOutOfRange(seconds))?;
-        let ticker = Ticker::from_yahoo(&self.symbol).map_err(Unusable::Symbol)?;
+        let ticker = super::symbol::from_yahoo(&self.symbol).map_err(Unusable::Symbol)?;
         let present = |v: Option<f64>| v.filter(|v| *v != 0.0);
         Ok(RawQuote {
             ticker: ticker.as_str().to_owned(),

@@ -4,12 +4,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
 use prost::Message;
-use quotestream_api::Ticker;
 use serde::Deserialize;
 
 use super::proto::PricingData;
 use crate::quote::RawQuote;
-use crate::sources::stream::{Decoded, Frame};
+use crate::sources::websocket::{Decoded, Frame};
 
 /// The `source` of the quotes (Yahoo is `yfinance` in the contracts, streaming or not).
 const SOURCE: &str = "yfinance";
@@ -88,7 +87,7 @@ fn to_raw(data: PricingData) -> Result<RawQuote, (&'static str, String)> {
         .ok()
         .filter(|_| data.time > 0)
         .ok_or_else(|| ("bad_time", format!("{}: time {} ms", data.id, data.time)))?;
-    let ticker = match Ticker::from_yahoo(&data.id) {
+    let ticker = match crate::sources::yahoo::symbol::from_yahoo(&data.id) {
         Ok(t) => t.as_str().to_owned(),
         // Validation names the problem with the symbol.
         Err(_) => data.id,

@@ -15,7 +15,7 @@ use serde_json::json;
 pub use config::{DEFAULT_URL, YahooStreamConfig};
 pub use decode::decode;
 
-use super::stream::{Decoded, Frame, Protocol};
+use super::websocket::{Decoded, Frame, Protocol};
 
 /// The generated `PricingData` message.
 pub mod proto {
@@ -40,7 +40,10 @@ fn symbols_frame(verb: &str, tickers: &[Ticker]) -> Vec<String> {
     if tickers.is_empty() {
         return Vec::new();
     }
-    let symbols: Vec<String> = tickers.iter().map(Ticker::yahoo_symbol).collect();
+    let symbols: Vec<String> = tickers
+        .iter()
+        .map(crate::sources::yahoo::symbol::to_yahoo)
+        .collect();
     vec![json!({ verb: symbols }).to_string()]
 }
 

@@ -1,4 +1,4 @@
-//! One worker: builds the source, the pipeline and the sinks of a shard from its
+//! The worker assembly: builds the source, the pipeline and the sinks of a shard from its
 //! [`WorkerConfig`], runs them, and shuts them down in order (source first, then the pipeline,
 //! then the sinks drain within the grace period).
 
@@ -13,20 +13,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{DropReason, Metrics};
 use crate::pipeline;
 use crate::queue::{self, FullPolicy, QueueReceiver};
 use crate::rate_limit::RateLimiter;
 use crate::sinks::console::{ConsoleSink, ConsoleView};
-use crate::sinks::postgres::{DSN_ENV, PostgresConfig, PostgresSink};
-use crate::sinks::redis::{REDIS_URL_ENV, RedisConfig, RedisSink};
-use crate::sinks::storage::{STORAGE_URL_ENV, StorageConfig, StorageSink};
+use crate::sinks::postgres::{PostgresConfig, PostgresSink};
+use crate::sinks::redis::{RedisConfig, RedisSink};
+use crate::sinks::storage::{StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
-use crate::sources::alpaca::{self, Alpaca, AlpacaConfig};
-use crate::sources::polygon::{self, Polygon, PolygonConfig};
-use crate::sources::replay::{REPLAY_FILE_ENV, ReplayConfig, ReplaySource};
-use crate::sources::stream::{StreamSettings, StreamSource};
+use crate::sources::alpaca::{Alpaca, AlpacaConfig};
+use crate::sources::polygon::{Polygon, PolygonConfig};
+use crate::sources::replay::{ReplayConfig, ReplaySource};
 use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
+use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
 use crate::sources::yahoo::{YahooConfig, YahooSource};
 use crate::sources::yahoo_stream::{YahooStream, YahooStreamConfig};
 use crate::sources::{Source, SourceContext, SourceError};
@@ -51,8 +51,9 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
     pub queue_quotes: usize,
-    /// Secrets and overrides from the environment (`REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`,
-    /// the Alpaca credentials `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`, `POLYGON_API_KEY`).
+    /// Secrets and overrides from the environment (`quotestream_api::contract::env::WORKER_READS`:
+    /// `REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`, the Alpaca credentials, `POLYGON_API_KEY`,
+    /// `QUOTESTREAM_REPLAY_FILE`).
     pub env: HashMap<String, String>,
 }
 
@@ -69,15 +70,7 @@ impl Default for RunOptions {
 impl RunOptions {
     /// Reads the variables the worker understands from the process environment.
     pub fn with_process_env(mut self) -> Self {
-        for key in [
-            REDIS_URL_ENV,
-            "DATABASE_URL",
-            "STORAGE_URL",
-            REPLAY_FILE_ENV,
-            alpaca::KEY_ID_ENV,
-            alpaca::SECRET_KEY_ENV,
-            polygon::API_KEY_ENV,
-        ] {
+        for &key in quotestream_api::contract::env::WORKER_READS {
             if let Ok(v) = std::env::var(key) {
                 self.env.insert(key.to_owned(), v);
             }
@@ -128,9 +121,7 @@ impl AnySink {
         match self {
             Self::Console(s) => s.run(queue, ctx).await,
             Self::Redis(s) => s.run(queue, ctx).await,
-            // The storage sink starts its drain clock when shutdown begins, not when its queue
-            // closes (a full queue may close late).
-            Self::Storage(s) => s.with_shutdown(ctx.shutdown.clone()).run(queue, ctx).await,
+            Self::Storage(s) => s.run(queue, ctx).await,
             Self::Postgres(s) => s.run(queue, ctx).await,
         }
     }
@@ -143,9 +134,9 @@ pub enum AnySource {
     Synthetic(SyntheticSource),
     Replay(ReplaySource),
     Yahoo(YahooSource),
-    YahooStream(StreamSource<YahooStream>),
-    Alpaca(StreamSource<Alpaca>),
-    Polygon(StreamSource<Polygon>),
+    YahooStream(WebsocketSource<YahooStream>),
+    Alpaca(WebsocketSource<Alpaca>),
+    Polygon(WebsocketSource<Polygon>),
 }
 
 impl AnySource {
@@ -202,9 +193,8 @@ impl Worker {
                 "/quotestream/{}/{}/shard-{}",
                 config.namespace, config.stream, config.shard
             );
-            let redis =
-                RedisConfig::from_spec(spec, options.env.get(REDIS_URL_ENV).cloned(), producer)
-                    .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
+            let redis = RedisConfig::from_spec(spec, &options.env, producer)
+                .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
             sinks.push(AnySink::Redis(RedisSink::new(
                 redis,
                 health.clone(),
@@ -212,15 +202,12 @@ impl Worker {
             )));
         }
         if let Some(spec) = &config.sinks.storage {
-            let storage = StorageConfig::from_spec(
-                spec,
-                options.env.get(STORAGE_URL_ENV).map(String::as_str),
-            )
-            .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
+            let storage = StorageConfig::from_spec(spec, &options.env)
+                .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
             sinks.push(AnySink::Storage(StorageSink::new(storage)?));
         }
         if let Some(spec) = &config.sinks.postgres {
-            let pg = PostgresConfig::from_spec(spec, options.env.get(DSN_ENV).cloned())
+            let pg = PostgresConfig::from_spec(spec, &options.env)
                 .map_err(|e| WorkerError::Config(format!("sinks.postgres: {e}")))?;
             sinks.push(AnySink::Postgres(PostgresSink::new(pg)));
         }
@@ -298,9 +285,7 @@ impl Worker {
                 options.queue_quotes,
                 policy,
                 metrics.queued_quotes.with_label_values(&[name]),
-                metrics
-                    .dropped_quotes
-                    .with_label_values(&[name, "queue_full"]),
+                metrics.dropped(name, DropReason::QueueFull),
             );
             senders.push((name, tx));
             let ctx = SinkContext {
@@ -316,6 +301,7 @@ impl Worker {
         let give_up = CancellationToken::new();
         let pipeline_task = tokio::spawn(pipeline::run(
             input,
+            tickers.subscribe(),
             senders,
             metrics.clone(),
             health.clone(),
@@ -388,17 +374,7 @@ impl Worker {
                 .collect(),
             dropped: ["console", "redis", "storage", "postgres"]
                 .iter()
-                .flat_map(|s| {
-                    [
-                        "queue_full",
-                        "unavailable",
-                        "shutdown",
-                        "rejected",
-                        "contract",
-                    ]
-                    .map(|r| (s, r))
-                })
-                .map(|(s, r)| metrics.dropped_quotes.with_label_values(&[s, r]).get())
+                .flat_map(|s| DropReason::ALL.map(|r| metrics.dropped(s, r).get()))
                 .sum(),
         };
         tracing::info!(?summary, "worker stopped");
@@ -474,27 +450,24 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
         }
         SourceType::YahooStream => {
             let yahoo = YahooStreamConfig::from_spec(config.source.yahoo_stream.as_ref())?;
-            let settings = StreamSettings::from_spec(&config.source)?;
-            Ok(AnySource::YahooStream(StreamSource::new(
+            let settings = WebsocketSettings::from_spec(&config.source)?;
+            Ok(AnySource::YahooStream(WebsocketSource::new(
                 YahooStream::new(yahoo),
                 settings,
             )))
         }
         SourceType::Alpaca => {
             let alpaca = AlpacaConfig::from_spec(config.source.alpaca.as_ref(), &options.env)?;
-            let settings = StreamSettings::from_spec(&config.source)?;
-            Ok(AnySource::Alpaca(StreamSource::new(
+            let settings = WebsocketSettings::from_spec(&config.source)?;
+            Ok(AnySource::Alpaca(WebsocketSource::new(
                 Alpaca::new(alpaca)?,
                 settings,
             )))
         }
         SourceType::Polygon => {
-            let vendor = PolygonConfig::from_spec(
-                config.source.polygon.as_ref(),
-                options.env.get(polygon::API_KEY_ENV).cloned(),
-            )?;
-            let settings = StreamSettings::from_spec(&config.source)?;
-            Ok(AnySource::Polygon(StreamSource::new(
+            let vendor = PolygonConfig::from_spec(config.source.polygon.as_ref(), &options.env)?;
+            let settings = WebsocketSettings::from_spec(&config.source)?;
+            Ok(AnySource::Polygon(WebsocketSource::new(
                 Polygon::new(vendor),
                 settings,
             )))
@@ -504,7 +477,7 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
                 WorkerError::Config("source.type replay needs source.replay.configMapKeyRef".into())
             })?;
             Ok(AnySource::Replay(ReplaySource::new(
-                ReplayConfig::from_spec(spec, options.env.get(REPLAY_FILE_ENV).cloned()),
+                ReplayConfig::from_spec(spec, &options.env),
             )))
         }
         SourceType::Synthetic => Ok(AnySource::Synthetic(SyntheticSource::new(

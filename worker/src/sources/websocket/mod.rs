@@ -27,11 +27,11 @@ mod subscriptions;
 
 use std::time::Instant;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 
 pub use coalesce::Coalescer;
 pub use protocol::{Action, Decoded, Event, Frame, Malformed, Protocol, VendorError};
-pub use settings::{DEFAULT_IDLE_TIMEOUT, StreamSettings};
+pub use settings::{DEFAULT_IDLE_TIMEOUT, WebsocketSettings};
 pub use subscriptions::Change;
 
 use self::connection::{Carry, Ended};
@@ -39,30 +39,22 @@ use super::{Source, SourceContext, SourceError};
 
 /// A streaming source: a vendor protocol run by the shared connection loop.
 #[derive(Debug)]
-pub struct StreamSource<P> {
+pub struct WebsocketSource<P> {
     protocol: P,
-    settings: StreamSettings,
+    settings: WebsocketSettings,
 }
 
-impl<P: Protocol> StreamSource<P> {
-    pub fn new(protocol: P, settings: StreamSettings) -> Self {
+impl<P: Protocol> WebsocketSource<P> {
+    pub fn new(protocol: P, settings: WebsocketSettings) -> Self {
         Self { protocol, settings }
     }
 
     fn backoff(&self) -> impl Iterator<Item = std::time::Duration> + use<P> {
-        ExponentialBuilder::default()
-            .with_jitter()
-            // Without a random seed every worker cut off by the same outage would retry in
-            // lockstep.
-            .with_jitter_seed(rand::random())
-            .with_min_delay(self.settings.backoff_min)
-            .with_max_delay(self.settings.backoff_max)
-            .without_max_times()
-            .build()
+        crate::retry::backoff(self.settings.backoff_min, self.settings.backoff_max).build()
     }
 }
 
-impl<P: Protocol + std::fmt::Debug> Source for StreamSource<P> {
+impl<P: Protocol + std::fmt::Debug> Source for WebsocketSource<P> {
     async fn run(mut self, mut ctx: SourceContext) -> Result<(), SourceError> {
         let vendor = self.protocol.vendor();
         let mut carry = Carry::default();

@@ -10,7 +10,7 @@ use crate::sources::SourceError;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct StreamSettings {
+pub struct WebsocketSettings {
     /// Deliver at most one quote per ticker per window; `None` delivers every tick.
     pub coalesce: Option<Duration>,
     /// No frame (not even a pong) for this long means the connection is dead.
@@ -28,13 +28,13 @@ pub struct StreamSettings {
     pub healthy_after: Duration,
 }
 
-impl Default for StreamSettings {
+impl Default for WebsocketSettings {
     fn default() -> Self {
         Self::with_idle_timeout(None, DEFAULT_IDLE_TIMEOUT)
     }
 }
 
-impl StreamSettings {
+impl WebsocketSettings {
     fn with_idle_timeout(coalesce: Option<Duration>, idle_timeout: Duration) -> Self {
         Self {
             coalesce,
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn defaults_deliver_every_tick_and_ping_three_times_per_idle_timeout() {
-        let s = StreamSettings::from_spec(&Source::of(SourceType::Alpaca)).unwrap();
+        let s = WebsocketSettings::from_spec(&Source::of(SourceType::Alpaca)).unwrap();
         assert_eq!(s.coalesce, None);
         assert_eq!(s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(s.ping_every, Duration::from_secs(10));
@@ -97,22 +97,29 @@ mod tests {
         let mut source = Source::of(SourceType::Polygon);
         source.coalesce = Some("250ms".into());
         source.idle_timeout = Some("6s".into());
-        let s = StreamSettings::from_spec(&source).unwrap();
+        let s = WebsocketSettings::from_spec(&source).unwrap();
         assert_eq!(s.coalesce, Some(Duration::from_millis(250)));
         assert_eq!(s.ping_every, Duration::from_secs(2));
         source.coalesce = Some("0s".into());
-        assert_eq!(StreamSettings::from_spec(&source).unwrap().coalesce, None);
+        assert_eq!(
+            WebsocketSettings::from_spec(&source).unwrap().coalesce,
+            None
+        );
     }
 
     #[test]
     fn bad_values_name_the_field() {
         let mut source = Source::of(SourceType::YahooStream);
         source.coalesce = Some("soon".into());
-        let e = StreamSettings::from_spec(&source).unwrap_err().to_string();
+        let e = WebsocketSettings::from_spec(&source)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("source.coalesce"), "{e}");
         source.coalesce = None;
         source.idle_timeout = Some("100ms".into());
-        let e = StreamSettings::from_spec(&source).unwrap_err().to_string();
+        let e = WebsocketSettings::from_spec(&source)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("source.idleTimeout") && e.contains("at least 1s"),
             "{e}"

@@ -6,7 +6,7 @@ use std::time::Duration;
 use quotestream_api::crd::AlpacaFeed;
 
 use super::config::{SecretNames, feed_name};
-use crate::sources::stream::Action;
+use crate::sources::websocket::Action;
 
 /// How long Alpaca may keep counting a connection of ours that the network lost: reconnecting
 /// during this time meets 406 "connection limit exceeded" (reported at about 90 s, alpacahq/

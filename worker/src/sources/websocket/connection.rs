@@ -12,7 +12,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::coalesce::Coalescer;
 use super::protocol::{Action, Decoded, Event, Frame, Protocol};
-use super::settings::StreamSettings;
+use super::settings::WebsocketSettings;
 use super::subscriptions::Change;
 use crate::log_limit::LogLimiter;
 use crate::quote::RawQuote;
@@ -70,7 +70,7 @@ enum Phase {
 /// One connection, from connect to its end.
 pub(super) async fn run<P: Protocol>(
     protocol: &mut P,
-    settings: &StreamSettings,
+    settings: &WebsocketSettings,
     ctx: &mut SourceContext,
     carry: &mut Carry,
 ) -> Ended {
@@ -102,7 +102,7 @@ pub(super) async fn run<P: Protocol>(
 
 struct Connection<'a, P> {
     protocol: &'a mut P,
-    settings: &'a StreamSettings,
+    settings: &'a WebsocketSettings,
     phase: Phase,
     subscribed: TickerSet,
 }

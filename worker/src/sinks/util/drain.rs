@@ -1,11 +1,14 @@
-//! The shutdown clock of the storage sink: once shutdown begins (the worker's shutdown token is
-//! cancelled, or the queue closes), every wait and request is cut off at the drain deadline.
+//! The shutdown clock every sink runs on: once shutdown begins (the worker's shutdown token is
+//! cancelled, or the queue closes), every wait and write is cut off at the drain deadline, and
+//! what is still unsent then is counted as dropped with reason `shutdown`.
 
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::DropReason;
 use crate::queue::QueueReceiver;
+use crate::sinks::SinkContext;
 
 /// How often a waiting sink looks whether its queue was closed.
 pub const CLOSE_CHECK: Duration = Duration::from_millis(100);
@@ -26,6 +29,48 @@ impl Drain {
             grace,
             since: None,
         }
+    }
+
+    /// The clock of a running sink: the worker's shutdown token and drain deadline.
+    pub fn for_sink(ctx: &SinkContext) -> Self {
+        Self::new(ctx.shutdown.clone(), ctx.drain_deadline)
+    }
+
+    /// How long the sink may still retry: `None` while the worker runs, the rest of the drain
+    /// deadline once shutdown has begun (the token fired, or `queue` closed).
+    pub fn time_left(&mut self, queue: &QueueReceiver) -> Option<Duration> {
+        if queue.is_closed() {
+            self.start();
+        }
+        self.deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The drain deadline passed: counts `unsent` (in hand) and whatever is still in `queue`
+    /// as dropped for shutdown.
+    pub fn give_up(
+        &self,
+        ctx: &SinkContext,
+        sink: &'static str,
+        unsent: usize,
+        queue: &QueueReceiver,
+    ) {
+        let mut lost = unsent;
+        while let Some(batch) = queue.try_recv() {
+            lost += batch.len();
+        }
+        if lost == 0 {
+            return;
+        }
+        ctx.metrics
+            .dropped(sink, DropReason::Shutdown)
+            .inc_by(lost as u64);
+        tracing::error!(
+            sink,
+            quotes = lost,
+            drain_deadline = ?self.grace,
+            "quotes still unsent at the drain deadline; dropped (counted in streamer_sink_dropped_quotes_total{{reason=\"shutdown\"}})"
+        );
     }
 
     /// How long retries may go on once shutdown has begun.

@@ -1,19 +1,27 @@
-//! The operator's metrics, health endpoints and logging.
+//! The operator's metrics (served by [`crate::server`]). Label values are typed: a reconcile's
+//! [`Outcome`], and the `reason` of a failure (`controller::Error::reason`,
+//! `resources::plan::PlanError::reason`, each a fixed set).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tokio_util::sync::CancellationToken;
+
+/// How one reconcile ended: the `result` label of the reconcile metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+        }
+    }
+}
 
 /// Reconcile metrics. Only the per-stream gauges carry object names (namespace and stream);
 /// their series are removed when the stream is deleted ([`Metrics::forget_stream`]), so their
@@ -21,12 +29,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Reconciliations by result (`ok`, `error`).
-    pub reconciliations: IntCounterVec,
-    /// Reconcile failures by reason (the error variant's label).
-    pub reconcile_errors: IntCounterVec,
-    /// Time of one reconciliation.
-    pub reconcile_duration: HistogramVec,
+    /// Reconciliations by result ([`Outcome`]): [`Metrics::reconciliations`].
+    reconciliations: IntCounterVec,
+    /// Reconcile failures by reason: [`Metrics::reconcile_errors`].
+    reconcile_errors: IntCounterVec,
+    /// Time of one reconciliation, by result: [`Metrics::reconcile_duration`].
+    reconcile_duration: HistogramVec,
     /// QuoteStreams managed by this operator.
     pub streams: IntGauge,
     /// Shards wanted per stream (`spec.shards`), labelled namespace and stream.
@@ -93,6 +101,22 @@ impl Metrics {
         })
     }
 
+    /// Reconciliations that ended with `outcome`.
+    pub fn reconciliations(&self, outcome: Outcome) -> IntCounter {
+        self.reconciliations.with_label_values(&[outcome.as_str()])
+    }
+
+    /// Time of the reconciliations that ended with `outcome`.
+    pub fn reconcile_duration(&self, outcome: Outcome) -> Histogram {
+        self.reconcile_duration
+            .with_label_values(&[outcome.as_str()])
+    }
+
+    /// Reconcile failures for `reason` (one of the error types' fixed reasons).
+    pub fn reconcile_errors(&self, reason: &'static str) -> IntCounter {
+        self.reconcile_errors.with_label_values(&[reason])
+    }
+
     /// Sets a stream's per-stream gauges.
     pub fn set_stream_shards(&self, namespace: &str, stream: &str, desired: usize, ready: i32) {
         let labels = [namespace, stream];
@@ -116,54 +140,6 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-/// Readiness of this replica: ready once it can talk to the API server (a standby replica is
-/// ready too: it is healthy and waiting for the lease).
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct AppState {
-    metrics: Metrics,
-    ready: Readiness,
-}
-
-/// Serves /metrics, /healthz and /readyz until `shutdown`.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    ready: Readiness,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, ready });
-    quotestream_runtime::serve(addr, app, shutdown).await
-}
-
-async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    quotestream_runtime::metrics_response(s.metrics.render())
-}
-
-async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.get() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
 }
 

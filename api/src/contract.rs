@@ -1,0 +1,131 @@
+//! The operator ↔ worker contract outside `worker.json` ([`crate::WorkerConfig`]): the
+//! environment variables the Deployment sets and the worker reads, the paths it mounts, the
+//! port and the probe paths. The operator writes these names (operator/src/resources/env.rs,
+//! pod.rs) and the worker reads them (its source and sink settings, `run`'s flags): both take
+//! them from here, so they cannot drift apart.
+//!
+//! A setting both the spec and the environment can give (a sink's URL) follows one rule,
+//! [`env_or_spec`]: a non-blank variable wins, else the spec.
+
+use std::collections::HashMap;
+
+/// The environment variables of the worker container.
+pub mod env {
+    /// Path of the worker configuration (`run --config`).
+    pub const CONFIG: &str = "QUOTESTREAM_CONFIG";
+    /// Address of the HTTP endpoints (`run --listen`).
+    pub const LISTEN: &str = "QUOTESTREAM_LISTEN";
+    /// Drain budget on SIGTERM (`run --grace`).
+    pub const GRACE: &str = "QUOTESTREAM_GRACE";
+    /// Overrides the replay recording's path (local runs, tests); the Deployment relies on the
+    /// default, `<REPLAY_DIR>/<key>`.
+    pub const REPLAY_FILE: &str = "QUOTESTREAM_REPLAY_FILE";
+    /// The Redis URL (filled from `spec.sinks.redis.urlSecretRef`).
+    pub const REDIS_URL: &str = "REDIS_URL";
+    /// The PostgreSQL connection string (filled from `spec.sinks.postgres.dsnSecretRef`).
+    pub const DATABASE_URL: &str = "DATABASE_URL";
+    /// The storage API's base URL; set it through `spec.worker.env` (e.g. from a Secret) when
+    /// the URL carries credentials.
+    pub const STORAGE_URL: &str = "STORAGE_URL";
+    /// The Alpaca credentials (filled from `spec.source.alpaca.credentialsSecretRef`; also the
+    /// default keys in that Secret).
+    pub const ALPACA_KEY_ID: &str = "APCA_API_KEY_ID";
+    pub const ALPACA_SECRET_KEY: &str = "APCA_API_SECRET_KEY";
+    /// The Massive/Polygon API key (filled from `spec.source.polygon.apiKeySecretRef`).
+    pub const POLYGON_API_KEY: &str = "POLYGON_API_KEY";
+
+    /// The settings and credentials a worker reads from its environment (besides `run`'s
+    /// flags, which clap reads).
+    pub const WORKER_READS: &[&str] = &[
+        REDIS_URL,
+        DATABASE_URL,
+        STORAGE_URL,
+        REPLAY_FILE,
+        ALPACA_KEY_ID,
+        ALPACA_SECRET_KEY,
+        POLYGON_API_KEY,
+    ];
+}
+
+/// Where the shard ConfigMap is mounted (`worker.json` inside it).
+pub const CONFIG_DIR: &str = "/etc/quotestream";
+/// Where the replay ConfigMap is mounted; the worker reads `<REPLAY_DIR>/<key>` by default.
+pub const REPLAY_DIR: &str = "/etc/quotestream/replay";
+/// Port of the worker's HTTP endpoints.
+pub const HTTP_PORT: u16 = 8080;
+/// The worker's default listen address (`run --listen`): every interface, [`HTTP_PORT`].
+pub const LISTEN_ADDR: &str = "0.0.0.0:8080";
+/// Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+/// Liveness: 200 while the process serves (a sink outage is in the body, not the status).
+pub const HEALTH_PATH: &str = "/health";
+/// Readiness: 503 while starting and draining.
+pub const READY_PATH: &str = "/ready";
+/// The worker's drain budget on SIGTERM: below the pod's 30 s grace period, so the process
+/// exits by itself before kubelet kills it.
+pub const WORKER_GRACE: &str = "25s";
+
+/// Where a setting's value came from, so that an error can name what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The environment variable of that name.
+    Env(&'static str),
+    /// The spec's field.
+    Spec,
+}
+
+/// The value of `var` in `env`, trimmed; `None` when unset or blank (an empty Secret key
+/// counts as unset).
+pub fn env_value<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
+    env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// The one precedence rule for a setting the environment and the spec may both give: the
+/// variable `var` when it is set and not blank, else the spec's value (when not blank).
+pub fn env_or_spec<'a>(
+    env: &'a HashMap<String, String>,
+    var: &'static str,
+    spec: Option<&'a str>,
+) -> Option<(&'a str, Origin)> {
+    env_value(env, var)
+        .map(|v| (v, Origin::Env(var)))
+        .or_else(|| {
+            spec.map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| (v, Origin::Spec))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_port_agree() {
+        assert!(crate::worker_config::WORKER_CONFIG_PATH.starts_with(CONFIG_DIR));
+        assert!(REPLAY_DIR.starts_with(CONFIG_DIR));
+        assert_eq!(LISTEN_ADDR, format!("0.0.0.0:{HTTP_PORT}"));
+    }
+
+    #[test]
+    fn a_non_blank_variable_wins_over_the_spec() {
+        let env = HashMap::from([
+            ("SET".to_owned(), " env ".to_owned()),
+            ("BLANK".to_owned(), "  ".to_owned()),
+        ]);
+        assert_eq!(
+            env_or_spec(&env, "SET", Some("spec")),
+            Some(("env", Origin::Env("SET")))
+        );
+        assert_eq!(
+            env_or_spec(&env, "BLANK", Some("spec")),
+            Some(("spec", Origin::Spec))
+        );
+        assert_eq!(
+            env_or_spec(&env, "UNSET", Some("spec")),
+            Some(("spec", Origin::Spec))
+        );
+        assert_eq!(env_or_spec(&env, "UNSET", Some(" ")), None);
+        assert_eq!(env_or_spec(&env, "UNSET", None), None);
+    }
+}
