@@ -71,6 +71,13 @@ finish() {
     fi
     if [ -z "${QS_NODE_KEEP_UP:-}" ]; then
         "$HERE/node-down.sh" >/dev/null 2>&1 || echo "# node-down.sh failed" >&2
+        local left
+        left="$(ip netns list | grep -w "$NETNS" || true)$(ls -d /sys/fs/cgroup/*/"$CGROUP_ROOT" 2>/dev/null || true)$(grep " $STATE" /proc/mounts || true)"
+        if [ -z "$left" ] && [ ! -e "$STATE" ]; then
+            ok "node-down.sh left no namespace, cgroup, mount or state"
+        else
+            fail "node-down.sh left: $left $(ls -d "$STATE" 2>/dev/null)"
+        fi
     fi
     echo "node-e2e: $passed passed, $failed failed"
     [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
