@@ -14,7 +14,7 @@ PACK="$REPO/scripts/oci-image.py"
 mkdir -p "$OUT"
 
 redis_server=$(command -v redis-server) || die "redis-server is missing (scripts/ensure-deps.sh installs it)"
-"$PACK" --binary "$redis_server" --name quotestream.test/redis:1 --cmd --port 6379/tcp \
+"$PACK" --binary "$redis_server" --name quotestream.test/redis:1 --cmd '[]' --port 6379/tcp \
     --out "$OUT/test-redis.oci.tar" >/dev/null
 
 pg=/usr/lib/postgresql/15
@@ -25,13 +25,13 @@ modules=()
 for f in "$pg"/lib/*.so; do
     [ "$(basename "$f")" = llvmjit.so ] || modules+=(--add "$f")
 done
-"$PACK" --binary "$HERE/postgres-entrypoint.sh" --name quotestream.test/postgres:1 --cmd \
+"$PACK" --binary "$HERE/postgres-entrypoint.sh" --name quotestream.test/postgres:1 --cmd '[]' \
     --add /bin/dash:/bin/sh --add "$pg/bin/postgres" --add "$pg/bin/initdb" "${modules[@]}" \
     --add /usr/share/postgresql/15 --add /usr/share/zoneinfo/UTC --add /usr/share/zoneinfo/Etc/UTC \
     --port 5432/tcp --out "$OUT/test-postgres.oci.tar" >/dev/null
 
 cargo build --release -q -p quotestream-testkit --bin gapwatch
 target="${CARGO_TARGET_DIR:-$REPO/target}"
-"$PACK" --binary "$target/release/gapwatch" --name quotestream.test/gapwatch:1 --cmd \
+"$PACK" --binary "$target/release/gapwatch" --name quotestream.test/gapwatch:1 --cmd '[]' \
     --port 8080/tcp --out "$OUT/test-gapwatch.oci.tar" >/dev/null
 ls -l "$OUT"/test-*.oci.tar

@@ -67,7 +67,7 @@ EOF
 
 # ---- the pod sandbox image: a static pause, packed like every other image ----
 cc -static -Os -o "$STATE/pause" "$HERE/pause.c"
-"$REPO/scripts/oci-image.py" --binary "$STATE/pause" --name "$PAUSE_IMAGE" --cmd \
+"$REPO/scripts/oci-image.py" --binary "$STATE/pause" --name "$PAUSE_IMAGE" --cmd '[]' \
     --out "$STATE/images/pause.oci.tar" >/dev/null
 for img in ${QS_NODE_IMAGES:-}; do
     cp "$img" "$STATE/images/"
