@@ -109,10 +109,15 @@ ok "redis ($REDIS_IP), postgres ($PG_IP) and gapwatch ($GAP_IP) run as restricte
 gap() { E curl -sf "http://$GAP_IP:8080/$1" "${@:2}"; }
 gap_field() { gap report | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
-# ---- 1. helm install ----
+# ---- 1. helm install (the operator, and the chart's store component on its own database) ----
+E psql -h "$PG_IP" -U postgres -qc "CREATE DATABASE store" >/dev/null
+K create namespace quotestream-system >/dev/null
+K -n quotestream-system create secret generic quotestream-store-db \
+    --from-literal=dsn="postgres://postgres@$PG_IP:5432/store" >/dev/null
 t_install=$(now_ms)
-E helm install quotestream "$REPO/charts/quotestream" -n quotestream-system --create-namespace \
-    --set replicaCount=2 --wait --timeout 180s >/dev/null
+E helm install quotestream "$REPO/charts/quotestream" -n quotestream-system \
+    --set replicaCount=2 --set store.enabled=true --set store.database.secretName=quotestream-store-db \
+    --wait --timeout 180s >/dev/null
 install_ms=$(($(now_ms) - t_install))
 check "helm install --wait: 2 operator replicas Ready in ${install_ms} ms" \
     test "$(K -n quotestream-system get deploy -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].status.readyReplicas}')" = 2
@@ -141,6 +146,17 @@ pg_symbols() { E psql -h "$PG_IP" -U postgres -tAc "SELECT count(DISTINCT symbol
 all_in_postgres() { [ "$(pg_symbols)" = "$TICKERS" ]; }
 wait_until 60 "rows of all $TICKERS tickers in PostgreSQL" all_in_postgres
 check "rows of all $TICKERS tickers in quotes.real_time ($(pg_symbols) symbols)" test "$(pg_symbols)" = "$TICKERS"
+
+# ---- the store, as the chart deploys it: a stream whose storage sink posts to it ----
+STORE_IP=$(K -n quotestream-system get pods -l app.kubernetes.io/component=store -o jsonpath='{.items[0].status.podIP}')
+check "the store's /health answers 200 from its pod" E curl -sf "http://$STORE_IP:8080/health" -o /dev/null
+sed "s#http://quotestream-store.quotestream-system:8080#http://$STORE_IP:8080#; s#^  name: stored#  name: stored\n  namespace: markets#" \
+    "$REPO/examples/with-store.yaml" | K apply -f - >/dev/null
+store_bars() { E psql -h "$PG_IP" -U postgres -d store -tAc "SELECT count(DISTINCT symbol) FROM quotes.real_time_bars_1m"; }
+stored_all() { [ "$(store_bars)" = 6 ]; }
+check "examples/with-store.yaml: 1-minute bars of its 6 tickers in the store's database" \
+    wait_until 60 "bars in the store" stored_all
+K -n markets delete qs stored --wait=true --timeout=60s >/dev/null
 
 # ---- 4. reshard 3 → 8 → 3 with the per-ticker gap measured ----
 ready_shards() { K -n markets get qs sp500 -o jsonpath='{.status.readyShards}/{.spec.shards}'; }
