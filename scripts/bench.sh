@@ -64,6 +64,11 @@ row_postgres() {
     fi
 }
 
+row_store() {
+    section "Storage service: POST /quotes/batch into PostgreSQL with rollups"
+    harness "$bin/examples/bench_store" "${quick_flag[@]}"
+}
+
 row_yahoo() {
     section "Yahoo polling: one poll cycle versus one request per ticker"
     harness "$bin/examples/bench_yahoo" "${quick_flag[@]}"
@@ -208,13 +213,13 @@ row_micro() {
     rm -rf "$home"
 }
 
-ROWS=(row_redis row_storage row_postgres row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_node row_micro)
+ROWS=(row_redis row_storage row_postgres row_store row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_node row_micro)
 if [ -n "${BENCH_ROWS:-}" ]; then read -r -a ROWS <<<"$BENCH_ROWS"; fi
 
 # ---------------------------------------------------------------------------------------------
 
 note "building ($profile)"
-cargo build "${cargo_profile[@]}" -q -p quotestream-worker -p quotestream-api -p quotestream-operator --examples --bins
+cargo build "${cargo_profile[@]}" -q -p quotestream-worker -p quotestream-api -p quotestream-operator -p quotestream-store --examples --bins
 # The Python baselines (bench_yahoo, bench_e2e) run this interpreter.
 BENCH_PYTHON=$(scripts/bench/python-env.sh)
 export BENCH_PYTHON

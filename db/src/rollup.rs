@@ -55,6 +55,26 @@ pub fn daily(t: &TableName) -> String {
     object(t, "daily")
 }
 
+/// The rows inserted and not yet merged into the rollups.
+pub fn queue(t: &TableName) -> String {
+    object(t, "rollup_queue")
+}
+
+fn create_queue(t: &TableName) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+         symbol text NOT NULL, \
+         \"timestamp\" timestamptz NOT NULL, \
+         price double precision NOT NULL, \
+         volume bigint NOT NULL, \
+         source text NOT NULL)",
+        queue(t)
+    )
+}
+
+/// Most queued rows merged in one transaction.
+pub const MERGE_LIMIT: usize = 100_000;
+
 /// The bar columns, in order.
 pub const BAR_COLUMNS: &str =
     "symbol, bucket, open, high, low, close, open_time, close_time, day_volume, quotes";
@@ -121,6 +141,7 @@ fn create_daily_view(t: &TableName) -> String {
 pub fn plain_tables(t: &TableName) -> Vec<String> {
     let mut out: Vec<String> = GRAINS.iter().map(|(g, _, _)| create_bars(t, g)).collect();
     out.push(create_latest(t));
+    out.push(create_queue(t));
     out.extend(GRAINS.iter().map(|(g, _, _)| create_ohlcv_view(t, g)));
     out.push(create_daily_view(t));
     out
@@ -156,31 +177,50 @@ fn merge_into_bars(t: &TableName, grain: &str, width: &str, source: &str) -> Str
     )
 }
 
-/// The ingest statement on plain PostgreSQL: moves the staged rows into the table (skipping
-/// rows already there) and merges exactly the inserted rows into every rollup, in one
-/// statement; returns one row with the number inserted. Runs in the write's transaction, so
-/// a batch and its rollups commit together.
+/// The ingest statement: moves the staged rows into the table (skipping rows already there)
+/// and queues exactly the inserted rows for the rollups, in one statement of the write's
+/// transaction; returns one row with the number inserted. The queue is append-only, so
+/// concurrent batches never wait on each other's bar rows; [`merge`] folds it into the
+/// rollups.
 pub fn ingest(t: &TableName, stage: &str, columns: &str) -> String {
-    let mut sql = format!(
+    format!(
         "WITH ins AS (INSERT INTO {} ({columns}) SELECT {columns} FROM {stage} \
          ON CONFLICT (\"symbol\", \"timestamp\") DO NOTHING \
-         RETURNING symbol, \"timestamp\", price, volume, source)",
-        t.quoted()
+         RETURNING symbol, \"timestamp\", price, volume, source), \
+         q AS (INSERT INTO {} (symbol, \"timestamp\", price, volume, source) \
+         SELECT symbol, \"timestamp\", price, volume, source FROM ins RETURNING 1) \
+         SELECT count(*) FROM ins",
+        t.quoted(),
+        queue(t)
+    )
+}
+
+/// The merge statement: takes up to [`MERGE_LIMIT`] queued rows off the queue and merges them
+/// exactly into every bar table (`bars`: false where they are continuous aggregates) and the
+/// latest quotes, in one statement (so one transaction: a row leaves the queue exactly when
+/// it is merged); returns one row with the number merged.
+pub fn merge(t: &TableName, bars: bool) -> String {
+    let q = queue(t);
+    let mut sql = format!(
+        "WITH d AS (DELETE FROM {q} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {q} LIMIT {MERGE_LIMIT})) \
+         RETURNING symbol, \"timestamp\", price, volume, source)"
     );
-    for (grain, width, _) in GRAINS {
-        sql.push_str(&format!(
-            ", b_{grain} AS ({} RETURNING 1)",
-            merge_into_bars(t, grain, width, "ins")
-        ));
+    if bars {
+        for (grain, width, _) in GRAINS {
+            sql.push_str(&format!(
+                ", b_{grain} AS ({} RETURNING 1)",
+                merge_into_bars(t, grain, width, "d")
+            ));
+        }
     }
     sql.push_str(&format!(
         ", l AS (INSERT INTO {latest} AS l (symbol, \"timestamp\", price, volume, source) \
-         SELECT DISTINCT ON (symbol) symbol, \"timestamp\", price, volume, source FROM ins \
+         SELECT DISTINCT ON (symbol) symbol, \"timestamp\", price, volume, source FROM d \
          ORDER BY symbol, \"timestamp\" DESC \
          ON CONFLICT (symbol) DO UPDATE SET \"timestamp\" = EXCLUDED.\"timestamp\", \
          price = EXCLUDED.price, volume = EXCLUDED.volume, source = EXCLUDED.source \
          WHERE EXCLUDED.\"timestamp\" > l.\"timestamp\" RETURNING 1) \
-         SELECT count(*) FROM ins",
+         SELECT count(*) FROM d",
         latest = latest(t)
     ));
     sql
@@ -259,28 +299,10 @@ pub fn timescale_rollups(t: &TableName) -> Vec<String> {
         ));
     }
     out.push(create_latest(t));
+    out.push(create_queue(t));
     out.extend(GRAINS.iter().map(|(g, _, _)| create_ohlcv_view(t, g)));
     out.push(create_daily_view(t));
     out
-}
-
-/// The ingest statement where the bars are continuous aggregates: the raw insert and the
-/// latest quote only.
-pub fn ingest_timescale(t: &TableName, stage: &str, columns: &str) -> String {
-    format!(
-        "WITH ins AS (INSERT INTO {} ({columns}) SELECT {columns} FROM {stage} \
-         ON CONFLICT (\"symbol\", \"timestamp\") DO NOTHING \
-         RETURNING symbol, \"timestamp\", price, volume, source), \
-         l AS (INSERT INTO {latest} AS l (symbol, \"timestamp\", price, volume, source) \
-         SELECT DISTINCT ON (symbol) symbol, \"timestamp\", price, volume, source FROM ins \
-         ORDER BY symbol, \"timestamp\" DESC \
-         ON CONFLICT (symbol) DO UPDATE SET \"timestamp\" = EXCLUDED.\"timestamp\", \
-         price = EXCLUDED.price, volume = EXCLUDED.volume, source = EXCLUDED.source \
-         WHERE EXCLUDED.\"timestamp\" > l.\"timestamp\" RETURNING 1) \
-         SELECT count(*) FROM ins",
-        t.quoted(),
-        latest = latest(t)
-    )
 }
 
 #[cfg(test)]
@@ -329,10 +351,14 @@ mod tests {
     }
 
     #[test]
-    fn the_plain_ingest_merges_only_inserted_rows() {
+    fn ingest_queues_only_inserted_rows_and_merge_folds_them_in() {
         let sql = ingest(&table(), "pg_temp.stage", "\"symbol\", \"timestamp\"");
         assert!(sql.starts_with(r#"WITH ins AS (INSERT INTO "quotes"."real_time""#));
         assert!(sql.contains("ON CONFLICT (\"symbol\", \"timestamp\") DO NOTHING RETURNING"));
+        assert!(sql.contains(r#"q AS (INSERT INTO "quotes"."real_time_rollup_queue""#));
+        assert!(sql.ends_with("SELECT count(*) FROM ins"));
+        let sql = merge(&table(), true);
+        assert!(sql.starts_with(r#"WITH d AS (DELETE FROM "quotes"."real_time_rollup_queue""#));
         for g in ["1m", "1h", "1d"] {
             assert!(
                 sql.contains(&format!(
@@ -341,8 +367,10 @@ mod tests {
                 "{g}"
             );
         }
-        assert!(sql.contains("FROM ins GROUP BY 1, 2"));
-        assert!(!sql.contains("FROM pg_temp.stage GROUP BY"));
-        assert!(sql.ends_with("SELECT count(*) FROM ins"));
+        assert!(sql.contains("FROM d GROUP BY 1, 2"));
+        assert!(sql.ends_with("SELECT count(*) FROM d"));
+        let latest_only = merge(&table(), false);
+        assert!(!latest_only.contains("bars_1m"), "{latest_only}");
+        assert!(latest_only.contains(r#"INSERT INTO "quotes"."real_time_latest""#));
     }
 }

@@ -41,8 +41,11 @@ pub struct PgSession {
     client: Client,
     copy: Statement,
     insert: Statement,
-    /// The insert that also merges the rollups (returns the count), when they are kept.
+    /// The insert that also queues the inserted rows for the rollups (returns the count),
+    /// when they are kept.
     ingest: Option<Statement>,
+    /// Folds queued rows into the rollups (returns the count), when they are kept.
+    merge: Option<Statement>,
     migrations: MigrationReport,
 }
 
@@ -110,28 +113,23 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
         .prepare(&schema::insert_from_stage(&config.table))
         .await
         .map_err(connect_err)?;
-    let ingest_sql = match migrations.rollups {
-        None => None,
-        Some(Rollups::Tables) => Some(rollup::ingest(
-            &config.table,
-            schema::STAGE,
-            &schema::column_list(),
-        )),
-        Some(Rollups::ContinuousAggregates) => Some(rollup::ingest_timescale(
-            &config.table,
-            schema::STAGE,
-            &schema::column_list(),
-        )),
-    };
-    let ingest = match ingest_sql {
-        Some(sql) => Some(client.prepare(&sql).await.map_err(connect_err)?),
-        None => None,
+    let (ingest, merge) = match migrations.rollups {
+        None => (None, None),
+        Some(mode) => {
+            let ingest = rollup::ingest(&config.table, schema::STAGE, &schema::column_list());
+            let merge = rollup::merge(&config.table, mode == Rollups::Tables);
+            (
+                Some(client.prepare(&ingest).await.map_err(connect_err)?),
+                Some(client.prepare(&merge).await.map_err(connect_err)?),
+            )
+        }
     };
     Ok(PgSession {
         client,
         copy,
         insert,
         ingest,
+        merge,
         migrations,
     })
 }
@@ -184,8 +182,8 @@ impl PgSession {
     }
 
     /// Writes `rows` in one transaction; returns how many were new (the rest were in the
-    /// table already). With rollups, the inserted rows are merged into them in the same
-    /// transaction.
+    /// table already). With rollups, the inserted rows are queued for them in the same
+    /// transaction ([`PgSession::merge_rollups`] folds them in).
     pub async fn write(&mut self, rows: &[Row<'_>]) -> Result<u64, tokio_postgres::Error> {
         let tx = self.client.transaction().await?;
         copy_rows(&tx, &self.copy, rows).await?;
@@ -198,6 +196,16 @@ impl PgSession {
         };
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    /// Merges up to [`rollup::MERGE_LIMIT`] queued rows into the rollups in one transaction;
+    /// returns how many (0: the rollups are current). Without rollups, 0.
+    pub async fn merge_rollups(&mut self) -> Result<u64, tokio_postgres::Error> {
+        let Some(merge) = &self.merge else {
+            return Ok(0);
+        };
+        let n: i64 = self.client.query_one(merge, &[]).await?.get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The connection, for statements of the caller's own (health checks, rollups).

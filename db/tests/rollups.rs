@@ -98,7 +98,11 @@ fn rollups_equal_a_from_scratch_computation() {
             let tables: Vec<String> = rollup::GRAINS
                 .iter()
                 .map(|(g, _, _)| rollup::bars(&table, g))
-                .chain([table.quoted(), rollup::latest(&table)])
+                .chain([
+                    table.quoted(),
+                    rollup::latest(&table),
+                    rollup::queue(&table),
+                ])
                 .collect();
             session
                 .client()
@@ -108,9 +112,14 @@ fn rollups_equal_a_from_scratch_computation() {
             let mut order: Vec<usize> = (0..batches.len()).collect();
             order.extend(replays.iter().filter(|r| **r < batches.len()));
             let mut inserted = 0;
-            for i in order {
+            for (k, i) in order.into_iter().enumerate() {
                 inserted += session.write(&rows(&batches[i])).await.unwrap();
+                // Merges interleaved with the writes, as the store's merger runs.
+                if k % 2 == 1 {
+                    session.merge_rollups().await.unwrap();
+                }
             }
+            while session.merge_rollups().await.unwrap() > 0 {}
             let client = session.client();
             let raw: i64 = client
                 .query_one(&format!("SELECT count(*) FROM {}", table.quoted()), &[])

@@ -3,8 +3,8 @@
 //! `resources::plan::PlanError::reason`, each a fixed set).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// How one reconcile ended: the `result` label of the reconcile metrics.
@@ -136,10 +136,9 @@ impl Metrics {
         let _ = self.shards_ready.remove_label_values(&labels);
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        quotestream_runtime::metrics_text(&self.registry)
     }
 }
 

@@ -2,6 +2,10 @@
 //! signal, logging, the TLS crypto provider, and the server behind their HTTP endpoints. Each
 //! binary keeps its own routes; this crate only runs them.
 
+pub mod redact;
+
+pub use redact::redact_url;
+
 use std::net::SocketAddr;
 
 use axum::Router;
@@ -78,6 +82,15 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn metrics_text(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail for the text format.
+    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A Prometheus text-exposition response.

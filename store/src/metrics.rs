@@ -9,13 +9,12 @@
 //! - `quotestore_db_errors_total{kind}`: `unavailable` (no connection), `retry` (the server
 //!   failed the write), `rejected` (the server refused the rows)
 //! - `quotestore_idempotent_replays_total`: batches answered from the Idempotency-Key cache
+//! - `quotestore_rollup_merged_rows_total`: inserted rows folded into the rollups (it trails
+//!   `quotestore_ingest_rows_total{result="inserted"}` by the merger's lag)
 
 use std::time::Instant;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every metric of the store, registered once.
 #[derive(Debug, Clone)]
@@ -27,6 +26,7 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     pub db_errors: IntCounterVec,
     pub replays: IntCounter,
+    pub rollup_rows: IntCounter,
 }
 
 /// Labels of `quotestore_rejected_batches_total` besides the contract rules.
@@ -74,6 +74,11 @@ impl Metrics {
             "quotestore_idempotent_replays_total",
             "Batches answered from the Idempotency-Key cache without touching the database",
         )?;
+        let rollup_rows = IntCounter::new(
+            "quotestore_rollup_merged_rows_total",
+            "Inserted rows folded into the rollups by the merger",
+        )?;
+        registry.register(Box::new(rollup_rows.clone()))?;
         registry.register(Box::new(rows.clone()))?;
         registry.register(Box::new(rows_per_second.clone()))?;
         registry.register(Box::new(batch_duration.clone()))?;
@@ -100,15 +105,13 @@ impl Metrics {
             rejected,
             db_errors,
             replays,
+            rollup_rows,
         })
     }
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec cannot fail for valid metric families.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        quotestream_runtime::metrics_text(&self.registry)
     }
 
     /// Updates `quotestore_ingest_rows_per_second` every `every` until `stop`.

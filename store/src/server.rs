@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use quotestream_api::batch;
-use quotestream_db::{PostgresConfig, connect_and_migrate, describe, partitions};
+use quotestream_db::{PgSession, PostgresConfig, connect_and_migrate, describe, partitions};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DbArgs, ServeArgs};
@@ -110,6 +110,74 @@ async fn maintain_partitions(pool: Arc<Pool>, stop: CancellationToken) {
     }
 }
 
+/// Pause of the merger when the queue is empty: how far the rollups may lag the inserts.
+const MERGE_IDLE: Duration = Duration::from_millis(100);
+
+/// Folds the rollup queue into the rollups on a session of its own (outside the pool, so it
+/// never takes a request's connection) until `stop`, then once more until the queue is empty
+/// (bounded by `drain`). Failures are logged and retried; queued rows wait, nothing is lost.
+async fn merge_rollups(
+    config: PostgresConfig,
+    metrics: Metrics,
+    stop: CancellationToken,
+    drain: Duration,
+) {
+    let mut session: Option<PgSession> = None;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        if deadline.is_none() && stop.is_cancelled() {
+            deadline = Some(tokio::time::Instant::now() + drain);
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            tracing::warn!(
+                "the rollup queue was not empty at the drain deadline; the next start merges the rest"
+            );
+            return;
+        }
+        let s = match &mut session {
+            Some(s) if !s.is_closed() => s,
+            slot => match connect_and_migrate(&config).await {
+                Ok(s) => slot.insert(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "rollup merger: no database session; retrying");
+                    *slot = None;
+                    if deadline.is_some() {
+                        return;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+            },
+        };
+        match s.merge_rollups().await {
+            Ok(0) => {
+                if deadline.is_some() {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(MERGE_IDLE) => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+            Ok(n) => metrics.rollup_rows.inc_by(n),
+            Err(e) => {
+                metrics.db_errors.with_label_values(&["retry"]).inc();
+                tracing::warn!(error = %describe(&e), "rollup merge failed; retrying");
+                if e.as_db_error().is_none() {
+                    session = None;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => {}
+                }
+            }
+        }
+    }
+}
+
 /// `quotestream-store serve`.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args.db)?;
@@ -124,6 +192,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let metrics = Metrics::new().context("registering the metrics")?;
     let shutdown = quotestream_runtime::shutdown_on_signal("draining in-flight requests");
+    let merger = tokio::spawn(merge_rollups(
+        config.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+        args.drain_timeout,
+    ));
     let pool = Arc::new(Pool::new(config, args.connections, first));
     let ingest = Arc::new(Ingest {
         pool: Arc::clone(&pool),
@@ -149,11 +223,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown.cancelled().await;
     stop.cancel();
     match tokio::time::timeout(args.drain_timeout, server).await {
-        Ok(_) => tracing::info!("drained; stopped"),
+        Ok(_) => tracing::info!("drained in-flight requests"),
         Err(_) => tracing::warn!(
             timeout = ?args.drain_timeout,
             "in-flight requests did not finish within the drain timeout; stopping anyway"
         ),
     }
+    // The merger empties the queue (bounded by the drain timeout) after the last request.
+    let _ = merger.await;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -201,6 +201,34 @@ async fn replays_insert_nothing_and_idempotency_keys_name_one_batch() {
     assert_eq!(a["error"]["rule"], "idempotency_key");
     assert_eq!(rows(&pg, "replay"), 500);
     assert_eq!(store.metric("quotestore_idempotent_replays_total"), 1.0);
+    // The merger folds the inserted rows (once) into the rollups.
+    assert!(wait_until(support::WAIT, || store
+        .metric("quotestore_rollup_merged_rows_total")
+        >= 500.0));
+    assert_eq!(
+        count(
+            &pg,
+            "replay",
+            "SELECT sum(quotes) FROM quotes.real_time_bars_1m"
+        ),
+        500
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "replay",
+            "SELECT sum(quotes) FROM quotes.real_time_daily"
+        ),
+        500
+    );
+    assert_eq!(
+        pg.psql(
+            "replay",
+            "SELECT symbol || ' ' || price || ' ' || volume FROM quotes.real_time_latest"
+        )
+        .unwrap(),
+        "MSFT 400 509"
+    );
     assert_eq!(
         store.metric("quotestore_ingest_rows_total{result=\"duplicate\"}"),
         500.0

@@ -131,4 +131,17 @@ fn the_worker_streams_through_a_database_restart_losing_and_doubling_nothing() {
     assert_eq!(distinct, rows);
     let inserted = store.metric("quotestore_ingest_rows_total{result=\"inserted\"}") as u64;
     assert_eq!(inserted, rows);
+    // The rollups count every stored quote once, the restart notwithstanding.
+    assert!(wait_until(
+        WAIT,
+        || store.metric("quotestore_rollup_merged_rows_total") as u64 >= rows
+    ));
+    for grain in ["1m", "1h", "1d"] {
+        let in_bars = count(
+            &pg,
+            "e2e",
+            &format!("SELECT sum(quotes) FROM quotes.real_time_bars_{grain}"),
+        );
+        assert_eq!(in_bars, rows, "{grain} bars");
+    }
 }

@@ -87,6 +87,73 @@ pub struct Summary {
     pub dropped: u64,
 }
 
+/// Builds a sink from the worker configuration and environment; `None` when the
+/// configuration does not name it.
+type BuildSink = fn(&WorkerConfig, &RunOptions, &Health) -> Result<Option<AnySink>, WorkerError>;
+
+/// The assembly table: every sink a QuoteStream can name, by its label, in the order they are
+/// built. A new sink is a row here and a variant of [`AnySink`].
+const SINKS: [(&str, BuildSink); 3] = [
+    (crate::sinks::redis::NAME, build_redis),
+    (crate::sinks::storage::NAME, build_storage),
+    (crate::sinks::postgres::NAME, build_postgres),
+];
+
+/// The labels of every sink a worker can run: the table's and the console (`make run`).
+const SINK_NAMES: [&str; 4] = [
+    crate::sinks::console::NAME,
+    SINKS[0].0,
+    SINKS[1].0,
+    SINKS[2].0,
+];
+
+fn build_redis(
+    config: &WorkerConfig,
+    options: &RunOptions,
+    health: &Health,
+) -> Result<Option<AnySink>, WorkerError> {
+    let Some(spec) = &config.sinks.redis else {
+        return Ok(None);
+    };
+    let producer = format!(
+        "/quotestream/{}/{}/shard-{}",
+        config.namespace, config.stream, config.shard
+    );
+    let redis = RedisConfig::from_spec(spec, &options.env, producer)
+        .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
+    Ok(Some(AnySink::Redis(RedisSink::new(
+        redis,
+        health.clone(),
+        config.shard.to_string(),
+    ))))
+}
+
+fn build_storage(
+    config: &WorkerConfig,
+    options: &RunOptions,
+    _: &Health,
+) -> Result<Option<AnySink>, WorkerError> {
+    let Some(spec) = &config.sinks.storage else {
+        return Ok(None);
+    };
+    let storage = StorageConfig::from_spec(spec, &options.env)
+        .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
+    Ok(Some(AnySink::Storage(StorageSink::new(storage)?)))
+}
+
+fn build_postgres(
+    config: &WorkerConfig,
+    options: &RunOptions,
+    _: &Health,
+) -> Result<Option<AnySink>, WorkerError> {
+    let Some(spec) = &config.sinks.postgres else {
+        return Ok(None);
+    };
+    let pg = PostgresConfig::from_spec(spec, &options.env)
+        .map_err(|e| WorkerError::Config(format!("sinks.postgres: {e}")))?;
+    Ok(Some(AnySink::Postgres(PostgresSink::new(pg))))
+}
+
 /// Every sink a worker can run (traits with async methods are not object-safe; the enum is).
 #[derive(Debug)]
 // Built once per worker and moved into its task: the variants' sizes do not matter.
@@ -188,28 +255,8 @@ impl Worker {
         if let Some(view) = console {
             sinks.push(AnySink::Console(ConsoleSink::new(view)));
         }
-        if let Some(spec) = &config.sinks.redis {
-            let producer = format!(
-                "/quotestream/{}/{}/shard-{}",
-                config.namespace, config.stream, config.shard
-            );
-            let redis = RedisConfig::from_spec(spec, &options.env, producer)
-                .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
-            sinks.push(AnySink::Redis(RedisSink::new(
-                redis,
-                health.clone(),
-                config.shard.to_string(),
-            )));
-        }
-        if let Some(spec) = &config.sinks.storage {
-            let storage = StorageConfig::from_spec(spec, &options.env)
-                .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
-            sinks.push(AnySink::Storage(StorageSink::new(storage)?));
-        }
-        if let Some(spec) = &config.sinks.postgres {
-            let pg = PostgresConfig::from_spec(spec, &options.env)
-                .map_err(|e| WorkerError::Config(format!("sinks.postgres: {e}")))?;
-            sinks.push(AnySink::Postgres(PostgresSink::new(pg)));
+        for (_, build) in SINKS {
+            sinks.extend(build(&config, &options, &health)?);
         }
         if sinks.is_empty() {
             return Err(WorkerError::Config(
@@ -362,7 +409,7 @@ impl Worker {
         }
         let summary = Summary {
             fetched: metrics.quotes_fetched.get(),
-            published: ["console", "redis", "storage", "postgres"]
+            published: SINK_NAMES
                 .iter()
                 .map(|s| {
                     (
@@ -372,7 +419,7 @@ impl Worker {
                 })
                 .filter(|(_, n)| *n > 0)
                 .collect(),
-            dropped: ["console", "redis", "storage", "postgres"]
+            dropped: SINK_NAMES
                 .iter()
                 .flat_map(|s| DropReason::ALL.map(|r| metrics.dropped(s, r).get()))
                 .sum(),

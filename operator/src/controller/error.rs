@@ -6,12 +6,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("QuoteStream has no {0}")]
     Metadata(&'static str),
-    #[error("serialising {what}: {source}")]
-    Serialize {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 impl Error {
@@ -25,7 +19,6 @@ impl Error {
         match self {
             Self::Kube(_) => "ApiError",
             Self::Metadata(_) => "InvalidMetadata",
-            Self::Serialize { .. } => "InternalError",
         }
     }
 }

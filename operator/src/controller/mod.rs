@@ -31,12 +31,13 @@ use tokio_util::sync::CancellationToken;
 pub use error::Error;
 
 use crate::metrics::{Metrics, Outcome};
+use crate::resources::conditions::{MAX_MESSAGE_BYTES, bounded};
 use crate::resources::configmap::config_map;
 use crate::resources::deployment::deployment;
 use crate::resources::handover::Handover;
 use crate::resources::meta::{FIELD_MANAGER, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
-use crate::resources::previous::previous_assignment;
+use crate::resources::previous::read_previous;
 use crate::resources::status::{ShardObservation, failed_status, observe, planned_status};
 
 /// Shared by every reconciliation.
@@ -238,7 +239,22 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         Err(e) => return stream.degraded(qs, ctx, &PlanError::from(e)).await,
     };
     let existing_maps = stream.config_maps.list(&stream.selector).await?.items;
-    let previous = previous_assignment(&stream.name, &existing_maps);
+    let (previous, skipped) = read_previous(&stream.name, &existing_maps);
+    for skipped in &skipped {
+        let note = format!(
+            "ConfigMap {} is labelled {STREAM_LABEL}={} but was ignored: {}",
+            skipped.config_map, stream.name, skipped.reason
+        );
+        tracing::warn!(stream = %key(qs), config_map = %skipped.config_map, reason = %skipped.reason, "shard ConfigMap ignored");
+        publish(
+            ctx,
+            &stream.reference,
+            EventType::Warning,
+            "IgnoredConfigMap",
+            note,
+        )
+        .await;
+    }
     let plan = match StreamPlan::new(
         qs,
         &tickers,
@@ -474,7 +490,7 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(bounded(note, MAX_MESSAGE_BYTES)),
         action: "Reconcile".into(),
         secondary: None,
     };

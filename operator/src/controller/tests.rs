@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::mock_api::{self, ApiServer, Call, list};
 use super::*;
 use crate::resources::fixtures::{source, sp500, stream};
+use crate::resources::previous::previous_assignment;
 
 const CONFIG_MAPS: &str = "/api/v1/namespaces/markets/configmaps";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/markets/deployments";

@@ -3,12 +3,31 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+/// Longest condition message and Event note the operator writes, in bytes. Messages can quote
+/// outside input (a line of a `tickersFrom` ConfigMap); the API server refuses an Event note over
+/// 1 KiB, and a status of megabytes would be refused or bloat every watch of the stream.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes (on a character boundary), saying how long it was.
+pub fn bounded(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let suffix = format!("… (truncated, {} bytes)", text.len());
+    let mut end = max.saturating_sub(suffix.len());
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &text[..end])
+}
+
 /// `True`, `False` (Kubernetes spells condition statuses as strings).
 pub fn status_str(value: bool) -> &'static str {
     if value { "True" } else { "False" }
 }
 
-/// A condition of `type_` observed at `now` for `generation`.
+/// A condition of `type_` observed at `now` for `generation`; `message` is cut to
+/// [`MAX_MESSAGE_BYTES`].
 pub fn condition(
     type_: &str,
     value: bool,
@@ -21,7 +40,7 @@ pub fn condition(
         type_: type_.to_owned(),
         status: status_str(value).to_owned(),
         reason: reason.to_owned(),
-        message,
+        message: bounded(message, MAX_MESSAGE_BYTES),
         observed_generation: generation,
         last_transition_time: now.clone(),
     }
@@ -50,6 +69,17 @@ mod tests {
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        assert_eq!(bounded("short".into(), 10), "short");
+        let long = "é".repeat(400_000);
+        let cut = bounded(long, MAX_MESSAGE_BYTES);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with("(truncated, 800000 bytes)"), "{cut}");
+        let c = condition("Degraded", true, "X", "x".repeat(5000), None, &at(1));
+        assert!(c.message.len() <= MAX_MESSAGE_BYTES);
     }
 
     #[test]

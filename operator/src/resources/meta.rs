@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use quotestream_api::crd::{SHARD_LABEL, STREAM_LABEL};
+use quotestream_api::crd::{MAX_SHARDS, SHARD_LABEL, STREAM_LABEL};
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "quotestream-operator";
@@ -41,9 +41,19 @@ pub fn shard_labels(stream: &str, shard: u32) -> BTreeMap<String, String> {
     labels
 }
 
-/// The shard index in an object's `quotes.opa.io/shard` label.
+/// Highest shard index + 1 the operator ever reads from a label: `spec.shards` is at most
+/// `MAX_SHARDS`, so a larger label is not one of its shards (and must not size anything).
+pub const SHARD_INDEX_LIMIT: u32 = MAX_SHARDS.unsigned_abs();
+
+/// The shard index in an object's `quotes.opa.io/shard` label; `None` unless it is a number
+/// below [`SHARD_INDEX_LIMIT`] (a label anyone in the namespace can write is outside input).
 pub fn shard_index(meta: &ObjectMeta) -> Option<u32> {
-    meta.labels.as_ref()?.get(SHARD_LABEL)?.parse().ok()
+    meta.labels
+        .as_ref()?
+        .get(SHARD_LABEL)?
+        .parse()
+        .ok()
+        .filter(|i| *i < SHARD_INDEX_LIMIT)
 }
 
 /// Metadata of a shard object: name, namespace, labels, and the stream as controlling owner
@@ -84,5 +94,13 @@ mod tests {
         };
         assert_eq!(shard_index(&meta), Some(7));
         assert_eq!(shard_index(&ObjectMeta::default()), None);
+        let huge = ObjectMeta {
+            labels: Some(BTreeMap::from([(
+                SHARD_LABEL.to_owned(),
+                "4000000000".to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(shard_index(&huge), None, "beyond MAX_SHARDS: not a shard");
     }
 }

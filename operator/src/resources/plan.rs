@@ -10,6 +10,8 @@ use quotestream_api::crd::{Source, SourceType, SpecError, WorkerTemplate};
 use quotestream_api::sharding::{Assignment, balanced_split, rebalance};
 use quotestream_api::{QuoteStream, Ticker, TickerSet, WorkerConfig};
 
+use quotestream_api::worker_config::WORKER_CONFIG_KEY;
+
 use super::env::RESERVED_ENV;
 use super::meta::{MAX_LABEL_VALUE, shard_name};
 
@@ -27,6 +29,9 @@ impl Default for OperatorSettings {
         }
     }
 }
+
+/// Most bytes of data (keys and values) the API server accepts in one ConfigMap (1 MiB).
+pub const MAX_CONFIG_MAP_DATA: usize = 1 << 20;
 
 /// Why a stream cannot be planned. Each message names the field and the fix; [`PlanError::reason`]
 /// is the condition reason shown in `kubectl get qs`.
@@ -54,6 +59,14 @@ pub enum PlanError {
         "spec.worker.env[{index}]: {name} is set by the operator; remove it from spec.worker.env"
     )]
     ReservedEnv { index: usize, name: String },
+    #[error(
+        "shard {shard} would hold {tickers} tickers: its ConfigMap's worker.json would be {bytes} bytes, over the {MAX_CONFIG_MAP_DATA} bytes (1 MiB) Kubernetes allows in a ConfigMap; raise spec.shards (kubectl scale qs/NAME --replicas=N) so each shard holds fewer tickers"
+    )]
+    ConfigTooLarge {
+        shard: u32,
+        tickers: usize,
+        bytes: usize,
+    },
     #[error("shard {shard}: the worker configuration cannot be serialised: {source}")]
     Serialize {
         shard: u32,
@@ -78,6 +91,7 @@ impl PlanError {
             Self::Metadata { .. } | Self::NameTooLong { .. } => "InvalidMetadata",
             Self::TooManyConnections { .. } => "TooManyConnections",
             Self::ReservedEnv { .. } => "InvalidWorkerTemplate",
+            Self::ConfigTooLarge { .. } => "ShardConfigTooLarge",
             Self::Serialize { .. } => "InternalError",
         }
     }
@@ -220,6 +234,14 @@ fn shard_plan(stream: &str, index: u32, config: WorkerConfig) -> Result<ShardPla
         })
     };
     let config_json = serialise(&config)?;
+    let bytes = WORKER_CONFIG_KEY.len() + config_json.len();
+    if bytes > MAX_CONFIG_MAP_DATA {
+        return Err(PlanError::ConfigTooLarge {
+            shard: index,
+            tickers: config.tickers.len(),
+            bytes,
+        });
+    }
     let config_hash = hash(&serialise(&config.restart_view())?);
     Ok(ShardPlan {
         index,

@@ -8,7 +8,7 @@ use quotestream_api::sharding::Assignment;
 use quotestream_api::worker_config::WORKER_CONFIG_KEY;
 use quotestream_api::{Ticker, WorkerConfig};
 
-use super::meta::shard_index;
+use super::meta::{SHARD_INDEX_LIMIT, shard_index};
 
 /// What the shard ConfigMaps say.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,12 @@ pub struct Skipped {
 /// before the old one lets go): the shard written at the higher epoch keeps it, the lower index
 /// on a tie, so the result is the same wherever it is computed.
 pub fn previous_assignment(stream: &str, config_maps: &[ConfigMap]) -> Option<Previous> {
+    read_previous(stream, config_maps).0
+}
+
+/// [`previous_assignment`], and the ConfigMaps left out of it even when none was usable (a
+/// hand-made ConfigMap with the stream's label is worth a warning naming it).
+pub fn read_previous(stream: &str, config_maps: &[ConfigMap]) -> (Option<Previous>, Vec<Skipped>) {
     let mut skipped = Vec::new();
     let mut shards: BTreeMap<u32, (i64, Vec<Ticker>)> = BTreeMap::new();
     for cm in config_maps {
@@ -58,7 +64,14 @@ pub fn previous_assignment(stream: &str, config_maps: &[ConfigMap]) -> Option<Pr
             }),
         }
     }
-    let count = usize::try_from(*shards.keys().next_back()?).ok()? + 1;
+    let Some(count) = shards
+        .keys()
+        .next_back()
+        .and_then(|last| usize::try_from(*last).ok())
+    else {
+        return (None, skipped);
+    };
+    let count = count + 1;
     let epoch = shards.values().map(|(e, _)| *e).max().unwrap_or(0);
 
     // Owner of each ticker: highest epoch, then lowest index (BTreeMap iterates by index).
@@ -79,23 +92,27 @@ pub fn previous_assignment(stream: &str, config_maps: &[ConfigMap]) -> Option<Pr
         lists[index as usize] = own.cloned().collect();
     }
     // Every ticker has exactly one owner now, so `from_shards` cannot find a double.
-    let assignment = Assignment::from_shards(lists).ok()?;
+    let Ok(assignment) = Assignment::from_shards(lists) else {
+        return (None, skipped);
+    };
     let listed = shards
         .into_iter()
         .map(|(index, (_, list))| (index, list))
         .collect();
-    Some(Previous {
+    let previous = Previous {
         assignment,
         epoch,
         listed,
-        skipped,
-    })
+        skipped: skipped.clone(),
+    };
+    (Some(previous), skipped)
 }
 
 /// The shard index, epoch and tickers of one ConfigMap, or why it cannot be used.
 fn read(stream: &str, cm: &ConfigMap) -> Result<(u32, (i64, Vec<Ticker>)), String> {
-    let index = shard_index(&cm.metadata)
-        .ok_or_else(|| "no numeric quotes.opa.io/shard label".to_owned())?;
+    let index = shard_index(&cm.metadata).ok_or_else(|| {
+        format!("its quotes.opa.io/shard label is not a shard index below {SHARD_INDEX_LIMIT}")
+    })?;
     let json = cm
         .data
         .as_ref()

@@ -42,8 +42,12 @@ pub enum SinkError {
 
 /// A destination for quotes.
 pub trait Sink: Send + 'static {
-    /// Label of the sink in metrics and logs.
-    fn name(&self) -> &'static str;
+    /// Label of the sink in metrics and logs (each sink module's `NAME`).
+    const NAME: &'static str;
+    /// [`Sink::NAME`], for a sink in hand.
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
     /// Whether quotes must reach it (storage, PostgreSQL) or may be dropped when it falls behind
     /// (Redis Pub/Sub, the console).
     fn durable(&self) -> bool;

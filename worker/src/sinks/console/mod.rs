@@ -11,7 +11,8 @@ use quotestream_api::Ticker;
 use crate::queue::QueueReceiver;
 use crate::sinks::{Sink, SinkContext, SinkError};
 
-const NAME: &str = "console";
+/// Label of this sink in metrics and logs.
+pub const NAME: &str = "console";
 
 /// What the console shows for one shard.
 #[derive(Debug, Default, Clone)]
@@ -45,9 +46,7 @@ impl ConsoleSink {
 }
 
 impl Sink for ConsoleSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+    const NAME: &'static str = NAME;
 
     fn durable(&self) -> bool {
         false

@@ -16,12 +16,12 @@ pub use quotestream_db::{
 pub use sink::PostgresSink;
 
 /// Label of this sink in metrics and logs.
-pub const SINK_NAME: &str = "postgres";
+pub const NAME: &str = "postgres";
 
 impl From<PostgresConfigError> for crate::sinks::SinkError {
     fn from(e: PostgresConfigError) -> Self {
         crate::sinks::SinkError::Config {
-            sink: SINK_NAME,
+            sink: NAME,
             reason: e.to_string(),
         }
     }

@@ -22,7 +22,7 @@ use quotestream_db::{
     PgSession, PostgresConfig, Row, Verdict, classify, connect_and_migrate, describe,
 };
 
-use super::SINK_NAME;
+use super::NAME;
 use crate::metrics::DropReason;
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
@@ -116,7 +116,7 @@ impl PostgresSink {
                 if self.drain_time_left(queue) == Some(Duration::ZERO) {
                     let lost = range.len() + work.iter().map(ExactSizeIterator::len).sum::<usize>();
                     if let Some(drain) = &self.drain {
-                        drain.give_up(ctx, SINK_NAME, lost, queue);
+                        drain.give_up(ctx, NAME, lost, queue);
                     }
                     return;
                 }
@@ -124,18 +124,15 @@ impl PostgresSink {
                     Ok(inserted) => {
                         ctx.metrics
                             .quotes_published
-                            .with_label_values(&[SINK_NAME])
+                            .with_label_values(&[NAME])
                             .inc_by(range.len() as u64);
-                        ctx.metrics
-                            .sink_retrying
-                            .with_label_values(&[SINK_NAME])
-                            .set(0);
+                        ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(0);
                         if failures > 0 {
-                            tracing::info!(sink = SINK_NAME, failures, "PostgreSQL writes resumed");
+                            tracing::info!(sink = NAME, failures, "PostgreSQL writes resumed");
                             failures = 0;
                         }
                         tracing::debug!(
-                            sink = SINK_NAME,
+                            sink = NAME,
                             rows = range.len(),
                             inserted,
                             "wrote a batch (rows already stored were skipped)"
@@ -148,7 +145,7 @@ impl PostgresSink {
                             rejected.add(ctx, quotes[range.start], &reason);
                         } else {
                             if range.len() == rows.len() {
-                                tracing::warn!(sink = SINK_NAME, rows = range.len(), error = %reason, "PostgreSQL rejected a batch; halving it to find and drop only the bad rows");
+                                tracing::warn!(sink = NAME, rows = range.len(), error = %reason, "PostgreSQL rejected a batch; halving it to find and drop only the bad rows");
                             }
                             let mid = range.start + range.len() / 2;
                             work.push(mid..range.end);
@@ -159,10 +156,7 @@ impl PostgresSink {
                     Err(Failure::Retry(reason)) => {
                         failures += 1;
                         ctx.metrics.errors.with_label_values(&["publish"]).inc();
-                        ctx.metrics
-                            .sink_retrying
-                            .with_label_values(&[SINK_NAME])
-                            .set(1);
+                        ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(1);
                         // Without a ceiling on attempts the iterator never ends.
                         let mut delay = backoff.next().unwrap_or(RETRY_MAX);
                         if let Some(left) = self.drain_time_left(queue) {
@@ -171,7 +165,7 @@ impl PostgresSink {
                         // Every attempt is counted; the log says the first few, then every 20th.
                         if failures <= 3 || failures.is_multiple_of(20) {
                             tracing::warn!(
-                                sink = SINK_NAME,
+                                sink = NAME,
                                 server = %self.config.server(),
                                 attempt = failures,
                                 rows = range.len(),
@@ -219,7 +213,7 @@ impl PostgresSink {
                 let s = connect_and_migrate(&self.config)
                     .await
                     .map_err(|e| Failure::Retry(e.to_string()))?;
-                tracing::info!(sink = SINK_NAME, server = %self.config.server(), "connected to PostgreSQL");
+                tracing::info!(sink = NAME, server = %self.config.server(), "connected to PostgreSQL");
                 slot.insert(s)
             }
         };
@@ -228,7 +222,7 @@ impl PostgresSink {
             Ok(Ok(inserted)) => {
                 ctx.metrics
                     .publish_duration
-                    .with_label_values(&[SINK_NAME])
+                    .with_label_values(&[NAME])
                     .observe(started.elapsed().as_secs_f64());
                 Ok(inserted)
             }
@@ -288,11 +282,11 @@ impl Rejected {
     const LOGGED: usize = 5;
 
     fn add(&mut self, ctx: &SinkContext, quote: &Quote, reason: &str) {
-        ctx.metrics.dropped(SINK_NAME, DropReason::Rejected).inc();
+        ctx.metrics.dropped(NAME, DropReason::Rejected).inc();
         self.count += 1;
         if self.count <= Self::LOGGED {
             tracing::error!(
-                sink = SINK_NAME,
+                sink = NAME,
                 ticker = %quote.ticker,
                 timestamp = %quote.timestamp,
                 reason,
@@ -306,7 +300,7 @@ impl Rejected {
     fn summarize(self) {
         if self.count > Self::LOGGED {
             tracing::error!(
-                sink = SINK_NAME,
+                sink = NAME,
                 more = self.count - Self::LOGGED,
                 last_reason = %self.last_reason,
                 "PostgreSQL rejected more quotes of this batch; dropped and counted"
@@ -316,19 +310,14 @@ impl Rejected {
 }
 
 impl Sink for PostgresSink {
-    fn name(&self) -> &'static str {
-        SINK_NAME
-    }
+    const NAME: &'static str = NAME;
 
     fn durable(&self) -> bool {
         true
     }
 
     async fn run(mut self, mut queue: QueueReceiver, ctx: SinkContext) -> Result<(), SinkError> {
-        ctx.metrics
-            .sink_retrying
-            .with_label_values(&[SINK_NAME])
-            .set(0);
+        ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(0);
         self.drain = Some(Drain::for_sink(&ctx));
         let mut pending = Vec::new();
         loop {
@@ -348,7 +337,7 @@ impl Sink for PostgresSink {
             }
         }
         tracing::info!(
-            sink = SINK_NAME,
+            sink = NAME,
             "queue closed and drained; PostgreSQL sink stopped"
         );
         Ok(())

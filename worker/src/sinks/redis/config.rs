@@ -6,7 +6,7 @@ use std::time::Duration;
 use quotestream_api::contract::{self, env::REDIS_URL};
 use quotestream_api::crd::{RedisFormat, RedisSink};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     pub url: String,
     pub channel: String,
@@ -18,6 +18,21 @@ pub struct RedisConfig {
     pub heartbeat_every: Duration,
     /// Publishes per pipeline round trip.
     pub pipeline_max: usize,
+}
+
+/// The URL may carry a password: `Debug` (what `?config` logs) shows it redacted.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field("channel", &self.channel)
+            .field("health_channel", &self.health_channel)
+            .field("format", &self.format)
+            .field("producer", &self.producer)
+            .field("heartbeat_every", &self.heartbeat_every)
+            .field("pipeline_max", &self.pipeline_max)
+            .finish()
+    }
 }
 
 impl RedisConfig {
@@ -63,12 +78,10 @@ impl RedisConfig {
     }
 }
 
-/// A URL with any password replaced, for logs and errors.
+/// A URL with any password replaced, for logs and errors; a value that is not a URL is not
+/// shown at all ([`quotestream_runtime::redact_url`]).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+    quotestream_runtime::redact_url(url)
 }
 
 #[cfg(test)]
@@ -109,5 +122,13 @@ mod tests {
             "redis://***@host:6379/0"
         );
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+        assert!(!redact("hunter2").contains("hunter2"));
+        let c = RedisConfig::from_spec(
+            &spec(Some("redis://:pw-s3cr3t@r:6379/0"), false),
+            &HashMap::new(),
+            "/p".into(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 }

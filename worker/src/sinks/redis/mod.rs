@@ -4,6 +4,5 @@ mod config;
 mod heartbeat;
 mod sink;
 
-pub use config::{RedisConfig, redact};
-pub use heartbeat::{Heartbeat, SERVICE};
-pub use sink::RedisSink;
+pub use config::RedisConfig;
+pub use sink::{NAME, RedisSink};

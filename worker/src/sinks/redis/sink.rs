@@ -32,7 +32,8 @@ use crate::quote::Quote;
 use crate::quote::wire::{CloudEvent, RedisQuote};
 use crate::sinks::{Batch, Sink, SinkContext, SinkError};
 
-const NAME: &str = "redis";
+/// Label of this sink in metrics and logs.
+pub const NAME: &str = "redis";
 /// How often one kind of publish failure is logged (every one is counted).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Pipelines on their way at once. Two keep Redis busy while the reply to one travels back;
@@ -210,9 +211,7 @@ enum Event {
 }
 
 impl Sink for RedisSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+    const NAME: &'static str = NAME;
 
     fn durable(&self) -> bool {
         false

@@ -55,8 +55,9 @@ impl StorageClient {
         })
     }
 
-    pub fn endpoint(&self) -> &Url {
-        &self.endpoint
+    /// The endpoint as logs and errors may show it (no credentials).
+    pub fn endpoint_redacted(&self) -> String {
+        quotestream_runtime::redact_url(self.endpoint.as_str())
     }
 
     /// Posts one batch body (already JSON) and classifies the outcome.
@@ -69,11 +70,16 @@ impl StorageClient {
             .body(body)
             .send()
             .await;
-        let response = match sent {
+        // A reqwest error names the URL, which may carry credentials: never show it (the
+        // endpoint is logged once, redacted, when the sink starts).
+        let response = match sent.map_err(reqwest::Error::without_url) {
             Ok(r) => r,
             Err(e) if e.is_builder() => {
                 return Answer::Rejected {
-                    why: format!("request to {} could not be built: {e}", self.endpoint),
+                    why: format!(
+                        "request to {} could not be built: {e}",
+                        quotestream_runtime::redact_url(self.endpoint.as_str())
+                    ),
                 };
             }
             Err(e) => {

@@ -171,7 +171,7 @@ impl StorageConfig {
 fn parse_base_url(field: &'static str, raw: &str) -> Result<Url, StorageConfigError> {
     let url = Url::parse(raw).map_err(|e| StorageConfigError::Url {
         field,
-        value: raw.to_owned(),
+        value: quotestream_runtime::redact_url(raw),
         reason: e.to_string(),
     })?;
     check_url(field, &url)?;
@@ -182,21 +182,21 @@ fn check_url(field: &'static str, url: &Url) -> Result<(), StorageConfigError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(StorageConfigError::Scheme {
             field,
-            value: url.to_string(),
+            value: quotestream_runtime::redact_url(url.as_str()),
             scheme: url.scheme().to_owned(),
         });
     }
     if !url.has_host() {
         return Err(StorageConfigError::Url {
             field,
-            value: url.to_string(),
+            value: quotestream_runtime::redact_url(url.as_str()),
             reason: "it has no host".into(),
         });
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(StorageConfigError::QueryOrFragment {
             field,
-            value: url.to_string(),
+            value: quotestream_runtime::redact_url(url.as_str()),
         });
     }
     Ok(())

@@ -11,7 +11,5 @@ mod client;
 mod config;
 mod sink;
 
-pub use breaker::{Breaker, BreakerState, Permit};
-pub use client::{IDEMPOTENCY_KEY, idempotency_key};
-pub use config::{BATCH_PATH, StorageConfig, StorageConfigError};
-pub use sink::{SINK, StorageSink};
+pub use config::{StorageConfig, StorageConfigError};
+pub use sink::{NAME, StorageSink};

@@ -30,7 +30,7 @@ use crate::sinks::util::drain::Drain;
 use crate::sinks::{Sink, SinkContext, SinkError};
 
 /// The sink's label in metrics and logs.
-pub const SINK: &str = "storage";
+pub const NAME: &str = "storage";
 /// Distinct contract violations remembered for log-once; beyond this they are still counted
 /// but no longer logged (keeps memory bounded whatever the ticker list).
 const MAX_LOGGED_VIOLATIONS: usize = 10_000;
@@ -46,7 +46,7 @@ pub struct StorageSink {
 impl StorageSink {
     /// Checks `config` and builds the HTTP client.
     pub fn new(config: StorageConfig) -> Result<Self, SinkError> {
-        let fail = |reason: String| SinkError::Config { sink: SINK, reason };
+        let fail = |reason: String| SinkError::Config { sink: NAME, reason };
         config.validate().map_err(|e| fail(e.to_string()))?;
         let client = StorageClient::new(&config)
             .map_err(|e| fail(format!("building the HTTP client: {e}")))?;
@@ -55,9 +55,7 @@ impl StorageSink {
 }
 
 impl Sink for StorageSink {
-    fn name(&self) -> &'static str {
-        SINK
-    }
+    const NAME: &'static str = NAME;
 
     fn durable(&self) -> bool {
         true
@@ -67,7 +65,7 @@ impl Sink for StorageSink {
         let batch_size = self.config.batch_size;
         let linger = self.config.linger;
         let mut w = Writer::new(self, &ctx);
-        tracing::info!(endpoint = %w.client.endpoint(), batch_size, "storage sink started");
+        tracing::info!(endpoint = %w.client.endpoint_redacted(), batch_size, "storage sink started");
         let mut held = Vec::new();
         loop {
             // Linger: a small first batch waits briefly for company, so storage gets few large
@@ -75,12 +73,12 @@ impl Sink for StorageSink {
             // closing queue ends it by itself).
             let gathered = gather(&mut queue, &mut held, batch_size, linger);
             let Some(open) = w.drain.bounded(gathered, None).await else {
-                w.drain.give_up(&ctx, SINK, batch::len(&held), &queue);
+                w.drain.give_up(&ctx, NAME, batch::len(&held), &queue);
                 return Ok(());
             };
             let quotes: Vec<Quote> = held.drain(..).flat_map(|b| b.to_vec()).collect();
             if let Err(unsent) = w.flush(&quotes, &queue).await {
-                w.drain.give_up(&ctx, SINK, unsent, &queue);
+                w.drain.give_up(&ctx, NAME, unsent, &queue);
                 return Ok(());
             }
             if !open {
@@ -120,9 +118,9 @@ impl Writer {
     fn new(sink: StorageSink, ctx: &SinkContext) -> Self {
         let c = &sink.config;
         let breaker = Breaker::new(c.breaker_failures, c.breaker_open_for);
-        let circuit_open = ctx.metrics.circuit_open.with_label_values(&[SINK]);
+        let circuit_open = ctx.metrics.circuit_open.with_label_values(&[NAME]);
         circuit_open.set(0);
-        let retrying = ctx.metrics.sink_retrying.with_label_values(&[SINK]);
+        let retrying = ctx.metrics.sink_retrying.with_label_values(&[NAME]);
         retrying.set(0);
         Self {
             reported: breaker.state(),
@@ -130,8 +128,8 @@ impl Writer {
             backoff: crate::retry::backoff(c.retry_min_delay, c.retry_max_delay),
             drain: Drain::for_sink(ctx),
             logged: HashSet::new(),
-            published: ctx.metrics.quotes_published.with_label_values(&[SINK]),
-            duration: ctx.metrics.publish_duration.with_label_values(&[SINK]),
+            published: ctx.metrics.quotes_published.with_label_values(&[NAME]),
+            duration: ctx.metrics.publish_duration.with_label_values(&[NAME]),
             errors: ctx.metrics.errors.with_label_values(&["publish"]),
             circuit_open,
             retrying,
@@ -142,7 +140,7 @@ impl Writer {
     }
 
     fn dropped(&self, reason: DropReason, quotes: usize) {
-        self.metrics.dropped(SINK, reason).inc_by(quotes as u64);
+        self.metrics.dropped(NAME, reason).inc_by(quotes as u64);
     }
 
     /// Sends `quotes` as contract batches. `Err` carries the quotes left unsent when the drain

@@ -14,10 +14,9 @@ mod status;
 use quotestream_api::Ticker;
 use serde::Serialize;
 
-pub use book::{MAX_TICKERS, SOURCE};
-pub use config::{AlpacaConfig, DEFAULT_BASE_URL, SecretNames, feed_name};
+pub use config::{AlpacaConfig, SecretNames};
 pub use decode::Decoder;
-pub use status::{ErrorContext, GHOST_CONNECTION_GRACE, action};
+pub use status::ErrorContext;
 
 use super::SourceError;
 use super::websocket::{Decoded, Frame, Protocol};

@@ -14,8 +14,7 @@ mod status;
 use quotestream_api::Ticker;
 use serde_json::json;
 
-pub use book::SOURCE;
-pub use config::{DEFAULT_URL, PolygonConfig};
+pub use config::PolygonConfig;
 pub use decode::Decoder;
 
 use super::websocket::{Decoded, Frame, Protocol};
@@ -80,6 +79,7 @@ impl Protocol for Polygon {
 
 #[cfg(test)]
 mod tests {
+    use super::config::DEFAULT_URL;
     use super::*;
 
     fn polygon() -> Polygon {

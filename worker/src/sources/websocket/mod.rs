@@ -29,10 +29,8 @@ use std::time::Instant;
 
 use backon::BackoffBuilder;
 
-pub use coalesce::Coalescer;
 pub use protocol::{Action, Decoded, Event, Frame, Malformed, Protocol, VendorError};
-pub use settings::{DEFAULT_IDLE_TIMEOUT, WebsocketSettings};
-pub use subscriptions::Change;
+pub use settings::WebsocketSettings;
 
 use self::connection::{Carry, Ended};
 use super::{Source, SourceContext, SourceError};

@@ -1,0 +1,240 @@
+//! What one namespace cannot do to the operator, against a real kube-apiserver: objects anyone
+//! with write access to a namespace can make — a ConfigMap with the stream's labels and a huge
+//! shard index, a ticker list with a 600 KB line, a list too long for one shard ConfigMap — must
+//! neither crash the operator (every replica would crash the same way) nor leave it in an API
+//! error loop: the stream goes Degraded with a bounded message that names the fix, or the object
+//! is ignored with a warning Event naming it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod support;
+
+use quotestream_testkit::ControlPlane;
+use serde_json::{Value, json};
+use support::cluster::{
+    WAIT, apply, assignment, control_plane_with_crd, eventually, get_json, kubectl,
+};
+use support::operator::{Operator, metric};
+
+const NS: &str = "default";
+/// The operator's bound on condition messages and Event notes (`MAX_MESSAGE_BYTES`).
+const MAX_MESSAGE: usize = 1024;
+
+fn stream_from_list(name: &str, list: &str, shards: u32) -> Value {
+    json!({
+        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"tickersFrom": {"configMapKeyRef": {"name": list, "key": "tickers"}}, "shards": shards,
+                 "interval": "1s", "source": {"type": "synthetic"},
+                 "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
+    })
+}
+
+fn ticker_list(cp: &ControlPlane, name: &str, text: &str) {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": NS}, "data": {"tickers": text}});
+    // Server-side apply would keep the body in managedFields too; create is enough here.
+    kubectl(cp, &["create", "-f", "-"], Some(&cm.to_string()));
+}
+
+/// The stream's condition `type_` once it has `status`.
+fn condition(cp: &ControlPlane, op: &Operator, stream: &str, type_: &str, status: &str) -> Value {
+    eventually(
+        &format!("qs/{stream} {type_}={status}"),
+        WAIT,
+        || op.log(),
+        || {
+            let qs = get_json(cp, &["get", &format!("qs/{stream}"), "-n", NS])?;
+            qs["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == type_ && c["status"] == status)
+                .cloned()
+        },
+    )
+}
+
+fn api_errors(op: &Operator) -> f64 {
+    op.metrics()
+        .and_then(|m| {
+            metric(
+                &m,
+                r#"quotestream_reconcile_errors_total{reason="ApiError"}"#,
+            )
+        })
+        .unwrap_or(0.0)
+}
+
+fn events(cp: &ControlPlane, stream: &str) -> Vec<Value> {
+    let selector = format!("involvedObject.name={stream}");
+    get_json(
+        cp,
+        &["get", "events", "-n", NS, "--field-selector", &selector],
+    )
+    .and_then(|l| l["items"].as_array().cloned())
+    .unwrap_or_default()
+}
+
+#[test]
+fn a_configmap_with_a_huge_shard_label_is_ignored_not_allocated() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+    ticker_list(&cp, "list", "AAPL\nMSFT\nNVDA\n");
+    apply(&cp, &stream_from_list("evil", "list", 1));
+    eventually(
+        "shard evil-shard-0",
+        WAIT,
+        || operator.log(),
+        || Some(assignment(&cp, NS, "evil")).filter(|a| a.len() == 1),
+    );
+    // Its worker.json, made valid for shard 4 000 000 000 of the same stream: before the bound,
+    // the operator allocated one list per index up to it (96 GB) and aborted, on every replica.
+    let shard0 = get_json(&cp, &["get", "configmap", "evil-shard-0", "-n", NS]).unwrap();
+    let mut config: Value =
+        serde_json::from_str(shard0["data"]["worker.json"].as_str().unwrap()).unwrap();
+    config["shard"] = json!(4_000_000_000u32);
+    config["tickers"] = json!(["AAPL"]);
+    let planted = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "planted", "namespace": NS,
+                     "labels": {"quotes.opa.io/stream": "evil", "quotes.opa.io/shard": "4000000000"}},
+        "data": {"worker.json": config.to_string()}});
+    kubectl(&cp, &["create", "-f", "-"], Some(&planted.to_string()));
+    // Editing the ticker list makes the operator reconcile (and read the shard ConfigMaps).
+    kubectl(
+        &cp,
+        &[
+            "patch",
+            "configmap",
+            "list",
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\nTSLA\n"}}).to_string(),
+        ],
+        None,
+    );
+    let lists = eventually(
+        "TSLA assigned to evil-shard-0",
+        WAIT,
+        || operator.log(),
+        || {
+            Some(assignment(&cp, NS, "evil"))
+                .filter(|a| a.get(&0).is_some_and(|l| l.contains("TSLA")))
+        },
+    );
+    operator.assert_running();
+    assert_eq!(
+        lists[&4_000_000_000].len(),
+        1,
+        "the planted ConfigMap is still there: {lists:?}"
+    );
+    let warning = eventually(
+        "a warning Event naming the planted ConfigMap",
+        WAIT,
+        || format!("{}\n{:?}", operator.log(), events(&cp, "evil")),
+        || {
+            events(&cp, "evil").into_iter().find(|e| {
+                e["type"] == "Warning"
+                    && e["reason"] == "IgnoredConfigMap"
+                    && e["message"].as_str().is_some_and(|m| m.contains("planted"))
+            })
+        },
+    );
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("shard index below 1024"),
+        "{warning}"
+    );
+    operator.assert_running();
+}
+
+#[test]
+fn a_600_kb_bad_line_gives_degraded_with_a_truncated_message() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+    let line = "X".repeat(600 * 1024);
+    ticker_list(&cp, "big-line", &format!("AAPL\n{line}\nMSFT\n"));
+    apply(&cp, &stream_from_list("longline", "big-line", 1));
+
+    let degraded = condition(&cp, &operator, "longline", "Degraded", "True");
+    assert_eq!(degraded["reason"], "TickerListInvalid", "{degraded}");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(message.len() <= MAX_MESSAGE, "{} bytes", message.len());
+    assert!(message.contains("truncated"), "{message}");
+    assert!(
+        message.contains("big-line"),
+        "names the ConfigMap: {message}"
+    );
+    let warning = eventually(
+        "the Degraded warning Event",
+        WAIT,
+        || operator.log(),
+        || {
+            events(&cp, "longline")
+                .into_iter()
+                .find(|e| e["type"] == "Warning" && e["reason"] == "TickerListInvalid")
+        },
+    );
+    assert!(warning["message"].as_str().unwrap().len() <= MAX_MESSAGE);
+    assert_eq!(
+        api_errors(&operator),
+        0.0,
+        "no API error loop:\n{}",
+        operator.log()
+    );
+    assert!(
+        !operator.full_log().contains("event not recorded"),
+        "{}",
+        operator.log()
+    );
+    operator.assert_running();
+}
+
+#[test]
+fn a_shard_too_large_for_a_configmap_is_refused_with_the_fix() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+    // 100 000 four-letter tickers: 500 KB as a list, about 1.2 MB as one shard's worker.json.
+    let letters = |mut n: usize| {
+        let mut s = String::new();
+        for _ in 0..4 {
+            s.push(char::from(b'A' + u8::try_from(n % 26).unwrap()));
+            n /= 26;
+        }
+        s
+    };
+    let list: String = (0..100_000).map(|i| letters(i) + "\n").collect();
+    ticker_list(&cp, "huge", &list);
+    apply(&cp, &stream_from_list("huge", "huge", 1));
+
+    let degraded = condition(&cp, &operator, "huge", "Degraded", "True");
+    assert_eq!(degraded["reason"], "ShardConfigTooLarge", "{degraded}");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(message.contains("raise spec.shards"), "{message}");
+    assert!(message.contains("1 MiB"), "{message}");
+    assert!(assignment(&cp, NS, "huge").is_empty());
+    assert_eq!(
+        api_errors(&operator),
+        0.0,
+        "no API error loop:\n{}",
+        operator.log()
+    );
+
+    // The fix the message names works.
+    kubectl(&cp, &["scale", "qs/huge", "-n", NS, "--replicas=2"], None);
+    let lists = eventually(
+        "two shards",
+        WAIT,
+        || operator.log(),
+        || Some(assignment(&cp, NS, "huge")).filter(|a| a.len() == 2),
+    );
+    assert_eq!(lists.values().map(|l| l.len()).sum::<usize>(), 100_000);
+    condition(&cp, &operator, "huge", "Degraded", "False");
+    operator.assert_running();
+}

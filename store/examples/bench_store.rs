@@ -1,0 +1,343 @@
+//! Ingest throughput of quotestream-store (POST /quotes/batch, batches of 1000, rollups on)
+//! against a throwaway PostgreSQL (default durability, fsync on), next to the worker's direct
+//! PostgreSQL writer (the same `PgSession::write` its sink calls per batch, without rollups)
+//! on the same server and the seeds' way in Python (scripts/bench/store_peer.py: FastAPI +
+//! pydantic + SQLAlchemy bulk insert), with the store's peak RSS. A measurement, not a test:
+//! it prints a Markdown table and asserts nothing but that the rows arrived.
+//!
+//! cargo build --release -p quotestream-store --bins --examples
+//! target/release/examples/bench_store [--quick]
+//! (the Python peer runs when BENCH_PYTHON names an interpreter with its stack; scripts/bench.sh sets it)
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use quotestream_db::{PostgresConfig, Row, connect_and_migrate};
+use quotestream_testkit::{Durability, PostgresServer, free_port, http_get, wait_until};
+
+const BATCH: usize = 1000;
+const TICKERS: usize = 500;
+/// 2026-01-20T14:30:15.123Z
+const T0: i64 = 1_768_919_415_123;
+/// Concurrent requests (and database connections) on every side.
+const CONCURRENCY: usize = 4;
+
+fn symbol(i: usize) -> String {
+    [i / 676 % 26, i / 26 % 26, i % 26]
+        .iter()
+        .map(|d| char::from(b'A' + *d as u8))
+        .collect()
+}
+
+struct Quote {
+    symbol: String,
+    ms: i64,
+    price: f64,
+    volume: i64,
+}
+
+fn quotes(total: usize) -> Vec<Quote> {
+    (0..total)
+        .map(|i| Quote {
+            symbol: symbol(i % TICKERS),
+            // One quote per ticker per second: a minute bar gets 60 quotes per ticker.
+            ms: T0 + (i / TICKERS) as i64 * 1000,
+            price: 100.0 + (i % 997) as f64 / 10.0,
+            volume: (1000 * (i / TICKERS)) as i64,
+        })
+        .collect()
+}
+
+fn bodies(quotes: &[Quote]) -> anyhow::Result<Vec<String>> {
+    quotes
+        .chunks(BATCH)
+        .map(|c| {
+            let list: Vec<serde_json::Value> = c
+                .iter()
+                .map(|q| {
+                    let ts = jiff::Timestamp::from_millisecond(q.ms)?;
+                    Ok(serde_json::json!({
+                        "ticker": q.symbol,
+                        "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+                        "close": q.price,
+                        "open": q.price,
+                        "high": q.price + 1.0,
+                        "low": q.price - 1.0,
+                        "volume": q.volume,
+                        "source": "synthetic",
+                    }))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Ok(serde_json::json!({ "quotes": list }).to_string())
+        })
+        .collect()
+}
+
+/// POSTs every body to `url` with [`CONCURRENCY`] requests in flight; returns the wall time.
+async fn post_all(url: &str, bodies: Arc<Vec<String>>) -> anyhow::Result<Duration> {
+    quotestream_runtime::install_crypto_provider();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, next, bodies, url) = (
+            client.clone(),
+            Arc::clone(&next),
+            Arc::clone(&bodies),
+            url.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else {
+                    return Ok::<(), anyhow::Error>(());
+                };
+                let r = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("{url} answered {}: {}", r.status(), r.text().await?);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// The worker's writer: `PgSession::write` of 1000-row batches on [`CONCURRENCY`] sessions.
+async fn direct(dsn: &str, quotes: Arc<Vec<Quote>>) -> anyhow::Result<Duration> {
+    let config = PostgresConfig::new(Some(dsn.to_owned()), "quotes.real_time")?;
+    let mut sessions = Vec::new();
+    for _ in 0..CONCURRENCY {
+        sessions.push(connect_and_migrate(&config).await?);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let batches = quotes.len().div_ceil(BATCH);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for mut session in sessions {
+        let (next, quotes) = (Arc::clone(&next), Arc::clone(&quotes));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= batches {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let chunk = &quotes[i * BATCH..((i + 1) * BATCH).min(quotes.len())];
+                let rows: Vec<Row<'_>> = chunk
+                    .iter()
+                    .map(|q| {
+                        Ok(Row {
+                            symbol: &q.symbol,
+                            timestamp: jiff::Timestamp::from_millisecond(q.ms)?,
+                            price: q.price,
+                            volume: q.volume,
+                            bid: None,
+                            ask: None,
+                            open: Some(q.price),
+                            high: Some(q.price + 1.0),
+                            low: Some(q.price - 1.0),
+                            source: "synthetic",
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                session.write(&rows).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_ready(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
+    let ready = wait_until(Duration::from_secs(60), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+            || http_get(port, "/ready").is_some_and(|(c, _)| c == 200)
+    });
+    if !ready || matches!(child.try_wait(), Ok(Some(_))) {
+        bail!("{what} did not become ready");
+    }
+    Ok(())
+}
+
+/// Peak resident set of a process, in MB (VmHWM).
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn count(pg: &PostgresServer, db: &str, sql: &str) -> anyhow::Result<u64> {
+    Ok(pg.psql(db, sql)?.parse()?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let total = if quick { 10_000 } else { 300_000 };
+    let peer_total = if quick { 2_000 } else { 30_000 };
+    let pg = PostgresServer::start_with(Durability::Default)?;
+    let all = quotes(total);
+    let bodies = Arc::new(bodies(&all)?);
+
+    // quotestream-store, rollups on.
+    let dsn = pg.create_database("store")?;
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .context("locating the target directory")?
+        .join("quotestream-store");
+    let port = free_port()?;
+    let mut store = Proc(
+        Command::new(&bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--connections", &CONCURRENCY.to_string()])
+            .env("DATABASE_URL", &dsn)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} (build it first)", bin.display()))?,
+    );
+    wait_ready(port, &mut store.0, "quotestream-store")?;
+    let store_started = Instant::now();
+    let store_time = post_all(
+        &format!("http://127.0.0.1:{port}/quotes/batch"),
+        Arc::clone(&bodies),
+    )
+    .await?;
+    let rss = peak_rss_mb(store.0.id()).unwrap_or(f64::NAN);
+    // The rollups are current once the merger has emptied the queue.
+    let current = wait_until(Duration::from_secs(600), || {
+        count(
+            &pg,
+            "store",
+            "SELECT count(*) FROM quotes.real_time_rollup_queue",
+        )
+        .ok()
+            == Some(0)
+    });
+    let rollup_time = store_started.elapsed();
+    if !current {
+        bail!("the rollup queue did not empty within 10 minutes");
+    }
+    let stored = count(&pg, "store", "SELECT count(*) FROM quotes.real_time")?;
+    let bars = count(
+        &pg,
+        "store",
+        "SELECT sum(quotes) FROM quotes.real_time_bars_1m",
+    )?;
+    if stored != total as u64 || bars != total as u64 {
+        bail!("the store holds {stored} rows and {bars} in its minute bars, not {total}");
+    }
+    // A replay of everything: inserts nothing, changes no bar.
+    let replay_time = post_all(
+        &format!("http://127.0.0.1:{port}/quotes/batch"),
+        Arc::clone(&bodies),
+    )
+    .await?;
+    drop(store);
+
+    // The worker's direct writer, same server, same batches and connections.
+    let dsn = pg.create_database("direct")?;
+    let all = Arc::new(all);
+    let direct_time = direct(&dsn, Arc::clone(&all)).await?;
+
+    // The Python peer.
+    let peer = match std::env::var("BENCH_PYTHON") {
+        Ok(python) => {
+            let dsn = pg.create_database("peer")?;
+            let port = free_port()?;
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../scripts/bench/store_peer.py");
+            let mut child = Proc(
+                Command::new(python)
+                    .arg(script)
+                    .args(["--port", &port.to_string(), "--database-url", &dsn])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()?,
+            );
+            wait_ready(port, &mut child.0, "the Python peer")?;
+            let subset = Arc::new(bodies[..peer_total / BATCH].to_vec());
+            let t = post_all(&format!("http://127.0.0.1:{port}/quotes/batch"), subset).await?;
+            Some(peer_total as f64 / t.as_secs_f64())
+        }
+        Err(_) => None,
+    };
+
+    let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
+    let store_rate = rate(total, store_time);
+    let direct_rate = rate(total, direct_time);
+    println!(
+        "{total} quotes over {TICKERS} tickers in batches of {BATCH}, {CONCURRENCY} requests (connections) in flight; PostgreSQL {} with fsync on, on this machine. Source: store/examples/bench_store.rs.\n",
+        pg.psql("postgres", "SHOW server_version")?
+    );
+    println!("| path | quotes/s | vs store |");
+    println!("|---|---:|---:|");
+    println!(
+        "| quotestream-store POST /quotes/batch (rows + rollup queue in one transaction) | {store_rate:.0} | 1.00× |"
+    );
+    println!(
+        "| … until the rollups are current (the merger emptied its queue) | {:.0} | {:.2}× |",
+        rate(total, rollup_time),
+        rate(total, rollup_time) / store_rate
+    );
+    println!(
+        "| same batches replayed (nothing inserted, no bar changed) | {:.0} | {:.2}× |",
+        rate(total, replay_time),
+        rate(total, replay_time) / store_rate
+    );
+    println!(
+        "| the worker's direct PostgreSQL writer (PgSession::write, no HTTP, no rollups) | {direct_rate:.0} | {:.2}× |",
+        direct_rate / store_rate
+    );
+    match peer {
+        Some(p) => println!(
+            "| Python peer, FastAPI + pydantic + SQLAlchemy bulk insert, no rollups ({peer_total} quotes) | {p:.0} | {:.3}× |",
+            p / store_rate
+        ),
+        None => println!("| Python peer | not run (BENCH_PYTHON unset) | |"),
+    }
+    println!();
+    println!(
+        "Store vs the direct writer: {:.2}× (target ≥ 0.7×). Store vs the Python peer: {}. Store peak RSS (VmHWM) during the run: {rss:.1} MB (target < 30 MB).",
+        store_rate / direct_rate,
+        peer.map_or_else(
+            || "not run".to_owned(),
+            |p| format!("{:.1}× (target ≥ 20×)", store_rate / p)
+        ),
+    );
+    Ok(())
+}
