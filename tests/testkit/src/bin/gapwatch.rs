@@ -110,7 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = redis::Client::open(cli.redis_url.as_str())?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(&cli.channel).await?;
-    eprintln!("gapwatch: subscribed to {} on {}", cli.channel, cli.redis_url);
+    eprintln!(
+        "gapwatch: subscribed to {} on {}",
+        cli.channel, cli.redis_url
+    );
     lock(&watch).subscribed = true;
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {
@@ -153,10 +156,18 @@ async fn report(State(w): State<Shared>, worst: usize) -> Json<Report> {
         .iter()
         .map(|(ticker, t)| {
             let silent = t.last.map_or(0.0, |last| ms(now - last));
-            Gap { ticker: ticker.clone(), gap_ms: t.max_gap_ms.max(silent), quotes: t.count }
+            Gap {
+                ticker: ticker.clone(),
+                gap_ms: t.max_gap_ms.max(silent),
+                quotes: t.count,
+            }
         })
         .collect();
-    gaps.sort_by(|a, b| b.gap_ms.total_cmp(&a.gap_ms).then_with(|| a.ticker.cmp(&b.ticker)));
+    gaps.sort_by(|a, b| {
+        b.gap_ms
+            .total_cmp(&a.gap_ms)
+            .then_with(|| a.ticker.cmp(&b.ticker))
+    });
     let max_gap_ms = gaps.first().map_or(0.0, |g| g.gap_ms);
     gaps.truncate(worst);
     Json(Report {
@@ -178,7 +189,11 @@ async fn reset(State(w): State<Shared>) -> StatusCode {
     w.messages = 0;
     w.unparsed = 0;
     for t in w.tickers.values_mut() {
-        *t = Ticker { last: Some(now), max_gap_ms: 0.0, count: 0 };
+        *t = Ticker {
+            last: Some(now),
+            max_gap_ms: 0.0,
+            count: 0,
+        };
     }
     StatusCode::NO_CONTENT
 }
