@@ -284,7 +284,6 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         "serviceMonitor.enabled=true",
         "podMonitor.enabled=true",
         "example.enabled=true",
-        "rbac.checkSecretReferences=true",
         "store.enabled=true",
         "store.database.secretName=quotestream-store-db",
     ]));
@@ -331,6 +330,28 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
     let out = helm(&["template", "q", &chart, "--set", "replicaCount=0"]);
     assert!(
         !out.status.success() && text(&out).contains("replicaCount"),
+        "{}",
+        text(&out)
+    );
+    // The operator never reads a Secret: no rendering grants one, and the old switch that
+    // granted an unused cluster-wide `get secrets` is refused, not silently ignored.
+    for sets in [&[][..], &["watchNamespace=markets"][..]] {
+        let rendered = template(sets);
+        assert!(
+            !rendered.contains("resources: [secrets]"),
+            "{sets:?} grants Secrets:\n{rendered}"
+        );
+    }
+    let out = helm(&[
+        "template",
+        "q",
+        &chart,
+        "--set",
+        "rbac.checkSecretReferences=true",
+    ]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("additional properties 'checkSecretReferences' not allowed"),
         "{}",
         text(&out)
     );
@@ -383,7 +404,6 @@ fn every_rendering_passes_a_server_dry_run_under_restricted_pod_security() {
             "serviceMonitor.enabled=true",
             "podMonitor.enabled=true",
             "example.enabled=true",
-            "rbac.checkSecretReferences=true",
             "store.enabled=true",
             "store.database.secretName=quotestream-store-db",
         ],
@@ -970,10 +990,7 @@ fn with_watch_namespace_the_operator_is_confined_to_it() {
             .unwrap(),
         "create ns markets",
     );
-    install(
-        &cp,
-        &["watchNamespace=markets", "rbac.checkSecretReferences=true"],
-    );
+    install(&cp, &["watchNamespace=markets"]);
     let markets: &[&str] = &["-n", "markets"];
     let other: &[&str] = &["-n", "default"];
     let status: &[&str] = &["-n", "markets", "--subresource=status"];
@@ -986,8 +1003,8 @@ fn with_watch_namespace_the_operator_is_confined_to_it() {
         ("create", "deployments.apps", markets, true),
         ("delete", "configmaps", markets, true),
         ("create", "events.events.k8s.io", markets, true),
-        // rbac.checkSecretReferences: get (existence), never list/watch.
-        ("get", "secrets", markets, true),
+        // No Secrets, not even in the watched namespace: the operator never reads one.
+        ("get", "secrets", markets, false),
         ("list", "secrets", markets, false),
         (
             "patch",

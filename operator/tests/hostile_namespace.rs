@@ -238,3 +238,86 @@ fn a_shard_too_large_for_a_configmap_is_refused_with_the_fix() {
     condition(&cp, &operator, "huge", "Degraded", "False");
     operator.assert_running();
 }
+
+/// A ConfigMap and a Deployment that carry a stream's labels and a shard index beyond its shard
+/// count but that the stream does not own: the operator prunes only its own shards, so they
+/// survive every reconcile and the stream's deletion.
+#[test]
+fn look_alikes_not_owned_by_the_stream_are_never_deleted() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+    let labels = json!({"quotes.opa.io/stream": "own", "quotes.opa.io/shard": "3"});
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "look-alike", "namespace": NS, "labels": labels},
+        "data": {"note": "someone else's"}});
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "look-alike", "namespace": NS, "labels": labels},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "look-alike"}},
+                 "template": {"metadata": {"labels": {"app": "look-alike"}},
+                              "spec": {"containers": [{"name": "c", "image": "registry.local/x:1"}]}}}});
+    kubectl(&cp, &["create", "-f", "-"], Some(&cm.to_string()));
+    kubectl(&cp, &["create", "-f", "-"], Some(&deployment.to_string()));
+    ticker_list(&cp, "own-list", "AAPL\nMSFT\n");
+    apply(&cp, &stream_from_list("own", "own-list", 1));
+
+    let reconciles = || {
+        operator
+            .metrics()
+            .and_then(|m| metric(&m, r#"quotestream_reconciles_total{result="ok""#))
+            .unwrap_or(0.0)
+    };
+    eventually(
+        "shard own-shard-0",
+        WAIT,
+        || operator.log(),
+        || get_json(&cp, &["get", "configmap", "own-shard-0", "-n", NS]),
+    );
+    // More reconciles: each would prune shard 3 if it took the look-alikes for its own.
+    support::cluster::mark_ready(&cp, NS, "own-shard-0");
+    let after = reconciles();
+    kubectl(
+        &cp,
+        &[
+            "patch",
+            "configmap",
+            "own-list",
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\n"}}).to_string(),
+        ],
+        None,
+    );
+    eventually(
+        "two more reconciles",
+        WAIT,
+        || operator.log(),
+        || (reconciles() >= after + 2.0).then_some(()),
+    );
+    let survives = |what: &str| {
+        assert!(
+            get_json(&cp, &["get", what, "look-alike", "-n", NS]).is_some(),
+            "{what}/look-alike survives:\n{}",
+            operator.log()
+        );
+    };
+    survives("configmap");
+    survives("deployment");
+
+    kubectl(&cp, &["delete", "qs/own", "-n", NS], None);
+    eventually(
+        "the stream's own shard garbage-collected",
+        WAIT,
+        || operator.log(),
+        || {
+            get_json(&cp, &["get", "configmap", "own-shard-0", "-n", NS])
+                .is_none()
+                .then_some(())
+        },
+    );
+    survives("configmap");
+    survives("deployment");
+    operator.assert_running();
+}

@@ -95,7 +95,7 @@ Role in the watched namespace. Why each rule exists:
   tickersFrom lists; there is no way to scope RBAC by label, so this covers every ConfigMap in
   the watched namespaces.
 - events (core and events.k8s.io): create/patch only, for kubectl describe.
-- secrets get: only with rbac.checkSecretReferences.
+- no secrets: the operator never reads one (workers get theirs through secretKeyRef).
 */}}
 {{- define "quotestream.namespacedRules" -}}
 - apiGroups: [quotes.opa.io]
@@ -119,9 +119,4 @@ Role in the watched namespace. Why each rule exists:
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
-{{- if .Values.rbac.checkSecretReferences }}
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
-{{- end }}
 {{- end }}

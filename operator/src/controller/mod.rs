@@ -35,7 +35,7 @@ use crate::resources::conditions::{MAX_MESSAGE_BYTES, bounded};
 use crate::resources::configmap::config_map;
 use crate::resources::deployment::deployment;
 use crate::resources::handover::Handover;
-use crate::resources::meta::{FIELD_MANAGER, shard_index, shard_name};
+use crate::resources::meta::{FIELD_MANAGER, controlled_by, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
 use crate::resources::previous::read_previous;
 use crate::resources::status::{ShardObservation, failed_status, observe, planned_status};
@@ -381,7 +381,10 @@ impl StreamApi {
         config_maps: &[ConfigMap],
     ) -> Result<usize, Error> {
         let wanted = plan.shards.len() as u32;
-        let beyond = |meta| shard_index(meta).is_some_and(|i| i >= wanted);
+        // Only the stream's own objects: a look-alike with its labels is left alone.
+        let uid = plan.owner.uid.as_str();
+        let beyond =
+            |meta| controlled_by(meta, uid) && shard_index(meta).is_some_and(|i| i >= wanted);
         let mut removed = 0;
         for d in deployments.iter().filter(|d| beyond(&d.metadata)) {
             self.deployments

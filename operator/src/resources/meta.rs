@@ -56,6 +56,16 @@ pub fn shard_index(meta: &ObjectMeta) -> Option<u32> {
         .filter(|i| *i < SHARD_INDEX_LIMIT)
 }
 
+/// Whether `meta` names `uid` (the stream) as its controlling owner: only such objects are the
+/// stream's shards. Labels anyone can copy; an object with the stream's labels but another (or
+/// no) owner is someone else's and the operator never deletes it.
+pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
 /// Metadata of a shard object: name, namespace, labels, and the stream as controlling owner
 /// (so deleting the stream deletes it, and the controller is woken by changes to it).
 pub fn shard_meta(namespace: &str, stream: &str, shard: u32, owner: &OwnerReference) -> ObjectMeta {
