@@ -26,10 +26,11 @@ else
 endif
 
 .PHONY: test
-test: deps controlplane fmt-check clippy dockerfile-check images-test ## Format and lint checks, the image checks, then every test (unit, property, integration, control plane), then bench-quick
+test: deps controlplane-node fmt-check clippy dockerfile-check images-test ## Format and lint checks, the image checks, then every test (unit, property, integration, control plane, real node), then bench-quick
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	tests/controlplane/smoke.sh
+	$(MAKE) --no-print-directory test-node
 	@# The benchmark harnesses on the debug build the tests just made: not for numbers, so
 	@# that they cannot rot (docs/benchmarks.md is not touched).
 	$(MAKE) --no-print-directory bench-quick BENCH_PROFILE=debug
@@ -48,13 +49,33 @@ deps: ## Install the Debian packages the tests need (redis-server, postgresql) w
 controlplane: ## Build (or reuse) the local Kubernetes control plane, kubectl and helm (.cache/controlplane/bin)
 	@tests/controlplane/build.sh
 
+.PHONY: controlplane-node
+controlplane-node: ## Also build the real node's kubelet, kube-scheduler and kube-controller-manager
+	@tests/controlplane/build.sh --node
+
+NODE ?=
 .PHONY: cluster-up
-cluster-up: controlplane ## Start a local kube-apiserver + etcd to play with (prints the KUBECONFIG to export)
+cluster-up: ## Start a local kube-apiserver + etcd to play with; NODE=1: a real node too (kubelet, containerd), in its own network namespace
+ifeq ($(NODE),1)
+	@$(MAKE) --no-print-directory deps controlplane-node
+	@tests/node/node-up.sh
+else
+	@$(MAKE) --no-print-directory controlplane
 	@tests/controlplane/cluster-up.sh
+endif
 
 .PHONY: cluster-down
-cluster-down: ## Stop the local control plane started by cluster-up
-	@tests/controlplane/cluster-down.sh
+cluster-down: ## Stop what cluster-up started (the control plane, or the whole node with NODE=1)
+	@if [ -d .cache/node ]; then tests/node/node-down.sh; fi
+	@if [ -f .cache/cluster/pid ]; then tests/controlplane/cluster-down.sh; fi
+
+.PHONY: test-node
+test-node: deps controlplane-node ## The end-to-end test on a real node: images, helm install, 503 tickers, reshard 3→8→3, failover, upgrade, uninstall
+	tests/node/e2e.sh
+
+.PHONY: demo
+demo: deps controlplane-node images ## The chart on a real node with real containers, streaming the S&P 500 example; prints how to watch
+	@tests/node/demo.sh
 
 .PHONY: fmt-check
 fmt-check: ## cargo fmt --check (skipped with a note when rustfmt is not installed)

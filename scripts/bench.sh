@@ -146,6 +146,55 @@ row_images() {
     rm -rf "$dir"
 }
 
+# The real node (tests/node/e2e.sh, docs/node.md): the whole user path with the release images.
+# Full mode: three runs, the median of each figure. Quick mode runs nothing: it reports the run
+# `make test-node` just made (make test runs it right before bench-quick), if there is one.
+row_node() {
+    section "Real node: helm install to first quote, reshard with real pods, container memory"
+    local runs=3 i reports=()
+    if [ "$mode" = quick ]; then
+        if [ ! -f "$target/node-e2e.json" ]; then
+            note "row_node: no $target/node-e2e.json (make test-node writes it); skipped"
+            printf 'No run of `make test-node` to report.\n' >>"$tmp"
+            return
+        fi
+        reports=("$target/node-e2e.json")
+    else
+        for i in $(seq 1 "$runs"); do
+            note "row_node: run $i of $runs"
+            QS_NODE_E2E_REPORT="$target/node-e2e-$i.json" tests/node/e2e.sh >&2
+            reports+=("$target/node-e2e-$i.json")
+        done
+    fi
+    printf 'Command: `tests/node/e2e.sh` (`make test-node`; one node, 2 cores shared by the control plane, the kubelet, containerd and every pod; 503 tickers, synthetic source, 1 s), %s.\n\n' \
+        "$([ ${#reports[@]} -gt 1 ] && echo "median of ${#reports[@]} runs" || echo "one run")" >>"$tmp"
+    python3 - "${reports[@]}" >>"$tmp" <<'PY'
+import json, statistics, sys
+runs = [json.load(open(p)) for p in sys.argv[1:]]
+rows = [
+    ("node up (kubelet Ready, images imported)", "node_up_s", "s"),
+    ("`helm install --wait` (2 operator replicas Ready)", "helm_install_ms", "ms"),
+    ("`helm install` to the first quote in Redis", "first_quote_ms", "ms"),
+    ("`kubectl scale` 3 → 8 converged (8 pods Running and ready)", "scale_8_ms", "ms"),
+    ("longest per-ticker gap during 3 → 8", "gap_8_ms", "ms"),
+    ("`kubectl scale` 8 → 3 converged", "scale_3_ms", "ms"),
+    ("longest per-ticker gap during 8 → 3", "gap_3_ms", "ms"),
+    ("leader pod deleted to new leader", "failover_ms", "ms"),
+    ("`helm upgrade` rolling 4 workers", "upgrade_ms", "ms"),
+    ("worker container memory, cgroup working set (largest of 4 shards)", "worker_mib", "MiB"),
+    ("worker process RSS (largest)", "worker_rss_mib", "MiB"),
+    ("operator container memory, cgroup working set (leader)", "operator_mib", "MiB"),
+    ("operator process RSS (leader)", "operator_rss_mib", "MiB"),
+    ("the whole test (images, node, every step, node down)", "total_s", "s"),
+]
+print("| | median | runs |\n|---|---:|---|")
+for label, key, unit in rows:
+    vals = [r[key] for r in runs if key in r]
+    if vals:
+        print(f"| {label} | {statistics.median(vals):g} {unit} | {', '.join(f'{v:g}' for v in vals)} |")
+PY
+}
+
 row_micro() {
     section "Micro-benchmarks (criterion)"
     local home args=()
@@ -164,7 +213,7 @@ row_micro() {
     rm -rf "$home"
 }
 
-ROWS=(row_redis row_storage row_postgres row_store row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_micro)
+ROWS=(row_redis row_storage row_postgres row_store row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_node row_micro)
 if [ -n "${BENCH_ROWS:-}" ]; then read -r -a ROWS <<<"$BENCH_ROWS"; fi
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs from Debian's packages when it is missing: Redis and
 # PostgreSQL servers (started by the tests themselves on free loopback ports, never as system
-# services), containerd and runc (a private containerd imports and runs the test image of
-# `make images-test`). Idempotent and quiet when everything is there.
+# services), and the container runtime of `make images-test` and of the real node (tests/node/:
+# containerd, runc, the CNI plugins, iptables; started only by those, the node's only inside
+# its own namespaces). Idempotent and quiet when everything is there.
 set -euo pipefail
 
 pg_bindir() {
@@ -18,7 +19,14 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 pg_bindir >/dev/null || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+# Debian's containerd 1.6 rather than a v2 built from the Go module proxy: no two-minute build
+# in every fresh CI run, and the kubelet v1.37 still supports it (it warns that 1.38 will not).
 command -v containerd >/dev/null 2>&1 || need+=(containerd)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -63,7 +63,15 @@ def parse_args(argv):
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="image label, e.g. org.opencontainers.image.revision=abc (repeatable)")
     p.add_argument("--ca-certs", help="CA bundle to install at /etc/ssl/certs/ca-certificates.crt")
+    p.add_argument("--add", action="append", default=[], metavar="SRC[:DST]",
+                   help="also a file or a directory tree at DST (default: SRC); the shared libraries of every "
+                        "ELF file among them come along (for test images of other programs; repeatable)")
     return p.parse_args(argv)
+
+
+def is_elf(path):
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
 
 
 def elf_arch(path):
@@ -137,6 +145,25 @@ class Tar:
                         tar.addfile(info, f)
 
 
+def additions(specs):
+    """(source file, path in the image) for every --add: a file, or each file below a directory
+    (symlinks followed: the image holds the files themselves)."""
+    out = []
+    for spec in specs:
+        src, _, dst = spec.partition(":")
+        dst = dst or src
+        if os.path.isdir(src):
+            for root, _, files in os.walk(src, followlinks=True):
+                for name in files:
+                    path = os.path.join(root, name)
+                    out.append((path, os.path.join(dst, os.path.relpath(path, src))))
+        elif os.path.isfile(src):
+            out.append((src, dst))
+        else:
+            sys.exit(f"oci-image: --add {spec}: {src} is neither a file nor a directory")
+    return sorted(out)
+
+
 def rootfs(args, bin_name):
     layer = Tar(args.created)
     layer.add_file(f"/usr/local/bin/{bin_name}", args.binary, 0o755)
@@ -144,6 +171,11 @@ def rootfs(args, bin_name):
         # At the path ldd printed: the loader at its PT_INTERP path (/lib64/...), the libraries
         # in a directory on the loader's built-in search path (there is no ld.so.cache).
         layer.add_file(lib, lib, os.stat(lib).st_mode & 0o755)
+    for src, dst in additions(args.add):
+        layer.add_file(dst, src, os.stat(src).st_mode & 0o755)
+        if is_elf(src):
+            for lib in shared_libraries(src):
+                layer.add_file(lib, lib, os.stat(lib).st_mode & 0o755)
     layer.add_file("/etc/passwd", PASSWD.encode())
     layer.add_file("/etc/group", GROUP.encode())
     layer.add_file("/etc/nsswitch.conf", NSSWITCH.encode())
@@ -181,7 +213,8 @@ def main(argv):
     labels = dict(label.split("=", 1) for label in args.label)
     labels["org.opencontainers.image.created"] = created
 
-    arch = elf_arch(args.binary)
+    elves = [args.binary] + [src for src, _ in additions(args.add)]
+    arch = elf_arch(next((path for path in elves if is_elf(path)), args.binary))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     layer_path = args.out + ".layer.tmp"
     rootfs(args, bin_name).write(layer_path)

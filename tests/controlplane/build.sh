@@ -3,13 +3,24 @@
 #   qs-controlplane  etcd + kube-apiserver + garbage collector/namespace controllers (k8s.io/kubernetes)
 #   kubectl          k8s.io/kubernetes/cmd/kubectl, same Kubernetes release
 #   helm             helm.sh/helm/v3/cmd/helm (its own dependency versions: `go install pkg@version`)
+# and with --node also the parts of a real node (tests/node/), from the same module pins
+# (the `tool` lines of go.mod):
+#   kubelet, kube-scheduler, kube-controller-manager
 # into $REPO/.cache/controlplane/bin/. Idempotent: a binary is rebuilt only when its stamp
 # (hash of go.mod, go.sum, *.go, this script, the Go version and, for helm, its version) changed.
 #
 # Usage: tests/controlplane/build.sh            build what is missing or stale
+#        tests/controlplane/build.sh --node     also the node binaries (kubelet, scheduler, controller-manager)
 #        QS_CP_FORCE=1 tests/controlplane/build.sh   rebuild everything
 # Environment: QS_CP_BIN (output dir), HELM_VERSION (default below), GOFLAGS/GOCACHE/GOMODCACHE as usual.
 set -euo pipefail
+
+NODE=
+case "${1:-}" in
+--node) NODE=1 ;;
+"") ;;
+*) echo "usage: build.sh [--node]" >&2; exit 2 ;;
+esac
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 HELM_K8S_MINOR=37 # helm v3.22.0 is built against k8s.io/client-go v0.37.x (helm's Makefile ldflags)
@@ -100,5 +111,11 @@ fi
 build_k8s qs-controlplane ./cmd/qs-controlplane
 build_k8s kubectl ./cmd/kubectl
 build_helm
+if [ -n "$NODE" ]; then
+    # One at a time: the kubelet alone peaks at about 2 GB while linking.
+    build_k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
+    build_k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+    build_k8s kubelet k8s.io/kubernetes/cmd/kubelet
+fi
 
 log "done in $((SECONDS - t0))s: $("$BIN/qs-controlplane" version) qs-controlplane, kubectl, helm $HELM_VERSION in $BIN"

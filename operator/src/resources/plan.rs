@@ -25,7 +25,10 @@ pub struct OperatorSettings {
 impl Default for OperatorSettings {
     fn default() -> Self {
         Self {
-            worker_image: format!("quotestream-worker:{}", env!("CARGO_PKG_VERSION")),
+            worker_image: format!(
+                "ghcr.io/quotestream/quotestream-worker:{}",
+                env!("CARGO_PKG_VERSION")
+            ),
         }
     }
 }

@@ -14,6 +14,7 @@ import (
 )
 
 const serviceAccountPrefix = "system:serviceaccount:"
+const nodePrefix = "system:node:"
 
 // identity is a test user authenticated by a static bearer token (--token-auth-file).
 type identity struct {
@@ -52,6 +53,20 @@ func parseUserSpec(spec string) (identity, error) {
 		id.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + parts[2]}
 		if id.Alias == "" {
 			id.Alias = "sa-" + parts[2] + "-" + parts[3]
+		}
+	} else if strings.HasPrefix(rest, nodePrefix) {
+		// A kubelet: system:node:NAME in group system:nodes, as the Node authorizer expects.
+		parts := strings.SplitN(rest, ":", 4)
+		if len(parts) < 3 || parts[2] == "" {
+			return id, fmt.Errorf("--user %q: a node must be system:node:NAME", spec)
+		}
+		id.User = strings.Join(parts[:3], ":")
+		if len(parts) == 4 {
+			groups = parts[3]
+		}
+		id.Groups = []string{"system:nodes"}
+		if id.Alias == "" {
+			id.Alias = "node-" + parts[2]
 		}
 	} else {
 		name, g, _ := strings.Cut(rest, ":")
