@@ -22,7 +22,7 @@ pub const BATCH_PATH: &str = "quotes/batch";
 /// after `breaker_failures` consecutive failures, one trial request per `breaker_open_for`
 /// while storage stays down. Meanwhile the batch stays in hand, the sink's queue fills and
 /// back-pressure holds the source. Only the shutdown drain deadline ends the retries.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct StorageConfig {
     /// Base URL of the storage API; batches go to `{url}/quotes/batch`.
     pub url: Url,
@@ -74,6 +74,22 @@ pub enum StorageConfigError {
         "storage retry_min_delay {min:?} is above retry_max_delay {max:?}; make the minimum the smaller one"
     )]
     RetryDelays { min: Duration, max: Duration },
+}
+
+/// The URL may carry credentials (`STORAGE_URL` from a Secret): `Debug` shows it redacted.
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("url", &quotestream_runtime::redact_url(self.url.as_str()))
+            .field("batch_size", &self.batch_size)
+            .field("linger", &self.linger)
+            .field("request_timeout", &self.request_timeout)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_open_for", &self.breaker_open_for)
+            .field("retry_min_delay", &self.retry_min_delay)
+            .field("retry_max_delay", &self.retry_max_delay)
+            .finish()
+    }
 }
 
 impl StorageConfig {
@@ -214,6 +230,24 @@ mod tests {
         StorageSpec {
             url: url.into(),
             batch_size,
+        }
+    }
+
+    #[test]
+    fn credentials_never_show() {
+        let c = StorageConfig::from_spec(
+            &spec("http://s:8000", 10),
+            &env("http://user:pw-s3cr3t@storage:8000/base"),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"), "{c:?}");
+        for bad in [
+            "pw-s3cr3t",
+            "ftp://u:pw-s3cr3t@h/",
+            "http://u:pw-s3cr3t@h/?q=1",
+        ] {
+            let e = StorageConfig::from_spec(&spec("http://s:8000", 10), &env(bad)).unwrap_err();
+            assert!(!e.to_string().contains("s3cr3t"), "{e}");
         }
     }
 
