@@ -321,3 +321,68 @@ fn look_alikes_not_owned_by_the_stream_are_never_deleted() {
     survives("deployment");
     operator.assert_running();
 }
+
+/// Peak resident memory of a process in MiB (`VmHWM` of /proc/PID/status).
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Other people's ConfigMaps are watched as metadata only: 48 MB of ConfigMap data in the
+/// namespace does not pass through the operator (before, every ConfigMap was listed in full).
+#[test]
+fn other_configmaps_are_watched_as_metadata_only() {
+    let cp = control_plane_with_crd();
+    let blob = "x".repeat(1_000_000);
+    for i in 0..48 {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("bulk-{i}"), "namespace": NS}, "data": {"blob": blob}});
+        kubectl(&cp, &["create", "-f", "-"], Some(&cm.to_string()));
+    }
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+    ticker_list(&cp, "meta-list", "AAPL\nMSFT\n");
+    apply(&cp, &stream_from_list("meta", "meta-list", 1));
+    eventually(
+        "shard meta-shard-0",
+        WAIT,
+        || operator.log(),
+        || get_json(&cp, &["get", "configmap", "meta-shard-0", "-n", NS]),
+    );
+    // A list edit reaches the operator through the ConfigMap watch: it has listed them all.
+    kubectl(
+        &cp,
+        &[
+            "patch",
+            "configmap",
+            "meta-list",
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\n"}}).to_string(),
+        ],
+        None,
+    );
+    eventually(
+        "NVDA assigned",
+        WAIT,
+        || operator.log(),
+        || {
+            Some(assignment(&cp, NS, "meta"))
+                .filter(|a| a.get(&0).is_some_and(|l| l.contains("NVDA")))
+        },
+    );
+    let peak = peak_rss_mib(operator.pid());
+    eprintln!("operator peak RSS: {peak} MiB");
+    assert!(
+        peak < 64,
+        "the operator peaked at {peak} MiB: it read the 48 MB of other ConfigMaps' data"
+    );
+    operator.assert_running();
+}

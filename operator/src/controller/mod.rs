@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller, Error as ControllerError};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -95,6 +95,10 @@ pub async fn run(
     let streams: Api<QuoteStream> = scoped(&client, namespace);
     let deployments: Api<Deployment> = scoped(&client, namespace);
     let config_maps: Api<ConfigMap> = scoped(&client, namespace);
+    // Every ConfigMap of the watched namespaces, metadata only (an `Api<PartialObjectMeta<_>>`
+    // makes metadata-only requests): the mapper needs the name, and other people's ConfigMaps
+    // (up to 1 MiB each) are neither transferred nor held.
+    let foreign_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, namespace);
     let owned = watcher::Config::default().labels(STREAM_LABEL);
     let ctx = Arc::new(Context::new(
         client,
@@ -113,12 +117,12 @@ pub async fn run(
     let forgotten = ctx.clone();
     controller
         .owns(deployments, owned.clone())
-        .owns(config_maps.clone(), owned)
+        .owns(config_maps, owned)
         // A tickersFrom ConfigMap is the user's, not ours: map its changes to the streams naming it.
         .watches(
-            config_maps,
+            foreign_maps,
             watcher::Config::default(),
-            move |cm: ConfigMap| {
+            move |cm: PartialObjectMeta<ConfigMap>| {
                 let (ns, name) = (cm.namespace(), cm.name_any());
                 store
                     .state()

@@ -71,6 +71,11 @@ impl Operator {
         }
     }
 
+    /// The process id (to read its /proc entries).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// The whole log.
     pub fn full_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
