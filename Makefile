@@ -70,8 +70,9 @@ cluster-down: ## Stop what cluster-up started (the control plane, or the whole n
 	@if [ -f .cache/cluster/pid ]; then tests/controlplane/cluster-down.sh; fi
 
 .PHONY: test-node
-test-node: deps controlplane-node ## The end-to-end test on a real node: images, helm install, 503 tickers, reshard 3→8→3, failover, upgrade, uninstall
+test-node: deps controlplane-node ## The end-to-end test on a real node: images, helm install, 503 tickers, reshard 3→8→3, failover, upgrade, uninstall; then make demo's script
 	tests/node/e2e.sh
+	tests/node/demo-check.sh
 
 .PHONY: demo
 demo: deps controlplane-node images ## The chart on a real node with real containers, streaming the S&P 500 example; prints how to watch

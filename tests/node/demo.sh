@@ -11,7 +11,7 @@ K() { "$HERE/enter.sh" kubectl "$@"; }
 
 "$HERE/data-images.sh" "$IMAGES" >/dev/null
 if [ ! -f "$STATE/supervisor.ready" ]; then
-    QS_NODE_IMAGES="$(ls "$IMAGES"/*.oci.tar | tr '\n' ' ')" QS_CP_SKIP_BUILD=1 "$HERE/node-up.sh" | grep -v '^ '
+    QS_NODE_IMAGES="$(ls "$IMAGES"/*.oci.tar | tr '\n' ' ')" QS_CP_SKIP_BUILD=1 "$HERE/node-up.sh" | grep '^node-up.sh:'
 fi
 log "starting Redis as a pod"
 K apply -f "$HERE/manifests/data.yaml" >/dev/null
