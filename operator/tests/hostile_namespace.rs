@@ -386,3 +386,83 @@ fn other_configmaps_are_watched_as_metadata_only() {
     );
     operator.assert_running();
 }
+
+/// A ConfigMap with the stream's labels and a real shard index, not owned by the stream,
+/// claiming every ticker at a newer epoch: it is not the stream's state, so it neither moves
+/// tickers nor shadows the real shard (before, it sorted first and the real shard-0 was skipped).
+#[test]
+fn a_look_alike_shard_configmap_does_not_steer_the_assignment() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+    ticker_list(&cp, "steer-list", "AAPL\nMSFT\nNVDA\nTSLA\n");
+    apply(&cp, &stream_from_list("steer", "steer-list", 2));
+    let shard = |i: u32| -> Option<Vec<String>> {
+        let cm = get_json(
+            &cp,
+            &["get", "configmap", &format!("steer-shard-{i}"), "-n", NS],
+        )?;
+        let config: Value = serde_json::from_str(cm["data"]["worker.json"].as_str()?).ok()?;
+        serde_json::from_value(config["tickers"].clone()).ok()
+    };
+    let before = eventually(
+        "two shards",
+        WAIT,
+        || operator.log(),
+        || Some((shard(0)?, shard(1)?)),
+    );
+    let shard0 = get_json(&cp, &["get", "configmap", "steer-shard-0", "-n", NS]).unwrap();
+    let mut config: Value =
+        serde_json::from_str(shard0["data"]["worker.json"].as_str().unwrap()).unwrap();
+    config["tickers"] = json!(["AAPL", "MSFT", "NVDA", "TSLA"]);
+    config["epoch"] = json!(99);
+    let fake = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a-look-alike", "namespace": NS,
+                     "labels": {"quotes.opa.io/stream": "steer", "quotes.opa.io/shard": "0"}},
+        "data": {"worker.json": config.to_string()}});
+    kubectl(&cp, &["create", "-f", "-"], Some(&fake.to_string()));
+    kubectl(
+        &cp,
+        &[
+            "patch",
+            "configmap",
+            "steer-list",
+            "-n",
+            NS,
+            "--type=merge",
+            "-p",
+            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\nTSLA\nORCL\n"}}).to_string(),
+        ],
+        None,
+    );
+    let after = eventually(
+        "ORCL assigned",
+        WAIT,
+        || operator.log(),
+        || {
+            let (a, b) = (shard(0)?, shard(1)?);
+            (a.iter().chain(&b).any(|t| t == "ORCL")).then_some((a, b))
+        },
+    );
+    for t in &before.1 {
+        assert!(
+            after.1.contains(t),
+            "shard 1 kept {t}: {before:?} -> {after:?}\n{}",
+            operator.log()
+        );
+    }
+    eventually(
+        "a warning Event naming the look-alike",
+        WAIT,
+        || operator.log(),
+        || {
+            events(&cp, "steer").into_iter().find(|e| {
+                e["reason"] == "IgnoredConfigMap"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("a-look-alike"))
+            })
+        },
+    );
+    operator.assert_running();
+}

@@ -37,7 +37,7 @@ use crate::resources::deployment::deployment;
 use crate::resources::handover::Handover;
 use crate::resources::meta::{FIELD_MANAGER, controlled_by, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
-use crate::resources::previous::read_previous;
+use crate::resources::previous::{Skipped, read_previous};
 use crate::resources::status::{ShardObservation, failed_status, observe, planned_status};
 
 /// Shared by every reconciliation.
@@ -243,7 +243,18 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         Err(e) => return stream.degraded(qs, ctx, &PlanError::from(e)).await,
     };
     let existing_maps = stream.config_maps.list(&stream.selector).await?.items;
-    let (previous, skipped) = read_previous(&stream.name, &existing_maps);
+    // Only the stream's own ConfigMaps are its stored state: a look-alike with its labels (made
+    // by hand, another tool) must neither steer the assignment nor shadow a real shard.
+    let uid = qs.metadata.uid.as_deref().unwrap_or_default();
+    let (own_maps, strangers): (Vec<ConfigMap>, Vec<ConfigMap>) = existing_maps
+        .iter()
+        .cloned()
+        .partition(|cm| controlled_by(&cm.metadata, uid));
+    let (previous, mut skipped) = read_previous(&stream.name, &own_maps);
+    skipped.extend(strangers.iter().map(|cm| Skipped {
+        config_map: cm.name_any(),
+        reason: "the QuoteStream is not its controlling owner".to_owned(),
+    }));
     for skipped in &skipped {
         let note = format!(
             "ConfigMap {} is labelled {STREAM_LABEL}={} but was ignored: {}",
