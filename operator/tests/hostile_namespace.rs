@@ -95,9 +95,15 @@ fn a_configmap_with_a_huge_shard_label_is_ignored_not_allocated() {
         serde_json::from_str(shard0["data"]["worker.json"].as_str().unwrap()).unwrap();
     config["shard"] = json!(4_000_000_000u32);
     config["tickers"] = json!(["AAPL"]);
+    // Anyone who may create ConfigMaps in the namespace can also make one look controlled by
+    // the stream (its uid is readable): the bound must hold for the stream's own ConfigMaps too.
+    let stream = get_json(&cp, &["get", "quotestream", "evil", "-n", NS]).unwrap();
     let planted = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "planted", "namespace": NS,
-                     "labels": {"quotes.opa.io/stream": "evil", "quotes.opa.io/shard": "4000000000"}},
+                     "labels": {"quotes.opa.io/stream": "evil", "quotes.opa.io/shard": "4000000000"},
+                     "ownerReferences": [{"apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+                                          "name": "evil", "uid": stream["metadata"]["uid"],
+                                          "controller": true}]},
         "data": {"worker.json": config.to_string()}});
     kubectl(&cp, &["create", "-f", "-"], Some(&planted.to_string()));
     // Editing the ticker list makes the operator reconcile (and read the shard ConfigMaps).
