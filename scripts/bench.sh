@@ -173,7 +173,7 @@ import json, statistics, sys
 runs = [json.load(open(p)) for p in sys.argv[1:]]
 rows = [
     ("node up (kubelet Ready, images imported)", "node_up_s", "s"),
-    ("`helm install --wait` (2 operator replicas Ready)", "helm_install_ms", "ms"),
+    ("`helm install --wait` (2 operator + 2 store replicas Ready)", "helm_install_ms", "ms"),
     ("`helm install` to the first quote in Redis", "first_quote_ms", "ms"),
     ("`kubectl scale` 3 → 8 converged (8 pods Running and ready)", "scale_8_ms", "ms"),
     ("longest per-ticker gap during 3 → 8", "gap_8_ms", "ms"),
