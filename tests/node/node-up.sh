@@ -30,6 +30,9 @@ case "$STATE/" in
 /run/* | /var/lib/* | /var/log/*) die "QS_NODE_DIR=$STATE is below /run, /var/lib or /var/log, which the node covers with its own tmpfs" ;;
 esac
 
+free_mb=$(df -Pm "$(dirname "$STATE")" | awk 'NR == 2 {print $4}')
+[ "$free_mb" -ge 1024 ] || die "only ${free_mb} MB free on the disk of $STATE: the kubelet evicts every pod below 256 MB (free some space, e.g. old target/ directories)"
+
 if [ -z "${QS_CP_SKIP_BUILD:-}" ]; then
     "$REPO/tests/controlplane/build.sh" --node
 fi
@@ -153,7 +156,9 @@ podLogsDir: $STATE/pod-logs
 syncFrequency: 5s
 nodeStatusUpdateFrequency: 5s
 imageGCHighThresholdPercent: 100
-evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%}
+# Absolute thresholds: a percentage of a large shared disk (1% of 250 GB) would evict every pod
+# as soon as other work on the machine fills it, which is not what the tests are about.
+evictionHard: {memory.available: 100Mi, nodefs.available: 256Mi, imagefs.available: 256Mi}
 maxPods: 110
 serializeImagePulls: false
 EOF
