@@ -181,7 +181,7 @@ reshard() { # to
     local report max
     report=$(gap report)
     max=$(echo "$report" | python3 -c "import json,sys; print(int(json.load(sys.stdin)['max_gap_ms']))")
-    check "scale to $to converged in ${took} ms" true
+    ok "scale to $to converged in ${took} ms"
     check "scale to $to: all $TICKERS tickers streamed" test "$(echo "$report" | python3 -c "import json,sys; print(json.load(sys.stdin)['tickers'])")" = "$TICKERS"
     check "scale to $to: longest per-ticker gap ${max} ms <= bound ${GAP_BOUND_MS} ms" test "$max" -le "$GAP_BOUND_MS"
     echo "# worst gaps: $(echo "$report" | python3 -c "import json,sys; print(', '.join(f\"{g['ticker']} {g['gap_ms']:.0f}\" for g in json.load(sys.stdin)['worst'][:5]))")"

@@ -81,7 +81,11 @@ stop_all() {
     [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
     # containerd and its shims (the shims are in this network namespace, not in the cgroups).
     [ -n "${PIDS[containerd]:-}" ] && kill -TERM "${PIDS[containerd]}" 2>/dev/null || true
-    pkill -TERM -f "containerd-shim-runc-v2 -namespace k8s.io" 2>/dev/null || true
+    # Only the shims in this network namespace: another containerd on the machine has its own.
+    local shim
+    for shim in $(pgrep -f containerd-shim-runc-v2 || true); do
+        [ "$(readlink "/proc/$shim/ns/net")" = "$(readlink /proc/self/ns/net)" ] && kill -TERM "$shim" 2>/dev/null || true
+    done
     [ -n "${PIDS[controlplane]:-}" ] && kill -TERM "${PIDS[controlplane]}" 2>/dev/null || true
     local name
     for name in "${!PIDS[@]}"; do
