@@ -8,11 +8,20 @@ use std::time::Instant;
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 
-use super::book::{Book, DailyBar, Dropped, Nbbo, Outcome, Trade};
 use super::status::{self, ErrorContext, GHOST_CONNECTION_GRACE};
+use crate::sources::websocket::book::{Book, DailyBar, Outcome, Top, Trade};
+use crate::sources::websocket::json::{self, ArrayLabels, excerpt};
 use crate::sources::websocket::{Decoded, Event, Frame, VendorError};
+
+/// Alpaca's names for unusable frames (docs/streaming.md, Alpaca's metrics).
+const LABELS: ArrayLabels = ArrayLabels {
+    text_only: "the connector asks Alpaca for JSON",
+    not_array: "not_an_array",
+    bad_element: "wrong_type",
+    non_finite: Some("non_finite"),
+    empty: Some("empty_array"),
+};
 
 /// The fields of every message type the connector reads, all optional: which ones a message
 /// must have depends on its `T`. Unknown fields are ignored (`c` is left out on purpose: it is
@@ -56,7 +65,7 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(errors: ErrorContext) -> Self {
         Self {
-            book: Book::new(),
+            book: Book::new(super::BOOK),
             errors,
             logged_in: false,
             lost_logged_in: None,
@@ -76,49 +85,10 @@ impl Decoder {
     /// (a quote update before any trade, a daily bar) or deliberately ignored (minute bars,
     /// statuses), so that every message is accounted for.
     pub fn decode(&mut self, frame: Frame<'_>, out: &mut Decoded) -> usize {
-        let text = match frame {
-            Frame::Text(text) => text,
-            Frame::Binary(bytes) => {
-                out.malformed(
-                    "binary_frame",
-                    format!(
-                        "{} bytes in a binary frame; the connector asks Alpaca for JSON",
-                        bytes.len()
-                    ),
-                );
-                return 0;
-            }
-        };
-        let items: Vec<&RawValue> = match serde_json::from_str(text) {
-            Ok(items) => items,
-            Err(e) => {
-                let reason = if e.is_data() {
-                    "not_an_array"
-                } else if non_finite_at(text, &e) {
-                    "non_finite"
-                } else {
-                    "bad_json"
-                };
-                out.malformed(reason, format!("{e}: {}", excerpt(text)));
-                return 0;
-            }
-        };
-        if items.is_empty() {
-            out.malformed("empty_array", "[]");
-            return 0;
-        }
         let mut held = 0;
-        for raw in items {
-            match serde_json::from_str::<Item<'_>>(raw.get()) {
-                Ok(item) => held += self.item(item, raw.get(), out),
-                Err(e) => {
-                    let reason = if non_finite_at(raw.get(), &e) {
-                        "non_finite"
-                    } else {
-                        "wrong_type"
-                    };
-                    out.malformed(reason, format!("{e}: {}", excerpt(raw.get())));
-                }
+        for raw in json::elements(frame, out, &LABELS) {
+            if let Some(item) = json::element::<Item<'_>>(raw, out, &LABELS) {
+                held += self.item(item, raw.get(), out);
             }
         }
         held
@@ -178,23 +148,13 @@ impl Decoder {
             }
             other => Outcome::Dropped("unknown_type", format!("T {other:?}: {}", excerpt(raw))),
         };
-        match outcome {
-            Outcome::Quote(quote) => {
-                out.quotes.push(quote);
-                0
-            }
-            Outcome::Held => 1,
-            Outcome::Dropped(reason, detail) => {
-                out.malformed(reason, detail);
-                0
-            }
-        }
+        usize::from(outcome.record(out))
     }
 
     fn trade(&mut self, item: &Item<'_>) -> Outcome {
         let (symbol, time) = match symbol_and_time(item) {
             Ok(found) => found,
-            Err(dropped) => return dropped.into(),
+            Err((reason, detail)) => return Outcome::Dropped(reason, detail),
         };
         let (Some(price), Some(size)) = (item.p, item.s) else {
             return missing(symbol, "trade", &[("p", item.p), ("s", item.s)]);
@@ -208,18 +168,21 @@ impl Decoder {
     fn nbbo(&mut self, item: &Item<'_>) -> Outcome {
         let (symbol, time) = match symbol_and_time(item) {
             Ok(found) => found,
-            Err(dropped) => return dropped.into(),
+            Err((reason, detail)) => return Outcome::Dropped(reason, detail),
         };
         let (Some(bid), Some(ask)) = (item.bp, item.ap) else {
             return missing(symbol, "quote", &[("bp", item.bp), ("ap", item.ap)]);
         };
-        self.book.nbbo(symbol, Nbbo { bid, ask, time })
+        // Alpaca sends 0 for an empty side of the book.
+        let side = |price: f64| (price != 0.0).then_some(price);
+        let (bid, ask) = (side(bid), side(ask));
+        self.book.top(symbol, Top { bid, ask, time })
     }
 
     fn daily_bar(&mut self, item: &Item<'_>) -> Outcome {
         let (symbol, time) = match symbol_and_time(item) {
             Ok(found) => found,
-            Err(dropped) => return dropped.into(),
+            Err((reason, detail)) => return Outcome::Dropped(reason, detail),
         };
         let (Some(open), Some(high), Some(low), Some(volume)) = (item.o, item.h, item.l, item.v)
         else {
@@ -245,16 +208,17 @@ impl Decoder {
     }
 }
 
-fn symbol_and_time<'i>(item: &'i Item<'_>) -> Result<(&'i str, Timestamp), Dropped> {
+/// The message's symbol and time, both required; else why not (reason, detail).
+fn symbol_and_time<'i>(item: &'i Item<'_>) -> Result<(&'i str, Timestamp), (&'static str, String)> {
     let Some(symbol) = item.symbol.as_deref().filter(|s| !s.is_empty()) else {
-        return Err(Dropped("missing_field", "a data message without S".into()));
+        return Err(("missing_field", "a data message without S".into()));
     };
     let Some(text) = item.t.as_deref() else {
-        return Err(Dropped("missing_field", format!("{symbol}: no t")));
+        return Err(("missing_field", format!("{symbol}: no t")));
     };
     let time = text
         .parse::<Timestamp>()
-        .map_err(|e| Dropped("bad_time", format!("{symbol}: t {text:?}: {e}")))?;
+        .map_err(|e| ("bad_time", format!("{symbol}: t {text:?}: {e}")))?;
     Ok((symbol, time))
 }
 
@@ -271,28 +235,9 @@ fn missing(symbol: &str, what: &str, fields: &[(&str, Option<f64>)]) -> Outcome 
 }
 
 /// Sizes and volumes are whole numbers of shares.
-fn whole(value: f64) -> Option<u64> {
+fn whole(value: f64) -> Option<f64> {
     (value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value <= u64::MAX as f64)
-        .then_some(value as u64)
-}
-
-/// JSON has no NaN or infinity; a server that writes them anyway breaks the frame. Says whether
-/// that is what broke it (the parser stops at the token).
-fn non_finite_at(text: &str, error: &serde_json::Error) -> bool {
-    let Some(line) = text.lines().nth(error.line().saturating_sub(1)) else {
-        return false;
-    };
-    let at = error.column().saturating_sub(1);
-    ["NaN", "Infinity", "-Infinity"].iter().any(|token| {
-        (at.saturating_sub(token.len())..=at).any(|start| {
-            line.get(start..)
-                .is_some_and(|rest| rest.starts_with(token))
-        })
-    })
-}
-
-fn excerpt(text: &str) -> String {
-    text.chars().take(120).collect()
+        .then_some(value)
 }
 
 #[cfg(test)]
@@ -375,6 +320,12 @@ mod tests {
         assert_eq!(trade.timestamp.as_nanosecond() % 1_000_000_000, 123_456_789);
         assert_eq!(update.price, 189.42);
         assert_eq!(update.ticker, "AAPL");
+        let empty_ask = QUOTE
+            .replace(r#""ap":189.44"#, r#""ap":0"#)
+            .replace("15.2Z", "16Z");
+        let (out, _) = decode(&mut d, &format!("[{empty_ask}]"));
+        let q = &out.quotes[0];
+        assert_eq!((q.bid, q.ask), (Some(189.41), None), "0 is an empty side");
     }
 
     #[test]

@@ -3,10 +3,9 @@
 //! The server greets with `[{"T":"success","msg":"connected"}]`; the client logs in with
 //! `{"action":"auth","key":..,"secret":..}` and, once `authenticated`, subscribes trades, quotes
 //! and daily bars of the shard's tickers. Trades, NBBO quotes and daily bars arrive as separate
-//! messages; `book.rs` combines them into the quote model. Error codes map to actions in
+//! messages; the shared book (`websocket/book.rs`, with [`BOOK`]'s rules) combines them into the quote model. Error codes map to actions in
 //! `status.rs` (the vendor control messages, as in every streaming vendor).
 
-mod book;
 mod config;
 mod decode;
 mod status;
@@ -19,7 +18,20 @@ pub use decode::Decoder;
 pub use status::ErrorContext;
 
 use super::SourceError;
+use super::websocket::book::{BookLife, DayFigures, Overflow, Rules, UnusableSide};
 use super::websocket::{Decoded, Frame, Protocol};
+
+/// How Alpaca's trades, quotes and daily bars make quotes (docs/streaming.md, "How quotes are
+/// made").
+pub const BOOK: Rules = Rules {
+    source: "alpaca",
+    // A shard streams at most a few thousand tickers.
+    max_tickers: 50_000,
+    overflow: Overflow::Refuse,
+    day_figures: DayFigures::DailyBars,
+    book_life: BookLife::Connection,
+    unusable_side: UnusableSide::Empty,
+};
 
 /// Symbols per subscribe frame: keeps frames small for large shards (the acknowledgement
 /// carries the whole current set, so several frames add up to the same subscription).

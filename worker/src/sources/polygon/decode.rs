@@ -6,12 +6,20 @@ use std::borrow::Cow;
 
 use jiff::Timestamp;
 use serde::Deserialize;
-use serde_json::error::Category;
-use serde_json::value::RawValue;
 
-use super::book::{Aggregate, Book, Outcome, Top};
 use super::status;
+use crate::sources::websocket::book::{Aggregate, Book, Outcome, Top, Trade};
+use crate::sources::websocket::json::{self, ArrayLabels, excerpt};
 use crate::sources::websocket::{Decoded, Frame};
+
+/// Massive's names for unusable frames (docs/streaming.md, polygon's bad input).
+const LABELS: ArrayLabels = ArrayLabels {
+    text_only: "Massive sends JSON text",
+    not_array: "not_array",
+    bad_element: "bad_field",
+    non_finite: None,
+    empty: None,
+};
 
 /// The fields of all event types this client reads (others are ignored). Names that mean
 /// different things per type (`s`: a trade's size, an aggregate's window start) are only read
@@ -42,7 +50,8 @@ struct Item<'a> {
     e: Option<i64>,
 }
 
-/// Decodes frames, keeping each ticker's state between them (see [`super::book`]).
+/// Decodes frames, keeping each ticker's state between them (the shared book, with
+/// [`super::BOOK`]'s rules).
 #[derive(Debug)]
 pub struct Decoder {
     book: Book,
@@ -53,7 +62,7 @@ impl Decoder {
     /// `key_source` names where the API key comes from (for the auth failure's message).
     pub fn new(key_source: impl Into<String>) -> Self {
         Self {
-            book: Book::default(),
+            book: Book::new(super::BOOK),
             key_source: key_source.into(),
         }
     }
@@ -62,35 +71,10 @@ impl Decoder {
     /// (a book update before any trade, an aggregate): with `out`'s quotes, malformed parts and
     /// events, every event of the frame is accounted for exactly once.
     pub fn decode(&mut self, frame: Frame<'_>, out: &mut Decoded) -> usize {
-        let text = match frame {
-            Frame::Text(text) => text,
-            Frame::Binary(bytes) => {
-                out.malformed(
-                    "binary_frame",
-                    format!(
-                        "{} bytes in a binary frame; Massive sends JSON text",
-                        bytes.len()
-                    ),
-                );
-                return 0;
-            }
-        };
-        let items: Vec<&RawValue> = match serde_json::from_str(text) {
-            Ok(items) => items,
-            Err(e) if e.classify() == Category::Data => {
-                out.malformed("not_array", format!("{e}: {}", excerpt(text)));
-                return 0;
-            }
-            Err(e) => {
-                out.malformed("bad_json", format!("{e}: {}", excerpt(text)));
-                return 0;
-            }
-        };
         let mut held = 0;
-        for raw in items {
-            match serde_json::from_str::<Item<'_>>(raw.get()) {
-                Ok(item) => held += usize::from(self.item(&item, raw.get(), out)),
-                Err(e) => out.malformed("bad_field", format!("{e}: {}", excerpt(raw.get()))),
+        for raw in json::elements(frame, out, &LABELS) {
+            if let Some(item) = json::element::<Item<'_>>(raw, out, &LABELS) {
+                held += usize::from(self.item(&item, raw.get(), out));
             }
         }
         held
@@ -113,51 +97,47 @@ impl Decoder {
             Some("T") => self.trade(item, raw),
             Some("Q") => self.top(item, raw),
             Some("AM" | "A") => self.aggregate(item, raw),
-            Some(other) => Outcome::Malformed("unknown_event", format!("event type {other:?}")),
-            None => Outcome::Malformed("no_event", excerpt(raw)),
+            Some(other) => Outcome::Dropped("unknown_event", format!("event type {other:?}")),
+            None => Outcome::Dropped("no_event", excerpt(raw)),
         };
-        match outcome {
-            Outcome::Quote(quote) => out.quotes.push(quote),
-            Outcome::Held => return true,
-            Outcome::Malformed(reason, detail) => out.malformed(reason, detail),
-        }
-        false
+        outcome.record(out)
     }
 
     fn trade(&mut self, item: &Item<'_>, raw: &str) -> Outcome {
         let (sym, time) = match symbol_and_time(item.sym.as_deref(), item.t, "t", raw) {
             Ok(found) => found,
-            Err((reason, detail)) => return Outcome::Malformed(reason, detail),
+            Err((reason, detail)) => return Outcome::Dropped(reason, detail),
         };
         let Some(price) = item.p else {
             return missing("p", raw);
         };
         let size = item.s.unwrap_or(0.0);
         if !(size.is_finite() && size >= 0.0) {
-            return Outcome::Malformed("bad_size", format!("{sym}: trade size {size}"));
+            return Outcome::Dropped("bad_size", format!("{sym}: trade size {size}"));
         }
         // Price sanity (≤ 0) is left to validation, which counts it by its own reason.
-        self.book.trade(sym, price, size, time)
+        self.book.trade(sym, Trade { price, size, time })
     }
 
     fn top(&mut self, item: &Item<'_>, raw: &str) -> Outcome {
         let (sym, time) = match symbol_and_time(item.sym.as_deref(), item.t, "t", raw) {
             Ok(found) => found,
-            Err((reason, detail)) => return Outcome::Malformed(reason, detail),
+            Err((reason, detail)) => return Outcome::Dropped(reason, detail),
         };
         // A Q event is the whole top of the book: an absent or zero side is an empty one.
         let side = |price: Option<f64>| price.filter(|p| *p != 0.0);
         let top = Top {
             bid: side(item.bp),
             ask: side(item.ap),
+            time,
         };
-        self.book.top(sym, top, time)
+        self.book.top(sym, top)
     }
 
     fn aggregate(&mut self, item: &Item<'_>, raw: &str) -> Outcome {
         let (sym, end) = match symbol_and_time(item.sym.as_deref(), item.e, "e", raw) {
             Ok(found) => found,
-            Err((reason, detail)) => return Outcome::Malformed(reason, detail),
+            Err((reason, detail)) => return Outcome::Dropped(reason, detail),
         };
         let Some(day_volume) = item.av else {
             return missing("av", raw);
@@ -169,7 +149,7 @@ impl Decoder {
                 day_open: item.op,
                 high: item.h,
                 low: item.l,
-                end_ms: end.as_millisecond(),
+                end,
             },
         )
     }
@@ -196,20 +176,17 @@ fn symbol_and_time<'a>(
 }
 
 fn missing(field: &str, raw: &str) -> Outcome {
-    Outcome::Malformed("missing_field", missing_detail(field, raw))
+    Outcome::Dropped("missing_field", missing_detail(field, raw))
 }
 
 fn missing_detail(field: &str, raw: &str) -> String {
     format!("no {field:?}: {}", excerpt(raw))
 }
 
-fn excerpt(text: &str) -> String {
-    text.chars().take(120).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use serde_json::value::RawValue;
 
     use super::*;
     use crate::sources::websocket::Event;

@@ -3,10 +3,9 @@
 //! `{"action":"auth","params":"KEY"}` and, once `auth_success` arrives, subscribes trades,
 //! quotes and minute aggregates of each ticker: `{"action":"subscribe","params":
 //! "T.AAPL,Q.AAPL,AM.AAPL"}`. Events arrive batched in JSON arrays; a per-ticker book joins them
-//! into complete quotes (`book.rs`). One connection per cluster and API key: the operator runs
+//! into complete quotes (the shared `websocket/book.rs`, with [`BOOK`]'s rules). One connection per cluster and API key: the operator runs
 //! at most `spec.source.polygon.maxConnections` shards (default 1).
 
-mod book;
 mod config;
 mod decode;
 mod status;
@@ -17,7 +16,20 @@ use serde_json::json;
 pub use config::PolygonConfig;
 pub use decode::Decoder;
 
+use super::websocket::book::{BookLife, DayFigures, Overflow, Rules, UnusableSide};
 use super::websocket::{Decoded, Frame, Protocol};
+
+/// How Massive's trades, quotes and minute aggregates make quotes (docs/streaming.md, polygon's
+/// "Quotes").
+pub const BOOK: Rules = Rules {
+    source: "polygon",
+    // Twice the most a shard can be assigned (10 000 inline).
+    max_tickers: 20_000,
+    overflow: Overflow::Untracked,
+    day_figures: DayFigures::MinuteAggregates,
+    book_life: BookLife::TradingDay,
+    unusable_side: UnusableSide::IgnoreUpdate,
+};
 
 /// The channels subscribed per ticker: trades (the price), quotes (bid/ask) and minute
 /// aggregates (day volume and open).

@@ -19,8 +19,10 @@
 //!
 //! A vendor only provides its [`Protocol`]: URL, login and subscription frames, and a decoder.
 
+pub mod book;
 mod coalesce;
 mod connection;
+pub mod json;
 mod protocol;
 mod settings;
 mod subscriptions;
