@@ -27,6 +27,8 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Test certificates (CA + server) for the TLS tests of PostgreSQL and Redis (testkit TestCerts).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use quotestream_api::contract::{self, env::DATABASE_URL};
 use quotestream_api::crd::PostgresSink;
-use tokio_postgres::config::SslMode;
+
+use crate::tls::{TlsSettings, split_tls_params};
 
 /// Rows per write (one COPY + INSERT … ON CONFLICT transaction). Measured on this machine kind
 /// (reference/limits.md), 10k-row batches reach ~95k rows/s and 1k-row batches ~67k; 5000
@@ -107,6 +108,10 @@ pub struct PostgresConfig {
     pub rollups: bool,
     /// The DSN, parsed (connect timeout and application name filled in when unset).
     pub(crate) pg: tokio_postgres::Config,
+    /// `sslmode` and `sslrootcert` of the DSN ([`crate::tls`]).
+    pub tls: TlsSettings,
+    /// The TLS side of every connection, built once (the root certificates read at start).
+    pub(crate) connector: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl fmt::Debug for PostgresConfig {
@@ -114,6 +119,7 @@ impl fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresConfig")
             .field("server", &self.server())
+            .field("tls", &self.tls)
             .field("table", &self.table)
             .field("batch_rows", &self.batch_rows)
             .field("linger", &self.linger)
@@ -140,7 +146,10 @@ impl PostgresConfig {
         let dsn = dsn
             .filter(|d| !d.trim().is_empty())
             .ok_or(PostgresConfigError::MissingDsn)?;
-        let mut pg = tokio_postgres::Config::from_str(&dsn).map_err(|e| {
+        // tokio-postgres knows neither verify-ca/verify-full nor sslrootcert: they are taken
+        // out here and applied by rustls.
+        let (rest, tls) = split_tls_params(&dsn)?;
+        let mut pg = tokio_postgres::Config::from_str(&rest).map_err(|e| {
             // The parser's message names the bad part; the DSN itself is not echoed (password).
             PostgresConfigError::InvalidDsn {
                 reason: e.to_string(),
@@ -151,11 +160,8 @@ impl PostgresConfig {
                 reason: "no host".into(),
             });
         }
-        // This build connects without TLS (tokio-postgres with NoTls): `prefer` falls back to
-        // plain TCP, `require` could never connect, so it is refused here with the fix.
-        if pg.get_ssl_mode() == SslMode::Require {
-            return Err(PostgresConfigError::TlsRequired);
-        }
+        pg.ssl_mode(tls.mode.negotiation());
+        let connector = tls.connector()?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
@@ -170,6 +176,8 @@ impl PostgresConfig {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             rollups: false,
             pg,
+            tls,
+            connector,
         })
     }
 
@@ -218,9 +226,13 @@ pub enum PostgresConfigError {
     )]
     InvalidDsn { reason: String },
     #[error(
-        "{DATABASE_URL} asks for sslmode=require, but this worker connects without TLS; use sslmode=disable or sslmode=prefer (e.g. inside the cluster network), or terminate TLS in a sidecar"
+        "{DATABASE_URL}: {problem} (TLS settings are libpq's: sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=/path/to/ca.pem or system)"
     )]
-    TlsRequired,
+    Tls { problem: String },
+    #[error(
+        "{DATABASE_URL}: sslrootcert {path}: {problem}; mount the CA certificate (PEM) at that path, e.g. from a Secret"
+    )]
+    RootCert { path: String, problem: String },
     #[error(
         "spec.sinks.postgres.table {value:?} must be schema.table in lower case ({IDENT_RULE}), e.g. quotes.real_time"
     )]
@@ -283,9 +295,15 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, PostgresConfigError::InvalidDsn { .. }), "{e}");
         assert!(!e.to_string().contains("pw@"), "{e}");
-        let e = PostgresConfig::new(Some("postgres://u@host/db?sslmode=require".into()), "a.b")
-            .unwrap_err();
-        assert_eq!(e, PostgresConfigError::TlsRequired);
+        let c = PostgresConfig::new(Some("postgres://u@host/db?sslmode=require".into()), "a.b")
+            .unwrap();
+        assert_eq!(c.tls.mode, crate::tls::TlsMode::Require);
+        let e = PostgresConfig::new(
+            Some("postgres://u@host/db?sslmode=verify-full".into()),
+            "a.b",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs sslrootcert"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,27 @@ fn describe_db(db: &DbError) -> String {
 
 /// What to do about an error met while connecting or migrating.
 pub fn fix_for(e: &tokio_postgres::Error) -> &'static str {
+    if let Some(tls) = tls_cause(e) {
+        return match tls {
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            ) => {
+                "the server's certificate does not name the host of DATABASE_URL: connect by a name the certificate lists, or use sslmode=verify-ca to check the CA only"
+            }
+            rustls::Error::InvalidCertificate(_) => {
+                "the server's certificate is not signed by a CA in sslrootcert (or has expired): point sslrootcert in DATABASE_URL at the CA certificate (PEM) that signed it"
+            }
+            _ => {
+                "the TLS handshake failed: check that the server has ssl=on and a valid certificate, and the sslmode in DATABASE_URL"
+            }
+        };
+    }
+    if e.as_db_error()
+        .is_some_and(|db| db.code().code() == "28000" && db.message().contains("no encryption"))
+    {
+        return "the server accepts only TLS connections (hostssl in pg_hba.conf): set sslmode=verify-full with sslrootcert=/path/to/ca.pem (or sslmode=require) in DATABASE_URL";
+    }
     let Some(code) = e.code() else {
         return "check the host and port in DATABASE_URL (spec.sinks.postgres.dsnSecretRef) and that the server is up and reachable from the pod (Service, NetworkPolicy)";
     };
@@ -68,6 +89,26 @@ pub fn fix_for(e: &tokio_postgres::Error) -> &'static str {
         "57P03" => "the server is starting up; the worker will be restarted and try again",
         _ => "see the PostgreSQL server log for the statement that failed",
     }
+}
+
+/// The rustls error under a failed connection, if TLS is what failed (tokio-rustls wraps it in
+/// an I/O error).
+fn tls_cause(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(inner);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// The sink cannot start: connecting, migrating or checking the table failed.

@@ -3,7 +3,7 @@
 //! `schema.table`) with primary key (symbol, timestamp), written idempotently in bulk (binary
 //! COPY into a session staging table, then INSERT … ON CONFLICT DO NOTHING), at least once.
 //!
-//! Parts: [`config`] (where to connect, which table), `schema` (the SQL, pure functions of
+//! Parts: [`config`] (where to connect, which table), [`tls`] (sslmode and sslrootcert), `schema` (the SQL, pure functions of
 //! the validated table name), `migrations` (versioned, applied once under an advisory lock),
 //! `session` (one ready connection and its write), `error` (retry or reject, and messages that
 //! say what to fix).
@@ -19,6 +19,7 @@ pub mod rollup;
 pub mod schema;
 mod session;
 mod status;
+pub mod tls;
 
 pub use config::{PostgresConfig, PostgresConfigError, TableName};
 pub use error::{PostgresError, Verdict, classify, describe, fix_for};

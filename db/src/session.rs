@@ -10,7 +10,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use crate::config::PostgresConfig;
 use crate::error::{PostgresError, describe, fix_for};
@@ -79,7 +79,11 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
         reason: describe(&e),
         fix: fix_for(&e),
     };
-    let (mut client, connection) = config.pg.connect(NoTls).await.map_err(connect_err)?;
+    let (mut client, connection) = config
+        .pg
+        .connect(config.connector.clone())
+        .await
+        .map_err(connect_err)?;
     let log_server = server.clone();
     tokio::spawn(async move {
         // The client sees the failure too (its next call errors and the sink reconnects);

@@ -13,6 +13,7 @@ mod process;
 mod redis;
 pub mod storage;
 pub mod stream;
+mod tls;
 mod wait;
 pub mod yahoo;
 
@@ -23,6 +24,7 @@ pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use redis::RedisServer;
 pub use storage::StorageReceiver;
+pub use tls::TestCerts;
 pub use wait::wait_until;
 
 /// Why a test server could not be started. Messages say what to install or look at.

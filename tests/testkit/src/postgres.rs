@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::process::{Guarded, find_program};
+use crate::tls::TestCerts;
 use crate::{Result, TestkitError, free_port, io_err, wait_until};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -18,6 +19,7 @@ pub struct PostgresServer {
     process: Guarded,
     bin: PathBuf,
     durability: Durability,
+    tls: Option<TlsOnly>,
     // Dropped last: the server must be gone before its data directory is removed.
     dir: tempfile::TempDir,
 }
@@ -37,6 +39,17 @@ impl PostgresServer {
     }
 
     pub fn start_with(durability: Durability) -> Result<Self> {
+        Self::start_inner(durability, None)
+    }
+
+    /// A server that accepts only TLS connections (`ssl=on`, every TCP line of `pg_hba.conf`
+    /// `hostssl`), with the server certificate of `certs`: a client that does not ask for TLS
+    /// is refused ("no encryption").
+    pub fn start_tls_only(certs: &TestCerts) -> Result<Self> {
+        Self::start_inner(Durability::Fast, Some(certs))
+    }
+
+    fn start_inner(durability: Durability, certs: Option<&TestCerts>) -> Result<Self> {
         let bin = bin_dir()?;
         let owner = ServerUser::detect()?;
         let template = template(&bin, &owner)?;
@@ -58,13 +71,18 @@ impl PostgresServer {
             });
         }
         owner.own(dir.path())?;
+        let tls = match certs {
+            Some(certs) => Some(TlsOnly::install(certs, dir.path(), &owner)?),
+            None => None,
+        };
         let port = free_port().map_err(io_err("picking a free port"))?;
-        let process = launch(&bin, &owner, dir.path(), port, durability)?;
+        let process = launch(&bin, &owner, dir.path(), port, durability, tls.as_ref())?;
         let mut server = Self {
             port,
             process,
             bin,
             durability,
+            tls,
             dir,
         };
         server.wait_ready()?;
@@ -92,6 +110,7 @@ impl PostgresServer {
             self.dir.path(),
             self.port,
             self.durability,
+            self.tls.as_ref(),
         )?;
         self.wait_ready()
     }
@@ -148,6 +167,32 @@ impl PostgresServer {
     }
 }
 
+/// The files of a TLS-only server, in its own directory and owned by the server's user
+/// (PostgreSQL refuses a key others can read).
+#[derive(Debug)]
+struct TlsOnly {
+    cert: PathBuf,
+    key: PathBuf,
+    hba: PathBuf,
+}
+
+impl TlsOnly {
+    fn install(certs: &TestCerts, dir: &Path, owner: &ServerUser) -> Result<Self> {
+        let (cert, key) = certs.install_server_files(dir)?;
+        let hba = dir.join("pg_hba.conf");
+        // The Unix socket stays open for nobody but tests; every TCP client must use TLS.
+        std::fs::write(
+            &hba,
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+        )
+        .map_err(io_err("writing pg_hba.conf"))?;
+        for f in [&cert, &key, &hba] {
+            owner.own(f)?;
+        }
+        Ok(Self { cert, key, hba })
+    }
+}
+
 /// Starts `postgres` on the cluster in `dir/data`.
 fn launch(
     bin: &Path,
@@ -155,6 +200,7 @@ fn launch(
     dir: &Path,
     port: u16,
     durability: Durability,
+    tls: Option<&TlsOnly>,
 ) -> Result<Guarded> {
     let mut cmd = Command::new(bin.join("postgres"));
     cmd.arg("-D")
@@ -177,6 +223,15 @@ fn launch(
             "-c",
             "full_page_writes=off",
         ]);
+    }
+    if let Some(tls) = tls {
+        cmd.args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", tls.cert.display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", tls.key.display()))
+            .arg("-c")
+            .arg(format!("hba_file={}", tls.hba.display()));
     }
     owner.apply(&mut cmd);
     // SIGINT is PostgreSQL's fast shutdown: it stops its backends and reaps them.
