@@ -130,7 +130,7 @@ async fn source_rate(rate: f64, tickers: usize, window: Duration) -> f64 {
         rate_limit: Arc::new(RateLimiter::unlimited()),
         shutdown: shutdown.clone(),
     };
-    let source = WebsocketSource::new(Alpaca::new(config).unwrap(), WebsocketSettings::default());
+    let source = WebsocketSource::new(Alpaca::new(config), WebsocketSettings::default());
     let task = tokio::spawn(source.run(ctx));
     // Warm-up: the login, the subscription and the first second.
     let warm = Instant::now();

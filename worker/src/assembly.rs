@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quotestream_api::crd::SourceType;
+use quotestream_api::crd::Source as SourceSpec;
 use quotestream_api::{TickerSet, WorkerConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -22,14 +22,13 @@ use crate::sinks::postgres::{PostgresConfig, PostgresSink};
 use crate::sinks::redis::{RedisConfig, RedisSink};
 use crate::sinks::storage::{StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
-use crate::sources::alpaca::{Alpaca, AlpacaConfig};
-use crate::sources::polygon::{Polygon, PolygonConfig};
-use crate::sources::replay::{ReplayConfig, ReplaySource};
-use crate::sources::synthetic::{SyntheticConfig, SyntheticSource};
-use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
-use crate::sources::yahoo::{YahooConfig, YahooSource};
-use crate::sources::yahoo_stream::{YahooStream, YahooStreamConfig};
-use crate::sources::{Source, SourceContext, SourceError};
+use crate::sources::alpaca::AlpacaConfig;
+use crate::sources::polygon::PolygonConfig;
+use crate::sources::replay::ReplayConfig;
+use crate::sources::synthetic::SyntheticConfig;
+use crate::sources::yahoo::YahooConfig;
+use crate::sources::yahoo_stream::YahooStreamConfig;
+use crate::sources::{self, AnySource, Connector, SourceContext, SourceError};
 
 /// Why a worker cannot run. Messages name the setting and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +85,20 @@ pub struct Summary {
     pub published: Vec<(String, u64)>,
     pub dropped: u64,
 }
+
+/// Builds a source from `spec.source` and the environment ([`sources::build`]).
+type BuildSource = fn(&SourceSpec, &HashMap<String, String>) -> Result<AnySource, SourceError>;
+
+/// The source table: every source a QuoteStream can name, by how `spec.source.type` spells it.
+/// A new source is a row here and a variant of [`AnySource`].
+const SOURCES: [(&str, BuildSource); 6] = [
+    (YahooConfig::NAME, sources::build::<YahooConfig>),
+    (SyntheticConfig::NAME, sources::build::<SyntheticConfig>),
+    (ReplayConfig::NAME, sources::build::<ReplayConfig>),
+    (YahooStreamConfig::NAME, sources::build::<YahooStreamConfig>),
+    (AlpacaConfig::NAME, sources::build::<AlpacaConfig>),
+    (PolygonConfig::NAME, sources::build::<PolygonConfig>),
+];
 
 /// Builds a sink from the worker configuration and environment; `None` when the
 /// configuration does not name it.
@@ -190,31 +203,6 @@ impl AnySink {
             Self::Redis(s) => s.run(queue, ctx).await,
             Self::Storage(s) => s.run(queue, ctx).await,
             Self::Postgres(s) => s.run(queue, ctx).await,
-        }
-    }
-}
-
-/// Every source a worker can run.
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum AnySource {
-    Synthetic(SyntheticSource),
-    Replay(ReplaySource),
-    Yahoo(YahooSource),
-    YahooStream(WebsocketSource<YahooStream>),
-    Alpaca(WebsocketSource<Alpaca>),
-    Polygon(WebsocketSource<Polygon>),
-}
-
-impl AnySource {
-    async fn run(self, ctx: SourceContext) -> Result<(), SourceError> {
-        match self {
-            Self::Synthetic(s) => s.run(ctx).await,
-            Self::Replay(s) => s.run(ctx).await,
-            Self::Yahoo(s) => s.run(ctx).await,
-            Self::YahooStream(s) => s.run(ctx).await,
-            Self::Alpaca(s) => s.run(ctx).await,
-            Self::Polygon(s) => s.run(ctx).await,
         }
     }
 }
@@ -489,46 +477,51 @@ fn rate_limiter(config: &WorkerConfig) -> RateLimiter {
     }
 }
 
+/// The source `spec.source.type` names, from the table.
 fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource, WorkerError> {
-    match config.source.kind {
-        SourceType::Yahoo => {
-            let yahoo = YahooConfig::from_spec(config.source.yahoo.as_ref())?;
-            Ok(AnySource::Yahoo(YahooSource::new(yahoo)?))
+    let kind = config.source.kind.name();
+    let (_, build) = SOURCES
+        .iter()
+        .find(|(name, _)| *name == kind)
+        .ok_or_else(|| {
+            WorkerError::Config(format!("source.type {kind}: this worker cannot run it"))
+        })?;
+    Ok(build(&config.source, &options.env)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use quotestream_api::crd::SourceType;
+
+    use super::*;
+    use crate::sources::ConfigError;
+
+    #[test]
+    fn every_source_type_is_a_row_of_the_table_and_a_missing_block_names_its_field() {
+        use SourceType::*;
+        for kind in [Yahoo, Synthetic, Replay, YahooStream, Alpaca, Polygon] {
+            let Some((_, build)) = SOURCES.iter().find(|(name, _)| *name == kind.name()) else {
+                panic!("source.type {} has no row in SOURCES", kind.name());
+            };
+            let built = build(&SourceSpec::of(kind), &HashMap::new());
+            // Listing every variant: a new source type does not compile until it is here.
+            let needs_its_block = match kind {
+                Yahoo | Synthetic | YahooStream => None,
+                Replay => Some("spec.source.replay.configMapKeyRef"),
+                Alpaca => Some("spec.source.alpaca.credentialsSecretRef"),
+                Polygon => Some("spec.source.polygon.apiKeySecretRef"),
+            };
+            match (needs_its_block, built) {
+                (None, Ok(_)) => {}
+                (Some(field), Err(SourceError::Settings(e @ ConfigError::Missing { .. }))) => {
+                    assert_eq!(e.field(), field);
+                    assert!(e.to_string().contains(field), "{e}");
+                }
+                (expected, other) => {
+                    panic!("{}: expected {expected:?}, got {other:?}", kind.name())
+                }
+            }
         }
-        SourceType::YahooStream => {
-            let yahoo = YahooStreamConfig::from_spec(config.source.yahoo_stream.as_ref())?;
-            let settings = WebsocketSettings::from_spec(&config.source)?;
-            Ok(AnySource::YahooStream(WebsocketSource::new(
-                YahooStream::new(yahoo),
-                settings,
-            )))
-        }
-        SourceType::Alpaca => {
-            let alpaca = AlpacaConfig::from_spec(config.source.alpaca.as_ref(), &options.env)?;
-            let settings = WebsocketSettings::from_spec(&config.source)?;
-            Ok(AnySource::Alpaca(WebsocketSource::new(
-                Alpaca::new(alpaca)?,
-                settings,
-            )))
-        }
-        SourceType::Polygon => {
-            let vendor = PolygonConfig::from_spec(config.source.polygon.as_ref(), &options.env)?;
-            let settings = WebsocketSettings::from_spec(&config.source)?;
-            Ok(AnySource::Polygon(WebsocketSource::new(
-                Polygon::new(vendor),
-                settings,
-            )))
-        }
-        SourceType::Replay => {
-            let spec = config.source.replay.as_ref().ok_or_else(|| {
-                WorkerError::Config("source.type replay needs source.replay.configMapKeyRef".into())
-            })?;
-            Ok(AnySource::Replay(ReplaySource::new(
-                ReplayConfig::from_spec(spec, &options.env),
-            )))
-        }
-        SourceType::Synthetic => Ok(AnySource::Synthetic(SyntheticSource::new(
-            SyntheticConfig::from_spec(config.source.synthetic.as_ref()),
-        ))),
+        assert_eq!(SOURCES.len(), 6, "one row per source type");
     }
 }

@@ -16,8 +16,8 @@ use quotestream_testkit::stream::alpaca::{
     AlpacaOptions, AlpacaServer, CountedBy, KEY_ID, MALFORMED, SECRET_KEY,
 };
 use quotestream_worker::quote::{RawQuote, validate};
-use quotestream_worker::sources::SourceError;
 use quotestream_worker::sources::alpaca::{Alpaca, AlpacaConfig};
+use quotestream_worker::sources::{Connector, SourceError};
 
 use support::{StreamRun, eventually, quick_settings, set};
 
@@ -38,7 +38,7 @@ fn protocol_with(server: &AlpacaServer, secret_key: &str) -> Alpaca {
         (ALPACA_KEY_ID.to_owned(), KEY_ID.to_owned()),
         (ALPACA_SECRET_KEY.to_owned(), secret_key.to_owned()),
     ]);
-    Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap()).unwrap()
+    Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap())
 }
 
 fn protocol(server: &AlpacaServer) -> Alpaca {

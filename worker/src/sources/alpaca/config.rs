@@ -6,7 +6,14 @@ use std::fmt;
 use quotestream_api::contract::{self, env::ALPACA_KEY_ID, env::ALPACA_SECRET_KEY};
 use quotestream_api::crd::{AlpacaFeed, AlpacaSource};
 
-use crate::sources::SourceError;
+use quotestream_api::crd::Source as SourceSpec;
+
+use crate::sources::websocket::check_url;
+use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
+use crate::sources::{AnySource, ConfigError, Connector, SourceError};
+
+/// The spec field naming the credentials' Secret.
+const CREDENTIALS: &str = "spec.source.alpaca.credentialsSecretRef";
 
 /// Where the feeds live; the feed's name is the last path segment.
 pub const DEFAULT_BASE_URL: &str = "wss://stream.data.alpaca.markets/v2";
@@ -61,27 +68,36 @@ pub fn feed_name(feed: AlpacaFeed) -> &'static str {
     }
 }
 
-impl AlpacaConfig {
+impl Connector for AlpacaConfig {
+    const NAME: &'static str = super::NAME;
+    type Spec = AlpacaSource;
+
+    fn spec(source: &SourceSpec) -> Option<&AlpacaSource> {
+        source.alpaca.as_ref()
+    }
+
     /// Reads `spec.source.alpaca` and the credentials from `env` (the worker's environment).
-    pub fn from_spec(
+    fn from_spec(
         spec: Option<&AlpacaSource>,
         env: &HashMap<String, String>,
-    ) -> Result<Self, SourceError> {
-        let spec = spec.ok_or_else(|| {
-            SourceError::Config(
-                "source.type alpaca needs source.alpaca.credentialsSecretRef (the Secret with the API key id and secret key)".into(),
-            )
+    ) -> Result<Self, ConfigError> {
+        let spec = spec.ok_or(ConfigError::Missing {
+            source_type: super::NAME,
+            field: CREDENTIALS,
+            fix: "name the Secret with the API key id and secret key",
         })?;
         let feed = spec.feed.unwrap_or(AlpacaFeed::Iex);
         let url = spec
             .url
             .clone()
             .unwrap_or_else(|| format!("{DEFAULT_BASE_URL}/{}", feed_name(feed)));
-        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
-            return Err(SourceError::Config(format!(
-                "source.alpaca.url {url:?} is not a WebSocket URL: use wss://host/v2/<feed> or leave it unset (default {DEFAULT_BASE_URL}/<feed>)"
-            )));
-        }
+        check_url(
+            "spec.source.alpaca.url",
+            &url,
+            &format!(
+                "use wss://host/v2/<feed> or leave it unset (default {DEFAULT_BASE_URL}/<feed>)"
+            ),
+        )?;
         let creds = &spec.credentials_secret_ref;
         let secret = SecretNames {
             name: creds.name.clone(),
@@ -94,14 +110,16 @@ impl AlpacaConfig {
                 .clone()
                 .unwrap_or_else(|| ALPACA_SECRET_KEY.to_owned()),
         };
-        let read = |var: &str, key: &str| {
+        let read = |var: &'static str, key: &str| {
             contract::env_value(env, var)
                 .map(str::to_owned)
-                .ok_or_else(|| {
-                    SourceError::Config(format!(
-                        "{var} is not set: the worker reads it from key {key} of Secret {} (spec.source.alpaca.credentialsSecretRef); put the Alpaca credential under that key",
+                .ok_or_else(|| ConfigError::Credential {
+                    var,
+                    field: CREDENTIALS,
+                    fix: format!(
+                        "the worker reads it from key {key} of Secret {} ({CREDENTIALS}); put the Alpaca credential under that key",
                         secret.name
-                    ))
+                    ),
                 })
         };
         let key_id = read(ALPACA_KEY_ID, &secret.key_id_key)?;
@@ -113,6 +131,13 @@ impl AlpacaConfig {
             secret_key,
             secret,
         })
+    }
+
+    fn build(self, source: &SourceSpec) -> Result<AnySource, SourceError> {
+        Ok(AnySource::Alpaca(WebsocketSource::new(
+            super::Alpaca::new(self),
+            WebsocketSettings::from_spec(source)?,
+        )))
     }
 }
 

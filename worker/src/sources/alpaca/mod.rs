@@ -17,9 +17,11 @@ pub use config::{AlpacaConfig, SecretNames};
 pub use decode::Decoder;
 pub use status::ErrorContext;
 
-use super::SourceError;
 use super::websocket::book::{BookLife, DayFigures, Overflow, Rules, UnusableSide};
 use super::websocket::{Decoded, Frame, Protocol};
+
+/// How `spec.source.type` names this source.
+pub const NAME: &str = "alpaca";
 
 /// How Alpaca's trades, quotes and daily bars make quotes (docs/streaming.md, "How quotes are
 /// made").
@@ -44,13 +46,13 @@ pub struct Alpaca {
 }
 
 impl Alpaca {
-    pub fn new(config: AlpacaConfig) -> Result<Self, SourceError> {
+    pub fn new(config: AlpacaConfig) -> Self {
         let context = ErrorContext {
             feed: config.feed,
             secret: config.secret.clone(),
         };
         let decoder = Decoder::new(context);
-        Ok(Self { config, decoder })
+        Self { config, decoder }
     }
 }
 
@@ -90,7 +92,7 @@ fn subscription_frames(action: &str, tickers: &[Ticker]) -> Vec<String> {
 
 impl Protocol for Alpaca {
     fn vendor(&self) -> &'static str {
-        "alpaca"
+        NAME
     }
 
     fn url(&self) -> &str {
@@ -130,6 +132,7 @@ mod tests {
     use quotestream_api::crd::{AlpacaCredentials, AlpacaSource};
 
     use super::*;
+    use crate::sources::Connector;
 
     fn alpaca() -> Alpaca {
         let spec = AlpacaSource {
@@ -152,7 +155,7 @@ mod tests {
                 "s3cr3t".to_owned(),
             ),
         ]);
-        Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap()).unwrap()
+        Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap())
     }
 
     #[test]

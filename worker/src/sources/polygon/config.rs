@@ -5,7 +5,14 @@ use std::collections::HashMap;
 use quotestream_api::contract::{self, env::POLYGON_API_KEY};
 use quotestream_api::crd::PolygonSource;
 
-use crate::sources::SourceError;
+use quotestream_api::crd::Source as SourceSpec;
+
+use crate::sources::websocket::check_url;
+use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
+use crate::sources::{AnySource, ConfigError, Connector, SourceError};
+
+/// The spec field naming the API key's Secret.
+const API_KEY: &str = "spec.source.polygon.apiKeySecretRef";
 
 /// Massive's real-time stocks cluster (the host was `socket.polygon.io` before the rename).
 pub const DEFAULT_URL: &str = "wss://socket.massive.com/stocks";
@@ -29,41 +36,57 @@ impl std::fmt::Debug for PolygonConfig {
     }
 }
 
-impl PolygonConfig {
+impl Connector for PolygonConfig {
+    const NAME: &'static str = super::NAME;
+    type Spec = PolygonSource;
+
+    fn spec(source: &SourceSpec) -> Option<&PolygonSource> {
+        source.polygon.as_ref()
+    }
+
     /// `spec` is the worker configuration's `source.polygon`; the API key is `POLYGON_API_KEY`
     /// in `env`.
-    pub fn from_spec(
+    fn from_spec(
         spec: Option<&PolygonSource>,
         env: &HashMap<String, String>,
-    ) -> Result<Self, SourceError> {
-        let spec = spec.ok_or_else(|| {
-            SourceError::Config(
-                "source.type polygon needs spec.source.polygon.apiKeySecretRef: the Secret key holding the API key".into(),
-            )
+    ) -> Result<Self, ConfigError> {
+        let spec = spec.ok_or(ConfigError::Missing {
+            source_type: super::NAME,
+            field: API_KEY,
+            fix: "name the Secret key holding the API key",
         })?;
         let secret = &spec.api_key_secret_ref;
         let key_source = format!(
-            "key {:?} of Secret {:?} (spec.source.polygon.apiKeySecretRef)",
+            "key {:?} of Secret {:?} ({API_KEY})",
             secret.key, secret.name
         );
         let api_key = contract::env_value(env, POLYGON_API_KEY)
             .map(str::to_owned)
-            .ok_or_else(|| {
-                SourceError::Config(format!(
-                    "{POLYGON_API_KEY} is not set or empty: the operator fills it from the {key_source}; put the Massive/Polygon API key there"
-                ))
+            .ok_or_else(|| ConfigError::Credential {
+                var: POLYGON_API_KEY,
+                field: API_KEY,
+                fix: format!(
+                    "the operator fills it from the {key_source}; put the Massive/Polygon API key there"
+                ),
             })?;
         let url = spec.url.clone().unwrap_or_else(|| DEFAULT_URL.to_owned());
-        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
-            return Err(SourceError::Config(format!(
-                "spec.source.polygon.url {url:?} is not a WebSocket URL: use wss://host/stocks (default {DEFAULT_URL})"
-            )));
-        }
+        check_url(
+            "spec.source.polygon.url",
+            &url,
+            &format!("use wss://host/stocks (default {DEFAULT_URL})"),
+        )?;
         Ok(Self {
             url,
             api_key,
             key_source,
         })
+    }
+
+    fn build(self, source: &SourceSpec) -> Result<AnySource, SourceError> {
+        Ok(AnySource::Polygon(WebsocketSource::new(
+            super::Polygon::new(self),
+            WebsocketSettings::from_spec(source)?,
+        )))
     }
 }
 

@@ -19,6 +19,9 @@ pub use decode::Decoder;
 use super::websocket::book::{BookLife, DayFigures, Overflow, Rules, UnusableSide};
 use super::websocket::{Decoded, Frame, Protocol};
 
+/// How `spec.source.type` names this source.
+pub const NAME: &str = "polygon";
+
 /// How Massive's trades, quotes and minute aggregates make quotes (docs/streaming.md, polygon's
 /// "Quotes").
 pub const BOOK: Rules = Rules {
@@ -63,7 +66,7 @@ fn action(verb: &str, tickers: &[Ticker]) -> Vec<String> {
 
 impl Protocol for Polygon {
     fn vendor(&self) -> &'static str {
-        "polygon"
+        NAME
     }
 
     fn url(&self) -> &str {

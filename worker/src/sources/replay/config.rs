@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use quotestream_api::contract::{self, REPLAY_DIR, env::REPLAY_FILE};
+use quotestream_api::crd::Source as SourceSpec;
 use quotestream_api::crd::{ReplayFormat, ReplaySource};
+
+use crate::sources::{AnySource, ConfigError, Connector, SourceError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayConfig {
@@ -16,19 +19,38 @@ pub struct ReplayConfig {
     pub looped: bool,
 }
 
-impl ReplayConfig {
+impl Connector for ReplayConfig {
+    const NAME: &'static str = super::NAME;
+    type Spec = ReplaySource;
+
+    fn spec(source: &SourceSpec) -> Option<&ReplaySource> {
+        source.replay.as_ref()
+    }
+
     /// The recording is where the shard Deployment mounts its ConfigMap
     /// (`<REPLAY_DIR>/<key>`), unless `QUOTESTREAM_REPLAY_FILE` names another file (local runs,
     /// tests).
-    pub fn from_spec(spec: &ReplaySource, env: &HashMap<String, String>) -> Self {
+    fn from_spec(
+        spec: Option<&ReplaySource>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let spec = spec.ok_or(ConfigError::Missing {
+            source_type: super::NAME,
+            field: "spec.source.replay.configMapKeyRef",
+            fix: "name the ConfigMap key holding the recording",
+        })?;
         let path = contract::env_value(env, REPLAY_FILE)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(REPLAY_DIR).join(&spec.config_map_key_ref.key));
-        Self {
+        Ok(Self {
             path,
             format: spec.format.unwrap_or(ReplayFormat::Ndjson),
             speed: f64::from(spec.speed_percent.unwrap_or(100)) / 100.0,
             looped: spec.looped.unwrap_or(false),
-        }
+        })
+    }
+
+    fn build(self, _source: &SourceSpec) -> Result<AnySource, SourceError> {
+        Ok(AnySource::Replay(super::ReplaySource::new(self)))
     }
 }

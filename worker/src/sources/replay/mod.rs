@@ -18,6 +18,9 @@ pub use recording::{BadLine, parse};
 use super::{Source, SourceContext, SourceError};
 use crate::quote::RawQuote;
 
+/// How `spec.source.type` names this source.
+pub const NAME: &str = "replay";
+
 /// Quotes delivered together when playing as fast as possible.
 const FAST_CHUNK: usize = 1000;
 

@@ -1,6 +1,11 @@
 //! Settings of the synthetic source (`spec.source.synthetic`).
 
+use std::collections::HashMap;
+
+use quotestream_api::crd::Source as SourceSpec;
 use quotestream_api::crd::SyntheticSource;
+
+use crate::sources::{AnySource, ConfigError, Connector, SourceError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticConfig {
@@ -22,16 +27,31 @@ impl Default for SyntheticConfig {
     }
 }
 
-impl SyntheticConfig {
-    pub fn from_spec(spec: Option<&SyntheticSource>) -> Self {
+impl Connector for SyntheticConfig {
+    const NAME: &'static str = super::NAME;
+    type Spec = SyntheticSource;
+
+    fn spec(source: &SourceSpec) -> Option<&SyntheticSource> {
+        source.synthetic.as_ref()
+    }
+
+    /// Reads `spec.source.synthetic` (absent: the defaults); nothing comes from `env`.
+    fn from_spec(
+        spec: Option<&SyntheticSource>,
+        _env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let Some(s) = spec else { return d };
-        Self {
+        let Some(s) = spec else { return Ok(d) };
+        Ok(Self {
             seed: s.seed.map_or(d.seed, |v| v as u64),
             market_hours: s.market_hours.unwrap_or(d.market_hours),
             volatility: s
                 .volatility_percent
                 .map_or(d.volatility, |p| f64::from(p) / 100.0),
-        }
+        })
+    }
+
+    fn build(self, _source: &SourceSpec) -> Result<AnySource, SourceError> {
+        Ok(AnySource::Synthetic(super::SyntheticSource::new(self)))
     }
 }

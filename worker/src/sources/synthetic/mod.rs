@@ -13,6 +13,9 @@ pub use market::Market;
 
 use super::{Source, SourceContext, SourceError};
 
+/// How `spec.source.type` names this source.
+pub const NAME: &str = "synthetic";
+
 #[derive(Debug)]
 pub struct SyntheticSource {
     config: SyntheticConfig,

@@ -32,7 +32,7 @@ use std::time::Instant;
 use backon::BackoffBuilder;
 
 pub use protocol::{Action, Decoded, Event, Frame, Malformed, Protocol, VendorError};
-pub use settings::WebsocketSettings;
+pub use settings::{WebsocketSettings, check_url};
 
 use self::connection::{Carry, Ended};
 use super::{Source, SourceContext, SourceError};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use quotestream_api::crd::Source;
 
-use crate::sources::SourceError;
+use crate::sources::ConfigError;
 
 /// Reconnect when nothing arrived for this long, unless `spec.source.idleTimeout` says otherwise.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,13 +49,16 @@ impl WebsocketSettings {
     }
 
     /// Reads `spec.source.coalesce` and `spec.source.idleTimeout`.
-    pub fn from_spec(source: &Source) -> Result<Self, SourceError> {
+    pub fn from_spec(source: &Source) -> Result<Self, ConfigError> {
         let coalesce = match source.coalesce.as_deref() {
             None => None,
             Some(text) => {
-                let window = quotestream_api::duration::parse(text).map_err(|e| {
-                    SourceError::Config(format!("source.coalesce: {e} (e.g. 250ms)"))
-                })?;
+                let window =
+                    quotestream_api::duration::parse(text).map_err(|e| ConfigError::Invalid {
+                        field: "spec.source.coalesce",
+                        value: format!("{text:?}"),
+                        fix: format!("{e} (e.g. 250ms)"),
+                    })?;
                 // A zero window would coalesce nothing: it means "every tick", like unset.
                 (!window.is_zero()).then_some(window)
             }
@@ -63,19 +66,36 @@ impl WebsocketSettings {
         let idle_timeout = match source.idle_timeout.as_deref() {
             None => DEFAULT_IDLE_TIMEOUT,
             Some(text) => {
-                let timeout = quotestream_api::duration::parse(text).map_err(|e| {
-                    SourceError::Config(format!("source.idleTimeout: {e} (e.g. 30s)"))
-                })?;
+                let invalid = |fix: String| ConfigError::Invalid {
+                    field: "spec.source.idleTimeout",
+                    value: format!("{text:?}"),
+                    fix,
+                };
+                let timeout = quotestream_api::duration::parse(text)
+                    .map_err(|e| invalid(format!("{e} (e.g. 30s)")))?;
                 if timeout < Duration::from_secs(1) {
-                    return Err(SourceError::Config(format!(
-                        "source.idleTimeout {text} is too short to tell a quiet market from a dead connection: use at least 1s (default 30s)"
-                    )));
+                    return Err(invalid(
+                        "too short to tell a quiet market from a dead connection; use at least 1s (default 30s)".into(),
+                    ));
                 }
                 timeout
             }
         };
         Ok(Self::with_idle_timeout(coalesce, idle_timeout))
     }
+}
+
+/// Checks that `url` (the setting `field`) is one a WebSocket client connects to; `fix` says
+/// what to write instead.
+pub fn check_url(field: &'static str, url: &str, fix: &str) -> Result<(), ConfigError> {
+    if url.starts_with("wss://") || url.starts_with("ws://") {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        field,
+        value: format!("{url:?}"),
+        fix: format!("not a WebSocket URL; {fix}"),
+    })
 }
 
 #[cfg(test)]
@@ -123,6 +143,20 @@ mod tests {
         assert!(
             e.contains("source.idleTimeout") && e.contains("at least 1s"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn only_websocket_urls_pass() {
+        for url in ["wss://stream.example/v2", "ws://127.0.0.1:9000/"] {
+            assert_eq!(check_url("spec.source.x.url", url, "use wss://"), Ok(()));
+        }
+        let e = check_url("spec.source.x.url", "https://example", "use wss://host")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"spec.source.x.url is "https://example": not a WebSocket URL; use wss://host"#
         );
     }
 }

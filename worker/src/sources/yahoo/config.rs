@@ -1,11 +1,14 @@
 //! Settings of the yahoo source, from `spec.source.yahoo`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use quotestream_api::crd::YahooSource;
 use quotestream_api::duration;
 
-use crate::sources::SourceError;
+use quotestream_api::crd::Source as SourceSpec;
+
+use crate::sources::{AnySource, ConfigError, Connector, SourceError};
 
 /// Yahoo's quote API.
 pub const DEFAULT_BASE_URL: &str = "https://query1.finance.yahoo.com";
@@ -65,13 +68,23 @@ impl Default for YahooConfig {
     }
 }
 
-impl YahooConfig {
+impl Connector for YahooConfig {
+    const NAME: &'static str = super::NAME;
+    type Spec = YahooSource;
+
+    fn spec(source: &SourceSpec) -> Option<&YahooSource> {
+        source.yahoo.as_ref()
+    }
+
     /// Reads `spec.source.yahoo` (absent: all defaults).
     ///
     /// When `baseUrl` points somewhere else (a proxy, a test server), the session cookie is
     /// fetched from that same server: cookies are scoped to a domain, so a cookie from
     /// fc.yahoo.com would never be sent to another host anyway.
-    pub fn from_spec(spec: Option<&YahooSource>) -> Result<Self, SourceError> {
+    fn from_spec(
+        spec: Option<&YahooSource>,
+        _env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let mut config = Self::default();
         let Some(spec) = spec else {
             return Ok(config);
@@ -88,27 +101,40 @@ impl YahooConfig {
             config.symbols_per_request = usize::try_from(n)
                 .ok()
                 .filter(|n| (1..=MAX_SYMBOLS_PER_REQUEST).contains(n))
-                .ok_or_else(|| {
-                    SourceError::Config(format!(
-                        "spec.source.yahoo.symbolsPerRequest is {n}; write a number from 1 to {MAX_SYMBOLS_PER_REQUEST} (Yahoo refuses much more than 100)"
-                    ))
+                .ok_or_else(|| ConfigError::Invalid {
+                    field: "spec.source.yahoo.symbolsPerRequest",
+                    value: n.to_string(),
+                    fix: format!(
+                        "write a number from 1 to {MAX_SYMBOLS_PER_REQUEST} (Yahoo refuses much more than 100)"
+                    ),
                 })?;
         }
         if let Some(timeout) = &spec.timeout {
-            config.timeout = duration::parse(timeout)
-                .map_err(|e| SourceError::Config(format!("spec.source.yahoo.timeout: {e}")))?;
+            config.timeout = duration::parse(timeout).map_err(|e| ConfigError::Invalid {
+                field: "spec.source.yahoo.timeout",
+                value: format!("{timeout:?}"),
+                fix: format!("{e} (e.g. 10s)"),
+            })?;
         }
         Ok(config)
+    }
+
+    fn build(self, _source: &SourceSpec) -> Result<AnySource, SourceError> {
+        Ok(AnySource::Yahoo(super::YahooSource::new(self)?))
     }
 }
 
 /// An http(s) URL the client can use, or an error naming the field.
-pub(super) fn check_url(field: &str, url: &str) -> Result<reqwest::Url, SourceError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| SourceError::Config(format!("{field} {url:?} is not a URL: {e}")))?;
+pub(super) fn check_url(field: &'static str, url: &str) -> Result<reqwest::Url, ConfigError> {
+    let invalid = |fix: String| ConfigError::Invalid {
+        field,
+        value: format!("{url:?}"),
+        fix,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(format!("not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(SourceError::Config(format!(
-            "{field} {url:?} must be an http:// or https:// URL with a host, e.g. {DEFAULT_BASE_URL}"
+        return Err(invalid(format!(
+            "must be an http:// or https:// URL with a host, e.g. {DEFAULT_BASE_URL}"
         )));
     }
     Ok(parsed)
@@ -120,7 +146,7 @@ mod tests {
 
     #[test]
     fn defaults_when_the_block_is_absent() {
-        let c = YahooConfig::from_spec(None).unwrap();
+        let c = YahooConfig::from_spec(None, &HashMap::new()).unwrap();
         assert_eq!(c.base_url, DEFAULT_BASE_URL);
         assert_eq!(c.cookie_url, DEFAULT_COOKIE_URL);
         assert_eq!(c.symbols_per_request, 50);
@@ -134,7 +160,7 @@ mod tests {
             symbols_per_request: Some(100),
             timeout: Some("1500ms".into()),
         };
-        let c = YahooConfig::from_spec(Some(&spec)).unwrap();
+        let c = YahooConfig::from_spec(Some(&spec), &HashMap::new()).unwrap();
         assert_eq!(c.base_url, "http://127.0.0.1:8080");
         assert_eq!(c.cookie_url, "http://127.0.0.1:8080/");
         assert_eq!(c.symbols_per_request, 100);
@@ -143,7 +169,11 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let bad = |spec: YahooSource| YahooConfig::from_spec(Some(&spec)).unwrap_err().to_string();
+        let bad = |spec: YahooSource| {
+            YahooConfig::from_spec(Some(&spec), &HashMap::new())
+                .unwrap_err()
+                .to_string()
+        };
         let e = bad(YahooSource {
             symbols_per_request: Some(0),
             ..Default::default()

@@ -33,6 +33,9 @@ use self::missing::MissingQuotes;
 use super::{Source, SourceContext, SourceError};
 use crate::quote::RawQuote;
 
+/// How `spec.source.type` names this source.
+pub const NAME: &str = "yahoo";
+
 #[derive(Debug)]
 pub struct YahooSource {
     config: YahooConfig,

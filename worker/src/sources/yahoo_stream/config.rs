@@ -2,7 +2,13 @@
 
 use quotestream_api::crd::YahooStreamSource;
 
-use crate::sources::SourceError;
+use std::collections::HashMap;
+
+use quotestream_api::crd::Source as SourceSpec;
+
+use crate::sources::websocket::check_url;
+use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
+use crate::sources::{AnySource, ConfigError, Connector, SourceError};
 
 /// Yahoo's public live stream; no account, no key.
 pub const DEFAULT_URL: &str = "wss://streamer.finance.yahoo.com/?version=2";
@@ -12,17 +18,35 @@ pub struct YahooStreamConfig {
     pub url: String,
 }
 
-impl YahooStreamConfig {
-    pub fn from_spec(spec: Option<&YahooStreamSource>) -> Result<Self, SourceError> {
+impl Connector for YahooStreamConfig {
+    const NAME: &'static str = super::NAME;
+    type Spec = YahooStreamSource;
+
+    fn spec(source: &SourceSpec) -> Option<&YahooStreamSource> {
+        source.yahoo_stream.as_ref()
+    }
+
+    /// Reads `spec.source.yahooStream` (absent: Yahoo's stream); Yahoo needs no credentials.
+    fn from_spec(
+        spec: Option<&YahooStreamSource>,
+        _env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let url = spec
             .and_then(|s| s.url.clone())
             .unwrap_or_else(|| DEFAULT_URL.to_owned());
-        if !(url.starts_with("wss://") || url.starts_with("ws://")) {
-            return Err(SourceError::Config(format!(
-                "source.yahooStream.url {url:?} is not a WebSocket URL: use wss://host/path (default {DEFAULT_URL})"
-            )));
-        }
+        check_url(
+            "spec.source.yahooStream.url",
+            &url,
+            &format!("use wss://host/path (default {DEFAULT_URL})"),
+        )?;
         Ok(Self { url })
+    }
+
+    fn build(self, source: &SourceSpec) -> Result<AnySource, SourceError> {
+        Ok(AnySource::YahooStream(WebsocketSource::new(
+            super::YahooStream::new(self),
+            WebsocketSettings::from_spec(source)?,
+        )))
     }
 }
 
@@ -32,11 +56,16 @@ mod tests {
 
     #[test]
     fn defaults_to_yahoo_and_rejects_non_websocket_urls() {
-        assert_eq!(YahooStreamConfig::from_spec(None).unwrap().url, DEFAULT_URL);
+        assert_eq!(
+            YahooStreamConfig::from_spec(None, &HashMap::new())
+                .unwrap()
+                .url,
+            DEFAULT_URL
+        );
         let bad = YahooStreamSource {
             url: Some("https://streamer.finance.yahoo.com".into()),
         };
-        let e = YahooStreamConfig::from_spec(Some(&bad))
+        let e = YahooStreamConfig::from_spec(Some(&bad), &HashMap::new())
             .unwrap_err()
             .to_string();
         assert!(e.contains("source.yahooStream.url"), "{e}");

@@ -17,6 +17,9 @@ pub use decode::decode;
 
 use super::websocket::{Decoded, Frame, Protocol};
 
+/// How `spec.source.type` names this source.
+pub const NAME: &str = "yahoo-stream";
+
 /// The generated `PricingData` message.
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/quotestream.yahoo.rs"));
@@ -49,7 +52,7 @@ fn symbols_frame(verb: &str, tickers: &[Ticker]) -> Vec<String> {
 
 impl Protocol for YahooStream {
     fn vendor(&self) -> &'static str {
-        "yahoo-stream"
+        NAME
     }
 
     fn url(&self) -> &str {
@@ -80,10 +83,11 @@ impl Protocol for YahooStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::Connector;
 
     #[test]
     fn subscriptions_use_yahoo_spelling() {
-        let p = YahooStream::new(YahooStreamConfig::from_spec(None).unwrap());
+        let p = YahooStream::new(YahooStreamConfig::from_spec(None, &Default::default()).unwrap());
         let tickers = [
             Ticker::parse("AAPL").unwrap(),
             Ticker::parse("BRK.B").unwrap(),
