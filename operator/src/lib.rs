@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod metrics;
+pub mod policy;
 pub mod resources;
 pub mod run;
 pub mod server;

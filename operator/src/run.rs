@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::controller;
 use crate::metrics::Metrics;
+use crate::policy::{ImageAllowList, Policy};
 use crate::resources::meta::FIELD_MANAGER;
 use crate::resources::plan::OperatorSettings;
 use crate::server::{self, Readiness};
@@ -44,9 +45,40 @@ pub struct RunArgs {
     /// Server-side apply the QuoteStream CRD at start (needs RBAC on customresourcedefinitions).
     #[arg(long, default_value_t = false)]
     pub apply_crd: bool,
+    /// Images spec.worker.image may name (repeat or comma-separate): a repository (any tag),
+    /// a glob (registry.corp/quotes/*) or an exact image. Default: the repository of the
+    /// worker image.
+    #[arg(
+        long,
+        env = "QUOTESTREAM_ALLOWED_IMAGES",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub allowed_images: Vec<String>,
+}
+
+impl RunArgs {
+    /// The worker image and the admin's policy, or an error naming the flag to fix.
+    pub fn settings(&self) -> anyhow::Result<OperatorSettings> {
+        let worker_image = self
+            .worker_image
+            .clone()
+            .unwrap_or_else(OperatorSettings::default_worker_image);
+        let mut policy = Policy::defaults_for(&worker_image);
+        if !self.allowed_images.is_empty() {
+            policy.images = ImageAllowList::new(self.allowed_images.iter().cloned())
+                .context("--allowed-images")?;
+        }
+        Ok(OperatorSettings {
+            worker_image,
+            policy,
+        })
+    }
 }
 
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    tracing::info!(worker_image = %settings.worker_image, allowed_images = %settings.policy.images, "policy");
     let metrics = Metrics::new()?;
     let ready = Readiness::default();
     let (bound, server) = server::serve(
@@ -77,12 +109,6 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
     check_crd(&client, args.namespace.as_deref()).await?;
     ready.set(true);
 
-    let settings = OperatorSettings {
-        worker_image: args
-            .worker_image
-            .clone()
-            .unwrap_or_else(|| OperatorSettings::default().worker_image),
-    };
     let controller_stop = shutdown.child_token();
     if args.leader_election {
         let identity = std::env::var("POD_NAME")

@@ -369,6 +369,68 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
     );
 }
 
+/// The rendered objects of `kind`, as JSON.
+fn objects(rendered: &str, kind: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(rendered)
+        .filter_map(|doc| serde_json::to_value(serde_yaml::Value::deserialize(doc).ok()?).ok())
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
+/// The operator container's args in a rendering.
+fn operator_args(rendered: &str) -> Vec<String> {
+    let deployment = objects(rendered, "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "quotestream-operator")
+        .expect("the operator Deployment");
+    serde_json::from_value(deployment["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+        .unwrap()
+}
+
+#[test]
+fn the_policy_values_become_operator_flags() {
+    // Default: only the chart's own worker repository.
+    let args = operator_args(&template(&[]));
+    let images: Vec<&String> = args
+        .iter()
+        .filter(|a| a.starts_with("--allowed-images="))
+        .collect();
+    assert_eq!(
+        images,
+        ["--allowed-images=ghcr.io/quotestream/quotestream-worker"],
+        "{args:?}"
+    );
+    let args = operator_args(&template(&[
+        "image.worker.repository=registry.corp/worker",
+        "policy.allowedImages={registry.corp/quotes/*,ghcr.io/org/worker:1.2}",
+    ]));
+    let images: Vec<&String> = args
+        .iter()
+        .filter(|a| a.starts_with("--allowed-images="))
+        .collect();
+    assert_eq!(
+        images,
+        [
+            "--allowed-images=registry.corp/quotes/*",
+            "--allowed-images=ghcr.io/org/worker:1.2"
+        ],
+        "the list replaces the default: {args:?}"
+    );
+    let args = operator_args(&template(&["image.worker.repository=registry.corp/worker"]));
+    assert!(
+        args.contains(&"--allowed-images=registry.corp/worker".to_owned()),
+        "{args:?}"
+    );
+    let out = helm(&[
+        "template",
+        "q",
+        &chart(),
+        "--set",
+        "policy.allowedImages={a b}",
+    ]);
+    assert!(!out.status.success(), "a pattern with a space is accepted");
+}
+
 #[test]
 fn every_rendering_passes_a_server_dry_run_under_restricted_pod_security() {
     let cp = ControlPlane::start().unwrap();

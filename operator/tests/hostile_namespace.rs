@@ -12,7 +12,8 @@ mod support;
 use quotestream_testkit::ControlPlane;
 use serde_json::{Value, json};
 use support::cluster::{
-    WAIT, apply, assignment, control_plane_with_crd, eventually, get_json, kubectl,
+    WAIT, apply, assignment, condition, control_plane_with_crd, events, eventually, get_json,
+    kubectl,
 };
 use support::operator::{Operator, metric};
 
@@ -37,23 +38,6 @@ fn ticker_list(cp: &ControlPlane, name: &str, text: &str) {
     kubectl(cp, &["create", "-f", "-"], Some(&cm.to_string()));
 }
 
-/// The stream's condition `type_` once it has `status`.
-fn condition(cp: &ControlPlane, op: &Operator, stream: &str, type_: &str, status: &str) -> Value {
-    eventually(
-        &format!("qs/{stream} {type_}={status}"),
-        WAIT,
-        || op.log(),
-        || {
-            let qs = get_json(cp, &["get", &format!("qs/{stream}"), "-n", NS])?;
-            qs["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .find(|c| c["type"] == type_ && c["status"] == status)
-                .cloned()
-        },
-    )
-}
-
 fn api_errors(op: &Operator) -> f64 {
     op.metrics()
         .and_then(|m| {
@@ -63,16 +47,6 @@ fn api_errors(op: &Operator) -> f64 {
             )
         })
         .unwrap_or(0.0)
-}
-
-fn events(cp: &ControlPlane, stream: &str) -> Vec<Value> {
-    let selector = format!("involvedObject.name={stream}");
-    get_json(
-        cp,
-        &["get", "events", "-n", NS, "--field-selector", &selector],
-    )
-    .and_then(|l| l["items"].as_array().cloned())
-    .unwrap_or_default()
 }
 
 #[test]
@@ -139,9 +113,9 @@ fn a_configmap_with_a_huge_shard_label_is_ignored_not_allocated() {
     let warning = eventually(
         "a warning Event naming the planted ConfigMap",
         WAIT,
-        || format!("{}\n{:?}", operator.log(), events(&cp, "evil")),
+        || format!("{}\n{:?}", operator.log(), events(&cp, NS, "evil")),
         || {
-            events(&cp, "evil").into_iter().find(|e| {
+            events(&cp, NS, "evil").into_iter().find(|e| {
                 e["type"] == "Warning"
                     && e["reason"] == "IgnoredConfigMap"
                     && e["message"].as_str().is_some_and(|m| m.contains("planted"))
@@ -167,7 +141,7 @@ fn a_600_kb_bad_line_gives_degraded_with_a_truncated_message() {
     ticker_list(&cp, "big-line", &format!("AAPL\n{line}\nMSFT\n"));
     apply(&cp, &stream_from_list("longline", "big-line", 1));
 
-    let degraded = condition(&cp, &operator, "longline", "Degraded", "True");
+    let degraded = condition(&cp, NS, "longline", "Degraded", "True", || operator.log());
     assert_eq!(degraded["reason"], "TickerListInvalid", "{degraded}");
     let message = degraded["message"].as_str().unwrap();
     assert!(message.len() <= MAX_MESSAGE, "{} bytes", message.len());
@@ -181,7 +155,7 @@ fn a_600_kb_bad_line_gives_degraded_with_a_truncated_message() {
         WAIT,
         || operator.log(),
         || {
-            events(&cp, "longline")
+            events(&cp, NS, "longline")
                 .into_iter()
                 .find(|e| e["type"] == "Warning" && e["reason"] == "TickerListInvalid")
         },
@@ -219,7 +193,7 @@ fn a_shard_too_large_for_a_configmap_is_refused_with_the_fix() {
     ticker_list(&cp, "huge", &list);
     apply(&cp, &stream_from_list("huge", "huge", 1));
 
-    let degraded = condition(&cp, &operator, "huge", "Degraded", "True");
+    let degraded = condition(&cp, NS, "huge", "Degraded", "True", || operator.log());
     assert_eq!(degraded["reason"], "ShardConfigTooLarge", "{degraded}");
     let message = degraded["message"].as_str().unwrap();
     assert!(message.contains("raise spec.shards"), "{message}");
@@ -241,7 +215,7 @@ fn a_shard_too_large_for_a_configmap_is_refused_with_the_fix() {
         || Some(assignment(&cp, NS, "huge")).filter(|a| a.len() == 2),
     );
     assert_eq!(lists.values().map(|l| l.len()).sum::<usize>(), 100_000);
-    condition(&cp, &operator, "huge", "Degraded", "False");
+    condition(&cp, NS, "huge", "Degraded", "False", || operator.log());
     operator.assert_running();
 }
 
@@ -462,7 +436,7 @@ fn a_look_alike_shard_configmap_does_not_steer_the_assignment() {
         WAIT,
         || operator.log(),
         || {
-            events(&cp, "steer").into_iter().find(|e| {
+            events(&cp, NS, "steer").into_iter().find(|e| {
                 e["reason"] == "IgnoredConfigMap"
                     && e["message"]
                         .as_str()

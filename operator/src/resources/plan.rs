@@ -14,21 +14,33 @@ use quotestream_api::worker_config::WORKER_CONFIG_KEY;
 
 use super::env::RESERVED_ENV;
 use super::meta::{MAX_LABEL_VALUE, shard_name};
+use crate::policy::Policy;
 
 /// Settings of the operator process that shape what it creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorSettings {
     /// Worker image of streams that do not set `spec.worker.image`.
     pub worker_image: String,
+    /// What the cluster admin allows a stream to make the operator do.
+    pub policy: Policy,
+}
+
+impl OperatorSettings {
+    /// The worker image the operator was released with (what `make images` names it).
+    pub fn default_worker_image() -> String {
+        format!(
+            "ghcr.io/quotestream/quotestream-worker:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    }
 }
 
 impl Default for OperatorSettings {
     fn default() -> Self {
+        let worker_image = Self::default_worker_image();
         Self {
-            worker_image: format!(
-                "ghcr.io/quotestream/quotestream-worker:{}",
-                env!("CARGO_PKG_VERSION")
-            ),
+            policy: Policy::defaults_for(&worker_image),
+            worker_image,
         }
     }
 }
@@ -70,6 +82,10 @@ pub enum PlanError {
         tickers: usize,
         bytes: usize,
     },
+    #[error(
+        "spec.worker.image {image:?} is not allowed by the cluster admin's image allow-list ({allowed}): remove spec.worker.image to run the operator's worker image, or ask the admin to allow it (quotestream-operator --allowed-images, chart value policy.allowedImages)"
+    )]
+    ImageNotAllowed { image: String, allowed: String },
     #[error("shard {shard}: the worker configuration cannot be serialised: {source}")]
     Serialize {
         shard: u32,
@@ -95,6 +111,7 @@ impl PlanError {
             Self::TooManyConnections { .. } => "TooManyConnections",
             Self::ReservedEnv { .. } => "InvalidWorkerTemplate",
             Self::ConfigTooLarge { .. } => "ShardConfigTooLarge",
+            Self::ImageNotAllowed { .. } => "ImageNotAllowed",
             Self::Serialize { .. } => "InternalError",
         }
     }
@@ -168,6 +185,7 @@ impl StreamPlan {
         check_connections(stream, shards)?;
         let worker = spec.worker.clone().unwrap_or_default();
         check_env(&worker)?;
+        check_image(&worker, &settings.policy)?;
 
         let assignment = match previous {
             Some(prev) => rebalance(prev, tickers, shards),
@@ -325,6 +343,17 @@ fn too_many_connections(vendor: &str, shards: usize, max: usize, explicit: bool)
         format!(
             "spec.shards ({shards}) needs {shards} connections but {vendor} allows {max} per API key unless the plan says otherwise ({field} is unset): lower spec.shards to {max}, or set {field} to what the account allows"
         )
+    }
+}
+
+/// A stream may only pick an image the admin allows (unset: the operator's worker image).
+fn check_image(worker: &WorkerTemplate, policy: &Policy) -> Result<(), PlanError> {
+    match &worker.image {
+        Some(image) if !policy.images.allows(image) => Err(PlanError::ImageNotAllowed {
+            image: image.clone(),
+            allowed: policy.images.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 

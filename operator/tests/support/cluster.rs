@@ -49,6 +49,42 @@ pub fn eventually<T>(
     }
 }
 
+/// Stream `stream`'s condition `type_` once it has `status`; `context` (the operator's log)
+/// goes into the failure message.
+pub fn condition(
+    cp: &ControlPlane,
+    ns: &str,
+    stream: &str,
+    type_: &str,
+    status: &str,
+    context: impl Fn() -> String,
+) -> Value {
+    eventually(
+        &format!("qs/{stream} {type_}={status}"),
+        WAIT,
+        context,
+        || {
+            let qs = get_json(cp, &["get", &format!("qs/{stream}"), "-n", ns])?;
+            qs["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == type_ && c["status"] == status)
+                .cloned()
+        },
+    )
+}
+
+/// The Events recorded about the object named `name` in `ns`.
+pub fn events(cp: &ControlPlane, ns: &str, name: &str) -> Vec<Value> {
+    let selector = format!("involvedObject.name={name}");
+    get_json(
+        cp,
+        &["get", "events", "-n", ns, "--field-selector", &selector],
+    )
+    .and_then(|l| l["items"].as_array().cloned())
+    .unwrap_or_default()
+}
+
 /// A command's stdout and stderr, for failure messages.
 pub fn text(out: &Output) -> String {
     format!(

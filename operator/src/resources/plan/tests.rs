@@ -246,11 +246,35 @@ fn errors_name_the_field_and_carry_a_condition_reason() {
 fn spec_worker_image_overrides_the_default() {
     let mut s = stream("s", 1);
     s.spec.worker = Some(WorkerTemplate {
-        image: Some("registry.example/worker:1.2".into()),
+        image: Some("ghcr.io/quotestream/quotestream-worker:1.2".into()),
         ..WorkerTemplate::default()
     });
     assert_eq!(
         plan(&s, &tickers(&["AAPL"])).image,
-        "registry.example/worker:1.2"
+        "ghcr.io/quotestream/quotestream-worker:1.2"
     );
+}
+
+#[test]
+fn an_image_outside_the_allow_list_is_refused_naming_the_field() {
+    let mut s = stream("s", 1);
+    s.spec.worker = Some(WorkerTemplate {
+        image: Some("docker.io/library/busybox:latest".into()),
+        ..WorkerTemplate::default()
+    });
+    let few = tickers(&["AAPL"]);
+    let err = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap_err();
+    assert_eq!(err.reason(), "ImageNotAllowed");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("spec.worker.image")
+            && msg.contains("docker.io/library/busybox:latest")
+            && msg.contains("ghcr.io/quotestream/quotestream-worker")
+            && msg.contains("--allowed-images"),
+        "{msg}"
+    );
+    let mut admin = OperatorSettings::default();
+    admin.policy.images =
+        crate::policy::ImageAllowList::new(["docker.io/library/*".to_owned()]).unwrap();
+    assert!(StreamPlan::new(&s, &few, None, &admin).is_ok());
 }

@@ -1,0 +1,152 @@
+//! The cluster admin's policy for what a QuoteStream author may make the operator do, against
+//! a real kube-apiserver: a stream that names a worker image outside the allow-list is
+//! Degraded with a message naming `spec.worker.image`, the value and the allowed patterns, gets
+//! a warning Event, and no Deployment is created or updated with that image
+//! (docs/security.md).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod support;
+
+use quotestream_testkit::ControlPlane;
+use serde_json::{Value, json};
+use support::cluster::{
+    WAIT, apply, condition, control_plane_with_crd, events, eventually, get_json, selector,
+};
+use support::operator::{Operator, TEST_WORKER_IMAGE};
+
+const NS: &str = "default";
+/// The repository of [`TEST_WORKER_IMAGE`]: the operator's default image allow-list.
+const TEST_WORKER_REPOSITORY: &str = "registry.local/quotestream-worker";
+const FOREIGN_IMAGE: &str = "docker.io/library/busybox:latest";
+
+fn stream(name: &str, worker: Value) -> Value {
+    json!({
+        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"tickers": ["AAPL", "MSFT"], "shards": 1, "interval": "1s",
+                 "source": {"type": "synthetic"},
+                 "sinks": {"redis": {"url": "redis://redis:6379/0"}},
+                 "worker": worker}
+    })
+}
+
+/// The images of the stream's shard Deployments.
+fn deployment_images(cp: &ControlPlane, stream: &str) -> Vec<String> {
+    get_json(
+        cp,
+        &["get", "deployments", "-n", NS, "-l", &selector(stream)],
+    )
+    .and_then(|l| l["items"].as_array().cloned())
+    .unwrap_or_default()
+    .iter()
+    .map(|d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    })
+    .collect()
+}
+
+/// A warning Event with `reason` about `stream`.
+fn warning(cp: &ControlPlane, op: &Operator, stream: &str, reason: &str) -> Value {
+    eventually(
+        &format!("a {reason} Event on qs/{stream}"),
+        WAIT,
+        || format!("{}\n{:?}", op.log(), events(cp, NS, stream)),
+        || {
+            events(cp, NS, stream)
+                .into_iter()
+                .find(|e| e["reason"] == reason && e["type"] == "Warning")
+        },
+    )
+}
+
+/// Degraded with `reason` for the stream's current generation.
+fn degraded(cp: &ControlPlane, op: &Operator, stream: &str, reason: &str) -> Value {
+    let generation = get_json(cp, &["get", &format!("qs/{stream}"), "-n", NS]).unwrap()["metadata"]
+        ["generation"]
+        .clone();
+    eventually(
+        &format!("qs/{stream} Degraded/{reason} at generation {generation}"),
+        WAIT,
+        || op.log(),
+        || {
+            let c = condition(cp, NS, stream, "Degraded", "True", || op.log());
+            (c["reason"] == reason && c["observedGeneration"] == generation).then_some(c)
+        },
+    )
+}
+
+#[test]
+fn a_worker_image_outside_the_allow_list_is_never_deployed() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+
+    // A new stream with a foreign image: Degraded, an Event, no Deployment at all.
+    apply(&cp, &stream("foreign", json!({"image": FOREIGN_IMAGE})));
+    let c = degraded(&cp, &operator, "foreign", "ImageNotAllowed");
+    let message = c["message"].as_str().unwrap();
+    for needle in ["spec.worker.image", FOREIGN_IMAGE, TEST_WORKER_REPOSITORY] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    let event = warning(&cp, &operator, "foreign", "ImageNotAllowed");
+    assert!(
+        event["note"]
+            .as_str()
+            .or(event["message"].as_str())
+            .unwrap_or_default()
+            .contains(FOREIGN_IMAGE),
+        "{event}"
+    );
+    // The Degraded status is written after the decision, so nothing was applied before it.
+    assert_eq!(deployment_images(&cp, "foreign"), Vec::<String>::new());
+
+    // A running stream with an allowed image (another tag of the repository) keeps its
+    // Deployment unchanged when its image is switched to a foreign one.
+    let allowed = format!("{TEST_WORKER_REPOSITORY}:other-tag");
+    apply(&cp, &stream("switch", json!({"image": allowed})));
+    eventually(
+        "switch-shard-0 with the allowed image",
+        WAIT,
+        || operator.log(),
+        || (deployment_images(&cp, "switch") == [allowed.clone()]).then_some(()),
+    );
+    apply(&cp, &stream("switch", json!({"image": FOREIGN_IMAGE})));
+    degraded(&cp, &operator, "switch", "ImageNotAllowed");
+    assert_eq!(deployment_images(&cp, "switch"), [allowed]);
+    operator.assert_running();
+}
+
+#[test]
+fn the_admin_allows_images_with_a_flag() {
+    let cp = control_plane_with_crd();
+    let args = [
+        "run",
+        "--worker-image",
+        TEST_WORKER_IMAGE,
+        "--allowed-images",
+        "docker.io/library/*",
+    ]
+    .map(String::from);
+    let mut operator = Operator::start(&cp, "admin", "quotestream-operator-test", &args);
+    operator.wait_ready();
+    apply(&cp, &stream("busy", json!({"image": FOREIGN_IMAGE})));
+    eventually(
+        "busy-shard-0 with the image the admin allows",
+        WAIT,
+        || operator.log(),
+        || (deployment_images(&cp, "busy") == [FOREIGN_IMAGE]).then_some(()),
+    );
+    // The list replaces the default: the operator's own repository is no longer allowed.
+    apply(
+        &cp,
+        &stream(
+            "own",
+            json!({"image": format!("{TEST_WORKER_REPOSITORY}:x")}),
+        ),
+    );
+    degraded(&cp, &operator, "own", "ImageNotAllowed");
+}
