@@ -43,6 +43,9 @@ pub struct Metrics {
     pub(crate) shards_ready: IntGaugeVec,
     /// 1 while this replica holds the leader lease.
     pub leader: IntGauge,
+    /// Times this replica stopped leading without being asked to, by reason
+    /// (`crate::leader::StepDown::reason`): [`Metrics::leader_step_downs`].
+    leader_step_downs: IntCounterVec,
 }
 
 impl Metrics {
@@ -88,7 +91,15 @@ impl Metrics {
         registry.register(Box::new(streams.clone()))?;
         registry.register(Box::new(shards_desired.clone()))?;
         registry.register(Box::new(shards_ready.clone()))?;
+        let leader_step_downs = IntCounterVec::new(
+            Opts::new(
+                "quotestream_leader_step_downs_total",
+                "Times this replica stopped leading without a shutdown: lease_lost (another replica holds it), not_renewed (no renewal confirmed before it would expire)",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(leader_step_downs.clone()))?;
         Ok(Self {
             registry,
             reconciliations,
@@ -98,7 +109,13 @@ impl Metrics {
             shards_desired,
             shards_ready,
             leader,
+            leader_step_downs,
         })
+    }
+
+    /// Step-downs for `reason` (a fixed set, see the metric's help).
+    pub fn leader_step_downs(&self, reason: &'static str) -> IntCounter {
+        self.leader_step_downs.with_label_values(&[reason])
     }
 
     /// Reconciliations that ended with `outcome`.

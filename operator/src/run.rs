@@ -1,5 +1,7 @@
-//! `quotestream-operator run` (the default): the controller with leader election, metrics and
-//! health endpoints, stopped cleanly by SIGTERM.
+//! `quotestream-operator run` (the default): the controller with leader election
+//! ([`crate::leader`]: it leads only while its lease renewals are confirmed, steps down before
+//! the lease expires and campaigns again), metrics and health endpoints, stopped cleanly by
+//! SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,11 +9,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, CustomResourceExt};
-use kube_lease_manager::LeaseManagerBuilder;
 use quotestream_api::QuoteStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller;
+use crate::leader::{self, Elector, StepDown};
 use crate::metrics::Metrics;
 use crate::policy::{ImageAllowList, Policy};
 use crate::resources::meta::FIELD_MANAGER;
@@ -91,9 +93,10 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
     .with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
 
-    let client = Client::try_default().await.context(
+    let config = kube::Config::infer().await.context(
         "no Kubernetes client configuration: set KUBECONFIG or run in a pod with a ServiceAccount",
     )?;
+    let client = Client::try_from(config.clone()).context("building the Kubernetes client")?;
     if args.apply_crd {
         let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
         crds.patch(
@@ -109,84 +112,113 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
     check_crd(&client, args.namespace.as_deref()).await?;
     ready.set(true);
 
-    let controller_stop = shutdown.child_token();
-    if args.leader_election {
-        let identity = std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("quotestream-operator-{}", std::process::id()));
-        let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-            .with_namespace(&args.lease_namespace)
-            .with_identity(&identity)
-            .with_duration(15)
-            .with_grace(5)
-            .with_field_manager(FIELD_MANAGER)
-            .build()
-            .await
-            .context("setting up leader election")?;
-        let (mut leader, lease_task) = manager.watch().await;
-        tracing::info!(%identity, lease = %args.lease_name, "waiting for the leader lease");
-        loop {
-            if *leader.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => { drop(leader); let _ = lease_task.await; server.await.ok(); return Ok(()); }
-                changed = leader.changed() => changed.context("leader election stopped")?,
-            }
-        }
-        metrics.leader.set(1);
-        tracing::info!(%identity, "leading: starting the controller");
-        // Losing the lease stops the controller; the process exits so Kubernetes restarts it as
-        // a standby (the usual pattern: never act without the lease).
-        let stop = controller_stop.clone();
-        let lost = tokio::spawn(async move {
-            while leader.changed().await.is_ok() {
-                if !*leader.borrow() {
-                    tracing::error!("leader lease lost: stopping");
-                    stop.cancel();
-                    return true;
-                }
-            }
-            false
-        });
+    if !args.leader_election {
         controller::run(
             client,
             args.namespace.as_deref(),
             settings,
-            metrics.clone(),
-            controller_stop,
+            metrics,
+            shutdown.child_token(),
         )
         .await;
-        metrics.leader.set(0);
-        // The watcher task owns the last receiver of the leader channel: ending it closes the
-        // channel, which makes the lease task release the Lease (holder cleared), so the next
-        // replica to look (a restarted pod, a standby waking up) takes it at once instead of
-        // waiting for it to expire. Bounded: an unreachable API server must not hold up the
-        // exit; the lease then simply expires.
-        lost.abort();
-        let was_lost = matches!(lost.await, Ok(true));
-        match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
-            Ok(Ok(Ok(_))) => tracing::info!("leader lease released"),
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "leader lease not released"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "leader lease task failed"),
-            Err(_) => tracing::warn!("leader lease not released within 5s: it expires instead"),
-        }
         server.await.ok();
-        if was_lost {
-            anyhow::bail!("leader lease lost");
-        }
         return Ok(());
     }
-    controller::run(
-        client,
-        args.namespace.as_deref(),
-        settings,
-        metrics,
-        controller_stop,
+
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("quotestream-operator-{}", std::process::id()));
+    // The Lease's own client: a request the API server never answers times out instead of
+    // holding up renewals and checks (the controller's client has no read timeout: its watches
+    // are long-lived).
+    let mut lease_config = config;
+    lease_config.read_timeout = Some(leader::LEASE_REQUEST_TIMEOUT);
+    let lease_client = Client::try_from(lease_config).context("building the Lease client")?;
+    let mut elector = Elector::start(
+        lease_client,
+        &args.lease_name,
+        &args.lease_namespace,
+        &identity,
     )
-    .await;
+    .await?;
+    tracing::info!(%identity, lease = %args.lease_name, "waiting for the leader lease");
+    let result =
+        lead_while_elected(&mut elector, &args, client, settings, &metrics, &shutdown).await;
+    elector.release().await;
     server.await.ok();
-    Ok(())
+    result
 }
+
+/// Runs the controller whenever this replica is the confirmed leader, stops it when the lease
+/// is lost or cannot be renewed in time, and campaigns again; returns on shutdown.
+async fn lead_while_elected(
+    elector: &mut Elector,
+    args: &RunArgs,
+    client: Client,
+    settings: OperatorSettings,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        if !elector.wait_to_lead(shutdown).await? {
+            return Ok(());
+        }
+        metrics.leader.set(1);
+        tracing::info!("leading: starting the controller");
+        let stop = shutdown.child_token();
+        let mut running = tokio::spawn({
+            let (client, settings, metrics, stop) = (
+                client.clone(),
+                settings.clone(),
+                metrics.clone(),
+                stop.clone(),
+            );
+            let namespace = args.namespace.clone();
+            async move {
+                controller::run(client, namespace.as_deref(), settings, metrics, stop).await;
+            }
+        });
+        let why = elector.wait_to_step_down(shutdown).await;
+        stop.cancel();
+        // On shutdown running reconciles may finish; on a step-down the controller must be
+        // gone before the lease expires (its requests may hang on an unreachable API server).
+        let bound = match why {
+            StepDown::Shutdown => SHUTDOWN_WAIT,
+            _ => STEP_DOWN_WAIT,
+        };
+        if tokio::time::timeout(bound, &mut running).await.is_err() {
+            running.abort();
+            tracing::warn!(
+                seconds = bound.as_secs(),
+                "the controller did not stop in time: aborted"
+            );
+        }
+        metrics.leader.set(0);
+        match why {
+            StepDown::Shutdown => return Ok(()),
+            StepDown::Lost => tracing::error!(
+                "leader lease taken by another replica: controller stopped; standing by"
+            ),
+            StepDown::NotRenewed { last } => tracing::error!(
+                last_renewal = %at(last.map(|h| h.renewed)),
+                lease_expires = %at(last.map(|h| h.expires)),
+                margin_seconds = leader::STEP_DOWN_MARGIN.as_secs(),
+                "leader lease not renewed (API server unreachable?): controller stopped before the lease expires; campaigning again"
+            ),
+        }
+        metrics.leader_step_downs(why.reason()).inc();
+    }
+}
+
+/// A time for a log line (RFC 3339), or `none`.
+fn at(t: Option<std::time::SystemTime>) -> String {
+    t.and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .map_or_else(|| "none".into(), |t| t.to_string())
+}
+
+/// How long a stopping controller may finish its running reconciles on SIGTERM.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How long a controller may take to stop on a step-down (within the lease's margin).
+const STEP_DOWN_WAIT: Duration = Duration::from_secs(1);
 
 /// Fails with an install hint when the CRD is missing.
 async fn check_crd(client: &Client, namespace: Option<&str>) -> anyhow::Result<()> {

@@ -2,7 +2,9 @@
 //! the Helm chart grants and with the arguments the chart's Deployment passes it reconciles a
 //! QuoteStream (shard objects, status, an Event) and serves its metrics and probes; with leader
 //! election two replicas elect one leader, the standby takes over when the leader dies, and
-//! SIGTERM stops either replica cleanly and releases the Lease.
+//! SIGTERM stops either replica cleanly and releases the Lease; a leader cut off from the API
+//! server (a proxy in between that stops passing bytes) steps down before its lease expires,
+//! the standby takes over, and the cut-off replica leads again once it can reach the API server.
 //!
 //! No kubelet runs here, so the operator runs as a local process with the ServiceAccount's
 //! credentials (`cp.kubeconfig("operator")`) instead of in the chart's pod.
@@ -17,6 +19,7 @@ use quotestream_testkit::ControlPlane;
 use serde_json::{Value, json};
 use support::cluster::{WAIT, apply, eventually, get_json, ok, repo};
 use support::operator::{Operator, TEST_WORKER_IMAGE, metric};
+use support::partition::Partition;
 
 const NAMESPACE: &str = "quotestream-system";
 const LEASE: &str = "quotestream-operator";
@@ -316,5 +319,141 @@ fn a_standby_takes_over_when_the_leader_dies_and_sigterm_releases_the_lease() {
         Some(""),
         "the Lease is released on a graceful stop; leader log:\n{}",
         standby.log()
+    );
+}
+
+/// Both replicas' logs, for failure messages.
+fn logs(a: &Operator, b: &Operator) -> String {
+    format!(
+        "{} log:\n{}\n\n{} log:\n{}",
+        a.name,
+        a.log(),
+        b.name,
+        b.log()
+    )
+}
+
+/// The time at the start of the first log line containing `needle` (the operator logs RFC 3339
+/// times first), and the line.
+fn logged_at(log: &str, needle: &str) -> Option<(jiff::Timestamp, String)> {
+    let line = log.lines().find(|l| l.contains(needle))?;
+    let at = line.split_whitespace().next()?.parse().ok()?;
+    Some((at, line.to_owned()))
+}
+
+/// The value of `field=value` in a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
+#[test]
+fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expires() {
+    let cp = cluster_with_chart();
+    let args: Vec<String> = [
+        "run",
+        "--leader-election",
+        "--lease-namespace",
+        NAMESPACE,
+        "--worker-image",
+        TEST_WORKER_IMAGE,
+    ]
+    .map(String::from)
+    .to_vec();
+    // operator-a reaches the API server only through a proxy the test can cut.
+    let apiserver = &cp.state().apiserver_url;
+    let partition = Partition::start(apiserver.trim_start_matches("https://").parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("operator-a.kubeconfig");
+    let original = std::fs::read_to_string(cp.kubeconfig("operator")).unwrap();
+    assert!(original.contains(apiserver.as_str()), "{original}");
+    std::fs::write(
+        &kubeconfig,
+        original.replace(apiserver.as_str(), &format!("https://{}", partition.addr)),
+    )
+    .unwrap();
+
+    let mut a = Operator::start_with_kubeconfig(&kubeconfig, "operator-a", &args);
+    a.wait_ready();
+    eventually(
+        "operator-a to lead",
+        WAIT,
+        || format!("operator-a log:\n{}", a.log()),
+        || (a.leader_gauge()? == 1 && lease_holder(&cp)? == "operator-a").then_some(()),
+    );
+    let mut b = Operator::start(&cp, "operator", "operator-b", &args);
+    b.wait_ready();
+    assert_eq!(b.leader_gauge(), Some(0), "operator-b is a standby");
+
+    // The partition: operator-a's requests hang, its renewals cannot reach the API server.
+    let cut_at = jiff::Timestamp::now();
+    partition.cut();
+    eventually(
+        "operator-a to step down",
+        FAILOVER,
+        || logs(&a, &b),
+        || (a.leader_gauge()? == 0).then_some(()),
+    );
+    a.assert_running();
+    let metrics = a.metrics().unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            "quotestream_leader_step_downs_total{reason=\"not_renewed\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    eventually(
+        "operator-b to take over",
+        FAILOVER,
+        || logs(&a, &b),
+        || (b.leader_gauge()? == 1 && lease_holder(&cp)? == "operator-b").then_some(()),
+    );
+    apply_stream(&cp, "during-partition", 2);
+    wait_reconciled(&cp, &b, "during-partition", 2);
+
+    // operator-a stopped before its lease expired, so before operator-b could lead: never two
+    // leaders. Both times come from the replicas' own log lines (one clock, this machine's).
+    let (stepped_down, line) = logged_at(&a.full_log(), "leader lease not renewed")
+        .unwrap_or_else(|| panic!("operator-a logs its step-down:\n{}", a.log()));
+    let expires: jiff::Timestamp = field(&line, "lease_expires")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("the step-down line names the lease's expiry: {line}"));
+    assert!(
+        stepped_down < expires,
+        "operator-a stepped down at {stepped_down}, after its lease expired at {expires}: {line}"
+    );
+    let (b_leads, _) = logged_at(&b.full_log(), "leading: starting the controller")
+        .unwrap_or_else(|| panic!("operator-b logs that it leads:\n{}", b.log()));
+    assert!(
+        stepped_down < b_leads,
+        "operator-a stepped down at {stepped_down}, after operator-b began leading at {b_leads}"
+    );
+    eprintln!(
+        "cut at {cut_at}; operator-a stepped down {:.1} s later, {:.1} s before its lease expired; operator-b led {:.1} s after the cut",
+        (stepped_down - cut_at).total(jiff::Unit::Second).unwrap(),
+        (expires - stepped_down).total(jiff::Unit::Second).unwrap(),
+        (b_leads - cut_at).total(jiff::Unit::Second).unwrap(),
+    );
+
+    // The API server is reachable again: operator-a did not exit, stands by, and leads again
+    // when the Lease is free (operator-b dies without releasing it).
+    partition.heal();
+    a.assert_running();
+    b.sigkill();
+    eventually(
+        "operator-a to lead again after the partition healed and operator-b died",
+        FAILOVER,
+        || format!("operator-a log:\n{}", a.log()),
+        || (a.leader_gauge()? == 1 && lease_holder(&cp)? == "operator-a").then_some(()),
+    );
+    apply_stream(&cp, "after-partition", 3);
+    wait_reconciled(&cp, &a, "after-partition", 3);
+    let status = a.sigterm();
+    assert!(
+        status.success(),
+        "operator-a exit: {status}; log:\n{}",
+        a.log()
     );
 }

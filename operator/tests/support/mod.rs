@@ -1,6 +1,7 @@
 //! Helpers of the operator's integration tests, each in one place: the API server seen through
 //! kubectl ([`cluster`]), the operator binary as a process ([`operator`]), the rules a reshard
-//! must follow ([`reshard`]), and for the end-to-end test a kubelet that runs Deployments' pods
+//! must follow ([`reshard`]), a TCP proxy a test can cut to partition one operator from the
+//! API server ([`partition`]), and for the end-to-end test a kubelet that runs Deployments' pods
 //! as local processes ([`kubelet`]) and a recorder of the quotes published on Redis ([`tape`]).
 
 // Every test binary compiles this module and uses a part of it.
@@ -9,5 +10,6 @@
 pub mod cluster;
 pub mod kubelet;
 pub mod operator;
+pub mod partition;
 pub mod reshard;
 pub mod tape;

@@ -38,6 +38,16 @@ impl Operator {
     /// `--listen` is replaced by a free loopback port), `POD_NAME=name` and
     /// `POD_NAMESPACE=quotestream-system`, as the chart's pod would get them.
     pub fn start(cp: &ControlPlane, identity: &str, name: &str, args: &[String]) -> Self {
+        Self::start_with_kubeconfig(&cp.kubeconfig(identity), name, args)
+    }
+
+    /// [`Operator::start`] with a kubeconfig of the test's own (e.g. one that reaches the API
+    /// server through a [`super::partition::Partition`]).
+    pub fn start_with_kubeconfig(
+        kubeconfig: &std::path::Path,
+        name: &str,
+        args: &[String],
+    ) -> Self {
         let port = free_port().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
@@ -50,7 +60,7 @@ impl Operator {
         all.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
         let child = Command::new(env!("CARGO_BIN_EXE_quotestream-operator"))
             .args(&all)
-            .env("KUBECONFIG", cp.kubeconfig(identity))
+            .env("KUBECONFIG", kubeconfig)
             .env("POD_NAMESPACE", "quotestream-system")
             .env("POD_NAME", name)
             .env("RUST_LOG", "info")
