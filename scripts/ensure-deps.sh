@@ -3,7 +3,8 @@
 # PostgreSQL servers (started by the tests themselves on free loopback ports, never as system
 # services), and the container runtime of `make images-test` and of the real node (tests/node/:
 # containerd, runc, the CNI plugins, iptables; started only by those, the node's only inside
-# its own namespaces). Idempotent and quiet when everything is there.
+# its own namespaces), headless chromium + chromedriver for the store's page, wrk for the
+# query benchmark. Idempotent and quiet when everything is there.
 set -euo pipefail
 
 pg_bindir() {
@@ -29,6 +30,12 @@ command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # Test certificates (CA + server) for the TLS tests of PostgreSQL and Redis (testkit TestCerts).
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The store's live page is tested in a real headless browser (store/tests/live_page.rs):
+# Debian's chromium, driven through chromedriver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# The query API rows of `make bench` load the store with wrk (p50/p95/p99).
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -104,6 +104,13 @@ pub struct ServeArgs {
     /// Database connections (each writes one batch at a time).
     #[arg(long, env = "QUOTESTREAM_STORE_CONNECTIONS", default_value_t = 4)]
     pub connections: usize,
+    /// Database connections of the read API (/v1), apart from the ingest ones.
+    #[arg(long, env = "QUOTESTREAM_STORE_READ_CONNECTIONS", default_value_t = 4)]
+    pub read_connections: usize,
+    /// Bearer token the read API (/v1) requires (at least 16 characters); unset: the read API
+    /// is open (the default). In a cluster, set the variable from a Secret.
+    #[arg(long, env = "QUOTESTREAM_STORE_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
     /// Longest wait for in-flight requests after SIGTERM.
     #[arg(long, default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: Duration,

@@ -24,14 +24,14 @@ pub struct Health {
     pub shutdown: CancellationToken,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// `healthy` or `unhealthy`.
     pub status: &'static str,
     pub checks: Checks,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Checks {
     pub database: Check,
     pub timescaledb: Check,
@@ -39,7 +39,7 @@ pub struct Checks {
     pub migrations: Check,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub ok: bool,
     pub detail: String,
@@ -129,6 +129,11 @@ pub fn report(status: &Result<SchemaStatus, String>) -> Report {
     }
 }
 
+/// The seed's health checks.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses(
+        (status = 200, description = "The store can take batches", body = Report),
+        (status = 503, description = "It cannot; the checks say why", body = Report)))]
 pub async fn get_health(State(health): State<Arc<Health>>) -> (StatusCode, Json<Report>) {
     let r = report(&status(&health).await);
     let code = if r.status == "healthy" {
@@ -139,6 +144,10 @@ pub async fn get_health(State(health): State<Arc<Health>>) -> (StatusCode, Json<
     (code, Json(r))
 }
 
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Serving (from the end of startup until SIGTERM)", content_type = "text/plain", body = String),
+        (status = 503, description = "Shutting down", content_type = "text/plain", body = String)))]
 /// Ready from the end of startup (migrations applied) until shutdown begins. Deliberately not
 /// tied to the database: while it is down the store must stay in the Service to answer 503 +
 /// Retry-After, which the worker's breaker and retries act on.

@@ -1,11 +1,14 @@
 //! The storage service `quotestream-store` (docs/store.md): a stateless HTTP service in front
 //! of PostgreSQL / TimescaleDB. Parts: [`cli`] (flags), [`server`] (startup, routes, drain),
 //! [`ingest`] (POST /quotes/batch), [`pool`] (database sessions), [`health`] (/health,
-//! /ready), [`metrics`] (/metrics).
+//! /ready), [`metrics`] (/metrics), [`query`] (the read API under /v1, docs/query-api.md),
+//! [`openapi`] (/openapi.json).
 
 pub mod cli;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 pub mod pool;
+pub mod query;
 pub mod server;

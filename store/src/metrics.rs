@@ -139,3 +139,12 @@ impl Metrics {
         }
     }
 }
+
+/// The Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics (text exposition)", content_type = "text/plain", body = String)))]
+pub async fn get_metrics(
+    axum::extract::State(metrics): axum::extract::State<Metrics>,
+) -> impl axum::response::IntoResponse {
+    quotestream_runtime::metrics_response(metrics.render())
+}

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, FromRef};
 use quotestream_api::batch;
 use quotestream_db::{PgSession, PostgresConfig, connect_and_migrate, describe, partitions};
 use tokio_util::sync::CancellationToken;
@@ -17,8 +16,13 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{DbArgs, ServeArgs};
 use crate::health::{self, Health};
 use crate::ingest::{self, Ingest};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
+use crate::openapi::{self, ApiDoc};
 use crate::pool::Pool;
+use crate::query::{self, ApiToken, QueryApi, Reader};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// `application_name` of the store's connections.
 const APPLICATION_NAME: &str = "quotestream-store";
@@ -53,25 +57,63 @@ pub async fn migrate_only(db: DbArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The routes, for `state`.
-pub fn router(ingest: Arc<Ingest>, health: Arc<Health>, max_body_bytes: usize) -> Router {
-    let metrics = ingest.metrics.clone();
-    let api = Router::new()
-        .route(batch::PATH, post(ingest::post_batch))
+/// Everything the handlers need; each takes its part (`State<Arc<Ingest>>`, …) by [`FromRef`].
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub ingest: Arc<Ingest>,
+    pub health: Arc<Health>,
+    pub query: Arc<QueryApi>,
+}
+
+impl FromRef<AppState> for Arc<Ingest> {
+    fn from_ref(s: &AppState) -> Self {
+        Arc::clone(&s.ingest)
+    }
+}
+
+impl FromRef<AppState> for Arc<Health> {
+    fn from_ref(s: &AppState) -> Self {
+        Arc::clone(&s.health)
+    }
+}
+
+impl FromRef<AppState> for Arc<QueryApi> {
+    fn from_ref(s: &AppState) -> Self {
+        Arc::clone(&s.query)
+    }
+}
+
+impl FromRef<AppState> for Metrics {
+    fn from_ref(s: &AppState) -> Self {
+        s.ingest.metrics.clone()
+    }
+}
+
+/// Every route the store serves, each registered with its OpenAPI operation
+/// ([`crate::openapi`]): the one list of routes.
+pub fn api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
+    let ingest = OpenApiRouter::new()
+        .routes(routes!(ingest::post_batch))
         // The handler enforces `max_body_bytes` itself (and drains before answering 413).
-        .layer(DefaultBodyLimit::max(max_body_bytes.max(1)))
-        .with_state(ingest);
-    let probes = Router::new()
-        .route("/health", get(health::get_health))
-        .route("/ready", get(health::get_ready))
-        .with_state(health);
-    api.merge(probes).route(
-        "/metrics",
-        get(move || {
-            let m = metrics.clone();
-            async move { quotestream_runtime::metrics_response(m.render()) }
-        }),
-    )
+        .layer(DefaultBodyLimit::max(max_body_bytes.max(1)));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(ingest)
+        .routes(routes!(health::get_health))
+        .routes(routes!(health::get_ready))
+        .routes(routes!(metrics::get_metrics))
+        .routes(routes!(openapi::get_openapi))
+        .routes(routes!(query::get_symbols))
+        .routes(routes!(query::get_latest))
+        .routes(routes!(query::get_quotes))
+        .routes(routes!(query::get_count))
+        .routes(routes!(query::get_bars))
+        .routes(routes!(query::get_multi_bars))
+}
+
+/// The routes, for `state`.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (router, _) = api(max_body_bytes).split_for_parts();
+    router.with_state(state)
 }
 
 /// How often the partitions are maintained (next month's made, expired ones dropped).
@@ -181,6 +223,12 @@ async fn merge_rollups(
 /// `quotestream-store serve`.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(&args.db)?;
+    let api_token = args
+        .api_token
+        .as_deref()
+        .map(ApiToken::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let first = connect_and_migrate(&config)
         .await
         .context("starting: the database must be reachable and accept the migrations")?;
@@ -210,7 +258,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingest: Arc::clone(&ingest),
         shutdown: shutdown.clone(),
     });
-    let app = router(ingest, health, args.max_body_bytes);
+    let query = Arc::new(QueryApi {
+        reader: Reader::new(pool.config(), args.read_connections, args.retry_after_secs)?,
+        token: api_token,
+    });
+    let query_auth = if query.token.is_some() {
+        "required"
+    } else {
+        "off"
+    };
+    let app = router(
+        AppState {
+            ingest,
+            health,
+            query,
+        },
+        args.max_body_bytes,
+    );
     // The listener stops when `stop` fires, a moment after `shutdown`: /ready answers 503 in
     // between, and requests already accepted finish.
     let stop = CancellationToken::new();
@@ -219,7 +283,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     tokio::spawn(metrics.track_rate(Duration::from_secs(5), stop.clone()));
     tokio::spawn(maintain_partitions(Arc::clone(&pool), stop.clone()));
-    tracing::info!(listen = %bound, "quotestream-store serving POST {}", batch::PATH);
+    tracing::info!(
+        listen = %bound,
+        read_api_token = query_auth,
+        "quotestream-store serving POST {}, the read API under /v1, the page at /",
+        batch::PATH
+    );
     shutdown.cancelled().await;
     stop.cancel();
     match tokio::time::timeout(args.drain_timeout, server).await {

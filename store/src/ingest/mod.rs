@@ -43,7 +43,7 @@ pub struct Ingest {
 }
 
 /// The answer to a stored batch.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Accepted {
     pub accepted: u64,
     pub inserted: u64,
@@ -101,6 +101,17 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
 }
 
 /// The handler.
+#[utoipa::path(post, path = "/quotes/batch", tag = "ingest",
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "Contract 001: {\"quotes\":[{\"ticker\":\"AAPL\",\"timestamp\":\"2026-01-13T04:00:00.000Z\",\"close\":175.23,\"volume\":52341000,\"source\":\"yfinance\"}]}, at most 1000 quotes (docs/store.md)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Answers a repeat of the same body from cache for 10 minutes")),
+    responses(
+        (status = 200, description = "Stored (inserted new rows, duplicates were there already)", body = Accepted),
+        (status = 400, description = "Malformed JSON or Idempotency-Key"),
+        (status = 413, description = "Body over --max-body-bytes"),
+        (status = 415, description = "Content-Type is not application/json (INV-007)"),
+        (status = 422, description = "A contract rule is broken; the body names the rule and the quote's index"),
+        (status = 503, description = "The database is unavailable (Retry-After)")))]
 pub async fn post_batch(
     State(ingest): State<Arc<Ingest>>,
     headers: HeaderMap,
