@@ -189,6 +189,17 @@ impl PostgresConfig {
         self
     }
 
+    /// The parsed connection settings and the TLS connector, for a caller that opens
+    /// connections of its own (the store's read pool) the way the sessions do.
+    pub fn connect_parts(
+        &self,
+    ) -> (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ) {
+        (self.pg.clone(), self.connector.clone())
+    }
+
     /// The connection string as given (it carries the password: never log it).
     pub fn dsn(&self) -> &str {
         &self.dsn

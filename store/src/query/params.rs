@@ -459,7 +459,10 @@ mod tests {
             .range(Timeframe::Min1.window(), now)
             .unwrap_err();
         assert_eq!(e.code, "range_too_large");
-        assert!(e.allowed.as_deref().unwrap().contains("31 days"), "names the window");
+        assert!(
+            e.allowed.as_deref().unwrap().contains("31 days"),
+            "names the window"
+        );
         assert!(
             params("start=2024-01-01&end=2026-01-01", &["start", "end"])
                 .unwrap()

@@ -3,13 +3,12 @@
 //! statement is prepared once per connection (`prepare_cached`) and bounded by
 //! `statement_timeout`. No write, no migration: the store migrated at startup.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use quotestream_db::{PostgresConfig, TableName, describe};
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use super::error::QueryError;
 
@@ -40,16 +39,17 @@ impl Reader {
         size: usize,
         retry_after: u64,
     ) -> Result<Self, ReaderError> {
-        let mut pg = tokio_postgres::Config::from_str(config.dsn())
-            .map_err(|e| ReaderError(e.to_string()))?;
-        if pg.get_application_name().is_none() {
+        // The same settings as the ingest sessions (TLS included), another name in
+        // pg_stat_activity unless the DSN names one.
+        let (mut pg, tls) = config.connect_parts();
+        if !config.dsn().contains("application_name") {
             pg.application_name("quotestream-store-read");
         }
         pg.connect_timeout(CONNECT);
         pg.options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
