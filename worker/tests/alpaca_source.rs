@@ -1,25 +1,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The alpaca source against a local server speaking Alpaca's market data v2 protocol (login,
 //! subscriptions acknowledged with the whole set, batched trades/quotes/daily bars, error codes),
-//! including its failure scripts.
+//! including its failure scripts. What every streaming source does (login and subscription,
+//! reassignment, reconnects, silence, malformed input, the whole worker into Redis) is checked
+//! for Alpaca too by the shared suite, `streaming_sources.rs`; this file holds what only Alpaca
+//! does.
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use quotestream_api::contract::env::{ALPACA_KEY_ID, ALPACA_SECRET_KEY};
 use quotestream_api::crd::{AlpacaCredentials, AlpacaSource};
 use quotestream_testkit::stream::Script;
-use quotestream_testkit::stream::alpaca::{
-    AlpacaOptions, AlpacaServer, CountedBy, KEY_ID, MALFORMED, SECRET_KEY,
-};
-use quotestream_worker::quote::{RawQuote, validate};
+use quotestream_testkit::stream::alpaca::{AlpacaOptions, AlpacaServer, KEY_ID, SECRET_KEY};
 use quotestream_worker::sources::alpaca::{Alpaca, AlpacaConfig};
 use quotestream_worker::sources::{Connector, SourceError};
 
-use support::{StreamRun, eventually, quick_settings, set};
+use support::{StreamRun, quick_settings, set};
 
 /// The source as the worker builds it: from `spec.source.alpaca` (URL pointing at the fake) and
 /// the credentials in the environment.
@@ -47,150 +46,6 @@ fn protocol(server: &AlpacaServer) -> Alpaca {
 
 async fn start(options: AlpacaOptions) -> AlpacaServer {
     AlpacaServer::start(options, 0).await.unwrap()
-}
-
-fn tickers_in(quotes: &[RawQuote]) -> BTreeSet<String> {
-    quotes.iter().map(|q| q.ticker.clone()).collect()
-}
-
-fn texts(server: &AlpacaServer, connection: usize) -> Vec<String> {
-    server
-        .journal()
-        .frames()
-        .into_iter()
-        .filter(|f| f.connection == connection)
-        .map(|f| f.text)
-        .collect()
-}
-
-/// The day volume of a ticker never goes down within a day, across reconnects too.
-fn assert_volume_only_grows(quotes: &[RawQuote]) {
-    let mut last: BTreeMap<&str, f64> = BTreeMap::new();
-    for q in quotes {
-        let previous = last.insert(&q.ticker, q.volume).unwrap_or(0.0);
-        assert!(
-            q.volume >= previous,
-            "{}: volume fell from {previous} to {}",
-            q.ticker,
-            q.volume
-        );
-    }
-}
-
-const AUTH: &str = r#"{"action":"auth","key":"PKFAKEMARKET","secret":"fake-market-secret"}"#;
-
-#[tokio::test]
-async fn logs_in_subscribes_and_streams_quotes_combined_from_trades_and_quotes() {
-    let server = start(AlpacaOptions::new(Script::at_rate(2000.0))).await;
-    let mut run = StreamRun::start(
-        protocol(&server),
-        quick_settings(),
-        set(["AAPL", "BRK.B", "MSFT"]),
-    );
-    let quotes = run
-        .until("quotes with a book for all three tickers", |q, _| {
-            let with_book: Vec<RawQuote> = q.iter().filter(|q| q.bid.is_some()).cloned().collect();
-            tickers_in(&with_book).len() == 3
-        })
-        .await;
-    assert_eq!(
-        texts(&server, 0)[..2],
-        [
-            AUTH.to_owned(),
-            r#"{"action":"subscribe","trades":["AAPL","BRK.B","MSFT"],"quotes":["AAPL","BRK.B","MSFT"],"dailyBars":["AAPL","BRK.B","MSFT"]}"#.to_owned()
-        ],
-        "the login comes first, then one subscription in Alpaca's spelling"
-    );
-    let now = Timestamp::now();
-    for q in &quotes {
-        let valid = validate(q.clone(), now).unwrap();
-        assert_eq!(valid.source, "alpaca");
-        assert!(valid.volume > 0);
-    }
-    assert_volume_only_grows(&quotes);
-    assert_eq!(run.metrics.source_connected.get(), 1);
-    assert_eq!(run.metrics.source_subscribed.get(), 3);
-    run.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_new_assignment_changes_the_subscription_on_the_same_connection() {
-    let server = start(AlpacaOptions::new(Script::at_rate(2000.0))).await;
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL", "MSFT"]));
-    run.until("first quotes", |q, _| tickers_in(q).len() == 2)
-        .await;
-    run.tickers.send(set(["MSFT", "NVDA"])).unwrap();
-    let journal = server.journal().clone();
-    eventually("the unsubscribe and subscribe frames", || {
-        let texts: Vec<String> = journal.frames().into_iter().map(|f| f.text).collect();
-        texts.contains(
-            &r#"{"action":"unsubscribe","trades":["AAPL"],"quotes":["AAPL"],"dailyBars":["AAPL"]}"#
-                .to_owned(),
-        ) && texts.contains(
-            &r#"{"action":"subscribe","trades":["NVDA"],"quotes":["NVDA"],"dailyBars":["NVDA"]}"#
-                .to_owned(),
-        )
-    })
-    .await;
-    run.until("NVDA quotes", |q, _| tickers_in(q).contains("NVDA"))
-        .await;
-    let later = run.until("more quotes", |q, _| q.len() >= 50).await;
-    assert!(
-        !tickers_in(&later).contains("AAPL"),
-        "a removed ticker was delivered"
-    );
-    assert_eq!(server.connections(), 1, "the change must not reconnect");
-    assert_eq!(
-        texts(&server, 0)
-            .iter()
-            .filter(|t| t.contains("auth"))
-            .count(),
-        1
-    );
-    assert_eq!(run.metrics.source_subscribed.get(), 2);
-    run.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_server_that_closes_mid_stream_is_reconnected_and_the_day_volume_kept() {
-    let script = Script {
-        close_after: Some(60),
-        ..Script::at_rate(2000.0)
-    };
-    let server = start(AlpacaOptions::new(script)).await;
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL", "MSFT"]));
-    let quotes = run
-        .until("quotes after the reconnect", |q, m| {
-            q.len() > 120 && m.source_reconnects.with_label_values(&["closed"]).get() == 1
-        })
-        .await;
-    assert_eq!(server.connections(), 2);
-    assert_eq!(
-        texts(&server, 1)[..2],
-        [
-            AUTH.to_owned(),
-            r#"{"action":"subscribe","trades":["AAPL","MSFT"],"quotes":["AAPL","MSFT"],"dailyBars":["AAPL","MSFT"]}"#.to_owned()
-        ],
-        "a new connection logs in and subscribes again"
-    );
-    assert_volume_only_grows(&quotes);
-    run.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_silent_server_is_detected_and_replaced() {
-    let script = Script {
-        silent_after: Some(10),
-        ..Script::at_rate(1000.0)
-    };
-    let server = start(AlpacaOptions::new(script)).await;
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL"]));
-    run.until("quotes from a second connection", |q, m| {
-        q.len() > 20 && m.source_reconnects.with_label_values(&["silent"]).get() == 1
-    })
-    .await;
-    assert_eq!(server.connections(), 2);
-    run.stop().await.unwrap();
 }
 
 /// Alpaca keeps counting a connection that vanished for a while (alpacahq/
@@ -337,55 +192,13 @@ async fn transient_vendor_errors_reconnect_and_a_bad_request_is_only_counted() {
     run.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn malformed_messages_are_counted_by_reason_and_never_published() {
-    let script = Script {
-        malformed_every: Some(3),
-        ..Script::at_rate(3000.0)
-    };
-    let server = start(AlpacaOptions::new(script)).await;
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL", "MSFT"]));
-    let now = Timestamp::now();
-    let refused = |q: &[RawQuote], reason: &str| {
-        q.iter()
-            .filter(|q| validate((*q).clone(), now).is_err_and(|e| e.reason() == reason))
-            .count()
-    };
-    let quotes = run
-        .until("every kind of bad input", |q, m| {
-            MALFORMED.iter().all(|(reason, by)| match by {
-                CountedBy::Source => m.source_malformed.with_label_values(&[reason]).get() > 0,
-                CountedBy::Validation => refused(q, reason) > 0,
-            })
-        })
-        .await;
-    for q in &quotes {
-        assert!(["AAPL", "MSFT"].contains(&q.ticker.as_str()));
-        if let Err(e) = validate(q.clone(), now) {
-            assert_eq!(
-                e.reason(),
-                "price",
-                "only the negative prices are refused: {e}"
-            );
-        }
-    }
-    assert_eq!(
-        server.connections(),
-        1,
-        "bad input never costs the connection"
-    );
-    run.stop().await.unwrap();
-}
-
 /// The whole worker as the operator configures it: `spec.source.alpaca` in the worker
 /// configuration, the credentials in the environment, validation, and a real Redis.
 mod whole_worker {
-    use futures_util::StreamExt;
     use quotestream_api::WorkerConfig;
-    use quotestream_testkit::RedisServer;
+
     use quotestream_worker::assembly::{RunOptions, Worker, WorkerError};
-    use serde_json::{Value, json};
-    use tokio_util::sync::CancellationToken;
+    use serde_json::json;
 
     use super::*;
 
@@ -408,54 +221,6 @@ mod whole_worker {
                 .collect(),
             ..RunOptions::default()
         }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn publishes_validated_alpaca_quotes_and_drops_bad_prices() {
-        let redis = RedisServer::start().unwrap();
-        let script = Script {
-            malformed_every: Some(4),
-            ..Script::at_rate(2000.0)
-        };
-        let server = start(AlpacaOptions::new(script)).await;
-        let client = redis::Client::open(redis.url()).unwrap();
-        let mut pubsub = client.get_async_pubsub().await.unwrap();
-        pubsub.subscribe("quotes.realtime").await.unwrap();
-        let mut messages = pubsub.on_message();
-        let env = [(ALPACA_KEY_ID, KEY_ID), (ALPACA_SECRET_KEY, SECRET_KEY)];
-        let worker = Worker::new(
-            config(&server.url("iex"), &redis.url()),
-            options(&env),
-            None,
-        )
-        .unwrap();
-        let metrics = worker.metrics().clone();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(worker.run(stop.clone()));
-        let mut published = Vec::new();
-        while published.len() < 200
-            || metrics
-                .validation_errors
-                .with_label_values(&["price"])
-                .get()
-                == 0
-        {
-            let msg = tokio::time::timeout(support::PATIENCE, messages.next())
-                .await
-                .expect("quotes keep coming")
-                .unwrap();
-            published.push(serde_json::from_slice::<Value>(msg.get_payload_bytes()).unwrap());
-        }
-        for m in &published {
-            assert_eq!(m["source"], "alpaca");
-            assert!(m["price"].as_f64().unwrap() > 0.0, "published: {m}");
-        }
-        stop.cancel();
-        tokio::time::timeout(support::PATIENCE, task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
     }
 
     #[test]

@@ -1,152 +1,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The yahoo-stream source against a local server speaking Yahoo's live-stream protocol
-//! (JSON subscribe frames, base64 protobuf PricingData), including its failure scripts.
+//! (JSON subscribe frames, base64 protobuf PricingData). What every streaming source does is
+//! checked for Yahoo too by the shared suite, `streaming_sources.rs`; this file holds
+//! coalescing and the decoder's fuzzing.
 
 mod support;
 
 use std::collections::BTreeSet;
 
 use quotestream_testkit::stream::Script;
-use quotestream_testkit::stream::yahoo::{MALFORMED, YahooStreamServer};
+use quotestream_testkit::stream::yahoo::YahooStreamServer;
 use quotestream_worker::sources::yahoo_stream::{YahooStream, YahooStreamConfig};
 
-use support::{StreamRun, eventually, quick_settings, set};
+use support::{StreamRun, quick_settings, set};
 
 fn protocol(server: &YahooStreamServer) -> YahooStream {
     YahooStream::new(YahooStreamConfig { url: server.url() })
-}
-
-fn tickers_in(quotes: &[quotestream_worker::quote::RawQuote]) -> BTreeSet<String> {
-    quotes.iter().map(|q| q.ticker.clone()).collect()
-}
-
-#[tokio::test]
-async fn streams_every_subscribed_ticker_in_canonical_spelling() {
-    let server = YahooStreamServer::start(Script::at_rate(2000.0), 0)
-        .await
-        .unwrap();
-    let mut run = StreamRun::start(
-        protocol(&server),
-        quick_settings(),
-        set(["AAPL", "BRK.B", "MSFT"]),
-    );
-    let quotes = run
-        .until("quotes for all three tickers", |q, _| {
-            tickers_in(q).len() == 3
-        })
-        .await;
-    assert_eq!(
-        tickers_in(&quotes),
-        ["AAPL", "BRK.B", "MSFT"].map(String::from).into()
-    );
-    let first = server.journal().frames()[0].clone();
-    assert_eq!(
-        first.text, r#"{"subscribe":["AAPL","BRK-B","MSFT"]}"#,
-        "Yahoo spelling on the wire"
-    );
-    let q = &quotes[0];
-    assert!(q.price > 0.0 && q.bid.is_some() && q.volume > 0.0 && q.source == "yfinance");
-    assert_eq!(run.metrics.source_connected.get(), 1);
-    run.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_new_assignment_changes_the_subscription_on_the_same_connection() {
-    let server = YahooStreamServer::start(Script::at_rate(2000.0), 0)
-        .await
-        .unwrap();
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL", "MSFT"]));
-    run.until("first quotes", |q, _| tickers_in(q).len() == 2)
-        .await;
-    run.tickers.send(set(["MSFT", "NVDA"])).unwrap();
-    let journal = server.journal().clone();
-    eventually("the unsubscribe and subscribe frames", || {
-        let texts: Vec<String> = journal.frames().into_iter().map(|f| f.text).collect();
-        texts.contains(&r#"{"unsubscribe":["AAPL"]}"#.to_owned())
-            && texts.contains(&r#"{"subscribe":["NVDA"]}"#.to_owned())
-    })
-    .await;
-    // After the change only the new set arrives (AAPL ticks still in flight are dropped by
-    // the source itself, not published).
-    let after = run
-        .until("NVDA quotes", |q, _| tickers_in(q).contains("NVDA"))
-        .await;
-    let later = run.until("more quotes", |q, _| q.len() >= 50).await;
-    assert!(
-        !tickers_in(&later).contains("AAPL"),
-        "a removed ticker was delivered: {:?}",
-        tickers_in(&after)
-    );
-    assert_eq!(server.connections(), 1, "the change must not reconnect");
-    assert_eq!(run.metrics.source_subscribed.get(), 2);
-    run.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_server_that_closes_mid_stream_is_reconnected_and_resubscribed() {
-    let script = Script {
-        close_after: Some(20),
-        ..Script::at_rate(2000.0)
-    };
-    let server = YahooStreamServer::start(script, 0).await.unwrap();
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL", "MSFT"]));
-    run.until("quotes after the reconnect", |q, m| {
-        q.len() > 40 && m.source_reconnects.with_label_values(&["closed"]).get() == 1
-    })
-    .await;
-    assert_eq!(server.connections(), 2);
-    let resubscribed = server
-        .journal()
-        .frames()
-        .into_iter()
-        .find(|f| f.connection == 1)
-        .unwrap();
-    assert_eq!(resubscribed.text, r#"{"subscribe":["AAPL","MSFT"]}"#);
-    run.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn a_silent_server_is_detected_and_replaced() {
-    let script = Script {
-        silent_after: Some(10),
-        ..Script::at_rate(1000.0)
-    };
-    let server = YahooStreamServer::start(script, 0).await.unwrap();
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL"]));
-    run.until("quotes from a second connection", |q, m| {
-        q.len() > 20 && m.source_reconnects.with_label_values(&["silent"]).get() == 1
-    })
-    .await;
-    assert_eq!(server.connections(), 2);
-    run.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn malformed_frames_are_counted_by_reason_and_never_delivered() {
-    let script = Script {
-        malformed_every: Some(3),
-        ..Script::at_rate(2000.0)
-    };
-    let server = YahooStreamServer::start(script, 0).await.unwrap();
-    let mut run = StreamRun::start(protocol(&server), quick_settings(), set(["AAPL", "MSFT"]));
-    let quotes = run
-        .until("every kind of bad frame", |_, m| {
-            MALFORMED
-                .iter()
-                .all(|(reason, _)| m.source_malformed.with_label_values(&[reason]).get() > 0)
-        })
-        .await;
-    assert!(
-        quotes
-            .iter()
-            .all(|q| q.price > 0.0 && ["AAPL", "MSFT"].contains(&q.ticker.as_str()))
-    );
-    assert_eq!(
-        server.connections(),
-        1,
-        "bad frames never cost the connection"
-    );
-    run.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Running a streaming source against a local vendor server, shared by the streaming-source
-//! tests (`yahoo_stream_source.rs`, `alpaca_source.rs`, `polygon_source.rs`).
+//! tests (`streaming_sources.rs`, the suite every vendor runs, and `yahoo_stream_source.rs`,
+//! `alpaca_source.rs`, `polygon_source.rs`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
