@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
         DATABASE_URL=postgres://quotes@127.0.0.1:5432/market quotestream-store            # serve on 0.0.0.0:8080\n  \
         quotestream-store serve --listen 127.0.0.1:9090 --database-url postgres://quotes@db/market\n  \
         quotestream-store migrate --database-url postgres://quotes@db/market              # apply the migrations and exit\n  \
+        quotestream-store openapi > openapi.json                                          # the API description, no database needed\n  \
         curl -s localhost:8080/health | jq .checks"
 )]
 pub struct Cli {
@@ -37,10 +38,11 @@ impl Cli {
     {
         use clap::Parser as _;
         let mut args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-        let named = args
-            .iter()
-            .skip(1)
-            .any(|a| ["serve", "migrate", "help"].iter().any(|s| a == s));
+        let named = args.iter().skip(1).any(|a| {
+            ["serve", "migrate", "openapi", "help"]
+                .iter()
+                .any(|s| a == s)
+        });
         let top_level = args.len() == 2
             && ["-h", "--help", "-V", "--version"]
                 .iter()
@@ -73,6 +75,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply the migrations and exit.
     Migrate(DbArgs),
+    /// Print the OpenAPI document of every route (what GET /openapi.json serves) and exit.
+    Openapi,
 }
 
 /// Where the quotes live.

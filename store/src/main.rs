@@ -27,6 +27,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => server::serve(args).await,
             Command::Migrate(args) => server::migrate_only(args).await,
+            Command::Openapi => quotestream_store::openapi::spec()
+                .to_pretty_json()
+                .map(|json| println!("{json}"))
+                .map_err(anyhow::Error::from),
         }
     });
     match result {
