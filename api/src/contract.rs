@@ -22,6 +22,9 @@ pub mod env {
     pub const REPLAY_FILE: &str = "QUOTESTREAM_REPLAY_FILE";
     /// The Redis URL (filled from `spec.sinks.redis.urlSecretRef`).
     pub const REDIS_URL: &str = "REDIS_URL";
+    /// Path of a PEM file of the CA certificates a `rediss://` connection trusts (instead of the
+    /// system's): a Redis with a private CA.
+    pub const REDIS_CA_FILE: &str = "QUOTESTREAM_REDIS_CA_FILE";
     /// The PostgreSQL connection string (filled from `spec.sinks.postgres.dsnSecretRef`).
     pub const DATABASE_URL: &str = "DATABASE_URL";
     /// The storage API's base URL; set it through `spec.worker.env` (e.g. from a Secret) when
@@ -38,6 +41,7 @@ pub mod env {
     /// flags, which clap reads).
     pub const WORKER_READS: &[&str] = &[
         REDIS_URL,
+        REDIS_CA_FILE,
         DATABASE_URL,
         STORAGE_URL,
         REPLAY_FILE,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use quotestream_api::crd::{RedisFormat, RedisSink as RedisSpec};
-use quotestream_testkit::RedisServer;
+use quotestream_testkit::{RedisServer, TestCerts};
 use quotestream_worker::health::Health;
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::queue::{self, FullPolicy, QueueSender};
@@ -286,5 +286,108 @@ async fn an_outage_is_counted_and_publishing_resumes_after_restart() {
     };
     let v: Value = serde_json::from_slice(got.get_payload_bytes()).unwrap();
     assert_eq!(v["ticker"], "NVDA");
+    sink.stop().await;
+}
+
+/// Log output of the current thread (the sink runs on the test's single-threaded runtime).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// A subscriber to `channel` over TLS, trusting `ca`.
+async fn subscribe_tls(url: &str, ca: &std::path::Path, channel: &str) -> redis::aio::PubSub {
+    let client = redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(ca).unwrap()),
+        },
+    )
+    .unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    pubsub
+}
+
+#[tokio::test]
+async fn rediss_with_the_servers_ca_publishes() {
+    quotestream_runtime::install_crypto_provider();
+    let certs = TestCerts::generate().unwrap();
+    let redis = RedisServer::start_tls_only(&certs).unwrap();
+    assert!(redis.url().starts_with("rediss://"), "{}", redis.url());
+    let mut sub = subscribe_tls(&redis.url(), &certs.ca(), "quotes.realtime").await;
+    let mut messages = sub.on_message();
+    let mut c = config(redis.url(), RedisFormat::Plain, Duration::from_secs(3600));
+    c.ca_file = Some(certs.ca());
+    let sink = start(c);
+    sink.send(vec![quote("AAPL", 1_768_919_415_123)]).await;
+    assert_eq!(next_json(&mut messages).await["ticker"], "AAPL");
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn rediss_with_another_ca_publishes_nothing_and_logs_the_certificate_error() {
+    quotestream_runtime::install_crypto_provider();
+    let certs = TestCerts::generate().unwrap();
+    let other = TestCerts::generate().unwrap();
+    let redis = RedisServer::start_tls_only(&certs).unwrap();
+    let logs = Captured::default();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let mut c = config(redis.url(), RedisFormat::Plain, Duration::from_secs(3600));
+    c.ca_file = Some(other.ca());
+    let sink = start(c);
+    sink.send(vec![quote("AAPL", 1_768_919_415_123)]).await;
+    assert!(
+        eventually(|| sink
+            .metrics
+            .redis_publish_errors
+            .with_label_values(&["quotes.realtime"])
+            .get()
+            > 0)
+        .await,
+        "the publish fails; log:\n{}",
+        logs.text()
+    );
+    assert_eq!(
+        sink.metrics
+            .redis_publishes
+            .with_label_values(&["quotes.realtime"])
+            .get(),
+        0
+    );
+    let text = logs.text();
+    assert!(
+        text.contains("Redis unavailable") && text.contains("UnknownIssuer"),
+        "the log says the certificate is not trusted:\n{text}"
+    );
     sink.stop().await;
 }

@@ -4,6 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::process::{Guarded, find_program};
+use crate::tls::TestCerts;
 use crate::{Result, TestkitError, free_port, io_err, wait_until};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -15,6 +16,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     process: Guarded,
     password: Option<String>,
+    /// Certificate and key of a TLS-only server (`--port 0 --tls-port`).
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl RedisServer {
@@ -28,18 +31,34 @@ impl RedisServer {
         Self::start_with(Some(password.to_owned()))
     }
 
+    /// Starts a server that speaks only TLS (no plain port), with the server certificate of
+    /// `certs` and no client certificates asked for: clients connect with `rediss://` and
+    /// must trust [`TestCerts::ca`].
+    pub fn start_tls_only(certs: &TestCerts) -> Result<Self> {
+        Self::start_inner(None, Some(certs))
+    }
+
     fn start_with(password: Option<String>) -> Result<Self> {
+        Self::start_inner(password, None)
+    }
+
+    fn start_inner(password: Option<String>, certs: Option<&TestCerts>) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("qs-redis-")
             .tempdir()
             .map_err(io_err("creating a temp dir for redis"))?;
+        let tls = match certs {
+            Some(c) => Some(c.install_server_files(dir.path())?),
+            None => None,
+        };
         let port = free_port().map_err(io_err("picking a free port"))?;
-        let process = launch(port, dir.path(), password.as_deref())?;
+        let process = launch(port, dir.path(), password.as_deref(), tls.as_ref())?;
         let mut server = Self {
             port,
             dir,
             process,
             password,
+            tls,
         };
         server.wait_ready()?;
         Ok(server)
@@ -49,8 +68,12 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>/0` (with the password when the server has one).
+    /// `redis://127.0.0.1:<port>/0` (with the password when the server has one), or
+    /// `rediss://127.0.0.1:<port>/0` for a TLS-only server.
     pub fn url(&self) -> String {
+        if self.tls.is_some() {
+            return format!("rediss://127.0.0.1:{}/0", self.port);
+        }
         match &self.password {
             Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
             None => format!("redis://127.0.0.1:{}/0", self.port),
@@ -65,7 +88,12 @@ impl RedisServer {
     /// Starts the server again on the same port after [`RedisServer::stop`].
     pub fn restart(&mut self) -> Result<()> {
         self.process.kill();
-        self.process = launch(self.port, self.dir.path(), self.password.as_deref())?;
+        self.process = launch(
+            self.port,
+            self.dir.path(),
+            self.password.as_deref(),
+            self.tls.as_ref(),
+        )?;
         self.wait_ready()
     }
 
@@ -101,11 +129,16 @@ impl RedisServer {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
+        let tls = self.tls.is_some();
         let ready = wait_until(READY_TIMEOUT, || {
+            // A TLS-only server cannot be PINGed in plain text: it listens once it is ready.
             self.process.exited()
-                || self
-                    .command(&["PING"])
-                    .is_ok_and(|r| r.starts_with("+PONG"))
+                || if tls {
+                    TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                } else {
+                    self.command(&["PING"])
+                        .is_ok_and(|r| r.starts_with("+PONG"))
+                }
         });
         if ready && !self.process.exited() {
             return Ok(());
@@ -126,29 +159,35 @@ fn encode(args: &[&str]) -> Vec<u8> {
     out
 }
 
-fn launch(port: u16, dir: &std::path::Path, password: Option<&str>) -> Result<Guarded> {
+fn launch(
+    port: u16,
+    dir: &std::path::Path,
+    password: Option<&str>,
+    tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<Guarded> {
     let program = find_program("redis-server", &[])?;
     let mut cmd = Command::new(program);
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ])
-    .args([
-        "--daemonize",
-        "no",
-        "--protected-mode",
-        "yes",
-        "--loglevel",
-        "warning",
-    ])
-    .arg("--dir")
-    .arg(dir);
+    match tls {
+        None => cmd.args(["--port", &port.to_string()]),
+        Some((cert, key)) => cmd
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key)
+            .args(["--tls-auth-clients", "no"]),
+    };
+    cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+        ])
+        .arg("--dir")
+        .arg(dir);
     if let Some(p) = password {
         cmd.args(["--requirepass", p]);
     }

@@ -1,9 +1,13 @@
 //! Settings of the Redis Pub/Sub sink (`spec.sinks.redis`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use quotestream_api::contract::{self, env::REDIS_URL};
+use quotestream_api::contract::{
+    self,
+    env::{REDIS_CA_FILE, REDIS_URL},
+};
 use quotestream_api::crd::{RedisFormat, RedisSink};
 
 #[derive(Clone, PartialEq)]
@@ -18,6 +22,9 @@ pub struct RedisConfig {
     pub heartbeat_every: Duration,
     /// Publishes per pipeline round trip.
     pub pipeline_max: usize,
+    /// The CA certificates (PEM) a `rediss://` connection trusts instead of the system's
+    /// (`QUOTESTREAM_REDIS_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The URL may carry a password: `Debug` (what `?config` logs) shows it redacted.
@@ -31,6 +38,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("producer", &self.producer)
             .field("heartbeat_every", &self.heartbeat_every)
             .field("pipeline_max", &self.pipeline_max)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -66,8 +74,17 @@ impl RedisConfig {
                 redact(&url)
             ));
         }
+        let ca_file =
+            contract::env_or_spec(env, REDIS_CA_FILE, None).map(|(p, _)| PathBuf::from(p));
+        if ca_file.is_some() && !url.starts_with("rediss://") {
+            return Err(format!(
+                "{REDIS_CA_FILE} is set but the Redis URL is not rediss:// (got {}): a CA is only used over TLS; use rediss://",
+                redact(&url)
+            ));
+        }
         Ok(Self {
             url,
+            ca_file,
             channel: spec.channel.clone(),
             health_channel: spec.health_channel.clone(),
             format: spec.format,
@@ -75,6 +92,33 @@ impl RedisConfig {
             heartbeat_every: Duration::from_secs(30),
             pipeline_max: 1000,
         })
+    }
+}
+
+impl RedisConfig {
+    /// The client for [`RedisConfig::url`]: over TLS with [`RedisConfig::ca_file`] as the
+    /// trusted roots when it is set. The file is read here, so a missing or unusable one is an
+    /// error that names it.
+    pub fn client(&self) -> Result<redis::Client, String> {
+        let Some(path) = &self.ca_file else {
+            return redis::Client::open(self.url.as_str())
+                .map_err(|e| format!("Redis URL {}: {e}", redact(&self.url)));
+        };
+        let bad = |why: String| format!("{REDIS_CA_FILE} {}: {why}", path.display());
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(bad(
+                "no -----BEGIN CERTIFICATE----- block in it; mount the CA certificate (PEM)".into(),
+            ));
+        }
+        redis::Client::build_with_tls(
+            self.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            },
+        )
+        .map_err(|e| bad(format!("with Redis URL {}: {e}", redact(&self.url))))
     }
 }
 
@@ -130,5 +174,49 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_ca_file_needs_rediss_and_a_readable_pem() {
+        let env = |url: &str, ca: &str| {
+            HashMap::from([
+                (REDIS_URL.to_owned(), url.to_owned()),
+                (REDIS_CA_FILE.to_owned(), ca.to_owned()),
+            ])
+        };
+        let err = RedisConfig::from_spec(
+            &spec(None, true),
+            &env("redis://r:6379/0", "/ca.pem"),
+            "/p".into(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(REDIS_CA_FILE) && err.contains("use rediss://"),
+            "{err}"
+        );
+        let missing = "/nonexistent/quotestream-ca.pem";
+        let c = RedisConfig::from_spec(
+            &spec(None, true),
+            &env("rediss://r:6380/0", missing),
+            "/p".into(),
+        )
+        .unwrap();
+        assert_eq!(c.ca_file.as_deref(), Some(std::path::Path::new(missing)));
+        let err = c.client().unwrap_err();
+        assert!(
+            err.contains(REDIS_CA_FILE) && err.contains(missing),
+            "{err}"
+        );
+        let not_pem = std::env::temp_dir().join(format!("qs-redis-ca-{}.pem", std::process::id()));
+        std::fs::write(&not_pem, "hello").unwrap();
+        let c = RedisConfig::from_spec(
+            &spec(None, true),
+            &env("rediss://r:6380/0", &not_pem.display().to_string()),
+            "/p".into(),
+        )
+        .unwrap();
+        let err = c.client().unwrap_err();
+        let _ = std::fs::remove_file(&not_pem);
+        assert!(err.contains("no -----BEGIN CERTIFICATE-----"), "{err}");
     }
 }

@@ -58,8 +58,7 @@ impl RedisSink {
 
     fn connect(&self) -> Result<ConnectionManager, SinkError> {
         let config_err = |reason: String| SinkError::Config { sink: NAME, reason };
-        let client = redis::Client::open(self.config.url.as_str())
-            .map_err(|e| config_err(format!("Redis URL {}: {e}", redact(&self.config.url))))?;
+        let client = self.config.client().map_err(config_err)?;
         let manager = ConnectionManagerConfig::new()
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(5))
