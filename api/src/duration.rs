@@ -7,18 +7,51 @@ use std::time::Duration;
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{input:?} is not a duration: {why}; write a number followed by a unit (ns, us, ms, s, m, h), e.g. 500ms, 5s, 1m30s"
-)]
-pub struct DurationError {
-    input: String,
-    why: &'static str,
+pub enum DurationError {
+    #[error(
+        "{input:?} is not a duration: {why}; write a number followed by a unit (ns, us, ms, s, m, h), e.g. 500ms, 5s, 1m30s"
+    )]
+    Malformed { input: String, why: &'static str },
+    #[error("{input:?} is out of range: use a duration between {} and {}", format(*.min), format(*.max))]
+    OutOfRange {
+        input: String,
+        min: Duration,
+        max: Duration,
+    },
+}
+
+/// The durations a setting accepts, both ends included. Every duration a worker or store acts
+/// on goes through one: a zero period panics `tokio::time::interval`, and a duration near
+/// `u64::MAX` nanoseconds overflows an `Instant` it is added to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Bounds {
+    pub const fn new(min: Duration, max: Duration) -> Self {
+        Self { min, max }
+    }
+
+    /// Parses `input` and checks it is within the bounds.
+    pub fn parse(&self, input: &str) -> Result<Duration, DurationError> {
+        let d = parse(input)?;
+        if d < self.min || d > self.max {
+            return Err(DurationError::OutOfRange {
+                input: input.to_owned(),
+                min: self.min,
+                max: self.max,
+            });
+        }
+        Ok(d)
+    }
 }
 
 /// Parses a Go duration string. Negative durations and a bare `0` are rejected: no field of a
 /// QuoteStream takes either.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
-    let err = |why| DurationError {
+    let err = |why| DurationError::Malformed {
         input: input.to_owned(),
         why,
     };
@@ -120,7 +153,32 @@ mod tests {
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
     }
 
+    #[test]
+    fn bounds_refuse_zero_and_huge_durations_naming_the_range() {
+        let bounds = Bounds::new(Duration::from_millis(1), Duration::from_secs(3600));
+        assert_eq!(bounds.parse("5s"), Ok(Duration::from_secs(5)));
+        for bad in ["0s", "0ms", "2h", "5000000h"] {
+            let err = bounds.parse(bad).unwrap_err().to_string();
+            assert!(err.contains("between 1ms and 1h"), "{bad}: {err}");
+        }
+        assert!(
+            bounds
+                .parse("-1s")
+                .unwrap_err()
+                .to_string()
+                .contains("e.g. 500ms")
+        );
+    }
+
     proptest! {
+        #[test]
+        fn bounded_parse_never_panics_and_stays_within_bounds(input in "\\PC{0,24}|[0-9.]{1,30}(ns|us|ms|s|m|h)") {
+            let bounds = Bounds::new(Duration::from_millis(1), Duration::from_secs(3600));
+            if let Ok(d) = bounds.parse(&input) {
+                prop_assert!(d >= bounds.min && d <= bounds.max);
+            }
+        }
+
         #[test]
         fn format_then_parse_round_trips(ms in 1u64..10_000_000) {
             let d = Duration::from_millis(ms);

@@ -236,8 +236,15 @@ impl Worker {
         let tickers = parse_tickers(&config.tickers)?;
         metrics.active_tickers.set(tickers.len() as i64);
         let (tickers, _) = watch::channel(tickers);
-        let interval = quotestream_api::duration::parse(&config.interval)
+        let interval = crate::bounds::INTERVAL
+            .parse(&config.interval)
             .map_err(|e| WorkerError::Config(format!("interval: {e}")))?;
+        if !(config.requests_per_hour.is_finite() && config.requests_per_hour > 0.0) {
+            return Err(WorkerError::Config(format!(
+                "requestsPerHour is {}; it must be a positive number (the stream's spec.source.rateLimit.requestsPerHour divided by its shards)",
+                config.requests_per_hour
+            )));
+        }
         let source = build_source(&config, &options)?;
         let mut sinks = Vec::new();
         if let Some(view) = console {
@@ -523,5 +530,120 @@ mod tests {
             }
         }
         assert_eq!(SOURCES.len(), 6, "one row per source type");
+    }
+
+    use proptest::prelude::*;
+
+    /// worker.json with `field` (a JSON pointer) set to `value`.
+    fn config_with(
+        source: serde_json::Value,
+        field: &str,
+        value: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut json = serde_json::json!({
+            "namespace": "default", "stream": "demo", "shard": 0, "shards": 1,
+            "tickers": ["AAPL"], "interval": "1s", "requestsPerHour": 600.0,
+            "source": source,
+            "sinks": {"storage": {"url": "http://127.0.0.1:1", "batchSize": 10}},
+        });
+        if let Some(slot) = json.pointer_mut(field) {
+            *slot = value;
+        }
+        json
+    }
+
+    fn any_duration_text() -> impl Strategy<Value = String> {
+        "-?[0-9]{1,22}(\\.[0-9]{1,9})?(ns|us|ms|s|m|h)|0|\\PC{0,10}"
+    }
+
+    fn any_number() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from(0)),
+            Just(serde_json::Value::from(-1)),
+        ]
+    }
+
+    /// One field of worker.json set to an arbitrary value, on a source that reads it.
+    fn any_bad_field() -> impl Strategy<Value = (serde_json::Value, &'static str, serde_json::Value)>
+    {
+        let yahoo = serde_json::json!({"type": "yahoo", "yahoo": {"timeout": "1s", "symbolsPerRequest": 50}});
+        let stream =
+            serde_json::json!({"type": "yahoo-stream", "coalesce": "1s", "idleTimeout": "30s"});
+        let replay = serde_json::json!({"type": "replay", "replay": {"configMapKeyRef": {"name": "r", "key": "k"}, "speedPercent": 100}});
+        let synthetic =
+            serde_json::json!({"type": "synthetic", "synthetic": {"volatilityPercent": 30}});
+        let text = |source: &serde_json::Value, field: &'static str| {
+            let source = source.clone();
+            any_duration_text()
+                .prop_map(move |t| (source.clone(), field, serde_json::Value::from(t)))
+        };
+        let number = |source: &serde_json::Value, field: &'static str| {
+            let source = source.clone();
+            any_number().prop_map(move |n| (source.clone(), field, n))
+        };
+        prop_oneof![
+            text(&synthetic, "/interval"),
+            text(&yahoo, "/source/yahoo/timeout"),
+            text(&stream, "/source/coalesce"),
+            text(&stream, "/source/idleTimeout"),
+            number(&yahoo, "/requestsPerHour"),
+            number(&yahoo, "/source/yahoo/symbolsPerRequest"),
+            number(&replay, "/source/replay/speedPercent"),
+            number(&synthetic, "/source/synthetic/volatilityPercent"),
+            number(&synthetic, "/sinks/storage/batchSize"),
+            number(&synthetic, "/shard"),
+        ]
+    }
+
+    /// The field's last segment, as the error message spells it.
+    fn field_name(pointer: &str) -> &str {
+        pointer.rsplit('/').next().unwrap_or(pointer)
+    }
+
+    proptest! {
+        /// Whatever one field of worker.json holds, the worker is built or refused with a
+        /// message naming that field; what is built ticks at a non-zero interval. (The binary
+        /// turns the refusal into exit 1: worker_process.rs.)
+        #[test]
+        fn any_bad_value_is_refused_naming_its_field((source, field, value) in any_bad_field()) {
+            let json = config_with(source, field, value).to_string();
+            let config = match crate::config_file::parse(&json) {
+                Ok(c) => c,
+                // serde's own refusal (an out-of-range integer, a float for an integer).
+                Err(e) => {
+                    prop_assert!(e.contains(field_name(field)), "{} not named in: {}", field, e);
+                    return Ok(());
+                }
+            };
+            match Worker::new(config, RunOptions::default(), None) {
+                Ok(worker) => {
+                    prop_assert!(!worker.interval.is_zero());
+                    prop_assert!(worker.interval <= crate::bounds::INTERVAL.max);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.contains(field_name(field)), "{} not named in: {}", field, msg);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_interval_is_refused() {
+        let json = config_with(
+            serde_json::json!({"type": "synthetic"}),
+            "/interval",
+            "0s".into(),
+        );
+        let config: WorkerConfig = serde_json::from_value(json).unwrap();
+        let err = Worker::new(config, RunOptions::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("interval") && err.contains("between 1ms and 1h"),
+            "{err}"
+        );
     }
 }

@@ -14,11 +14,21 @@ use crate::assembly::{ReloadHandle, WorkerError, parse_tickers};
 pub fn load(path: &Path) -> Result<WorkerConfig, WorkerError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| WorkerError::Config(format!("reading {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
+    parse(&text).map_err(|e| {
         WorkerError::Config(format!(
             "{} is not a worker configuration: {e}",
             path.display()
         ))
+    })
+}
+
+/// Parses worker.json; an error names the field it is about (`sinks.storage.batchSize:
+/// invalid value: integer `-1`, expected i32`), not only a line and column.
+pub fn parse(text: &str) -> Result<WorkerConfig, String> {
+    let mut json = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let field = e.path().to_string();
+        format!("{field}: {}", e.into_inner())
     })
 }
 

@@ -7,6 +7,7 @@
 //! source back; Redis Pub/Sub drops its oldest batches instead and counts them.
 
 pub mod assembly;
+pub mod bounds;
 pub mod config_file;
 pub mod health;
 pub mod local;

@@ -12,7 +12,7 @@ use quotestream_api::contract;
 use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::local::{self, LocalOptions, LocalStream};
 use quotestream_worker::quote::{validate, wire};
-use quotestream_worker::{config_file, server};
+use quotestream_worker::{bounds, config_file, server};
 
 /// The quotestream worker: streams one shard of a QuoteStream from its source to its sinks.
 #[derive(Debug, Parser)]
@@ -52,21 +52,21 @@ enum Command {
         #[arg(long, env = contract::env::LISTEN, default_value = contract::LISTEN_ADDR)]
         listen: SocketAddr,
         /// Time the sinks get to drain on SIGTERM (keep it below the pod's grace period).
-        #[arg(long, env = contract::env::GRACE, default_value = contract::WORKER_GRACE, value_parser = parse_duration)]
+        #[arg(long, env = contract::env::GRACE, default_value = contract::WORKER_GRACE, value_parser = parse_grace)]
         grace: Duration,
         /// How often the configuration file is checked for a new ticker list.
-        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = parse_reload_every)]
         reload_every: Duration,
     },
     /// Run the example S&P 500 stream locally: every shard in this process, synthetic quotes,
     /// a live summary; publishes to Redis too when REDIS_URL is set.
     Local {
-        /// Number of shards (default: the example's 4).
-        #[arg(long)]
-        shards: Option<usize>,
+        /// Number of shards, 1-1024 (default: the example's 4).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        shards: Option<u16>,
         /// Tick of the synthetic market, a Go duration (default: the example's 5s is slow to
         /// watch, so 1s).
-        #[arg(long, default_value = "1s")]
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: String,
         /// Seed of the synthetic market.
         #[arg(long, default_value_t = 1)]
@@ -75,7 +75,7 @@ enum Command {
         #[arg(long)]
         tickers_file: Option<PathBuf>,
         /// Stop after this long (default: run until Ctrl-C).
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = parse_local_duration)]
         duration: Option<Duration>,
         /// Stream from a streaming source instead of the synthetic market: yahoo-stream,
         /// alpaca or polygon, served at --source-url (`SOURCE=alpaca make run` starts a local
@@ -94,12 +94,44 @@ enum Command {
     },
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    quotestream_api::duration::parse(s).map_err(|e| e.to_string())
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    bounds::GRACE.parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_reload_every(s: &str) -> Result<Duration, String> {
+    bounds::RELOAD_EVERY.parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_local_duration(s: &str) -> Result<Duration, String> {
+    bounds::LOCAL_DURATION.parse(s).map_err(|e| e.to_string())
+}
+
+/// Checked here so the error names `--interval`; the worker keeps the text (worker.json's form).
+fn parse_interval(s: &str) -> Result<String, String> {
+    bounds::INTERVAL
+        .parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// Parses the command line. A bad value exits 1 (like every other refusal of this binary) with
+/// clap's message, which names the flag; `--help` and `--version` exit 0.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let local = matches!(cli.command, Command::Local { .. });
     init_tracing(cli.log_format, local);
     quotestream_runtime::install_crypto_provider();
@@ -137,7 +169,7 @@ fn main() -> ExitCode {
                     })
                     .transpose()?;
                 let opts = LocalOptions {
-                    shards,
+                    shards: shards.map(usize::from),
                     interval: Some(interval),
                     seed,
                     tickers,
@@ -241,4 +273,67 @@ fn check(file: &PathBuf) -> anyhow::Result<usize> {
     }
     println!("{valid} valid, {invalid} invalid");
     Ok(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("quotestream-worker").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn zero_durations_are_refused_naming_the_flag() {
+        for (args, flag) in [
+            (vec!["run", "--reload-every", "0s"], "--reload-every"),
+            (vec!["run", "--grace", "0ms"], "--grace"),
+            (vec!["local", "--interval", "0s"], "--interval"),
+            (vec!["local", "--duration", "0s"], "--duration"),
+            (vec!["local", "--shards", "0"], "--shards"),
+        ] {
+            let err = parse(&args)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+    }
+
+    proptest! {
+        /// Any text for a duration flag either parses within the flag's bounds or is an error
+        /// naming the flag; nothing panics.
+        #[test]
+        fn duration_flags_never_accept_what_the_runtime_cannot_use(
+            text in "-?[0-9]{1,22}(\\.[0-9]{1,9})?(ns|us|ms|s|m|h)|\\PC{0,12}",
+        ) {
+            // `--flag=value`: a value starting with `-` is still the flag's value.
+            let (grace, reload) = (format!("--grace={text}"), format!("--reload-every={text}"));
+            match parse(&["run", &grace, &reload]) {
+                Ok(Cli { command: Command::Run { grace, reload_every, .. }, .. }) => {
+                    prop_assert!(grace >= bounds::GRACE.min && grace <= bounds::GRACE.max);
+                    prop_assert!(reload_every >= bounds::RELOAD_EVERY.min && reload_every <= bounds::RELOAD_EVERY.max);
+                }
+                Ok(_) => prop_assert!(false, "parsed as another command"),
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.contains("--grace") || msg.contains("--reload-every"), "{}", msg);
+                }
+            }
+            let (interval, duration) = (format!("--interval={text}"), format!("--duration={text}"));
+            match parse(&["local", &interval, &duration]) {
+                Ok(Cli { command: Command::Local { interval, duration, .. }, .. }) => {
+                    let interval = bounds::INTERVAL.parse(&interval);
+                    prop_assert!(interval.is_ok_and(|d| !d.is_zero()));
+                    prop_assert!(duration.is_some_and(|d| !d.is_zero()));
+                }
+                Ok(_) => prop_assert!(false, "parsed as another command"),
+                Err(e) => {
+                    let msg = e.to_string();
+                    prop_assert!(msg.contains("--interval") || msg.contains("--duration"), "{}", msg);
+                }
+            }
+        }
+    }
 }

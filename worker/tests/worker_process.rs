@@ -209,3 +209,86 @@ async fn a_broken_configuration_fails_fast_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+/// Zero and overflowing durations, and out-of-range sizes, from the command line and from
+/// worker.json: each exits 1 with a message naming the setting. A zero interval used to reach
+/// `tokio::time::interval` and panic (exit 101 here, an abort with 134 in a release build).
+#[tokio::test]
+async fn bad_values_exit_1_naming_the_setting_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    write(&good, &worker_config(&["AAPL"], "redis://127.0.0.1:1/0"));
+    let good = good.to_str().unwrap().to_owned();
+    let mut cases: Vec<(Vec<String>, &str)> = [
+        (
+            vec!["local", "--interval", "0s", "--duration", "2s"],
+            "--interval",
+        ),
+        (
+            vec!["local", "--interval", "5000000h", "--duration", "2s"],
+            "--interval",
+        ),
+        (vec!["local", "--duration", "0s"], "--duration"),
+        (
+            vec!["local", "--shards", "0", "--duration", "2s"],
+            "--shards",
+        ),
+        (
+            vec!["run", "--config", &good, "--reload-every", "0s"],
+            "--reload-every",
+        ),
+        (vec!["run", "--config", &good, "--grace", "0s"], "--grace"),
+        (vec!["run", "--config", &good, "--grace=-5s"], "--grace"),
+    ]
+    .into_iter()
+    .map(|(args, field)| (args.into_iter().map(str::to_owned).collect(), field))
+    .collect();
+    for (i, (pointer, value, named)) in [
+        ("/interval", json!("0s"), "interval"),
+        ("/interval", json!("0ms"), "interval"),
+        ("/interval", json!("5000000h"), "interval"),
+        ("/requestsPerHour", json!(-1.0), "requestsPerHour"),
+        ("/sinks", json!({"storage": {"url": "http://127.0.0.1:1", "batchSize": 0}}), "batchSize"),
+        ("/sinks", json!({"storage": {"url": "http://127.0.0.1:1", "batchSize": -3}}), "batchSize"),
+        ("/sinks", json!({"storage": {"url": "http://127.0.0.1:1", "batchSize": 99999999999i64}}), "batchSize"),
+        ("/source", json!({"type": "yahoo", "yahoo": {"timeout": "0s"}}), "timeout"),
+        ("/source", json!({"type": "polygon", "idleTimeout": "0s", "polygon": {"apiKeySecretRef": {"name": "k", "key": "k"}}}), "idleTimeout"),
+        ("/source", json!({"type": "replay", "replay": {"configMapKeyRef": {"name": "r", "key": "k"}, "speedPercent": -100}}), "speedPercent"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut config = worker_config(&["AAPL"], "redis://127.0.0.1:1/0");
+        *config.pointer_mut(pointer).unwrap() = value;
+        let path = dir.path().join(format!("bad-{i}.json"));
+        write(&path, &config);
+        cases.push((
+            vec!["run".into(), "--config".into(), path.to_str().unwrap().into()],
+            named,
+        ));
+    }
+    for (args, named) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_quotestream-worker"))
+            .args(&args)
+            .args(
+                ["--listen", "127.0.0.1:0"]
+                    .iter()
+                    .filter(|_| args[0] == "run"),
+            )
+            .env("POLYGON_API_KEY", "test-key")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} must exit 1, got {:?}: {stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains(named),
+            "{args:?}: {named} not named in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

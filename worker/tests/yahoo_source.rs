@@ -488,3 +488,18 @@ async fn the_local_server_speaks_yahoos_protocol() {
     }
     server.stop();
 }
+
+/// A 60 MB answer (streamed without a Content-Length) is refused once 8 MiB are read, not
+/// buffered: the chunk is given up for the cycle and counted as
+/// `streamer_errors_total{type="oversized"}`; the next cycle is whole.
+#[tokio::test]
+async fn a_60_mb_body_is_refused_and_counted() {
+    let server = YahooServer::start().await.unwrap();
+    server.inject(Fault::HugeBody, 1);
+    let mut run = start(server, set(many(10)), Duration::from_millis(20)).await;
+    let whole = run.next_batch().await;
+    assert_eq!(whole.len(), 10, "the cycle after the refused body is whole");
+    assert_eq!(run.errors("oversized"), 1);
+    assert_eq!(run.errors("fetch"), 0);
+    run.stop().await;
+}

@@ -76,3 +76,70 @@ mod fuzz {
         }
     }
 }
+
+/// A 60 MB message — one frame, or 1 MiB fragments that each pass a frame limit — is refused
+/// as it arrives, never buffered whole: the connection is replaced and the refusal counted as
+/// `streamer_source_reconnects_total{reason="oversized"}`, and nothing of it reaches the decoder.
+#[tokio::test]
+async fn a_60_mb_message_is_refused_not_buffered() {
+    use futures_util::{SinkExt, StreamExt};
+    use quotestream_testkit::stream::{Peer, WsServer};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+    const HUGE: usize = 60 << 20;
+    const PIECE: usize = 1 << 20;
+    // Connection 0 sends the message in fragments, connection 1 in one frame; both after the
+    // subscribe frame, as Yahoo would send ticks.
+    let hostile = WsServer::start(0, move |mut peer: Peer| async move {
+        let _subscribe = peer.socket.next().await;
+        let piece = Bytes::from(vec![b'A'; PIECE]);
+        let result = if peer.index == 0 {
+            let mut r = Ok(());
+            for i in 0..HUGE / PIECE {
+                let opcode = if i == 0 {
+                    OpCode::Data(Data::Text)
+                } else {
+                    OpCode::Data(Data::Continue)
+                };
+                let last = i + 1 == HUGE / PIECE;
+                r = peer
+                    .socket
+                    .feed(Message::Frame(Frame::message(piece.clone(), opcode, last)))
+                    .await;
+                if r.is_err() {
+                    break;
+                }
+            }
+            r.and(peer.socket.flush().await)
+        } else {
+            peer.socket.send(Message::text("A".repeat(HUGE))).await
+        };
+        // The client hangs up on us; keep the socket until then.
+        let _ = result;
+        while let Some(Ok(_)) = peer.socket.next().await {}
+    })
+    .await
+    .unwrap();
+    let protocol = YahooStream::new(YahooStreamConfig {
+        url: hostile.url("/"),
+    });
+    let mut run = StreamRun::start(protocol, quick_settings(), set(["AAPL"]));
+    let oversized = |m: &quotestream_worker::metrics::Metrics| {
+        m.source_reconnects.with_label_values(&["oversized"]).get()
+    };
+    run.until("both 60 MB messages refused", |_, m| oversized(m) >= 2)
+        .await;
+    for reason in ["bad_json", "bad_base64", "bad_protobuf"] {
+        assert_eq!(
+            run.metrics
+                .source_malformed
+                .with_label_values(&[reason])
+                .get(),
+            0,
+            "the message reached the decoder ({reason}): it was buffered whole"
+        );
+    }
+    run.stop().await.unwrap();
+}

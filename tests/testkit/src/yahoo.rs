@@ -54,7 +54,14 @@ pub enum Fault {
     /// `regularMarketVolume`, `regularMarketOpen`, `regularMarketDayHigh` and
     /// `regularMarketDayLow` (usable, without the optional parts).
     MissingFields,
+    /// 200 with a JSON content type and a body of [`HUGE_BODY_BYTES`] streamed in 1 MiB chunks
+    /// without a Content-Length (a broken proxy, an attack): only a client that counts what it
+    /// reads can stop it.
+    HugeBody,
 }
+
+/// Size of the [`Fault::HugeBody`] answer.
+pub const HUGE_BODY_BYTES: usize = 60 << 20;
 
 /// One quote request as the server saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +298,23 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<String>)
         .into_response()
 }
 
+fn huge_body() -> Response {
+    const CHUNK: usize = 1 << 20;
+    let chunk = axum::body::Bytes::from(vec![b' '; CHUNK]);
+    let chunks = futures_util::stream::iter(
+        (0..HUGE_BODY_BYTES / CHUNK).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        )],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
+}
+
 fn too_many_requests() -> Response {
     text(
         StatusCode::TOO_MANY_REQUESTS,
@@ -438,6 +462,7 @@ fn answer(
                 r#"{"quoteResponse":{"result":[{"language":"en-US","region":"US","quoteType":"EQUI"#,
             ));
         }
+        Some(Fault::HugeBody) => return Plan::Respond(huge_body()),
         Some(Fault::MissingFields) | None => {}
     }
     let valid_session = inner.generation > 0

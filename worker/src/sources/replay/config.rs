@@ -42,10 +42,20 @@ impl Connector for ReplayConfig {
         let path = contract::env_value(env, REPLAY_FILE)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(REPLAY_DIR).join(&spec.config_map_key_ref.key));
+        let speed_percent = spec.speed_percent.unwrap_or(100);
+        // The CRD bounds it; a hand-written worker.json is checked here.
+        if !(0..=100_000).contains(&speed_percent) {
+            return Err(ConfigError::Invalid {
+                field: "spec.source.replay.speedPercent",
+                value: speed_percent.to_string(),
+                fix: "use 0 to 100000 (0 plays as fast as the sinks accept, 100 in real time)"
+                    .into(),
+            });
+        }
         Ok(Self {
             path,
             format: spec.format.unwrap_or(ReplayFormat::Ndjson),
-            speed: f64::from(spec.speed_percent.unwrap_or(100)) / 100.0,
+            speed: f64::from(speed_percent) / 100.0,
             looped: spec.looped.unwrap_or(false),
         })
     }

@@ -42,6 +42,14 @@ impl Connector for SyntheticConfig {
     ) -> Result<Self, ConfigError> {
         let d = Self::default();
         let Some(s) = spec else { return Ok(d) };
+        // The CRD bounds it; a hand-written worker.json is checked here.
+        if let Some(p) = s.volatility_percent.filter(|p| !(0..=500).contains(p)) {
+            return Err(ConfigError::Invalid {
+                field: "spec.source.synthetic.volatilityPercent",
+                value: p.to_string(),
+                fix: "use 0 to 500 (annualised, default 30)".into(),
+            });
+        }
         Ok(Self {
             seed: s.seed.map_or(d.seed, |v| v as u64),
             market_hours: s.market_hours.unwrap_or(d.market_hours),

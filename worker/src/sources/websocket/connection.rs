@@ -7,6 +7,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use quotestream_api::TickerSet;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -75,7 +76,8 @@ pub(super) async fn run<P: Protocol>(
     carry: &mut Carry,
 ) -> Ended {
     let vendor = protocol.vendor();
-    let connect = tokio_tungstenite::connect_async_with_config(protocol.url(), None, true);
+    let connect =
+        tokio_tungstenite::connect_async_with_config(protocol.url(), Some(limits()), true);
     let mut socket = tokio::select! {
         biased;
         _ = ctx.shutdown.cancelled() => return Ended::Stopped,
@@ -201,6 +203,13 @@ impl<P: Protocol> Connection<'_, P> {
     ) -> Option<Ended> {
         match message {
             None => Some(Ended::lost("closed", "the server closed the connection")),
+            Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(e))) => Some(Ended::lost(
+                "oversized",
+                format!(
+                    "{e}; messages above {} bytes are refused before they are buffered",
+                    crate::bounds::MAX_WS_MESSAGE_BYTES
+                ),
+            )),
             Some(Err(e)) => Some(Ended::lost("error", e.to_string())),
             Some(Ok(Message::Text(text))) => {
                 self.handle(Frame::Text(text.as_str()), socket, ctx, carry)
@@ -374,6 +383,15 @@ async fn send_all(socket: &mut Socket, frames: Vec<String>) -> Result<(), Ended>
         .flush()
         .await
         .map_err(|e| Ended::lost("send", e.to_string()))
+}
+
+/// The WebSocket limits: one frame and one (reassembled) message at most
+/// [`crate::bounds::MAX_WS_MESSAGE_BYTES`]. tungstenite checks a frame's length in its header,
+/// and a fragmented message's running total, before buffering more of it.
+fn limits() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(crate::bounds::MAX_WS_MESSAGE_BYTES))
+        .max_frame_size(Some(crate::bounds::MAX_WS_MESSAGE_BYTES))
 }
 
 /// A ticker whose first tick is one period from now (the immediate tick of

@@ -54,11 +54,13 @@ impl WebsocketSettings {
             None => None,
             Some(text) => {
                 let window =
-                    quotestream_api::duration::parse(text).map_err(|e| ConfigError::Invalid {
-                        field: "spec.source.coalesce",
-                        value: format!("{text:?}"),
-                        fix: format!("{e} (e.g. 250ms)"),
-                    })?;
+                    crate::bounds::COALESCE
+                        .parse(text)
+                        .map_err(|e| ConfigError::Invalid {
+                            field: "spec.source.coalesce",
+                            value: format!("{text:?}"),
+                            fix: format!("{e} (e.g. 250ms)"),
+                        })?;
                 // A zero window would coalesce nothing: it means "every tick", like unset.
                 (!window.is_zero()).then_some(window)
             }
@@ -73,12 +75,14 @@ impl WebsocketSettings {
                 };
                 let timeout = quotestream_api::duration::parse(text)
                     .map_err(|e| invalid(format!("{e} (e.g. 30s)")))?;
-                if timeout < Duration::from_secs(1) {
+                if timeout < crate::bounds::IDLE_TIMEOUT.min {
                     return Err(invalid(
                         "too short to tell a quiet market from a dead connection; use at least 1s (default 30s)".into(),
                     ));
                 }
-                timeout
+                crate::bounds::IDLE_TIMEOUT
+                    .parse(text)
+                    .map_err(|e| invalid(format!("{e} (default 30s)")))?
             }
         };
         Ok(Self::with_idle_timeout(coalesce, idle_timeout))

@@ -35,6 +35,10 @@ pub enum FetchError {
     Crumb(String),
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    #[error(
+        "{what} sent a body larger than {limit} bytes; it was refused unread (a proxy or a broken answer: Yahoo's are well below that)"
+    )]
+    Oversized { what: &'static str, limit: usize },
 }
 
 impl FetchError {
@@ -46,6 +50,40 @@ impl FetchError {
             Self::RateLimited(_) | Self::Unavailable { .. } | Self::Transport(..)
         )
     }
+
+    /// The `streamer_errors_total{type}` label of a chunk given up for this error.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Oversized { .. } => "oversized",
+            _ => "fetch",
+        }
+    }
+}
+
+/// Reads a response body of at most [`crate::bounds::MAX_HTTP_BODY_BYTES`], chunk by chunk:
+/// a larger one (announced by Content-Length or not) is refused once the limit is passed,
+/// never buffered whole.
+pub(super) async fn read_body(
+    mut response: reqwest::Response,
+    what: &'static str,
+) -> Result<bytes::Bytes, FetchError> {
+    let limit = crate::bounds::MAX_HTTP_BODY_BYTES;
+    let oversized = FetchError::Oversized { what, limit };
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(oversized);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::Transport(what, e))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(oversized);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 #[derive(Debug)]
@@ -141,10 +179,7 @@ impl YahooClient {
             .await
             .map_err(|e| FetchError::Transport("the quote API", e))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| FetchError::Transport("the quote API", e))?;
+        let body = read_body(response, "the quote API").await?;
         match status {
             StatusCode::OK => Ok(wire::decode(&body)?),
             StatusCode::UNAUTHORIZED => Err(FetchError::InvalidCrumb),

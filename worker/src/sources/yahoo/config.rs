@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use quotestream_api::crd::YahooSource;
-use quotestream_api::duration;
 
 use quotestream_api::crd::Source as SourceSpec;
 
@@ -110,11 +109,14 @@ impl Connector for YahooConfig {
                 })?;
         }
         if let Some(timeout) = &spec.timeout {
-            config.timeout = duration::parse(timeout).map_err(|e| ConfigError::Invalid {
-                field: "spec.source.yahoo.timeout",
-                value: format!("{timeout:?}"),
-                fix: format!("{e} (e.g. 10s)"),
-            })?;
+            config.timeout =
+                crate::bounds::HTTP_TIMEOUT
+                    .parse(timeout)
+                    .map_err(|e| ConfigError::Invalid {
+                        field: "spec.source.yahoo.timeout",
+                        value: format!("{timeout:?}"),
+                        fix: format!("{e} (e.g. 10s)"),
+                    })?;
         }
         Ok(config)
     }

@@ -108,10 +108,7 @@ async fn new_crumb(at: &Endpoints<'_>, ctx: &SourceContext) -> Result<Arc<str>, 
         .await
         .map_err(|e| FetchError::Transport("getcrumb", e))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| FetchError::Transport("getcrumb", e))?;
+    let body = super::client::read_body(response, "getcrumb").await?;
     match status {
         StatusCode::OK => parse_crumb(&body),
         StatusCode::TOO_MANY_REQUESTS => {

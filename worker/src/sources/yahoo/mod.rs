@@ -81,7 +81,10 @@ impl YahooSource {
         let decoded = match self.client.fetch(&symbols, ctx).await {
             Ok(decoded) => decoded,
             Err(e) => {
-                ctx.metrics.errors.with_label_values(&["fetch"]).inc();
+                ctx.metrics
+                    .errors
+                    .with_label_values(&[e.metric_label()])
+                    .inc();
                 tracing::warn!(
                     error = %e,
                     symbols = symbols.len(),
