@@ -18,6 +18,7 @@ use crate::health::{self, Health};
 use crate::ingest::{self, Ingest};
 use crate::metrics::{self, Metrics};
 use crate::openapi::{self, ApiDoc};
+use crate::page;
 use crate::pool::Pool;
 use crate::query::{self, ApiToken, QueryApi, Reader};
 use utoipa::OpenApi as _;
@@ -102,6 +103,8 @@ pub fn api(max_body_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(health::get_ready))
         .routes(routes!(metrics::get_metrics))
         .routes(routes!(openapi::get_openapi))
+        .routes(routes!(page::get_index))
+        .routes(routes!(page::get_app))
         .routes(routes!(query::get_symbols))
         .routes(routes!(query::get_latest))
         .routes(routes!(query::get_quotes))

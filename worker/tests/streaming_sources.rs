@@ -303,9 +303,9 @@ macro_rules! suite {
         #[tokio::test]
         async fn a_server_that_closes_mid_stream_is_logged_into_again_and_resubscribed() {
             super::a_server_that_closes_mid_stream_is_logged_into_again_and_resubscribed::<
-                                $vendor,
-                            >()
-                            .await;
+                                                                $vendor,
+                                                            >()
+                                                            .await;
         }
 
         #[tokio::test]
