@@ -37,6 +37,11 @@ pub mod env {
     /// The Massive/Polygon API key (filled from `spec.source.polygon.apiKeySecretRef`).
     pub const POLYGON_API_KEY: &str = "POLYGON_API_KEY";
 
+    /// The hosts the stream's source may reach (comma-separated patterns,
+    /// [`crate::source_hosts::HostAllowList`]): the cluster admin's list for the source type,
+    /// set by the operator. Unset or blank: the vendor's official hosts plus loopback.
+    pub const SOURCE_HOSTS: &str = "QUOTESTREAM_SOURCE_HOSTS";
+
     /// The settings and credentials a worker reads from its environment (besides `run`'s
     /// flags, which clap reads).
     pub const WORKER_READS: &[&str] = &[
@@ -48,6 +53,7 @@ pub mod env {
         ALPACA_KEY_ID,
         ALPACA_SECRET_KEY,
         POLYGON_API_KEY,
+        SOURCE_HOSTS,
     ];
 }
 

@@ -10,6 +10,7 @@ pub mod contract;
 pub mod crd;
 pub mod duration;
 pub mod sharding;
+pub mod source_hosts;
 pub mod ticker;
 pub mod worker_config;
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller;
 use crate::leader::{self, Elector, StepDown};
 use crate::metrics::Metrics;
-use crate::policy::{ImageAllowList, Policy};
+use crate::policy::{ImageAllowList, Policy, SourceHosts};
 use crate::resources::meta::FIELD_MANAGER;
 use crate::resources::plan::OperatorSettings;
 use crate::server::{self, Readiness};
@@ -57,6 +57,17 @@ pub struct RunArgs {
         value_name = "PATTERN"
     )]
     pub allowed_images: Vec<String>,
+    /// Hosts a source type may reach, replacing its default (the vendor's official hosts plus
+    /// loopback): TYPE=PATTERN[,PATTERN…], e.g. polygon=proxy.corp,loopback (repeat per type;
+    /// in the environment, separate entries with ';'). Patterns: a host, *.domain, an IP,
+    /// loopback, or * (any host).
+    #[arg(
+        long,
+        env = "QUOTESTREAM_ALLOWED_SOURCE_HOSTS",
+        value_delimiter = ';',
+        value_name = "TYPE=PATTERNS"
+    )]
+    pub allowed_source_hosts: Vec<String>,
 }
 
 impl RunArgs {
@@ -71,6 +82,8 @@ impl RunArgs {
             policy.images = ImageAllowList::new(self.allowed_images.iter().cloned())
                 .context("--allowed-images")?;
         }
+        policy.source_hosts =
+            SourceHosts::parse(&self.allowed_source_hosts).context("--allowed-source-hosts")?;
         Ok(OperatorSettings {
             worker_image,
             policy,

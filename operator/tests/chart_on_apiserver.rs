@@ -429,6 +429,39 @@ fn the_policy_values_become_operator_flags() {
         "policy.allowedImages={a b}",
     ]);
     assert!(!out.status.success(), "a pattern with a space is accepted");
+
+    // Vendor hosts: none by default (the operator's defaults), one flag per listed type.
+    let hosts = |args: &[String]| -> Vec<String> {
+        args.iter()
+            .filter(|a| a.starts_with("--allowed-source-hosts="))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(hosts(&operator_args(&template(&[]))), Vec::<String>::new());
+    let args = operator_args(&template(&[
+        "policy.allowedSourceHosts.polygon={massive-proxy.corp.example,loopback}",
+        "policy.allowedSourceHosts.yahoo={*.yahoo.com}",
+    ]));
+    assert_eq!(
+        hosts(&args),
+        [
+            "--allowed-source-hosts=polygon=massive-proxy.corp.example,loopback",
+            "--allowed-source-hosts=yahoo=*.yahoo.com"
+        ],
+        "{args:?}"
+    );
+    let out = helm(&[
+        "template",
+        "q",
+        &chart(),
+        "--set",
+        "policy.allowedSourceHosts.iex={x.example}",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("'iex' not allowed"),
+        "a source type that does not exist: {}",
+        text(&out)
+    );
 }
 
 #[test]

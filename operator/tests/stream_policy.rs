@@ -1,8 +1,8 @@
 //! The cluster admin's policy for what a QuoteStream author may make the operator do, against
-//! a real kube-apiserver: a stream that names a worker image outside the allow-list is
-//! Degraded with a message naming `spec.worker.image`, the value and the allowed patterns, gets
-//! a warning Event, and no Deployment is created or updated with that image
-//! (docs/security.md).
+//! a real kube-apiserver (docs/security.md): a stream that names a worker image outside the
+//! image allow-list, or a source URL outside its source type's host list, is Degraded with a
+//! message naming the field, the value and what is allowed, gets a warning Event, and no
+//! Deployment is created or updated from it; the worker gets the host list to enforce itself.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -149,4 +149,120 @@ fn the_admin_allows_images_with_a_flag() {
         ),
     );
     degraded(&cp, &operator, "own", "ImageNotAllowed");
+}
+
+fn polygon_stream(name: &str, url: &str, worker: Value) -> Value {
+    json!({
+        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"tickers": ["AAPL"], "shards": 1, "interval": "1s",
+                 "source": {"type": "polygon", "polygon": {
+                     "apiKeySecretRef": {"name": "massive", "key": "apiKey"}, "url": url}},
+                 "sinks": {"redis": {"url": "redis://redis:6379/0"}},
+                 "worker": worker}
+    })
+}
+
+/// The value of `var` in the worker container of the stream's first shard Deployment.
+fn worker_env(cp: &ControlPlane, stream: &str, var: &str) -> Option<String> {
+    let d = get_json(
+        cp,
+        &["get", "deployment", &format!("{stream}-shard-0"), "-n", NS],
+    )?;
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)
+        .and_then(|e| e["value"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn a_source_url_outside_the_vendor_hosts_is_never_deployed() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+
+    // `ws://attacker/` would receive the Massive/Polygon auth frame with the API key.
+    apply(
+        &cp,
+        &polygon_stream("leak", "ws://attacker.example/stocks", json!({})),
+    );
+    let c = degraded(&cp, &operator, "leak", "SourceHostNotAllowed");
+    let message = c["message"].as_str().unwrap();
+    for needle in [
+        "spec.source.polygon.url",
+        "attacker.example",
+        "socket.massive.com",
+        "loopback",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    warning(&cp, &operator, "leak", "SourceHostNotAllowed");
+    assert_eq!(deployment_images(&cp, "leak"), Vec::<String>::new());
+
+    // A loopback URL (the tests' vendor servers) is allowed by default, and the worker gets
+    // the list to enforce itself.
+    apply(
+        &cp,
+        &polygon_stream("local", "ws://127.0.0.1:9811/stocks", json!({})),
+    );
+    let hosts = eventually(
+        "local-shard-0 with QUOTESTREAM_SOURCE_HOSTS",
+        WAIT,
+        || operator.log(),
+        || worker_env(&cp, "local", "QUOTESTREAM_SOURCE_HOSTS"),
+    );
+    assert_eq!(
+        hosts,
+        "socket.massive.com,delayed.massive.com,socket.polygon.io,delayed.polygon.io,loopback"
+    );
+
+    // The stream cannot widen its own list through spec.worker.env.
+    apply(
+        &cp,
+        &polygon_stream(
+            "widen",
+            "ws://127.0.0.1:9811/stocks",
+            json!({"env": [{"name": "QUOTESTREAM_SOURCE_HOSTS", "value": "*"}]}),
+        ),
+    );
+    degraded(&cp, &operator, "widen", "InvalidWorkerTemplate");
+    assert_eq!(deployment_images(&cp, "widen"), Vec::<String>::new());
+    operator.assert_running();
+}
+
+#[test]
+fn the_admin_sets_the_vendor_hosts_with_a_flag() {
+    let cp = control_plane_with_crd();
+    let args = [
+        "run",
+        "--worker-image",
+        TEST_WORKER_IMAGE,
+        "--allowed-source-hosts",
+        "polygon=*.corp.example",
+    ]
+    .map(String::from);
+    let mut operator = Operator::start(&cp, "admin", "quotestream-operator-test", &args);
+    operator.wait_ready();
+    apply(
+        &cp,
+        &polygon_stream(
+            "proxied",
+            "wss://massive-proxy.corp.example/stocks",
+            json!({}),
+        ),
+    );
+    let hosts = eventually(
+        "proxied-shard-0 with the admin's list",
+        WAIT,
+        || operator.log(),
+        || worker_env(&cp, "proxied", "QUOTESTREAM_SOURCE_HOSTS"),
+    );
+    assert_eq!(hosts, "*.corp.example");
+    // The list replaces the default: loopback is no longer allowed for polygon.
+    apply(
+        &cp,
+        &polygon_stream("local", "ws://127.0.0.1:9811/stocks", json!({})),
+    );
+    degraded(&cp, &operator, "local", "SourceHostNotAllowed");
 }

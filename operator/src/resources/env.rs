@@ -18,16 +18,27 @@ pub const RESERVED_ENV: &[&str] = &[
     ALPACA_SECRET_KEY,
     POLYGON_API_KEY,
     REPLAY_FILE,
+    SOURCE_HOSTS,
 ];
 
-/// The worker's environment: the fixed `run` settings, the credentials of `source` and
-/// `sinks`, then the stream's extra variables (already checked against [`RESERVED_ENV`]).
-pub fn worker_env(source: &Source, sinks: &Sinks, extra: &[EnvVar]) -> Vec<EnvVar> {
+/// The worker's environment: the fixed `run` settings, the hosts the source may reach (the
+/// admin's list, which the worker enforces too), the credentials of `source` and `sinks`, then
+/// the stream's extra variables (already checked against [`RESERVED_ENV`], so a stream cannot
+/// widen its own host list).
+pub fn worker_env(
+    source: &Source,
+    sinks: &Sinks,
+    source_hosts: Option<&str>,
+    extra: &[EnvVar],
+) -> Vec<EnvVar> {
     let mut env = vec![
         value(CONFIG, WORKER_CONFIG_PATH),
         value(LISTEN, LISTEN_ADDR),
         value(GRACE, WORKER_GRACE),
     ];
+    if let Some(hosts) = source_hosts {
+        env.push(value(SOURCE_HOSTS, hosts));
+    }
     if let Some(r) = sinks.redis.as_ref().and_then(|r| r.url_secret_ref.as_ref()) {
         env.push(from_secret(REDIS_URL, r));
     }
@@ -112,7 +123,7 @@ mod tests {
 
     #[test]
     fn run_flags_are_fixed() {
-        let env = worker_env(&source(SourceType::Synthetic), &redis_sinks(), &[]);
+        let env = worker_env(&source(SourceType::Synthetic), &redis_sinks(), None, &[]);
         assert_eq!(
             plain(&env, "QUOTESTREAM_CONFIG"),
             Some("/etc/quotestream/worker.json")
@@ -137,7 +148,7 @@ mod tests {
             health_channel: "system.health".into(),
         });
         sinks.postgres = Some(postgres_sink());
-        let env = worker_env(&source(SourceType::Yahoo), &sinks, &[]);
+        let env = worker_env(&source(SourceType::Yahoo), &sinks, None, &[]);
         assert_eq!(secret_of(&env, "REDIS_URL"), Some(("redis-auth", "url")));
         assert_eq!(secret_of(&env, "DATABASE_URL"), Some(("quotes-db", "dsn")));
         let optional = env
@@ -160,7 +171,7 @@ mod tests {
             url: None,
             max_connections: None,
         });
-        let env = worker_env(&src, &redis_sinks(), &[]);
+        let env = worker_env(&src, &redis_sinks(), None, &[]);
         assert_eq!(
             secret_of(&env, "APCA_API_KEY_ID"),
             Some(("alpaca", "APCA_API_KEY_ID"))
@@ -180,10 +191,14 @@ mod tests {
             max_connections: None,
         });
         let extra = [value("RUST_LOG", "debug")];
-        let env = worker_env(&src, &redis_sinks(), &extra);
+        let env = worker_env(&src, &redis_sinks(), Some("socket.massive.com"), &extra);
         assert_eq!(
             secret_of(&env, "POLYGON_API_KEY"),
             Some(("polygon", "apiKey"))
+        );
+        assert_eq!(
+            plain(&env, "QUOTESTREAM_SOURCE_HOSTS"),
+            Some("socket.massive.com")
         );
         assert_eq!(env.last().map(|e| e.name.as_str()), Some("RUST_LOG"));
     }

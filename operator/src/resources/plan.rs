@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use quotestream_api::crd::{Source, SourceType, SpecError, WorkerTemplate};
 use quotestream_api::sharding::{Assignment, balanced_split, rebalance};
+use quotestream_api::source_hosts::source_urls;
 use quotestream_api::{QuoteStream, Ticker, TickerSet, WorkerConfig};
 
 use quotestream_api::worker_config::WORKER_CONFIG_KEY;
@@ -86,6 +87,18 @@ pub enum PlanError {
         "spec.worker.image {image:?} is not allowed by the cluster admin's image allow-list ({allowed}): remove spec.worker.image to run the operator's worker image, or ask the admin to allow it (quotestream-operator --allowed-images, chart value policy.allowedImages)"
     )]
     ImageNotAllowed { image: String, allowed: String },
+    #[error(
+        "{field} {url:?}: {refused}. The worker would connect there{credentials}: use the vendor's URL (or leave {field} unset), or ask the cluster admin to allow the host (quotestream-operator --allowed-source-hosts {kind}=HOST,…; chart value policy.allowedSourceHosts.{kind})"
+    )]
+    SourceHostNotAllowed {
+        field: &'static str,
+        /// Redacted: a URL's user-info never reaches a status.
+        url: String,
+        kind: &'static str,
+        credentials: &'static str,
+        /// Why (`HostRefused`'s message).
+        refused: String,
+    },
     #[error("shard {shard}: the worker configuration cannot be serialised: {source}")]
     Serialize {
         shard: u32,
@@ -112,6 +125,7 @@ impl PlanError {
             Self::ReservedEnv { .. } => "InvalidWorkerTemplate",
             Self::ConfigTooLarge { .. } => "ShardConfigTooLarge",
             Self::ImageNotAllowed { .. } => "ImageNotAllowed",
+            Self::SourceHostNotAllowed { .. } => "SourceHostNotAllowed",
             Self::Serialize { .. } => "InternalError",
         }
     }
@@ -147,6 +161,9 @@ pub struct StreamPlan {
     pub image: String,
     /// `spec.worker` (defaults when absent).
     pub worker: WorkerTemplate,
+    /// The hosts the source may reach, for the worker's environment (`SOURCE_HOSTS`); None
+    /// for sources that reach none (synthetic, replay).
+    pub source_hosts: Option<String>,
     pub shards: Vec<ShardPlan>,
 }
 
@@ -186,6 +203,7 @@ impl StreamPlan {
         let worker = spec.worker.clone().unwrap_or_default();
         check_env(&worker)?;
         check_image(&worker, &settings.policy)?;
+        let source_hosts = check_source_hosts(&spec.source, &settings.policy)?;
 
         let assignment = match previous {
             Some(prev) => rebalance(prev, tickers, shards),
@@ -234,6 +252,7 @@ impl StreamPlan {
                 .clone()
                 .unwrap_or_else(|| settings.worker_image.clone()),
             worker,
+            source_hosts,
             assignment,
             epoch,
             fingerprint,
@@ -355,6 +374,29 @@ fn check_image(worker: &WorkerTemplate, policy: &Policy) -> Result<(), PlanError
         }),
         _ => Ok(()),
     }
+}
+
+/// Every source URL the author set must name an allowed host for its source type. Returns the
+/// list the worker enforces again, for sources that reach a host.
+fn check_source_hosts(source: &Source, policy: &Policy) -> Result<Option<String>, PlanError> {
+    let kind = source.kind;
+    let allowed = policy.source_hosts.for_type(kind);
+    for (field, url) in source_urls(source) {
+        allowed
+            .check(url)
+            .map_err(|refused| PlanError::SourceHostNotAllowed {
+                field,
+                url: quotestream_runtime::redact_url(url),
+                kind: kind.name(),
+                credentials: match kind {
+                    SourceType::Alpaca | SourceType::Polygon => " and send it the API key",
+                    _ => "",
+                },
+                refused: refused.to_string(),
+            })?;
+    }
+    let reaches_a_host = !matches!(kind, SourceType::Synthetic | SourceType::Replay);
+    Ok(reaches_a_host.then(|| allowed.to_string()))
 }
 
 fn check_env(worker: &WorkerTemplate) -> Result<(), PlanError> {

@@ -38,6 +38,7 @@ pub fn pod_spec(plan: &StreamPlan, shard: &ShardPlan) -> PodSpec {
         env: Some(worker_env(
             &shard.config.source,
             &shard.config.sinks,
+            plan.source_hosts.as_deref(),
             w.env.as_deref().unwrap_or_default(),
         )),
         ports: Some(vec![ContainerPort {

@@ -5,6 +5,7 @@
 //! shard's current tickers until shutdown.
 
 pub mod alpaca;
+pub mod hosts;
 pub mod polygon;
 pub mod replay;
 pub mod synthetic;

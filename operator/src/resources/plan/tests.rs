@@ -278,3 +278,44 @@ fn an_image_outside_the_allow_list_is_refused_naming_the_field() {
         crate::policy::ImageAllowList::new(["docker.io/library/*".to_owned()]).unwrap();
     assert!(StreamPlan::new(&s, &few, None, &admin).is_ok());
 }
+
+#[test]
+fn a_source_url_outside_the_host_list_is_refused_naming_the_field() {
+    let mut s = stream("s", 1);
+    s.spec.source.kind = SourceType::Polygon;
+    s.spec.source.polygon = Some(PolygonSource {
+        api_key_secret_ref: quotestream_api::crd::SecretKeyRef {
+            name: "massive".into(),
+            key: "apiKey".into(),
+        },
+        url: Some("ws://attacker.example/stocks".into()),
+        max_connections: None,
+    });
+    let few = tickers(&["AAPL"]);
+    let err = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap_err();
+    assert_eq!(err.reason(), "SourceHostNotAllowed");
+    let msg = err.to_string();
+    for needle in [
+        "spec.source.polygon.url",
+        "attacker.example",
+        "socket.massive.com",
+        "API key",
+        "--allowed-source-hosts polygon=",
+    ] {
+        assert!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    // The vendor's host passes, and the worker is told the list it must enforce.
+    if let Some(p) = s.spec.source.polygon.as_mut() {
+        p.url = Some("wss://delayed.massive.com/stocks".into());
+    }
+    let p = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap();
+    assert_eq!(
+        p.source_hosts.as_deref(),
+        Some(
+            "socket.massive.com,delayed.massive.com,socket.polygon.io,delayed.polygon.io,loopback"
+        )
+    );
+    // A source that reaches no host gets no list.
+    let p = StreamPlan::new(&stream("s", 1), &few, None, &OperatorSettings::default()).unwrap();
+    assert_eq!(p.source_hosts, None);
+}

@@ -7,7 +7,9 @@ use quotestream_api::contract::{self, env::ALPACA_KEY_ID, env::ALPACA_SECRET_KEY
 use quotestream_api::crd::{AlpacaFeed, AlpacaSource};
 
 use quotestream_api::crd::Source as SourceSpec;
+use quotestream_api::crd::SourceType;
 
+use crate::sources::hosts::{allowed_hosts, check_host};
 use crate::sources::websocket::check_url;
 use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
 use crate::sources::{AnySource, ConfigError, Connector, SourceError};
@@ -98,6 +100,9 @@ impl Connector for AlpacaConfig {
                 "use wss://host/v2/<feed> or leave it unset (default {DEFAULT_BASE_URL}/<feed>)"
             ),
         )?;
+        // Before the credentials are even read: the key pair goes to this host in the login.
+        let hosts = allowed_hosts(SourceType::Alpaca, env)?;
+        check_host(&hosts, "spec.source.alpaca.url", &url)?;
         let creds = &spec.credentials_secret_ref;
         let secret = SecretNames {
             name: creds.name.clone(),

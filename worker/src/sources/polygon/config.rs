@@ -6,7 +6,9 @@ use quotestream_api::contract::{self, env::POLYGON_API_KEY};
 use quotestream_api::crd::PolygonSource;
 
 use quotestream_api::crd::Source as SourceSpec;
+use quotestream_api::crd::SourceType;
 
+use crate::sources::hosts::{allowed_hosts, check_host};
 use crate::sources::websocket::check_url;
 use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
 use crate::sources::{AnySource, ConfigError, Connector, SourceError};
@@ -74,6 +76,12 @@ impl Connector for PolygonConfig {
             "spec.source.polygon.url",
             &url,
             &format!("use wss://host/stocks (default {DEFAULT_URL})"),
+        )?;
+        // The API key goes to this host in the auth frame.
+        check_host(
+            &allowed_hosts(SourceType::Polygon, env)?,
+            "spec.source.polygon.url",
+            &url,
         )?;
         Ok(Self {
             url,

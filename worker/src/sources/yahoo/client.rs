@@ -105,8 +105,21 @@ impl YahooClient {
         check_url("yahoo base URL", base)?;
         let cookie_url = check_url("yahoo cookie URL", &config.cookie_url)?;
         let endpoint = |path: &str| check_url("yahoo base URL", &format!("{base}{path}"));
+        // A redirect is followed only to an allowed host (Yahoo's cookie page may redirect
+        // through its consent pages; an allowed server must not bounce the client elsewhere).
+        let hosts = config.hosts.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            match hosts.check(attempt.url().as_str()) {
+                Ok(()) => attempt.follow(),
+                Err(refused) => attempt.error(format!("a redirect not followed: {refused}")),
+            }
+        });
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
+            .redirect(redirects)
             .cookie_store(true)
             .timeout(config.timeout)
             .build()
@@ -202,17 +215,51 @@ impl YahooClient {
     }
 }
 
-/// A short, printable description of a body for logs and errors.
+/// Redirects one request may follow (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// What logs and errors say about a reply body: Yahoo's own error text when the body has the
+/// shape of a Yahoo error, its outage page by name, otherwise only the size — never the body
+/// itself. A `baseUrl` pointed at some internal service (even an allowed host: loopback is the
+/// pod's own sidecars) must not get that service's pages copied into the logs.
 pub(super) fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    if text.contains("Will be right back") {
+    if let Some(said) = yahoo_error(body) {
+        let flat: String = said.split_whitespace().collect::<Vec<_>>().join(" ");
+        return match flat.char_indices().nth(120) {
+            Some((cut, _)) => format!("Yahoo says {:?}…", &flat[..cut]),
+            None => format!("Yahoo says {flat:?}"),
+        };
+    }
+    if String::from_utf8_lossy(body).contains("Will be right back") {
         return "Yahoo's \"Will be right back\" page (Yahoo is down)".to_owned();
     }
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(120) {
-        Some((cut, _)) => format!("{}…", &flat[..cut]),
-        None => flat,
+    format!("a {}-byte body (not shown)", body.len())
+}
+
+/// The description of a Yahoo error body: `{"finance":{"error":{"description":…}}}` (getcrumb,
+/// auth) or `{"quoteResponse":{"error":{"description":…}}}`, or one of the bare texts Yahoo's
+/// edge answers with.
+fn yahoo_error(body: &[u8]) -> Option<String> {
+    const BARE: [&str; 5] = [
+        "Too Many Requests",
+        "Invalid Crumb",
+        "Unauthorized",
+        "Forbidden",
+        "Not Found",
+    ];
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        return ["finance", "quoteResponse"].iter().find_map(|root| {
+            let e = &v[root]["error"];
+            e["description"]
+                .as_str()
+                .or(e["code"].as_str())
+                .map(str::to_owned)
+        });
     }
+    let text = std::str::from_utf8(body).ok()?.trim();
+    BARE.iter()
+        .find(|known| known.eq_ignore_ascii_case(text))
+        .map(|known| (*known).to_owned())
 }
 
 #[cfg(test)]
@@ -227,9 +274,26 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_are_short_and_name_the_outage_page() {
-        assert_eq!(excerpt(b"Too Many Requests"), "Too Many Requests");
+    fn excerpts_name_yahoo_errors_and_never_show_other_bodies() {
+        assert_eq!(
+            excerpt(b"Too Many Requests"),
+            "Yahoo says \"Too Many Requests\""
+        );
+        let crumb = br#"{"finance":{"result":null,"error":{"code":"Unauthorized","description":"Invalid Crumb"}}}"#;
+        assert_eq!(excerpt(crumb), "Yahoo says \"Invalid Crumb\"");
         assert!(excerpt(b"<html><p>Will be right back...</p></html>").contains("Yahoo is down"));
-        assert!(excerpt(&[b'x'; 500]).chars().count() <= 121);
+        for internal in [
+            &b"<html><title>Envoy admin</title>cluster secrets here</html>"[..],
+            br#"{"AccessKeyId":"ASIA-internal","SecretAccessKey":"internal"}"#,
+            b"internal-token-0123456789",
+        ] {
+            let shown = excerpt(internal);
+            assert_eq!(
+                shown,
+                format!("a {}-byte body (not shown)", internal.len()),
+                "{shown}"
+            );
+        }
+        assert!(excerpt(&[b'x'; 500]).contains("500-byte"));
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 use quotestream_api::crd::YahooSource;
 
 use quotestream_api::crd::Source as SourceSpec;
+use quotestream_api::crd::SourceType;
+use quotestream_api::source_hosts::HostAllowList;
 
+use crate::sources::hosts::{allowed_hosts, check_host};
 use crate::sources::{AnySource, ConfigError, Connector, SourceError};
 
 /// Yahoo's quote API.
@@ -18,6 +21,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests of one cycle in flight at once: enough to hide latency, few enough not to look
 /// like a burst to Yahoo's edge.
 pub const DEFAULT_CONCURRENCY: usize = 4;
+/// The field of the base URL, named in errors.
+const BASE_URL: &str = "spec.source.yahoo.baseUrl";
 /// The CRD's bound on `symbolsPerRequest`.
 const MAX_SYMBOLS_PER_REQUEST: usize = 200;
 
@@ -33,6 +38,8 @@ pub struct YahooConfig {
     /// Requests in flight at once within a cycle.
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    /// Hosts the client may reach, redirects included (`QUOTESTREAM_SOURCE_HOSTS`).
+    pub hosts: HostAllowList,
 }
 
 /// Jittered exponential backoff for 429, 5xx and timeouts within one cycle. After the last
@@ -63,6 +70,7 @@ impl Default for YahooConfig {
             timeout: DEFAULT_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             retry: RetryPolicy::default(),
+            hosts: HostAllowList::default_for(SourceType::Yahoo),
         }
     }
 }
@@ -82,15 +90,33 @@ impl Connector for YahooConfig {
     /// fc.yahoo.com would never be sent to another host anyway.
     fn from_spec(
         spec: Option<&YahooSource>,
-        _env: &HashMap<String, String>,
+        env: &HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
-        let mut config = Self::default();
-        let Some(spec) = spec else {
-            return Ok(config);
+        let mut config = Self {
+            hosts: allowed_hosts(SourceType::Yahoo, env)?,
+            ..Self::default()
         };
+        if let Some(spec) = spec {
+            config.read(spec)?;
+        }
+        // Both URLs the client starts from; every redirect is checked too (client.rs).
+        check_host(&config.hosts, BASE_URL, &config.base_url)?;
+        check_host(&config.hosts, BASE_URL, &config.cookie_url)?;
+        Ok(config)
+    }
+
+    fn build(self, _source: &SourceSpec) -> Result<AnySource, SourceError> {
+        Ok(AnySource::Yahoo(super::YahooSource::new(self)?))
+    }
+}
+
+impl YahooConfig {
+    /// Applies the settings of `spec.source.yahoo`.
+    fn read(&mut self, spec: &YahooSource) -> Result<(), ConfigError> {
+        let config = self;
         if let Some(url) = &spec.base_url {
             let url = url.trim_end_matches('/');
-            check_url("spec.source.yahoo.baseUrl", url)?;
+            check_url(BASE_URL, url)?;
             if url != DEFAULT_BASE_URL {
                 config.cookie_url = format!("{url}/");
             }
@@ -118,11 +144,7 @@ impl Connector for YahooConfig {
                         fix: format!("{e} (e.g. 10s)"),
                     })?;
         }
-        Ok(config)
-    }
-
-    fn build(self, _source: &SourceSpec) -> Result<AnySource, SourceError> {
-        Ok(AnySource::Yahoo(super::YahooSource::new(self)?))
+        Ok(())
     }
 }
 
@@ -137,6 +159,13 @@ pub(super) fn check_url(field: &'static str, url: &str) -> Result<reqwest::Url, 
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(invalid(format!(
             "must be an http:// or https:// URL with a host, e.g. {DEFAULT_BASE_URL}"
+        )));
+    }
+    // The client appends its paths (/v7/finance/quote…): a query or fragment in the base
+    // would turn them into a parameter and send the request to the base's own path.
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid(format!(
+            "must not have a query (?…) or fragment (#…), e.g. {DEFAULT_BASE_URL}"
         )));
     }
     Ok(parsed)
@@ -191,5 +220,37 @@ mod tests {
             ..Default::default()
         });
         assert!(e.contains("spec.source.yahoo.baseUrl"), "{e}");
+        let e = bad(YahooSource {
+            base_url: Some("http://127.0.0.1:15000/config_dump?x=".into()),
+            ..Default::default()
+        });
+        assert!(e.contains("query"), "{e}");
+    }
+
+    #[test]
+    fn only_allowed_hosts_are_used() {
+        let internal = YahooSource {
+            base_url: Some("http://metadata.internal.example".into()),
+            ..Default::default()
+        };
+        let e = YahooConfig::from_spec(Some(&internal), &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.source.yahoo.baseUrl") && e.contains("metadata.internal.example"),
+            "{e}"
+        );
+        // The admin's list replaces the default: without loopback, a local URL is refused, and
+        // so is Yahoo itself when the list names only a proxy.
+        let env = HashMap::from([(
+            quotestream_api::contract::env::SOURCE_HOSTS.to_owned(),
+            "proxy.corp.example".to_owned(),
+        )]);
+        let local = YahooSource {
+            base_url: Some("http://127.0.0.1:8080".into()),
+            ..Default::default()
+        };
+        assert!(YahooConfig::from_spec(Some(&local), &env).is_err());
+        assert!(YahooConfig::from_spec(None, &env).is_err());
     }
 }

@@ -5,7 +5,9 @@ use quotestream_api::crd::YahooStreamSource;
 use std::collections::HashMap;
 
 use quotestream_api::crd::Source as SourceSpec;
+use quotestream_api::crd::SourceType;
 
+use crate::sources::hosts::{allowed_hosts, check_host};
 use crate::sources::websocket::check_url;
 use crate::sources::websocket::{WebsocketSettings, WebsocketSource};
 use crate::sources::{AnySource, ConfigError, Connector, SourceError};
@@ -29,7 +31,7 @@ impl Connector for YahooStreamConfig {
     /// Reads `spec.source.yahooStream` (absent: Yahoo's stream); Yahoo needs no credentials.
     fn from_spec(
         spec: Option<&YahooStreamSource>,
-        _env: &HashMap<String, String>,
+        env: &HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
         let url = spec
             .and_then(|s| s.url.clone())
@@ -38,6 +40,11 @@ impl Connector for YahooStreamConfig {
             "spec.source.yahooStream.url",
             &url,
             &format!("use wss://host/path (default {DEFAULT_URL})"),
+        )?;
+        check_host(
+            &allowed_hosts(SourceType::YahooStream, env)?,
+            "spec.source.yahooStream.url",
+            &url,
         )?;
         Ok(Self { url })
     }
