@@ -124,6 +124,12 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // What was delivered while the condition became true: a source counts a cycle's
+        // errors before it delivers, so under load two cycles can pass within one pause and
+        // the first cycle's quotes would otherwise be left unread.
+        while let Ok(batch) = self.quotes.try_recv() {
+            seen.extend(batch);
+        }
         seen
     }
 
