@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
@@ -47,8 +48,8 @@ pub struct Context {
     settings: OperatorSettings,
     metrics: Metrics,
     recorder: Recorder,
-    /// Consecutive failures per stream, for the backoff.
-    failures: Arc<Mutex<HashMap<String, u32>>>,
+    /// The retry backoff of each stream whose last reconcile failed.
+    backoffs: Arc<Mutex<HashMap<String, ExponentialBackoff>>>,
 }
 
 impl Context {
@@ -71,7 +72,7 @@ impl Context {
             settings,
             metrics,
             recorder,
-            failures: Arc::default(),
+            backoffs: Arc::default(),
         }
     }
 }
@@ -163,8 +164,8 @@ impl Context {
     /// Drops what the operator keeps about a deleted stream: its metric series and backoff.
     fn forget(&self, namespace: &str, name: &str) {
         self.metrics.forget_stream(namespace, name);
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(&format!("{namespace}/{name}"));
+        if let Ok(mut b) = self.backoffs.lock() {
+            b.remove(&format!("{namespace}/{name}"));
         }
     }
 }
@@ -187,9 +188,10 @@ async fn reconcile(qs: Arc<QuoteStream>, ctx: Arc<Context>) -> Result<Action, Er
     let started = Instant::now();
     let result = match reconcile_stream(&qs, &ctx).await {
         // Deleted while it was being reconciled: nothing failed and nothing is left to do.
+        // What the operator keeps about the stream goes with its Delete event (`forget.rs`, the
+        // one deletion path); this reconcile set nothing, as gauges follow a written status.
         Err(e) if e.is_not_found() => {
             tracing::debug!(stream = %key(&qs), error = %e, "stream deleted during its reconcile");
-            ctx.forget(&qs.namespace().unwrap_or_default(), &qs.name_any());
             return Ok(Action::await_change());
         }
         other => other,
@@ -204,9 +206,9 @@ async fn reconcile(qs: Arc<QuoteStream>, ctx: Arc<Context>) -> Result<Action, Er
         .reconcile_duration(outcome)
         .observe(started.elapsed().as_secs_f64());
     if result.is_ok()
-        && let Ok(mut f) = ctx.failures.lock()
+        && let Ok(mut b) = ctx.backoffs.lock()
     {
-        f.remove(&key(&qs));
+        b.remove(&key(&qs));
     }
     result
 }
@@ -215,19 +217,28 @@ fn key(qs: &QuoteStream) -> String {
     format!("{}/{}", qs.namespace().unwrap_or_default(), qs.name_any())
 }
 
-/// Backoff 1 s, 2 s, 4 s … capped at 128 s, per stream.
+/// The longest wait before a failed stream is reconciled again.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(128);
+
+/// Per stream: 1 s, 2 s, 4 s … capped at [`MAX_RETRY_DELAY`], for as long as it fails (kube-runtime
+/// backs off its watches, not reconciles). Not jittered: each stream keeps its own schedule.
+fn retry_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_factor(2.0)
+        .with_max_delay(MAX_RETRY_DELAY)
+        .without_max_times()
+        .build()
+}
+
 fn error_policy(qs: Arc<QuoteStream>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_errors(error.reason()).inc();
-    let attempts = ctx
-        .failures
+    let delay = ctx
+        .backoffs
         .lock()
-        .map(|mut f| {
-            let n = f.entry(key(&qs)).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        })
-        .unwrap_or(1);
-    let delay = Duration::from_secs(1u64 << attempts.clamp(1, 8).saturating_sub(1));
+        .ok()
+        .and_then(|mut b| b.entry(key(&qs)).or_insert_with(retry_backoff).next())
+        .unwrap_or(MAX_RETRY_DELAY);
     tracing::warn!(stream = %key(&qs), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
