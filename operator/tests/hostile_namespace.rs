@@ -38,6 +38,22 @@ fn ticker_list(cp: &ControlPlane, name: &str, text: &str) {
     kubectl(cp, &["create", "-f", "-"], Some(&cm.to_string()));
 }
 
+/// Replaces the list's text: the edit a user makes, which must reach the operator's watch.
+fn edit_ticker_list(cp: &ControlPlane, name: &str, text: &str) {
+    let patch = json!({"data": {"tickers": text}}).to_string();
+    let args = [
+        "patch",
+        "configmap",
+        name,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        &patch,
+    ];
+    kubectl(cp, &args, None);
+}
+
 fn api_errors(op: &Operator) -> f64 {
     op.metrics()
         .and_then(|m| {
@@ -81,20 +97,7 @@ fn a_configmap_with_a_huge_shard_label_is_ignored_not_allocated() {
         "data": {"worker.json": config.to_string()}});
     kubectl(&cp, &["create", "-f", "-"], Some(&planted.to_string()));
     // Editing the ticker list makes the operator reconcile (and read the shard ConfigMaps).
-    kubectl(
-        &cp,
-        &[
-            "patch",
-            "configmap",
-            "list",
-            "-n",
-            NS,
-            "--type=merge",
-            "-p",
-            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\nTSLA\n"}}).to_string(),
-        ],
-        None,
-    );
+    edit_ticker_list(&cp, "list", "AAPL\nMSFT\nNVDA\nTSLA\n");
     let lists = eventually(
         "TSLA assigned to evil-shard-0",
         WAIT,
@@ -256,20 +259,7 @@ fn look_alikes_not_owned_by_the_stream_are_never_deleted() {
     // More reconciles: each would prune shard 3 if it took the look-alikes for its own.
     support::cluster::mark_ready(&cp, NS, "own-shard-0");
     let after = reconciles();
-    kubectl(
-        &cp,
-        &[
-            "patch",
-            "configmap",
-            "own-list",
-            "-n",
-            NS,
-            "--type=merge",
-            "-p",
-            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\n"}}).to_string(),
-        ],
-        None,
-    );
+    edit_ticker_list(&cp, "own-list", "AAPL\nMSFT\nNVDA\n");
     eventually(
         "two more reconciles",
         WAIT,
@@ -335,20 +325,7 @@ fn other_configmaps_are_watched_as_metadata_only() {
         || get_json(&cp, &["get", "configmap", "meta-shard-0", "-n", NS]),
     );
     // A list edit reaches the operator through the ConfigMap watch: it has listed them all.
-    kubectl(
-        &cp,
-        &[
-            "patch",
-            "configmap",
-            "meta-list",
-            "-n",
-            NS,
-            "--type=merge",
-            "-p",
-            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\n"}}).to_string(),
-        ],
-        None,
-    );
+    edit_ticker_list(&cp, "meta-list", "AAPL\nMSFT\nNVDA\n");
     eventually(
         "NVDA assigned",
         WAIT,
@@ -401,20 +378,7 @@ fn a_look_alike_shard_configmap_does_not_steer_the_assignment() {
                      "labels": {"quotes.opa.io/stream": "steer", "quotes.opa.io/shard": "0"}},
         "data": {"worker.json": config.to_string()}});
     kubectl(&cp, &["create", "-f", "-"], Some(&fake.to_string()));
-    kubectl(
-        &cp,
-        &[
-            "patch",
-            "configmap",
-            "steer-list",
-            "-n",
-            NS,
-            "--type=merge",
-            "-p",
-            &json!({"data": {"tickers": "AAPL\nMSFT\nNVDA\nTSLA\nORCL\n"}}).to_string(),
-        ],
-        None,
-    );
+    edit_ticker_list(&cp, "steer-list", "AAPL\nMSFT\nNVDA\nTSLA\nORCL\n");
     let after = eventually(
         "ORCL assigned",
         WAIT,

@@ -8,36 +8,20 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use quotestream_api::contract::env::{ALPACA_KEY_ID, ALPACA_SECRET_KEY};
-use quotestream_api::crd::{AlpacaCredentials, AlpacaSource};
+use quotestream_api::contract::env::ALPACA_KEY_ID;
 use quotestream_testkit::stream::Script;
 use quotestream_testkit::stream::alpaca::{AlpacaOptions, AlpacaServer, KEY_ID, SECRET_KEY};
-use quotestream_worker::sources::alpaca::{Alpaca, AlpacaConfig};
-use quotestream_worker::sources::{Connector, SourceError};
+use quotestream_worker::sources::SourceError;
+use quotestream_worker::sources::alpaca::Alpaca;
 
 use support::{StreamRun, quick_settings, set};
 
 /// The source as the worker builds it: from `spec.source.alpaca` (URL pointing at the fake) and
 /// the credentials in the environment.
 fn protocol_with(server: &AlpacaServer, secret_key: &str) -> Alpaca {
-    let spec = AlpacaSource {
-        credentials_secret_ref: AlpacaCredentials {
-            name: "alpaca-keys".into(),
-            key_id_key: None,
-            secret_key_key: None,
-        },
-        feed: None,
-        url: Some(server.url("iex")),
-        max_connections: None,
-    };
-    let env = HashMap::from([
-        (ALPACA_KEY_ID.to_owned(), KEY_ID.to_owned()),
-        (ALPACA_SECRET_KEY.to_owned(), secret_key.to_owned()),
-    ]);
-    Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap())
+    support::alpaca(server.url("iex"), secret_key)
 }
 
 fn protocol(server: &AlpacaServer) -> Alpaca {

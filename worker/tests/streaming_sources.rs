@@ -139,7 +139,8 @@ async fn a_new_assignment_changes_the_subscription_on_the_same_connection<V: Ven
     run.stop().await.unwrap();
 }
 
-async fn a_server_that_closes_mid_stream_is_logged_into_again_and_resubscribed<V: Vendor>() {
+/// A server that closes mid-stream: the source logs in again and resubscribes.
+async fn reconnects_after_a_close<V: Vendor>() {
     let script = Script {
         close_after: Some(60),
         ..Script::at_rate(2000.0)
@@ -302,10 +303,7 @@ macro_rules! suite {
 
         #[tokio::test]
         async fn a_server_that_closes_mid_stream_is_logged_into_again_and_resubscribed() {
-            super::a_server_that_closes_mid_stream_is_logged_into_again_and_resubscribed::<
-                                                                $vendor,
-                                                            >()
-                                                            .await;
+            super::reconnects_after_a_close::<$vendor>().await;
         }
 
         #[tokio::test]
@@ -327,12 +325,10 @@ macro_rules! suite {
 
 mod alpaca {
     use quotestream_api::contract::env::{ALPACA_KEY_ID, ALPACA_SECRET_KEY};
-    use quotestream_api::crd::{AlpacaCredentials, AlpacaSource};
     use quotestream_testkit::stream::alpaca::{
         AlpacaOptions, AlpacaServer, CountedBy, KEY_ID, MALFORMED, SECRET_KEY,
     };
-    use quotestream_worker::sources::Connector;
-    use quotestream_worker::sources::alpaca::{Alpaca, AlpacaConfig};
+    use quotestream_worker::sources::alpaca::Alpaca;
 
     use super::*;
 
@@ -364,17 +360,7 @@ mod alpaca {
         }
 
         fn protocol(server: &AlpacaServer) -> Alpaca {
-            let spec = AlpacaSource {
-                credentials_secret_ref: AlpacaCredentials {
-                    name: "alpaca-keys".into(),
-                    key_id_key: None,
-                    secret_key_key: None,
-                },
-                feed: None,
-                url: Some(server.url("iex")),
-                max_connections: None,
-            };
-            Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env()).unwrap())
+            support::alpaca(server.url("iex"), SECRET_KEY)
         }
 
         fn journal(server: &AlpacaServer) -> &Journal {

@@ -16,6 +16,32 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The alpaca source as the worker builds it: `spec.source.alpaca` naming Secret `alpaca-keys`
+/// and `url`, and the credentials in the environment (`secret_key` for the secret key).
+pub fn alpaca(url: String, secret_key: &str) -> quotestream_worker::sources::alpaca::Alpaca {
+    use quotestream_api::contract::env::{ALPACA_KEY_ID, ALPACA_SECRET_KEY};
+    use quotestream_api::crd::{AlpacaCredentials, AlpacaSource};
+    use quotestream_testkit::stream::alpaca::KEY_ID;
+    use quotestream_worker::sources::Connector;
+    use quotestream_worker::sources::alpaca::{Alpaca, AlpacaConfig};
+
+    let spec = AlpacaSource {
+        credentials_secret_ref: AlpacaCredentials {
+            name: "alpaca-keys".into(),
+            key_id_key: None,
+            secret_key_key: None,
+        },
+        feed: None,
+        url: Some(url),
+        max_connections: None,
+    };
+    let env = std::collections::HashMap::from([
+        (ALPACA_KEY_ID.to_owned(), KEY_ID.to_owned()),
+        (ALPACA_SECRET_KEY.to_owned(), secret_key.to_owned()),
+    ]);
+    Alpaca::new(AlpacaConfig::from_spec(Some(&spec), &env).unwrap())
+}
+
 /// Longest wait for anything the source should do; failures say what did not happen.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 

@@ -20,52 +20,72 @@ pub struct ErrorContext {
     pub secret: SecretNames,
 }
 
+/// The codes reconnecting cannot fix, with the fix the source stops with. `{credentials}` is
+/// replaced by the Secret and its keys, `{feed}` by the configured feed (docs/streaming.md's
+/// table of Alpaca's codes).
+const FATAL: &[(i64, &str)] = &[
+    (
+        401,
+        "Alpaca did not accept the login before the subscription: check the credentials in {credentials}",
+    ),
+    (
+        402,
+        "check the Secret's key id/secret: {credentials} must hold a valid Alpaca API key id and secret key",
+    ),
+    (
+        403,
+        "the connection was already logged in: another login was sent with the credentials of {credentials}; if nothing else shares this connection, report it as a bug",
+    ),
+    (
+        404,
+        "Alpaca did not receive the login in time: check that spec.source.alpaca.url ({feed} feed) reaches Alpaca without a proxy holding frames back",
+    ),
+    (
+        405,
+        "the free IEX plan allows 30 symbols: use fewer tickers per stream or feed: sip (spec.source.alpaca.feed, now {feed}; needs a paid plan)",
+    ),
+    (
+        406,
+        "another client uses these credentials: Alpaca allows one connection per endpoint and account; stop the other client, or raise spec.source.alpaca.maxConnections only if the plan allows more (each shard holds one connection), or use other credentials in {credentials}",
+    ),
+    (
+        408,
+        "market data v2 is not enabled for this account: enable it in the Alpaca dashboard or put other credentials in {credentials}",
+    ),
+    (
+        409,
+        "the plan does not include the {feed} feed: set spec.source.alpaca.feed: iex (free) or upgrade the Alpaca plan",
+    ),
+    (
+        410,
+        "the {feed} feed does not serve trades, quotes and daily bars: set spec.source.alpaca.feed to iex or sip",
+    ),
+    (
+        411,
+        "the API key lacks the market-data scope: create a key with data access and put it in {credentials}",
+    ),
+];
+
 /// The action for an error `code`. `ghost_possible`: an earlier connection of this worker was
 /// logged in and lost less than [`GHOST_CONNECTION_GRACE`] ago, so Alpaca may still count it.
 pub fn action(code: i64, ctx: &ErrorContext, ghost_possible: bool) -> Action {
-    let feed = feed_name(ctx.feed);
-    let credentials = ctx.secret.describe();
-    let fatal = |fix: String| Action::Fatal(fix);
     match code {
         // Our frame did not parse: a bug on our side, not worth the connection.
         400 => Action::Log,
-        401 => fatal(format!(
-            "Alpaca did not accept the login before the subscription: check the credentials in {credentials}"
-        )),
-        402 => fatal(format!(
-            "check the Secret's key id/secret: {credentials} must hold a valid Alpaca API key id and secret key"
-        )),
-        403 => fatal(format!(
-            "the connection was already logged in: another login was sent with the credentials of {credentials}; if nothing else shares this connection, report it as a bug"
-        )),
-        404 => fatal(format!(
-            "Alpaca did not receive the login in time: check that spec.source.alpaca.url ({feed} feed) reaches Alpaca without a proxy holding frames back"
-        )),
-        405 => fatal(format!(
-            "the free IEX plan allows 30 symbols: use fewer tickers per stream or feed: sip (spec.source.alpaca.feed, now {feed}; needs a paid plan)"
-        )),
+        // Most likely our own lost connection, still counted: it goes away.
         406 if ghost_possible => Action::Reconnect,
-        406 => fatal(format!(
-            "another client uses these credentials: Alpaca allows one connection per endpoint and account; stop the other client, or raise spec.source.alpaca.maxConnections only if the plan allows more (each shard holds one connection), or use other credentials in {credentials}"
-        )),
-        // Alpaca dropped us for reading too slowly: a new connection starts with an empty buffer.
-        407 => Action::Reconnect,
-        408 => fatal(format!(
-            "market data v2 is not enabled for this account: enable it in the Alpaca dashboard or put other credentials in {credentials}"
-        )),
-        409 => fatal(format!(
-            "the plan does not include the {feed} feed: set spec.source.alpaca.feed: iex (free) or upgrade the Alpaca plan"
-        )),
-        410 => fatal(format!(
-            "the {feed} feed does not serve trades, quotes and daily bars: set spec.source.alpaca.feed to iex or sip"
-        )),
-        411 => fatal(format!(
-            "the API key lacks the market-data scope: create a key with data access and put it in {credentials}"
-        )),
-        500 => Action::Reconnect,
-        // A code this connector does not know: a fresh connection is the safe answer, and the
-        // backoff bounds how often it is tried.
-        _ => Action::Reconnect,
+        // 407: Alpaca dropped us for reading too slowly (a new connection starts with an empty
+        // buffer); 500: its internal error.
+        407 | 500 => Action::Reconnect,
+        _ => match FATAL.iter().find(|(fatal, _)| *fatal == code) {
+            Some((_, fix)) => Action::Fatal(
+                fix.replace("{credentials}", &ctx.secret.describe())
+                    .replace("{feed}", feed_name(ctx.feed)),
+            ),
+            // A code this connector does not know: a fresh connection is the safe answer, and
+            // the backoff bounds how often it is tried.
+            None => Action::Reconnect,
+        },
     }
 }
 
@@ -119,6 +139,7 @@ mod tests {
             match (action(*code, &ctx(), false), *kind) {
                 (Action::Log, "log") | (Action::Reconnect, "reconnect") => {}
                 (Action::Fatal(fix), "fatal") => {
+                    assert!(!fix.contains('{'), "{code}: a placeholder is left: {fix}");
                     for name in *names {
                         assert!(fix.contains(name), "{code}: {fix:?} should name {name:?}");
                     }
