@@ -52,6 +52,13 @@ trait Vendor {
     fn worker_source(server: &Self::Server) -> (Value, HashMap<String, String>);
 }
 
+/// The vendor's server running `script`, and the source streaming `tickers` from it.
+async fn stream<V: Vendor>(script: Script, tickers: &[&str]) -> (V::Server, StreamRun) {
+    let server = V::start(script).await;
+    let run = StreamRun::start(V::protocol(&server), quick_settings(), set(tickers));
+    (server, run)
+}
+
 fn tickers_in(quotes: &[RawQuote]) -> BTreeSet<String> {
     quotes.iter().map(|q| q.ticker.clone()).collect()
 }
@@ -76,9 +83,8 @@ fn starts_with(texts: &[String], expected: &[String]) -> bool {
 }
 
 async fn streams_every_subscribed_ticker<V: Vendor>() {
-    let server = V::start(Script::at_rate(2000.0)).await;
     let tickers = ["AAPL", "BRK.B", "MSFT"];
-    let mut run = StreamRun::start(V::protocol(&server), quick_settings(), set(tickers));
+    let (server, mut run) = stream::<V>(Script::at_rate(2000.0), &tickers).await;
     let quotes = run
         .until("quotes for all three tickers", |q, _| {
             tickers_in(q).len() == 3 && healthy::<V>(q)
@@ -106,12 +112,7 @@ async fn streams_every_subscribed_ticker<V: Vendor>() {
 }
 
 async fn a_new_assignment_changes_the_subscription_on_the_same_connection<V: Vendor>() {
-    let server = V::start(Script::at_rate(2000.0)).await;
-    let mut run = StreamRun::start(
-        V::protocol(&server),
-        quick_settings(),
-        set(["AAPL", "MSFT"]),
-    );
+    let (server, mut run) = stream::<V>(Script::at_rate(2000.0), &["AAPL", "MSFT"]).await;
     run.until("first quotes", |q, _| tickers_in(q).len() == 2)
         .await;
     run.tickers.send(set(["MSFT", "NVDA"])).unwrap();
@@ -145,12 +146,7 @@ async fn reconnects_after_a_close<V: Vendor>() {
         close_after: Some(60),
         ..Script::at_rate(2000.0)
     };
-    let server = V::start(script).await;
-    let mut run = StreamRun::start(
-        V::protocol(&server),
-        quick_settings(),
-        set(["AAPL", "MSFT"]),
-    );
+    let (server, mut run) = stream::<V>(script, &["AAPL", "MSFT"]).await;
     run.until("quotes after the reconnect", |q, m| {
         q.len() > 120
             && m.source_reconnects.with_label_values(&["closed"]).get() == 1
@@ -174,8 +170,7 @@ async fn a_silent_server_is_detected_and_replaced<V: Vendor>() {
         silent_after: Some(10),
         ..Script::at_rate(1000.0)
     };
-    let server = V::start(script).await;
-    let mut run = StreamRun::start(V::protocol(&server), quick_settings(), set(["AAPL"]));
+    let (server, mut run) = stream::<V>(script, &["AAPL"]).await;
     run.until("quotes from a second connection", |q, m| {
         q.len() > 20 && m.source_reconnects.with_label_values(&["silent"]).get() == 1
     })
@@ -189,12 +184,7 @@ async fn malformed_input_is_counted_by_reason_and_never_published<V: Vendor>() {
         malformed_every: Some(3),
         ..Script::at_rate(2000.0)
     };
-    let server = V::start(script).await;
-    let mut run = StreamRun::start(
-        V::protocol(&server),
-        quick_settings(),
-        set(["AAPL", "MSFT"]),
-    );
+    let (server, mut run) = stream::<V>(script, &["AAPL", "MSFT"]).await;
     let quotes = run
         .until("every kind of bad input", V::every_bad_kind_seen)
         .await;
