@@ -15,6 +15,7 @@ pub mod config;
 mod error;
 mod migrations;
 pub mod partitions;
+pub mod reader_role;
 pub mod rollup;
 pub mod schema;
 mod session;

@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use crate::config::TableName;
 use crate::error::describe;
 use crate::partitions;
+use crate::reader_role;
 use crate::rollup::{self, License};
 use crate::schema::{self, MIGRATIONS_TABLE};
 
@@ -26,10 +27,11 @@ pub const MIGRATIONS: [(i32, &str); 2] = [
 /// The store's migrations (it keeps the rollups current at ingest and maintains the
 /// partitions): time partitions where TimescaleDB is not available, and one of the two rollup
 /// migrations, chosen by what the server has (docs/store.md).
-pub const ROLLUP_MIGRATIONS: [(i32, &str); 3] = [
+pub const ROLLUP_MIGRATIONS: [(i32, &str); 4] = [
     (3, "time partitions (plain PostgreSQL)"),
     (10, "rollup tables (plain PostgreSQL)"),
     (11, "rollups as timescaledb continuous aggregates"),
+    (20, "read-only role quotestream_reader"),
 ];
 
 /// How the rollups are kept.
@@ -183,6 +185,9 @@ async fn migrate_locked(
             partition(client, table, &mut report).await?;
         }
         report.rollups = Some(migrate_rollups(client, table, &applied, &mut report).await?);
+        if !applied.contains(&20) {
+            reader_role(client, table, &mut report).await;
+        }
     }
     Ok(report)
 }
@@ -253,6 +258,20 @@ async fn partition(
         ),
     }
     Ok(())
+}
+
+/// Migration 20 ([`reader_role`](crate::reader_role)): optional — without CREATEROLE the store
+/// works as before and says how to get the role.
+async fn reader_role(client: &mut Client, table: &TableName, report: &mut MigrationReport) {
+    match apply(client, table, 20, &reader_role::statements(table)).await {
+        Ok(()) => report.applied.push(20),
+        Err(e) => tracing::warn!(
+            %table,
+            error = %describe(&e.error),
+            "the read-only role {} could not be created (dashboards need it); grant the store's user CREATEROLE, or run the statements of migration 20 (docs/query-api.md) as a superuser; retried at the next start",
+            reader_role::READER_ROLE
+        ),
+    }
 }
 
 /// Migration 2: the extension, then the edition's statements ([`schema::timescale`]).

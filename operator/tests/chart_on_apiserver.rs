@@ -296,6 +296,7 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         ("Deployment", "quotestream-store"),
         ("Service", "quotestream-store"),
         ("PodDisruptionBudget", "quotestream-store"),
+        ("ConfigMap", "quotestream-prices-dashboard"),
     ] {
         assert!(
             has(&scoped, kind, name),
@@ -305,6 +306,64 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
     assert!(
         !has(&scoped, "ClusterRoleBinding", "quotestream-operator"),
         "watchNamespace must not grant cluster-wide rights: {scoped:?}"
+    );
+
+    assert!(
+        !has(&defaults, "ConfigMap", "quotestream-prices-dashboard"),
+        "the prices dashboard needs the store"
+    );
+    // The prices dashboard and its PostgreSQL datasource, for the Grafana sidecar.
+    let grafana = template(&[
+        "store.enabled=true",
+        "store.database.secretName=quotestream-store-db",
+        "store.grafanaDatasource.enabled=true",
+        "store.grafanaDatasource.host=db.markets:5432",
+    ]);
+    let maps = objects(&grafana, "ConfigMap");
+    let find = |name: &str| {
+        maps.iter()
+            .find(|m| m["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+    };
+    let dashboard = find("quotestream-prices-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let file =
+        std::fs::read_to_string(Path::new(&chart).join("files/dashboards/quotestream-prices.json"))
+            .unwrap();
+    assert_eq!(
+        dashboard["data"]["quotestream-prices.json"]
+            .as_str()
+            .unwrap()
+            .trim(),
+        file.trim()
+    );
+    let datasource = find("quotestream-postgres-datasource");
+    assert_eq!(datasource["metadata"]["labels"]["grafana_datasource"], "1");
+    let yaml: serde_yaml::Value = serde_yaml::from_str(
+        datasource["data"]["quotestream-postgres.yaml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let ds = &yaml["datasources"][0];
+    assert_eq!(ds["uid"].as_str(), Some("quotestream-postgres"));
+    assert_eq!(ds["type"].as_str(), Some("grafana-postgresql-datasource"));
+    assert_eq!(ds["url"].as_str(), Some("db.markets:5432"));
+    assert_eq!(
+        ds["secureJsonData"]["password"].as_str(),
+        Some("$QUOTESTREAM_GRAFANA_PG_PASSWORD")
+    );
+    let out = helm(&[
+        "template",
+        "q",
+        &chart,
+        "--set",
+        "store.grafanaDatasource.enabled=true",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("store.grafanaDatasource.host is empty"),
+        "{}",
+        text(&out)
     );
 
     // values.schema.json: a typo names the key; a cross-field mistake names the fix.
