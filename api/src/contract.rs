@@ -17,6 +17,9 @@ pub mod env {
     pub const LISTEN: &str = "QUOTESTREAM_LISTEN";
     /// Drain budget on SIGTERM (`run --grace`).
     pub const GRACE: &str = "QUOTESTREAM_GRACE";
+    /// How far ahead of the node's clock a quote may be dated (`run --max-clock-skew`, default
+    /// 5s); set it through `spec.worker.env` for a vendor whose clock runs ahead.
+    pub const MAX_CLOCK_SKEW: &str = "QUOTESTREAM_MAX_CLOCK_SKEW";
     /// Overrides the replay recording's path (local runs, tests); the Deployment relies on the
     /// default, `<REPLAY_DIR>/<key>`.
     pub const REPLAY_FILE: &str = "QUOTESTREAM_REPLAY_FILE";

@@ -48,6 +48,8 @@ pub enum WorkerError {
 pub struct RunOptions {
     /// How long sinks may take to drain after shutdown begins.
     pub grace: Duration,
+    /// How far ahead of this node's clock a quote may be dated (`--max-clock-skew`).
+    pub max_clock_skew: Duration,
     /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
     pub queue_quotes: usize,
     /// Secrets and overrides from the environment (`quotestream_api::contract::env::WORKER_READS`:
@@ -60,6 +62,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             grace: Duration::from_secs(25),
+            max_clock_skew: Duration::from_secs(5),
             queue_quotes: 200_000,
             env: HashMap::new(),
         }
@@ -341,8 +344,11 @@ impl Worker {
         // A few batches of slack between source and pipeline; beyond that the source waits.
         let (out, input) = mpsc::channel(4);
         let give_up = CancellationToken::new();
+        let max_skew = jiff::SignedDuration::try_from(options.max_clock_skew)
+            .unwrap_or(crate::quote::DEFAULT_MAX_CLOCK_SKEW);
         let pipeline_task = tokio::spawn(pipeline::run(
             input,
+            max_skew,
             tickers.subscribe(),
             senders,
             metrics.clone(),

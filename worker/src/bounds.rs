@@ -22,6 +22,8 @@ pub const GRACE: Bounds = Bounds::new(MS, HOUR);
 pub const RELOAD_EVERY: Bounds = Bounds::new(Duration::from_millis(10), HOUR);
 /// `local --duration`.
 pub const LOCAL_DURATION: Bounds = Bounds::new(MS, Duration::from_secs(365 * 24 * 3600));
+/// `run --max-clock-skew`: how far ahead of the clock a quote may be dated.
+pub const MAX_CLOCK_SKEW: Bounds = Bounds::new(Duration::ZERO, HOUR);
 /// `spec.source.yahoo.timeout`: one HTTP request.
 pub const HTTP_TIMEOUT: Bounds = Bounds::new(Duration::from_millis(10), Duration::from_secs(300));
 /// `spec.source.idleTimeout`: shorter cannot tell a quiet market from a dead connection.

@@ -54,6 +54,10 @@ enum Command {
         /// Time the sinks get to drain on SIGTERM (keep it below the pod's grace period).
         #[arg(long, env = contract::env::GRACE, default_value = contract::WORKER_GRACE, value_parser = parse_grace)]
         grace: Duration,
+        /// How far ahead of this node's clock a quote may be dated (0-1h); later ones are
+        /// dropped as invalid (`reason="timestamp"`).
+        #[arg(long, env = contract::env::MAX_CLOCK_SKEW, default_value = "5s", value_parser = parse_max_clock_skew)]
+        max_clock_skew: Duration,
         /// How often the configuration file is checked for a new ticker list.
         #[arg(long, default_value = "1s", value_parser = parse_reload_every)]
         reload_every: Duration,
@@ -96,6 +100,10 @@ enum Command {
 
 fn parse_grace(s: &str) -> Result<Duration, String> {
     bounds::GRACE.parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_max_clock_skew(s: &str) -> Result<Duration, String> {
+    bounds::MAX_CLOCK_SKEW.parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_reload_every(s: &str) -> Result<Duration, String> {
@@ -150,8 +158,16 @@ fn main() -> ExitCode {
             config,
             listen,
             grace,
+            max_clock_skew,
             reload_every,
-        } => runtime().and_then(|rt| rt.block_on(run(config, listen, grace, reload_every))),
+        } => runtime().and_then(|rt| {
+            let options = RunOptions {
+                grace,
+                max_clock_skew,
+                ..RunOptions::default()
+            };
+            rt.block_on(run(config, listen, options, reload_every))
+        }),
         Command::Local {
             shards,
             interval,
@@ -205,15 +221,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn run(
     path: PathBuf,
     listen: SocketAddr,
-    grace: Duration,
+    options: RunOptions,
     reload_every: Duration,
 ) -> anyhow::Result<()> {
     let config = config_file::load(&path)?;
-    let options = RunOptions {
-        grace,
-        ..RunOptions::default()
-    }
-    .with_process_env();
+    let options = options.with_process_env();
     let worker = Worker::new(config.clone(), options, None)?;
     let shutdown = quotestream_runtime::shutdown_on_signal("draining");
     let (bound, server) = server::serve(

@@ -7,7 +7,9 @@ pub mod wire;
 use jiff::Timestamp;
 use quotestream_api::Ticker;
 
-pub use validate::{RawQuote, ValidationError, validate};
+pub use validate::{
+    DEFAULT_MAX_CLOCK_SKEW, RawQuote, ValidationError, validate, validate_with_skew,
+};
 
 /// A validated quote. Constructed only by [`validate`], so every `Quote` a sink receives
 /// satisfies the contract: a canonical ticker, a UTC timestamp, a positive finite price, a

@@ -69,11 +69,24 @@ impl ValidationError {
 
 /// Quotes older than this are a unit bug (epoch milliseconds read as seconds land in 1970).
 const EARLIEST: Timestamp = Timestamp::constant(631_152_000, 0); // 1990-01-01T00:00:00Z
-/// Allowed clock skew into the future (seconds read as milliseconds land in the far future).
-const MAX_FUTURE_SKEW: SignedDuration = SignedDuration::from_hours(1);
+/// How far into the future a quote may be dated by default: a few seconds of clock skew between
+/// a vendor and this node. Anything later is a bad clock or a unit bug (seconds read as
+/// milliseconds land in the far future), never a trade: publishing it would store a price
+/// from the future (`--max-clock-skew` changes it).
+pub const DEFAULT_MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(5);
 
-/// Validates one quote against the contract, as of `now`.
+/// Validates one quote against the contract, as of `now`, allowing the default clock skew.
 pub fn validate(raw: RawQuote, now: Timestamp) -> Result<Quote, ValidationError> {
+    validate_with_skew(raw, now, DEFAULT_MAX_CLOCK_SKEW)
+}
+
+/// Validates one quote against the contract, as of `now`; its timestamp may be up to
+/// `max_skew` ahead of `now`.
+pub fn validate_with_skew(
+    raw: RawQuote,
+    now: Timestamp,
+    max_skew: SignedDuration,
+) -> Result<Quote, ValidationError> {
     let ticker = Ticker::parse(&raw.ticker)?;
     let name = || raw.ticker.clone();
     let bad_time = |why| ValidationError::Timestamp {
@@ -86,9 +99,9 @@ pub fn validate(raw: RawQuote, now: Timestamp) -> Result<Quote, ValidationError>
             "before 1990 (epoch milliseconds read as seconds?)",
         ));
     }
-    if raw.timestamp > now.saturating_add(MAX_FUTURE_SKEW).unwrap_or(now) {
+    if raw.timestamp > now.saturating_add(max_skew).unwrap_or(now) {
         return Err(bad_time(
-            "more than 1h in the future (epoch seconds read as milliseconds?)",
+            "further in the future than the allowed clock skew (--max-clock-skew, default 5s; a vendor clock ahead, or epoch seconds read as milliseconds?)",
         ));
     }
     if !(raw.price.is_finite() && raw.price > 0.0) {
@@ -270,6 +283,24 @@ mod tests {
             }),
             "timestamp"
         );
+    }
+
+    #[test]
+    fn the_future_window_is_a_few_seconds_of_skew_by_default_and_configurable() {
+        let at = |secs| RawQuote {
+            timestamp: now().checked_add(SignedDuration::from_secs(secs)).unwrap(),
+            ..raw()
+        };
+        assert!(validate(at(5), now()).is_ok(), "5 s of skew is allowed");
+        assert_eq!(reason(at(6)), "timestamp");
+        assert_eq!(
+            reason(at(3599)),
+            "timestamp",
+            "an hour ahead is not a trade"
+        );
+        let wider = SignedDuration::from_secs(60);
+        assert!(validate_with_skew(at(59), now(), wider).is_ok());
+        assert!(validate_with_skew(at(1), now(), SignedDuration::ZERO).is_err());
     }
 
     #[test]
