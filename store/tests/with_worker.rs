@@ -14,51 +14,101 @@ use quotestream_testkit::{PostgresServer, free_port, wait_until};
 use serde_json::json;
 use support::{Store, WAIT, count, database, metric, signal, wait_exit, workspace_binary};
 
+/// A `quotestream-worker run` of a synthetic stream of 40 tickers posting to `store_url`.
+struct WorkerRun {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl WorkerRun {
+    fn start(store_url: &str, batch_size: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("worker.json");
+        let tickers: Vec<String> = (0..40)
+            .map(|i| {
+                let a = (b'A' + (i / 26) as u8) as char;
+                let b = (b'A' + (i % 26) as u8) as char;
+                format!("Q{a}{b}")
+            })
+            .collect();
+        std::fs::write(
+            &config,
+            serde_json::to_vec(&json!({
+                "namespace": "markets", "stream": "e2e", "shard": 0, "shards": 1,
+                "tickers": tickers, "interval": "100ms", "requestsPerHour": 100000.0,
+                "source": {"type": "synthetic", "synthetic": {"seed": 3}},
+                "sinks": {"storage": {"url": store_url, "batchSize": batch_size}},
+                "epoch": 1, "fingerprint": "test"
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let port = free_port().unwrap();
+        let log = dir.path().join("worker.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(workspace_binary("quotestream-worker"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--grace", "30s"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, a clean exit, and the (published to storage, dropped) of its summary line:
+    /// `summary=Summary { fetched: F, published: [("storage", P)], dropped: D }`.
+    fn stop(mut self) -> (u64, u64) {
+        signal(self.child.id(), "TERM");
+        let status = wait_exit(&mut self.child, WAIT);
+        assert!(
+            status.success(),
+            "worker exit {status}; log:\n{}",
+            self.log()
+        );
+        let text = self.log();
+        let summary = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("worker stopped"))
+            .unwrap_or_else(|| panic!("no summary in the worker log:\n{text}"));
+        let number_after = |marker: &str| -> u64 {
+            let at = summary
+                .find(marker)
+                .unwrap_or_else(|| panic!("{marker} not in {summary}"));
+            summary[at + marker.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap()
+        };
+        (number_after("(\"storage\", "), number_after("dropped: "))
+    }
+}
+
 #[test]
 fn the_worker_streams_through_a_database_restart_losing_and_doubling_nothing() {
     let mut pg = PostgresServer::start().unwrap();
     let dsn = database(&pg, "e2e");
     let store = Store::start(&dsn, &["--retry-after-secs", "1"]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("worker.json");
-    let tickers: Vec<String> = (0..40)
-        .map(|i| {
-            let a = (b'A' + (i / 26) as u8) as char;
-            let b = (b'A' + (i % 26) as u8) as char;
-            format!("Q{a}{b}")
-        })
-        .collect();
-    std::fs::write(
-        &config,
-        serde_json::to_vec(&json!({
-            "namespace": "markets", "stream": "e2e", "shard": 0, "shards": 1,
-            "tickers": tickers, "interval": "100ms", "requestsPerHour": 100000.0,
-            "source": {"type": "synthetic", "synthetic": {"seed": 3}},
-            "sinks": {"storage": {"url": store.url(), "batchSize": 100}},
-            "epoch": 1, "fingerprint": "test"
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    let worker_port = free_port().unwrap();
-    let worker_log = dir.path().join("worker.log");
-    let out = std::fs::File::create(&worker_log).unwrap();
-    let mut worker = Command::new(workspace_binary("quotestream-worker"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{worker_port}"),
-            "--grace",
-            "30s",
-        ])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(&worker_log).unwrap_or_default();
+    let worker = WorkerRun::start(&store.url(), 100);
+    let worker_port = worker.port;
+    let log = || worker.log();
     let stored = |pg: &PostgresServer| count(pg, "e2e", "SELECT count(*) FROM quotes.real_time");
 
     // Streaming.
@@ -96,29 +146,8 @@ fn the_worker_streams_through_a_database_restart_losing_and_doubling_nothing() {
     );
 
     // Drain: the worker posts what it has and stops.
-    signal(worker.id(), "TERM");
-    let status = wait_exit(&mut worker, WAIT);
-    assert!(status.success(), "worker exit {status}; log:\n{}", log());
-    // The worker's summary line: `summary=Summary { fetched: F, published: [("storage", P)], dropped: D }`.
-    let text = log();
-    let summary = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("worker stopped"))
-        .unwrap_or_else(|| panic!("no summary in the worker log:\n{text}"));
-    let number_after = |marker: &str| -> u64 {
-        let at = summary
-            .find(marker)
-            .unwrap_or_else(|| panic!("{marker} not in {summary}"));
-        summary[at + marker.len()..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap()
-    };
-    let published = number_after("(\"storage\", ");
-    let dropped = number_after("dropped: ");
+    let (published, dropped) = worker.stop();
+    let summary = format!("published {published}, dropped {dropped}");
     let rows = stored(&pg);
     assert_eq!(dropped, 0, "{summary}");
     assert!(published > 800, "{summary}");
@@ -144,4 +173,29 @@ fn the_worker_streams_through_a_database_restart_losing_and_doubling_nothing() {
         );
         assert_eq!(in_bars, rows, "{grain} bars");
     }
+}
+
+/// The store refuses bodies over `--max-body-bytes` with 413. The worker's batches (about 100
+/// quotes, 15 kB) are over this store's 4 kB: each refused batch is bisected until its parts
+/// fit, so every quote is stored and none dropped. (Before bisection every batch was dropped
+/// whole as `rejected`.)
+#[test]
+fn batches_over_the_stores_body_limit_are_bisected_not_dropped() {
+    let pg = PostgresServer::start().unwrap();
+    let dsn = database(&pg, "e2e");
+    let store = Store::start(&dsn, &["--max-body-bytes", "4096"]);
+    let worker = WorkerRun::start(&store.url(), 1000);
+    let stored = || count(&pg, "e2e", "SELECT count(*) FROM quotes.real_time");
+    assert!(
+        wait_until(WAIT, || stored() >= 400),
+        "nothing stored; worker log:\n{}",
+        worker.log()
+    );
+    let (published, dropped) = worker.stop();
+    assert_eq!(dropped, 0, "published {published}");
+    assert_eq!(stored(), published, "every published quote is stored once");
+    assert!(
+        store.metric("quotestore_rejected_batches_total{rule=\"body_size\"}") >= 1.0,
+        "the store refused no body as too large: the test proves nothing"
+    );
 }

@@ -394,8 +394,10 @@ async fn the_breaker_opens_after_five_consecutive_failures_and_the_batch_waits()
     assert_eq!(circuit_open(&m), 0, "closed again");
 }
 
+/// A batch refused once (a scripted 400, as a proxy or a store in a bad minute might answer)
+/// is bisected: its halves are accepted and nothing is lost. It used to be dropped whole.
 #[tokio::test]
-async fn a_rejected_batch_is_dropped_counted_and_the_next_goes_on() {
+async fn a_refused_batch_is_bisected_and_a_transient_refusal_loses_nothing() {
     let storage = StorageReceiver::start().await.unwrap();
     storage.script([Fault::Status(
         400,
@@ -413,14 +415,16 @@ async fn a_rejected_batch_is_dropped_counted_and_the_next_goes_on() {
 
     let l = storage.ledger();
     let statuses: Vec<u16> = l.requests.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [400, 200], "a rejection is not retried");
     assert_eq!(
-        l.accepted,
-        all[5..].iter().map(expected).collect::<Vec<_>>()
+        statuses,
+        [400, 200, 200, 200],
+        "the halves, then the next batch"
     );
-    assert_eq!(dropped(&m, "rejected"), 5);
+    assert_eq!(l.batch_sizes, [2, 3, 5]);
+    assert_eq!(l.accepted, all.iter().map(expected).collect::<Vec<_>>());
+    assert_no_drops(&m);
     assert_eq!(publish_errors(&m), 1);
-    assert_eq!(published(&m), 5);
+    assert_eq!(published(&m), 10);
     assert_eq!(circuit_open(&m), 0);
 }
 
@@ -576,4 +580,123 @@ async fn the_test_receiver_enforces_the_contract() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(storage.ledger().accepted.len(), 1);
+}
+
+#[tokio::test]
+async fn one_refused_quote_costs_only_itself_the_batch_is_bisected() {
+    let storage = StorageReceiver::start().await.unwrap();
+    storage.ledger().refused_ticker = Some("NVDA".into());
+    let sink = start(
+        config(&storage.url(), 1000),
+        2000,
+        Duration::from_secs(5),
+        None,
+    );
+    // 1000 quotes, one of them NVDA (index 617): one contract batch of 1000.
+    let mut all = quotes(&["AAPL", "MSFT"], 1000);
+    all[617] = quotes(&["NVDA"], 618).pop().unwrap();
+    sink.send(&all).await;
+    let m = sink.finish().await;
+
+    let l = storage.ledger();
+    let mut delivered = l.accepted.clone();
+    let mut wanted: Vec<Value> = all
+        .iter()
+        .filter(|q| q.ticker.as_str() != "NVDA")
+        .map(expected)
+        .collect();
+    let by_key = |v: &Value| (v["ticker"].to_string(), v["timestamp"].to_string());
+    delivered.sort_by_key(by_key);
+    wanted.sort_by_key(by_key);
+    assert_eq!(delivered.len(), 999, "every other quote is delivered");
+    assert_eq!(delivered, wanted);
+    assert_eq!(
+        dropped(&m, "rejected"),
+        1,
+        "only the refused quote is dropped"
+    );
+    assert_eq!(published(&m), 999);
+    let refused = l.requests.iter().filter(|r| r.status == 422).count();
+    assert!(
+        refused <= 11,
+        "bisection finds the quote in about log2(1000) refusals, not {refused}"
+    );
+    assert_eq!(circuit_open(&m), 0, "a refusal is not an outage");
+}
+
+#[tokio::test]
+async fn a_409_duplicate_counts_as_delivered() {
+    let storage = StorageReceiver::start().await.unwrap();
+    storage.script([Fault::Status(409, "duplicate key (symbol, timestamp)")]);
+    let sink = start(
+        config(&storage.url(), 10),
+        100,
+        Duration::from_secs(5),
+        None,
+    );
+    sink.send(&quotes(&["AAPL"], 10)).await;
+    let m = sink.finish().await;
+    let statuses: Vec<u16> = storage.ledger().requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [409], "storage has them: nothing to resend");
+    assert_eq!(published(&m), 10);
+    assert_no_drops(&m);
+}
+
+#[tokio::test]
+async fn a_proxy_403_or_404_is_retried_not_dropped() {
+    let storage = StorageReceiver::start().await.unwrap();
+    storage.script([
+        Fault::Status(403, "<html>Forbidden (proxy)</html>"),
+        Fault::Status(404, "<html>no route yet (ingress reload)</html>"),
+    ]);
+    let sink = start(
+        config(&storage.url(), 10),
+        100,
+        Duration::from_secs(5),
+        None,
+    );
+    let all = quotes(&["AAPL", "MSFT"], 10);
+    sink.send(&all).await;
+    let m = sink.finish().await;
+    let l = storage.ledger();
+    let statuses: Vec<u16> = l.requests.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [403, 404, 200],
+        "the same batch, kept and retried"
+    );
+    assert_eq!(l.accepted, all.iter().map(expected).collect::<Vec<_>>());
+    assert_eq!(published(&m), 10);
+    assert_no_drops(&m);
+}
+
+/// 429 is back-pressure from a storage that is up: the sink waits what Retry-After says and the
+/// breaker stays closed. It used to count each 429 as a failure, so a storage pacing its clients
+/// opened the breaker and the 60 s open period replaced the pause it asked for.
+#[tokio::test]
+async fn repeated_429s_honour_retry_after_and_never_open_the_breaker() {
+    let storage = StorageReceiver::start().await.unwrap();
+    storage.script(std::iter::repeat_n(
+        Fault::TooManyRequests {
+            retry_after_secs: 0,
+        },
+        8,
+    ));
+    let mut c = config(&storage.url(), 10);
+    c.breaker_failures = 5;
+    c.breaker_open_for = Duration::from_secs(3600);
+    let sink = start(c, 100, Duration::from_secs(5), None);
+    let m = sink.metrics.clone();
+    sink.send(&quotes(&["AAPL"], 10)).await;
+    eventually(
+        "the batch is delivered right after the 8 pauses",
+        Duration::from_secs(10),
+        || published(&m) == 10,
+    )
+    .await;
+    let m = sink.finish().await;
+    let statuses: Vec<u16> = storage.ledger().requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.len(), 9);
+    assert_eq!(circuit_open(&m), 0);
+    assert_no_drops(&m);
 }

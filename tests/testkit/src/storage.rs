@@ -69,6 +69,9 @@ pub struct Ledger {
     pub batch_sizes: Vec<usize>,
     /// Idempotency keys of accepted batches; a repeat is answered 200 and not stored twice.
     pub keys: HashSet<String>,
+    /// A ticker whose quotes are refused: a batch holding one is answered 422 naming its index
+    /// (as a store refuses a quote breaking a rule the client does not know).
+    pub refused_ticker: Option<String>,
     pub replays: usize,
 }
 
@@ -83,6 +86,7 @@ impl Default for Ledger {
             accepted_count: 0,
             batch_sizes: Vec::new(),
             keys: HashSet::new(),
+            refused_ticker: None,
             replays: 0,
         }
     }
@@ -167,6 +171,14 @@ async fn quotes_batch(State(ledger): State<Shared>, headers: HeaderMap, body: By
             Some(Fault::Stall(d)) => (503, "stalled".to_owned(), Some(*d)),
             None => match check_contract(&headers, &body, key.as_deref()) {
                 Err(why) => (400, why, None),
+                Ok(quotes) if poisoned(&quotes, l.refused_ticker.as_deref()).is_some() => {
+                    let i = poisoned(&quotes, l.refused_ticker.as_deref()).unwrap_or_default();
+                    (
+                        422,
+                        format!("quotes[{i}]: refused (scripted poison ticker)"),
+                        None,
+                    )
+                }
                 Ok(quotes) => {
                     let key = key.clone().unwrap_or_default();
                     if l.keys.contains(&key) {
@@ -203,6 +215,14 @@ async fn quotes_batch(State(ledger): State<Shared>, headers: HeaderMap, body: By
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, answer).into_response()
+}
+
+/// The index of the first quote of `poison`, if any.
+fn poisoned(quotes: &[Value], poison: Option<&str>) -> Option<usize> {
+    let poison = poison?;
+    quotes
+        .iter()
+        .position(|q| q["ticker"].as_str() == Some(poison))
 }
 
 /// INV-001..007, exactly as the contract states them; the error is the 400 body.

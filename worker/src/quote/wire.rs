@@ -272,6 +272,13 @@ impl<'a> StorageBatch<'a> {
         self.quotes.len()
     }
 
+    /// The first and the second half (bisecting a batch storage refused, to find the quotes it
+    /// refuses and deliver the others).
+    pub fn halves(mut self) -> (Self, Self) {
+        let back = self.quotes.split_off(self.quotes.len() / 2);
+        (self, Self { quotes: back })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.quotes.is_empty()
     }

@@ -17,15 +17,24 @@ const EXCERPT_CHARS: usize = 512;
 /// What to do with a batch after one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// 2xx: storage has the batch.
+    /// 2xx: storage has the batch. Also 409 Conflict: storage already has these quotes (a
+    /// duplicate key), which is what a retry wanted.
     Accepted,
-    /// 408, 429, 5xx, timeout or connection failure: send the same batch again later, after
-    /// `retry_after` when the server said so.
+    /// 408, 5xx, timeout or connection failure, and 401/403/404/407 (a proxy or gateway in
+    /// front of storage refusing for now, or a wrong URL: either way not the batch's fault):
+    /// send the same batch again later, after `retry_after` when the server said so.
     Retry {
         why: String,
         retry_after: Option<Duration>,
     },
-    /// Any other answer: sending the same bytes again cannot succeed.
+    /// 429: storage is up and asks for a pause of `retry_after` (back-pressure, not a failure:
+    /// it does not count towards the circuit breaker).
+    SlowDown {
+        why: String,
+        retry_after: Option<Duration>,
+    },
+    /// Any other answer (400, 413, 422, ...): storage refuses these bytes. Sending them again
+    /// cannot succeed; smaller parts of the batch may.
     Rejected { why: String },
 }
 
@@ -97,6 +106,16 @@ impl StorageClient {
                 why: format!("storage answered {status}"),
                 retry_after,
             },
+            Class::SlowDown => Answer::SlowDown {
+                why: format!("storage answered {status}"),
+                retry_after,
+            },
+            Class::NotTheBatch => Answer::Retry {
+                why: format!(
+                    "storage answered {status}: not about the batch (a proxy, credentials or the URL: check spec.sinks.storage.url / STORAGE_URL if it lasts); the batch is kept"
+                ),
+                retry_after,
+            },
             Class::Rejected => {
                 let body = response.text().await.unwrap_or_default();
                 Answer::Rejected {
@@ -124,20 +143,30 @@ impl StorageClient {
 enum Class {
     Accepted,
     Retry,
+    SlowDown,
+    NotTheBatch,
     Rejected,
     Redirect,
 }
 
-/// 2xx accepted; 408, 429 and 5xx retried (the server may succeed later); 3xx a misconfigured
-/// URL; everything else (other 4xx, stray 1xx) rejected, as resending the same bytes cannot
-/// change the answer.
+/// 2xx and 409 (duplicate key: already stored) accepted; 429 back-pressure; 408 and 5xx
+/// retried (the server may succeed later); 401, 403, 404 and 407 retried too (whoever answered
+/// did not look at the batch); 3xx a misconfigured URL; everything else (other 4xx, stray 1xx)
+/// rejected, as resending the same bytes cannot change the answer.
 fn classify(status: StatusCode) -> Class {
-    if status.is_success() {
+    if status.is_success() || status == StatusCode::CONFLICT {
         Class::Accepted
-    } else if status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-    {
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        Class::SlowDown
+    } else if matches!(
+        status,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND
+            | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+    ) {
+        Class::NotTheBatch
+    } else if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
         Class::Retry
     } else if status.is_redirection() {
         Class::Redirect
@@ -206,14 +235,17 @@ mod tests {
             (200, Class::Accepted),
             (201, Class::Accepted),
             (204, Class::Accepted),
+            (409, Class::Accepted),
             (408, Class::Retry),
-            (429, Class::Retry),
+            (429, Class::SlowDown),
             (500, Class::Retry),
             (502, Class::Retry),
             (503, Class::Retry),
+            (401, Class::NotTheBatch),
+            (403, Class::NotTheBatch),
+            (404, Class::NotTheBatch),
+            (407, Class::NotTheBatch),
             (400, Class::Rejected),
-            (404, Class::Rejected),
-            (409, Class::Rejected),
             (413, Class::Rejected),
             (422, Class::Rejected),
             (301, Class::Redirect),

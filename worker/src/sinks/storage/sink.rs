@@ -5,8 +5,9 @@
 //! 2xx; `streamer_publish_duration_seconds` the time of each accepted POST;
 //! `streamer_errors_total{type="publish"}` every failed or rejected POST;
 //! `streamer_sink_dropped_quotes_total{reason}` with `contract` (share-class tickers and
-//! sources the contract cannot carry), `rejected` (a 4xx other than 408/429) and `shutdown`
-//! (still unsent at the drain deadline); `streamer_sink_circuit_open` 1 while the breaker is
+//! sources the contract cannot carry), `rejected` (a single quote storage refuses: a refused
+//! batch is bisected until the refused quotes are isolated and the rest delivered) and
+//! `shutdown` (still unsent at the drain deadline); `streamer_sink_circuit_open` 1 while the breaker is
 //! not closed; `streamer_sink_retrying` 1 while a failed batch waits for its retry. Batching
 //! ([`gather`]), the retry backoff and the shutdown drain are the sink core's
 //! (`crate::sinks::util`).
@@ -21,6 +22,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use super::breaker::{Breaker, BreakerState, Permit};
 use super::client::{Answer, StorageClient, idempotency_key};
 use super::config::StorageConfig;
+use crate::log_limit::LogLimiter;
 use crate::metrics::{DropReason, Metrics};
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
@@ -88,11 +90,12 @@ impl Sink for StorageSink {
     }
 }
 
-/// How one batch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How one POST of a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Delivery {
     Accepted,
-    Rejected,
+    /// Storage refuses these bytes (`why`); parts of the batch may still go.
+    Rejected(String),
     /// The drain deadline passed before storage took it.
     Expired,
 }
@@ -106,6 +109,8 @@ struct Writer {
     backoff: ExponentialBuilder,
     drain: Drain,
     logged: HashSet<String>,
+    /// One log line a minute for quotes storage refuses (each is counted).
+    rejected_log: LogLimiter,
     published: IntCounter,
     duration: Histogram,
     errors: IntCounter,
@@ -128,6 +133,7 @@ impl Writer {
             backoff: crate::retry::backoff(c.retry_min_delay, c.retry_max_delay),
             drain: Drain::for_sink(ctx),
             logged: HashSet::new(),
+            rejected_log: LogLimiter::default(),
             published: ctx.metrics.quotes_published.with_label_values(&[NAME]),
             duration: ctx.metrics.publish_duration.with_label_values(&[NAME]),
             errors: ctx.metrics.errors.with_label_values(&["publish"]),
@@ -148,18 +154,56 @@ impl Writer {
     async fn flush(&mut self, quotes: &[Quote], queue: &QueueReceiver) -> Result<(), usize> {
         let (batches, violations) = StorageBatch::split(quotes, self.config.batch_size);
         self.count_violations(&violations);
-        for (i, batch) in batches.iter().enumerate() {
-            let body = match serde_json::to_vec(batch) {
+        let mut left: usize = batches.iter().map(StorageBatch::len).sum();
+        for batch in batches {
+            let n = batch.len();
+            self.send_bisecting(batch, queue)
+                .await
+                .map_err(|unsent| unsent + left - n)?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Sends one contract batch. When storage refuses it (400, 413, 422, ...), the halves are
+    /// sent instead, recursively, so one bad quote (or a body over the server's size limit)
+    /// costs that quote alone (counted as `rejected`), not the whole batch: about 2·log2(n)
+    /// extra requests per refused quote. `Err` carries the quotes left unsent at the drain
+    /// deadline.
+    async fn send_bisecting(
+        &mut self,
+        batch: StorageBatch<'_>,
+        queue: &QueueReceiver,
+    ) -> Result<(), usize> {
+        let mut pending = vec![batch];
+        while let Some(batch) = pending.pop() {
+            let n = batch.len();
+            let body = match serde_json::to_vec(&batch) {
                 Ok(body) => Bytes::from(body),
                 Err(e) => {
                     // Validated quotes always serialise; kept as a counted drop, never a panic.
-                    tracing::error!(error = %e, quotes = batch.len(), "could not encode a storage batch; dropped");
-                    self.dropped(DropReason::Contract, batch.len());
+                    tracing::error!(error = %e, quotes = n, "could not encode a storage batch; dropped");
+                    self.dropped(DropReason::Contract, n);
                     continue;
                 }
             };
-            if self.deliver(body, batch.len(), queue).await == Delivery::Expired {
-                return Err(batches[i..].iter().map(StorageBatch::len).sum());
+            match self.deliver(body, n, queue).await {
+                Delivery::Accepted => {}
+                Delivery::Rejected(why) if n > 1 => {
+                    tracing::debug!(%why, quotes = n, "storage refused a batch; sending its halves to isolate the refused quotes");
+                    let (front, back) = batch.halves();
+                    pending.push(back);
+                    pending.push(front);
+                }
+                Delivery::Rejected(why) => {
+                    self.dropped(DropReason::Rejected, 1);
+                    if self.rejected_log.due("rejected") {
+                        tracing::error!(%why, "storage refused a quote; dropped (logged once a minute; every one is counted in streamer_sink_dropped_quotes_total{{sink=\"storage\",reason=\"rejected\"}})");
+                    }
+                }
+                Delivery::Expired => {
+                    return Err(n + pending.iter().map(StorageBatch::len).sum::<usize>());
+                }
             }
         }
         Ok(())
@@ -217,12 +261,29 @@ impl Writer {
                 Answer::Rejected { why } => {
                     self.retrying.set(0);
                     self.errors.inc();
-                    self.dropped(DropReason::Rejected, quotes);
                     // Storage answered, so it is up: this is the batch's problem, not an outage.
                     self.breaker.on_success();
                     self.report_breaker();
-                    tracing::error!(%why, quotes, idempotency_key = %key, "storage rejected a batch; dropped (counted in streamer_sink_dropped_quotes_total{{sink=\"storage\",reason=\"rejected\"}})");
-                    return Delivery::Rejected;
+                    return Delivery::Rejected(why);
+                }
+                Answer::SlowDown { why, retry_after } => {
+                    // Back-pressure from a storage that is up: wait as long as it asks, and
+                    // leave the breaker alone (its open period would replace the pause storage
+                    // asked for with a much longer one).
+                    self.retrying.set(1);
+                    self.errors.inc();
+                    let delay = retry_after.map_or_else(
+                        || backoff.next().unwrap_or(self.config.retry_max_delay),
+                        |d| d.min(self.config.retry_after_cap()),
+                    );
+                    tracing::info!(%why, quotes, retry_in = ?delay, "storage asks for a pause; the batch is kept");
+                    if !self
+                        .drain
+                        .sleep_until(Instant::now() + delay, Some(queue))
+                        .await
+                    {
+                        return self.expired(quotes);
+                    }
                 }
                 Answer::Retry { why, retry_after } => {
                     self.retrying.set(1);
