@@ -22,7 +22,12 @@ pub struct Store {
 impl Store {
     /// Starts the store against `dsn` and waits until /ready answers 200.
     pub fn start(dsn: &str, extra: &[&str]) -> Self {
-        let store = Self::spawn(dsn, extra);
+        Self::start_with_env(dsn, extra, &[])
+    }
+
+    /// [`Store::start`] with more environment variables ([`Store::spawn_with_env`]).
+    pub fn start_with_env(dsn: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let store = Self::spawn_with_env(dsn, extra, env);
         let ready = wait_until(WAIT, || {
             store.exited() || http_get(store.port, "/ready").is_some_and(|(code, _)| code == 200)
         });
@@ -36,6 +41,12 @@ impl Store {
 
     /// Spawns the store without waiting.
     pub fn spawn(dsn: &str, extra: &[&str]) -> Self {
+        Self::spawn_with_env(dsn, extra, &[])
+    }
+
+    /// [`Store::spawn`] with more environment variables (they win over the defaults, e.g.
+    /// `RUST_LOG`).
+    pub fn spawn_with_env(dsn: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let port = free_port().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("store.log");
@@ -46,6 +57,7 @@ impl Store {
             .env("DATABASE_URL", dsn)
             .env("RUST_LOG", "info")
             .env("QUOTESTREAM_STORE_THREADS", "2")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

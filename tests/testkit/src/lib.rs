@@ -11,6 +11,7 @@ mod port;
 mod postgres;
 mod process;
 mod redis;
+pub mod secrets;
 pub mod storage;
 pub mod stream;
 mod tls;
