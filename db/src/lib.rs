@@ -1,7 +1,8 @@
 //! The database side of quotestream, one definition shared by the worker's PostgreSQL sink and
 //! the storage service `quotestream-store`: quotes go to `quotes.real_time` (or another
 //! `schema.table`) with primary key (symbol, timestamp), written idempotently in bulk (binary
-//! COPY into a session staging table, then INSERT … ON CONFLICT DO NOTHING), at least once.
+//! COPY straight into the table; a batch holding a stored row goes through a session staging
+//! table and INSERT … ON CONFLICT DO NOTHING), at least once.
 //!
 //! Parts: [`config`] (where to connect, which table), [`tls`] (sslmode and sslrootcert), `schema` (the SQL, pure functions of
 //! the validated table name), `migrations` (versioned, applied once under an advisory lock),

@@ -27,10 +27,11 @@ pub const MIGRATIONS: [(i32, &str); 2] = [
 /// The store's migrations (it keeps the rollups current at ingest and maintains the
 /// partitions): time partitions where TimescaleDB is not available, and one of the two rollup
 /// migrations, chosen by what the server has (docs/store.md).
-pub const ROLLUP_MIGRATIONS: [(i32, &str); 4] = [
+pub const ROLLUP_MIGRATIONS: [(i32, &str); 5] = [
     (3, "time partitions (plain PostgreSQL)"),
     (10, "rollup tables (plain PostgreSQL)"),
     (11, "rollups as timescaledb continuous aggregates"),
+    (12, "rollup queue as minute partials"),
     (20, "read-only role quotestream_reader"),
 ];
 
@@ -185,6 +186,10 @@ async fn migrate_locked(
             partition(client, table, &mut report).await?;
         }
         report.rollups = Some(migrate_rollups(client, table, &applied, &mut report).await?);
+        if !applied.contains(&12) {
+            apply(client, table, 12, &rollup::partials_migration(table)).await?;
+            report.applied.push(12);
+        }
         if !applied.contains(&20) {
             reader_role(client, table, &mut report).await;
         }

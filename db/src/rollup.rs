@@ -20,7 +20,12 @@
 //! TimescaleDB is installed with its community license, the same names are hierarchical
 //! continuous aggregates with refresh policies instead ([`timescale_plan`]).
 
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+
 use crate::config::TableName;
+use crate::session::Row;
 
 /// The grains: suffix, bucket width, and the grain a TimescaleDB continuous aggregate of this
 /// one is built from (None: from the raw table).
@@ -55,9 +60,61 @@ pub fn daily(t: &TableName) -> String {
     object(t, "daily")
 }
 
-/// The rows inserted and not yet merged into the rollups.
+/// The queue of migrations 10 and 11: inserted rows, one per quote. Migration 12 folds it
+/// into [`partials`] and drops it.
 pub fn queue(t: &TableName) -> String {
     object(t, "rollup_queue")
+}
+
+/// What is inserted and not yet merged into the rollups: one partial 1-minute bar per symbol,
+/// minute and batch (a batch of 1000 quotes over 500 symbols queues ~500 rows, not 1000).
+pub fn partials(t: &TableName) -> String {
+    object(t, "rollup_partials")
+}
+
+/// The columns of [`partials`]: the bar columns, plus the source of the latest quote (the
+/// latest-quote table needs it).
+pub const PARTIAL_COLUMNS: &str =
+    "symbol, bucket, open, high, low, close, open_time, close_time, day_volume, quotes, source";
+
+fn create_partials(t: &TableName) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\
+         symbol text NOT NULL, \
+         bucket timestamptz NOT NULL, \
+         open double precision NOT NULL, \
+         high double precision NOT NULL, \
+         low double precision NOT NULL, \
+         close double precision NOT NULL, \
+         open_time timestamptz NOT NULL, \
+         close_time timestamptz NOT NULL, \
+         day_volume bigint NOT NULL, \
+         quotes bigint NOT NULL, \
+         source text NOT NULL)",
+        partials(t)
+    )
+}
+
+/// Migration 12: the queue becomes [`partials`]; rows still queued by an older store are
+/// folded into partials first, so nothing waiting for the merger is lost.
+pub fn partials_migration(t: &TableName) -> Vec<String> {
+    vec![
+        create_partials(t),
+        format!(
+            "INSERT INTO {} ({PARTIAL_COLUMNS}) {}",
+            partials(t),
+            partials_of_quotes(&queue(t))
+        ),
+        format!("DROP TABLE {}", queue(t)),
+    ]
+}
+
+/// `COPY` of partials computed by the writer ([`minute_partials`]) into the queue.
+pub fn copy_partials(t: &TableName) -> String {
+    format!(
+        "COPY {} ({PARTIAL_COLUMNS}) FROM STDIN (FORMAT binary)",
+        partials(t)
+    )
 }
 
 fn create_queue(t: &TableName) -> String {
@@ -72,7 +129,7 @@ fn create_queue(t: &TableName) -> String {
     )
 }
 
-/// Most queued rows merged in one transaction.
+/// Most queued partials merged in one transaction.
 pub const MERGE_LIMIT: usize = 100_000;
 
 /// The bar columns, in order.
@@ -159,7 +216,35 @@ fn aggregate_raw(source: &str, width: &str) -> String {
     )
 }
 
-/// Upsert of aggregated rows into a bars table, merging exactly.
+/// The 1-minute partial bars of `source` quote rows (a SELECT of [`PARTIAL_COLUMNS`]): what
+/// [`minute_partials`] computes in the writer, as SQL.
+fn partials_of_quotes(source: &str) -> String {
+    format!(
+        "SELECT symbol, date_bin('1 minute', \"timestamp\", {ORIGIN}) AS bucket, \
+         (array_agg(price ORDER BY \"timestamp\"))[1], max(price), min(price), \
+         (array_agg(price ORDER BY \"timestamp\" DESC))[1], \
+         min(\"timestamp\"), max(\"timestamp\"), \
+         (array_agg(volume ORDER BY \"timestamp\" DESC))[1], count(*), \
+         (array_agg(source ORDER BY \"timestamp\" DESC))[1] \
+         FROM {source} GROUP BY 1, 2"
+    )
+}
+
+/// The aggregate of `source` partials into one grain's buckets (a SELECT of
+/// [`BAR_COLUMNS`]): first by open time, last by close time, max, min, sum, so merging
+/// partials gives the bar of their quotes.
+fn aggregate_partials(source: &str, width: &str) -> String {
+    format!(
+        "SELECT symbol, date_bin('{width}', bucket, {ORIGIN}) AS bucket, \
+         (array_agg(open ORDER BY open_time))[1], max(high), min(low), \
+         (array_agg(close ORDER BY close_time DESC))[1], \
+         min(open_time), max(close_time), \
+         (array_agg(day_volume ORDER BY close_time DESC))[1], sum(quotes)::bigint \
+         FROM {source} GROUP BY 1, 2"
+    )
+}
+
+/// Upsert of aggregated partials into a bars table, merging exactly.
 fn merge_into_bars(t: &TableName, grain: &str, width: &str, source: &str) -> String {
     let target = bars(t, grain);
     format!(
@@ -173,37 +258,38 @@ fn merge_into_bars(t: &TableName, grain: &str, width: &str, source: &str) -> Str
          close_time = GREATEST(b.close_time, EXCLUDED.close_time), \
          day_volume = CASE WHEN EXCLUDED.close_time > b.close_time THEN EXCLUDED.day_volume ELSE b.day_volume END, \
          quotes = b.quotes + EXCLUDED.quotes",
-        aggregate_raw(source, width)
+        aggregate_partials(source, width)
     )
 }
 
-/// The ingest statement: moves the staged rows into the table (skipping rows already there)
-/// and queues exactly the inserted rows for the rollups, in one statement of the write's
-/// transaction; returns one row with the number inserted. The queue is append-only, so
-/// concurrent batches never wait on each other's bar rows; [`merge`] folds it into the
-/// rollups.
+/// The ingest statement of a batch that may hold rows already stored: moves the staged rows
+/// into the table (skipping rows already there) and queues the partials of exactly the
+/// inserted rows for the rollups, in one statement of the write's transaction; returns one
+/// row with the number inserted. The queue is append-only, so concurrent batches never wait
+/// on each other's bar rows; [`merge`] folds it into the rollups. (A batch of new rows takes
+/// the writer's faster path: COPY into the table, partials computed by [`minute_partials`].)
 pub fn ingest(t: &TableName, stage: &str, columns: &str) -> String {
     format!(
         "WITH ins AS (INSERT INTO {} ({columns}) SELECT {columns} FROM {stage} \
          ON CONFLICT (\"symbol\", \"timestamp\") DO NOTHING \
          RETURNING symbol, \"timestamp\", price, volume, source), \
-         q AS (INSERT INTO {} (symbol, \"timestamp\", price, volume, source) \
-         SELECT symbol, \"timestamp\", price, volume, source FROM ins RETURNING 1) \
+         q AS (INSERT INTO {} ({PARTIAL_COLUMNS}) {} RETURNING 1) \
          SELECT count(*) FROM ins",
         t.quoted(),
-        queue(t)
+        partials(t),
+        partials_of_quotes("ins")
     )
 }
 
-/// The merge statement: takes up to [`MERGE_LIMIT`] queued rows off the queue and merges them
-/// exactly into every bar table (`bars`: false where they are continuous aggregates) and the
-/// latest quotes, in one statement (so one transaction: a row leaves the queue exactly when
-/// it is merged); returns one row with the number merged.
+/// The merge statement: takes up to [`MERGE_LIMIT`] queued partials off the queue and merges
+/// them exactly into every bar table (`bars`: false where they are continuous aggregates) and
+/// the latest quotes, in one statement (so one transaction: a partial leaves the queue exactly
+/// when it is merged); returns one row with the number of quotes merged.
 pub fn merge(t: &TableName, bars: bool) -> String {
-    let q = queue(t);
+    let q = partials(t);
     let mut sql = format!(
         "WITH d AS (DELETE FROM {q} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {q} LIMIT {MERGE_LIMIT})) \
-         RETURNING symbol, \"timestamp\", price, volume, source)"
+         RETURNING {PARTIAL_COLUMNS})"
     );
     if bars {
         for (grain, width, _) in GRAINS {
@@ -215,15 +301,95 @@ pub fn merge(t: &TableName, bars: bool) -> String {
     }
     sql.push_str(&format!(
         ", l AS (INSERT INTO {latest} AS l (symbol, \"timestamp\", price, volume, source) \
-         SELECT DISTINCT ON (symbol) symbol, \"timestamp\", price, volume, source FROM d \
-         ORDER BY symbol, \"timestamp\" DESC \
+         SELECT DISTINCT ON (symbol) symbol, close_time, close, day_volume, source FROM d \
+         ORDER BY symbol, close_time DESC \
          ON CONFLICT (symbol) DO UPDATE SET \"timestamp\" = EXCLUDED.\"timestamp\", \
          price = EXCLUDED.price, volume = EXCLUDED.volume, source = EXCLUDED.source \
          WHERE EXCLUDED.\"timestamp\" > l.\"timestamp\" RETURNING 1) \
-         SELECT count(*) FROM d",
+         SELECT COALESCE(sum(quotes), 0)::bigint FROM d",
         latest = latest(t)
     ));
     sql
+}
+
+/// One partial 1-minute bar: the quotes of one symbol in one minute of one batch (the
+/// columns of [`PARTIAL_COLUMNS`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partial<'a> {
+    pub symbol: &'a str,
+    pub bucket: Timestamp,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub open_time: Timestamp,
+    pub close_time: Timestamp,
+    pub day_volume: i64,
+    pub quotes: i64,
+    pub source: &'a str,
+}
+
+impl<'a> Partial<'a> {
+    fn of(row: &Row<'a>, bucket: Timestamp) -> Self {
+        Self {
+            symbol: row.symbol,
+            bucket,
+            open: row.price,
+            high: row.price,
+            low: row.price,
+            close: row.price,
+            open_time: row.timestamp,
+            close_time: row.timestamp,
+            day_volume: row.volume,
+            quotes: 1,
+            source: row.source,
+        }
+    }
+
+    fn add(&mut self, row: &Row<'a>) {
+        self.high = self.high.max(row.price);
+        self.low = self.low.min(row.price);
+        if row.timestamp < self.open_time {
+            self.open = row.price;
+            self.open_time = row.timestamp;
+        }
+        if row.timestamp > self.close_time {
+            self.close = row.price;
+            self.close_time = row.timestamp;
+            self.day_volume = row.volume;
+            self.source = row.source;
+        }
+        self.quotes += 1;
+    }
+}
+
+/// The 1-minute bucket of `t` (`date_bin('1 minute', t, ORIGIN)`: the origin is on a minute,
+/// so this is the minute of `t`, in UTC).
+fn minute_of(t: Timestamp) -> Timestamp {
+    let ms = t.as_millisecond();
+    Timestamp::from_millisecond(ms - ms.rem_euclid(60_000)).unwrap_or(t)
+}
+
+/// The partials of `rows`, which must all be new and have distinct (symbol, timestamp) (the
+/// writer's fast path: the COPY into the table succeeded). Same result as the SQL the slower
+/// path runs over the rows it inserted ([`ingest`]).
+pub fn minute_partials<'a>(rows: &[Row<'a>]) -> Vec<Partial<'a>> {
+    let mut by_key: HashMap<(&str, Timestamp), usize> = HashMap::with_capacity(rows.len());
+    let mut out: Vec<Partial<'a>> = Vec::new();
+    for row in rows {
+        let bucket = minute_of(row.timestamp);
+        match by_key
+            .get(&(row.symbol, bucket))
+            .and_then(|&i| out.get_mut(i))
+        {
+            Some(partial) => partial.add(row),
+            None => {
+                by_key.insert((row.symbol, bucket), out.len());
+                out.push(Partial::of(row, bucket));
+            }
+        }
+    }
+    out
 }
 
 /// The bars of one grain computed from scratch from the raw table (the reference the rollup
@@ -355,10 +521,11 @@ mod tests {
         let sql = ingest(&table(), "pg_temp.stage", "\"symbol\", \"timestamp\"");
         assert!(sql.starts_with(r#"WITH ins AS (INSERT INTO "quotes"."real_time""#));
         assert!(sql.contains("ON CONFLICT (\"symbol\", \"timestamp\") DO NOTHING RETURNING"));
-        assert!(sql.contains(r#"q AS (INSERT INTO "quotes"."real_time_rollup_queue""#));
+        assert!(sql.contains(r#"q AS (INSERT INTO "quotes"."real_time_rollup_partials""#));
+        assert!(sql.contains("FROM ins GROUP BY 1, 2"));
         assert!(sql.ends_with("SELECT count(*) FROM ins"));
         let sql = merge(&table(), true);
-        assert!(sql.starts_with(r#"WITH d AS (DELETE FROM "quotes"."real_time_rollup_queue""#));
+        assert!(sql.starts_with(r#"WITH d AS (DELETE FROM "quotes"."real_time_rollup_partials""#));
         for g in ["1m", "1h", "1d"] {
             assert!(
                 sql.contains(&format!(
@@ -368,9 +535,65 @@ mod tests {
             );
         }
         assert!(sql.contains("FROM d GROUP BY 1, 2"));
-        assert!(sql.ends_with("SELECT count(*) FROM d"));
+        assert!(sql.ends_with("SELECT COALESCE(sum(quotes), 0)::bigint FROM d"));
         let latest_only = merge(&table(), false);
         assert!(!latest_only.contains("bars_1m"), "{latest_only}");
         assert!(latest_only.contains(r#"INSERT INTO "quotes"."real_time_latest""#));
+    }
+
+    fn row(
+        symbol: &'static str,
+        ms: i64,
+        price: f64,
+        volume: i64,
+        source: &'static str,
+    ) -> Row<'static> {
+        Row {
+            symbol,
+            timestamp: Timestamp::from_millisecond(ms).unwrap(),
+            price,
+            volume,
+            bid: None,
+            ask: None,
+            open: None,
+            high: None,
+            low: None,
+            source,
+        }
+    }
+
+    #[test]
+    fn partials_group_by_symbol_and_minute_with_first_and_last_by_time() {
+        // 2026-01-20T14:30:00Z; rows out of order inside the minute.
+        let m = 1_768_919_400_000;
+        let rows = [
+            row("AAPL", m + 30_000, 11.0, 300, "b"),
+            row("AAPL", m + 1_000, 10.0, 100, "a"),
+            row("AAPL", m + 59_999, 9.0, 900, "c"),
+            row("MSFT", m + 5_000, 50.0, 7, "a"),
+            row("AAPL", m + 60_000, 12.0, 1000, "d"),
+        ];
+        let p = minute_partials(&rows);
+        assert_eq!(p.len(), 3);
+        let aapl = &p[0];
+        assert_eq!((aapl.symbol, aapl.bucket.as_millisecond()), ("AAPL", m));
+        assert_eq!(
+            (aapl.open, aapl.high, aapl.low, aapl.close),
+            (10.0, 11.0, 9.0, 9.0)
+        );
+        assert_eq!(aapl.open_time.as_millisecond(), m + 1_000);
+        assert_eq!(aapl.close_time.as_millisecond(), m + 59_999);
+        assert_eq!((aapl.day_volume, aapl.quotes, aapl.source), (900, 3, "c"));
+        assert_eq!((p[1].symbol, p[1].quotes), ("MSFT", 1));
+        assert_eq!(
+            (p[2].bucket.as_millisecond(), p[2].close),
+            (m + 60_000, 12.0)
+        );
+    }
+
+    #[test]
+    fn minutes_before_the_epoch_floor_down() {
+        let t = Timestamp::from_millisecond(-1).unwrap();
+        assert_eq!(minute_of(t).as_millisecond(), -60_000);
     }
 }

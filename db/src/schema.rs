@@ -24,6 +24,22 @@ pub(crate) const COLUMNS: [&str; 10] = [
     "source",
 ];
 
+/// The type of each of [`COLUMNS`] (`format_type` spelling) that a binary COPY straight into
+/// the table needs; a table the migrations did not create may differ, and then takes every
+/// batch through the staging table (whose INSERT casts).
+pub(crate) const COLUMN_TYPES: [&str; 10] = [
+    "text",
+    "timestamp with time zone",
+    "double precision",
+    "bigint",
+    "double precision",
+    "double precision",
+    "double precision",
+    "double precision",
+    "double precision",
+    "text",
+];
+
 /// The per-session staging table the COPY goes to.
 pub const STAGE: &str = "pg_temp.quotestream_stage";
 
@@ -100,7 +116,7 @@ pub fn timescale(t: &TableName, license: License) -> Vec<String> {
 pub const CREATE_TIMESCALE: &str = "CREATE EXTENSION IF NOT EXISTS timescaledb";
 
 /// The columns the table has (to check a table the migrations did not create).
-pub(crate) const TABLE_COLUMNS: &str = "SELECT attname::text FROM pg_attribute \
+pub(crate) const TABLE_COLUMNS: &str = "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
      WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped";
 
 /// Whether a unique index covers exactly (symbol, timestamp), as ON CONFLICT needs.
@@ -130,6 +146,16 @@ pub fn column_list() -> String {
 pub(crate) fn copy_into_stage() -> String {
     format!(
         "COPY {STAGE} ({}) FROM STDIN (FORMAT binary)",
+        column_list()
+    )
+}
+
+/// COPY straight into the table: the writer's fast path for a batch of new rows (a row stored
+/// already fails it with a unique violation, and the batch takes the staged path).
+pub(crate) fn copy_into_table(t: &TableName) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        t.quoted(),
         column_list()
     )
 }

@@ -1,16 +1,24 @@
 //! One connection to PostgreSQL, ready to write: connected, schema migrated, table checked,
-//! staging table and statements prepared. A write is one transaction: binary COPY into the
-//! session's staging table, then INSERT … SELECT … ON CONFLICT DO NOTHING into the target,
-//! so a batch lands whole or not at all and replaying it adds no rows.
+//! staging table and statements prepared. A write is one transaction, so a batch lands whole
+//! or not at all, and replaying it adds no rows:
+//! - first, inside a savepoint, a binary COPY straight into the table (and, with rollups, the
+//!   batch's minute partials computed here, COPied into the queue): the common case, a batch
+//!   of new quotes, costs one pass over the rows;
+//! - when that COPY meets a row already stored (a unique violation: a replay, a retry after a
+//!   lost answer, a duplicate inside the batch), the savepoint is rolled back and the batch
+//!   goes the idempotent way: binary COPY into the session's staging table, then
+//!   INSERT … SELECT … ON CONFLICT DO NOTHING into the table (queueing the partials of exactly
+//!   the inserted rows).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::config::PostgresConfig;
 use crate::error::{PostgresError, describe, fix_for};
@@ -36,9 +44,28 @@ const TYPES: [Type; 10] = [
     Type::TEXT,
 ];
 
+/// Types of [`rollup::PARTIAL_COLUMNS`], in order.
+const PARTIAL_TYPES: [Type; 11] = [
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+];
+
 /// A connection ready to write quotes (see the module docs).
 pub struct PgSession {
     client: Client,
+    /// COPY straight into the table (the fast path), when its column types allow it.
+    copy_target: Option<Statement>,
+    /// COPY of minute partials into the rollup queue, when rollups are kept.
+    copy_partials: Option<Statement>,
     copy: Statement,
     insert: Statement,
     /// The insert that also queues the inserted rows for the rollups (returns the count),
@@ -104,7 +131,7 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
             reason: describe(&s.error),
             fix: fix_for(&s.error),
         })?;
-    check_table(&client, config).await?;
+    let exact_types = check_table(&client, config).await?;
     client
         .batch_execute(schema::CREATE_STAGE)
         .await
@@ -113,6 +140,24 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
         .prepare(&schema::copy_into_stage())
         .await
         .map_err(connect_err)?;
+    let copy_target = match exact_types {
+        true => Some(
+            client
+                .prepare(&schema::copy_into_table(&config.table))
+                .await
+                .map_err(connect_err)?,
+        ),
+        false => None,
+    };
+    let copy_partials = match migrations.rollups {
+        None => None,
+        Some(_) => Some(
+            client
+                .prepare(&rollup::copy_partials(&config.table))
+                .await
+                .map_err(connect_err)?,
+        ),
+    };
     let insert = client
         .prepare(&schema::insert_from_stage(&config.table))
         .await
@@ -130,6 +175,8 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
     };
     Ok(PgSession {
         client,
+        copy_target,
+        copy_partials,
         copy,
         insert,
         ingest,
@@ -140,23 +187,25 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
 
 /// A table the migrations found rather than created (`CREATE TABLE IF NOT EXISTS`) must still
 /// take the sink's writes: every column, and a unique key on (symbol, timestamp).
-async fn check_table(client: &Client, config: &PostgresConfig) -> Result<(), PostgresError> {
+/// Returns whether the column types are exactly the written ones (the fast path's binary COPY
+/// straight into the table needs that).
+async fn check_table(client: &Client, config: &PostgresConfig) -> Result<bool, PostgresError> {
     let table = config.table.quoted();
     let problem = |problem: String| PostgresError::Table {
         server: config.server(),
         table: config.table.to_string(),
         problem,
     };
-    let columns: HashSet<String> = client
+    let columns: HashMap<String, String> = client
         .query(schema::TABLE_COLUMNS, &[&table])
         .await
         .map_err(|e| problem(describe(&e)))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
     let missing: Vec<&str> = schema::COLUMNS
         .into_iter()
-        .filter(|c| !columns.contains(*c))
+        .filter(|c| !columns.contains_key(*c))
         .collect();
     if !missing.is_empty() {
         return Err(problem(format!("it has no column {}", missing.join(", "))));
@@ -171,7 +220,17 @@ async fn check_table(client: &Client, config: &PostgresConfig) -> Result<(), Pos
             "it has no primary key or unique index on exactly (symbol, timestamp), which idempotent writes (ON CONFLICT) need".into(),
         ));
     }
-    Ok(())
+    let exact = schema::COLUMNS
+        .iter()
+        .zip(schema::COLUMN_TYPES)
+        .all(|(c, t)| columns.get(*c).is_some_and(|have| have == t));
+    if !exact {
+        tracing::info!(
+            table = %config.table,
+            "the table's column types differ from the ones the migrations create: every batch goes through the staging table (slower, same result)"
+        );
+    }
+    Ok(exact)
 }
 
 impl PgSession {
@@ -187,16 +246,28 @@ impl PgSession {
 
     /// Writes `rows` in one transaction; returns how many were new (the rest were in the
     /// table already). With rollups, the inserted rows are queued for them in the same
-    /// transaction ([`PgSession::merge_rollups`] folds them in).
+    /// transaction ([`PgSession::merge_rollups`] folds them in). See the module docs for the
+    /// two paths.
     pub async fn write(&mut self, rows: &[Row<'_>]) -> Result<u64, tokio_postgres::Error> {
-        let tx = self.client.transaction().await?;
-        copy_rows(&tx, &self.copy, rows).await?;
-        let inserted = match &self.ingest {
-            Some(ingest) => {
-                let n: i64 = tx.query_one(ingest, &[]).await?.get(0);
-                u64::try_from(n).unwrap_or(0)
+        let mut tx = self.client.transaction().await?;
+        let all_new = match &self.copy_target {
+            Some(copy_target) => copy_new(&mut tx, copy_target, rows).await?,
+            None => false,
+        };
+        let inserted = if all_new {
+            if let Some(copy_partials) = &self.copy_partials {
+                copy_partial_rows(&tx, copy_partials, &rollup::minute_partials(rows)).await?;
             }
-            None => tx.execute(&self.insert, &[]).await?,
+            rows.len() as u64
+        } else {
+            copy_rows(&tx, &self.copy, rows).await?;
+            match &self.ingest {
+                Some(ingest) => {
+                    let n: i64 = tx.query_one(ingest, &[]).await?.get(0);
+                    u64::try_from(n).unwrap_or(0)
+                }
+                None => tx.execute(&self.insert, &[]).await?,
+            }
         };
         tx.commit().await?;
         Ok(inserted)
@@ -223,7 +294,57 @@ impl PgSession {
     }
 }
 
-/// Binary COPY of `rows` into the session's staging table, inside `tx`.
+/// The fast path: COPY `rows` straight into the table inside a savepoint of `tx`. True when
+/// every row went in; false (savepoint rolled back, `tx` usable) when one was stored already.
+async fn copy_new(
+    tx: &mut Transaction<'_>,
+    copy_target: &Statement,
+    rows: &[Row<'_>],
+) -> Result<bool, tokio_postgres::Error> {
+    let savepoint = tx.savepoint("quotestream_new_rows").await?;
+    match copy_rows(&savepoint, copy_target, rows).await {
+        Ok(()) => {
+            savepoint.commit().await?;
+            Ok(true)
+        }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            savepoint.rollback().await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Binary COPY of minute partials into the rollup queue, inside `tx`.
+async fn copy_partial_rows(
+    tx: &Transaction<'_>,
+    copy: &Statement,
+    partials: &[rollup::Partial<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &PARTIAL_TYPES));
+    for p in partials {
+        let row: [&(dyn ToSql + Sync); 11] = [
+            &p.symbol,
+            &p.bucket,
+            &p.open,
+            &p.high,
+            &p.low,
+            &p.close,
+            &p.open_time,
+            &p.close_time,
+            &p.day_volume,
+            &p.quotes,
+            &p.source,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Binary COPY of `rows` into the table `copy` names (the session's staging table, or the
+/// quotes table itself), inside `tx`.
 pub async fn copy_rows(
     tx: &tokio_postgres::Transaction<'_>,
     copy: &Statement,

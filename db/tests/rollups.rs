@@ -101,7 +101,7 @@ fn rollups_equal_a_from_scratch_computation() {
                 .chain([
                     table.quoted(),
                     rollup::latest(&table),
-                    rollup::queue(&table),
+                    rollup::partials(&table),
                 ])
                 .collect();
             session
@@ -201,4 +201,88 @@ async fn as_text(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
         .collect();
     rows.sort();
     rows
+}
+
+/// A store upgraded from the row queue (migrations 10/11) to the partials queue (12) keeps
+/// what the old store had queued: migration 12 folds it into partials, and the merged bars
+/// equal the from-scratch ones.
+#[test]
+fn rows_queued_by_an_older_store_are_merged_after_the_upgrade() {
+    let pg = PostgresServer::start().unwrap();
+    let dsn = pg.create_database("upgrade").unwrap();
+    let table = TableName::parse("quotes.real_time").unwrap();
+    let mut config = PostgresConfig::new(Some(dsn), "quotes.real_time").unwrap();
+    config.rollups = true;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut session = connect_and_migrate(&config).await.unwrap();
+        assert!(session.migrations().applied.contains(&12));
+        // Back to what a store before migration 12 left: quotes stored, their rows queued.
+        let batch: Vec<Q> = (0..600)
+            .map(|i| Q {
+                symbol: i % SYMBOLS.len(),
+                ms: T0 + i as i64 * 7_001,
+                price: 100.0 + (i % 13) as f64,
+                volume: i as i64 * 10,
+            })
+            .collect();
+        let client = session.client();
+        client
+            .batch_execute(&format!(
+                "DROP TABLE {partials}; \
+                 DELETE FROM quotes.quotestream_migrations WHERE version = 12; \
+                 CREATE TABLE {queue} (symbol text NOT NULL, \"timestamp\" timestamptz NOT NULL, \
+                 price double precision NOT NULL, volume bigint NOT NULL, source text NOT NULL)",
+                partials = rollup::partials(&table),
+                queue = rollup::queue(&table),
+            ))
+            .await
+            .unwrap();
+        let mut old =
+            PostgresConfig::new(Some(config.dsn().to_owned()), "quotes.real_time").unwrap();
+        old.rollups = false;
+        let mut writer = connect_and_migrate(&old).await.unwrap();
+        assert_eq!(writer.write(&rows(&batch)).await.unwrap(), 600);
+        session
+            .client()
+            .batch_execute(&format!(
+                "INSERT INTO {} SELECT symbol, \"timestamp\", price, volume, source FROM {}",
+                rollup::queue(&table),
+                table.quoted()
+            ))
+            .await
+            .unwrap();
+
+        let mut upgraded = connect_and_migrate(&config).await.unwrap();
+        assert_eq!(upgraded.migrations().applied, [12]);
+        let mut merged = 0;
+        loop {
+            let n = upgraded.merge_rollups().await.unwrap();
+            if n == 0 {
+                break;
+            }
+            merged += n;
+        }
+        assert_eq!(merged, 600, "every queued quote is merged once");
+        let client = upgraded.client();
+        for (grain, _, _) in rollup::GRAINS {
+            let kept = format!(
+                "SELECT {} FROM {} ORDER BY 1, 2",
+                rollup::BAR_COLUMNS,
+                rollup::bars(&table, grain)
+            );
+            let scratch = format!(
+                "{} ORDER BY 1, 2",
+                rollup::from_scratch(&table, grain).unwrap()
+            );
+            assert_eq!(
+                as_text(client, &kept).await,
+                as_text(client, &scratch).await,
+                "grain {grain}"
+            );
+        }
+    });
 }

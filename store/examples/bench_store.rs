@@ -135,24 +135,7 @@ async fn direct(dsn: &str, quotes: Arc<Vec<Quote>>) -> anyhow::Result<Duration> 
                 if i >= batches {
                     return Ok::<(), anyhow::Error>(());
                 }
-                let chunk = &quotes[i * BATCH..((i + 1) * BATCH).min(quotes.len())];
-                let rows: Vec<Row<'_>> = chunk
-                    .iter()
-                    .map(|q| {
-                        Ok(Row {
-                            symbol: &q.symbol,
-                            timestamp: jiff::Timestamp::from_millisecond(q.ms)?,
-                            price: q.price,
-                            volume: q.volume,
-                            bid: None,
-                            ask: None,
-                            open: Some(q.price),
-                            high: Some(q.price + 1.0),
-                            low: Some(q.price - 1.0),
-                            source: "synthetic",
-                        })
-                    })
-                    .collect::<anyhow::Result<_>>()?;
+                let rows = rows_of(&quotes[i * BATCH..((i + 1) * BATCH).min(quotes.len())])?;
                 session.write(&rows).await?;
             }
         }));
@@ -161,6 +144,68 @@ async fn direct(dsn: &str, quotes: Arc<Vec<Quote>>) -> anyhow::Result<Duration> 
         t.await??;
     }
     Ok(started.elapsed())
+}
+
+/// The machine's limit for these rows: one binary COPY per batch straight into the same
+/// table (migrated the same way), on [`CONCURRENCY`] connections, nothing else — no
+/// conflict handling, no rollups, no HTTP. What PostgreSQL itself absorbs on these cores.
+async fn copy_limit(dsn: &str, quotes: Arc<Vec<Quote>>) -> anyhow::Result<Duration> {
+    let config = PostgresConfig::new(Some(dsn.to_owned()), "quotes.real_time")?;
+    let mut sessions = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let mut session = connect_and_migrate(&config).await?;
+        let copy = session
+            .client()
+            .prepare(&format!(
+                "COPY quotes.real_time ({}) FROM STDIN (FORMAT binary)",
+                quotestream_db::schema::column_list()
+            ))
+            .await?;
+        sessions.push((session, copy));
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let batches = quotes.len().div_ceil(BATCH);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (mut session, copy) in sessions {
+        let (next, quotes) = (Arc::clone(&next), Arc::clone(&quotes));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= batches {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let rows = rows_of(&quotes[i * BATCH..((i + 1) * BATCH).min(quotes.len())])?;
+                let tx = session.client().transaction().await?;
+                quotestream_db::copy_rows(&tx, &copy, &rows).await?;
+                tx.commit().await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+fn rows_of(chunk: &[Quote]) -> anyhow::Result<Vec<Row<'_>>> {
+    chunk
+        .iter()
+        .map(|q| {
+            Ok(Row {
+                symbol: &q.symbol,
+                timestamp: jiff::Timestamp::from_millisecond(q.ms)?,
+                price: q.price,
+                volume: q.volume,
+                bid: None,
+                ask: None,
+                open: Some(q.price),
+                high: Some(q.price + 1.0),
+                low: Some(q.price - 1.0),
+                source: "synthetic",
+            })
+        })
+        .collect()
 }
 
 /// A child process killed when dropped.
@@ -243,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
         count(
             &pg,
             "store",
-            "SELECT count(*) FROM quotes.real_time_rollup_queue",
+            "SELECT count(*) FROM quotes.real_time_rollup_partials",
         )
         .ok()
             == Some(0)
@@ -273,6 +318,8 @@ async fn main() -> anyhow::Result<()> {
     let dsn = pg.create_database("direct")?;
     let all = Arc::new(all);
     let direct_time = direct(&dsn, Arc::clone(&all)).await?;
+    let dsn = pg.create_database("limit")?;
+    let limit_time = copy_limit(&dsn, Arc::clone(&all)).await?;
 
     // The Python peer.
     let peer = match std::env::var("BENCH_PYTHON") {
@@ -300,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
     let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
     let store_rate = rate(total, store_time);
     let direct_rate = rate(total, direct_time);
+    let limit_rate = rate(total, limit_time);
     println!(
         "{total} quotes over {TICKERS} tickers in batches of {BATCH}, {CONCURRENCY} requests (connections) in flight; PostgreSQL {} with fsync on, on this machine. Source: store/examples/bench_store.rs.\n",
         pg.psql("postgres", "SHOW server_version")?
@@ -307,7 +355,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| path | quotes/s | vs store |");
     println!("|---|---:|---:|");
     println!(
-        "| quotestream-store POST /quotes/batch (rows + rollup queue in one transaction) | {store_rate:.0} | 1.00× |"
+        "| quotestream-store POST /quotes/batch (rows + rollup partials in one transaction) | {store_rate:.0} | 1.00× |"
     );
     println!(
         "| … until the rollups are current (the merger emptied its queue) | {:.0} | {:.2}× |",
@@ -323,6 +371,10 @@ async fn main() -> anyhow::Result<()> {
         "| the worker's direct PostgreSQL writer (PgSession::write, no HTTP, no rollups) | {direct_rate:.0} | {:.2}× |",
         direct_rate / store_rate
     );
+    println!(
+        "| the machine's limit: binary COPY straight into the table, nothing else | {limit_rate:.0} | {:.2}× |",
+        limit_rate / store_rate
+    );
     match peer {
         Some(p) => println!(
             "| Python peer, FastAPI + pydantic + SQLAlchemy bulk insert, no rollups ({peer_total} quotes) | {p:.0} | {:.3}× |",
@@ -332,8 +384,9 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Store vs the direct writer: {:.2}× (target ≥ 0.7×). Store vs the Python peer: {}. Store peak RSS (VmHWM) during the run: {rss:.1} MB (target < 30 MB).",
+        "Store vs the direct writer: {:.2}× (target ≥ 0.7×); vs the machine's COPY limit: {:.2}×. Store vs the Python peer: {}. Store peak RSS (VmHWM) during the run: {rss:.1} MB (target < 30 MB).",
         store_rate / direct_rate,
+        store_rate / limit_rate,
         peer.map_or_else(
             || "not run".to_owned(),
             |p| format!("{:.1}× (target ≥ 20×)", store_rate / p)

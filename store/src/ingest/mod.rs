@@ -1,7 +1,7 @@
 //! POST /quotes/batch: the contract of seed 001 (INV-001..007, `quotestream_api::batch`)
-//! enforced server side, then one transaction per batch (binary COPY into the session's
-//! staging table, INSERT … ON CONFLICT DO NOTHING, the rollups from the rows actually
-//! inserted). A batch is stored whole or not at all; a replay inserts nothing.
+//! enforced server side, then one transaction per batch (`PgSession::write`: binary COPY
+//! into the table, or through the staging table and INSERT … ON CONFLICT DO NOTHING for a
+//! batch holding stored rows; the rollups queued from the rows actually inserted). A batch is stored whole or not at all; a replay inserts nothing.
 //!
 //! Answers: 200 `{"accepted":N,"inserted":K,"duplicates":N-K}` (plus `"replay":true` when
 //! answered from the Idempotency-Key cache); failures as in [`error`].

@@ -1,6 +1,6 @@
 //! The PostgreSQL sink (seed 002): quotes go to `quotes.real_time` (or `spec.sinks.postgres.table`)
 //! with primary key (symbol, timestamp), written idempotently in bulk, at least once. The
-//! database side (schema, versioned migrations, the COPY → stage → ON CONFLICT writer) is
+//! database side (schema, versioned migrations, the idempotent COPY writer) is
 //! `quotestream-db`, shared with the storage service `quotestream-store`; this module is the
 //! sink's loop: batching, retries, metrics ([`PostgresSink`]).
 //!
