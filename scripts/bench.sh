@@ -69,6 +69,11 @@ row_store() {
     harness "$bin/examples/bench_store" "${quick_flag[@]}"
 }
 
+row_query() {
+    section "Query API: quotes, daily bars from the rollup versus raw quotes, versus Python (wrk)"
+    harness "$bin/examples/bench_query" "${quick_flag[@]}"
+}
+
 row_yahoo() {
     section "Yahoo polling: one poll cycle versus one request per ticker"
     harness "$bin/examples/bench_yahoo" "${quick_flag[@]}"
@@ -213,7 +218,7 @@ row_micro() {
     rm -rf "$home"
 }
 
-ROWS=(row_redis row_storage row_postgres row_store row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_node row_micro)
+ROWS=(row_redis row_storage row_postgres row_store row_query row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_node row_micro)
 if [ -n "${BENCH_ROWS:-}" ]; then read -r -a ROWS <<<"$BENCH_ROWS"; fi
 
 # ---------------------------------------------------------------------------------------------
