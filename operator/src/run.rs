@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::controller;
 use crate::leader::{self, Elector, StepDown};
 use crate::metrics::Metrics;
-use crate::policy::{ImageAllowList, Policy, SourceHosts};
+use crate::policy::{ImageAllowList, Policy, SecretPolicy, SourceHosts};
 use crate::resources::meta::FIELD_MANAGER;
 use crate::resources::plan::OperatorSettings;
 use crate::server::{self, Readiness};
@@ -68,6 +68,18 @@ pub struct RunArgs {
         value_name = "TYPE=PATTERNS"
     )]
     pub allowed_source_hosts: Vec<String>,
+    /// The label (KEY=VALUE) a Secret must carry for a stream to reference it.
+    #[arg(
+        long,
+        env = "QUOTESTREAM_SECRET_LABEL",
+        default_value = crate::policy::secrets::DEFAULT_LABEL,
+        value_name = "KEY=VALUE"
+    )]
+    pub secret_label: String,
+    /// Let streams reference any Secret of their namespace (the Secret policy off; the operator
+    /// then needs no `get secrets`).
+    #[arg(long, env = "QUOTESTREAM_ALLOW_ANY_SECRET", default_value_t = false)]
+    pub allow_any_secret: bool,
 }
 
 impl RunArgs {
@@ -84,6 +96,11 @@ impl RunArgs {
         }
         policy.source_hosts =
             SourceHosts::parse(&self.allowed_source_hosts).context("--allowed-source-hosts")?;
+        policy.secrets = if self.allow_any_secret {
+            SecretPolicy::off()
+        } else {
+            SecretPolicy::parse(&self.secret_label).context("--secret-label")?
+        };
         Ok(OperatorSettings {
             worker_image,
             policy,
@@ -93,7 +110,7 @@ impl RunArgs {
 
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    tracing::info!(worker_image = %settings.worker_image, allowed_images = %settings.policy.images, "policy");
+    tracing::info!(worker_image = %settings.worker_image, allowed_images = %settings.policy.images, secret_label = ?settings.policy.secrets.label(), "policy");
     let metrics = Metrics::new()?;
     let ready = Readiness::default();
     let (bound, server) = server::serve(

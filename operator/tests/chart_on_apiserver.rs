@@ -392,13 +392,30 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         "{}",
         text(&out)
     );
-    // The operator never reads a Secret: no rendering grants one, and the old switch that
-    // granted an unused cluster-wide `get secrets` is refused, not silently ignored.
+    // Secrets: the Secret policy (on by default) reads a named Secret's labels, so the
+    // operator gets `get` — never list or watch; with the policy off it gets nothing. The old
+    // switch that granted an unused cluster-wide `get secrets` is refused, not ignored.
     for sets in [&[][..], &["watchNamespace=markets"][..]] {
         let rendered = template(sets);
+        let rules: Vec<Value> = objects(&rendered, "ClusterRole")
+            .into_iter()
+            .chain(objects(&rendered, "Role"))
+            .flat_map(|r| r["rules"].as_array().cloned().unwrap_or_default())
+            .filter(|rule| {
+                rule["resources"]
+                    .as_array()
+                    .is_some_and(|r| r.contains(&json!("secrets")))
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            [json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})],
+            "{sets:?}"
+        );
+        let off = template(&[sets, &["policy.secrets.requireLabel=false"][..]].concat());
         assert!(
-            !rendered.contains("resources: [secrets]"),
-            "{sets:?} grants Secrets:\n{rendered}"
+            !off.contains("resources: [secrets]"),
+            "{sets:?} with the Secret policy off grants Secrets:\n{off}"
         );
     }
     let out = helm(&[
@@ -488,6 +505,25 @@ fn the_policy_values_become_operator_flags() {
         "policy.allowedImages={a b}",
     ]);
     assert!(!out.status.success(), "a pattern with a space is accepted");
+
+    // The Secret policy: on with the default label, or off.
+    let args = operator_args(&template(&[]));
+    assert!(
+        args.contains(&"--secret-label=quotes.opa.io/stream-access=true".to_owned())
+            && !args.contains(&"--allow-any-secret".to_owned()),
+        "{args:?}"
+    );
+    let args = operator_args(&template(&["policy.secrets.label=team.example/quotes=yes"]));
+    assert!(
+        args.contains(&"--secret-label=team.example/quotes=yes".to_owned()),
+        "{args:?}"
+    );
+    let args = operator_args(&template(&["policy.secrets.requireLabel=false"]));
+    assert!(
+        args.contains(&"--allow-any-secret".to_owned())
+            && !args.iter().any(|a| a.starts_with("--secret-label")),
+        "{args:?}"
+    );
 
     // Vendor hosts: none by default (the operator's defaults), one flag per listed type.
     let hosts = |args: &[String]| -> Vec<String> {
@@ -1015,8 +1051,11 @@ fn the_operator_gets_exactly_the_rights_it_needs_cluster_wide() {
         ("patch", "quotestreams.quotes.opa.io", n_default, false),
         ("delete", "quotestreams.quotes.opa.io", n_default, false),
         ("patch", "quotestreams.quotes.opa.io", scale, false),
-        ("get", "secrets", n_default, false),
+        // The Secret policy reads one named Secret's labels: get, never list or watch.
+        ("get", "secrets", n_default, true),
         ("list", "secrets", all, false),
+        ("watch", "secrets", all, false),
+        ("update", "secrets", n_default, false),
         ("list", "pods", n_default, false),
         ("create", "pods", n_default, false),
         ("delete", "namespaces", cluster, false),
@@ -1158,7 +1197,7 @@ fn with_watch_namespace_the_operator_is_confined_to_it() {
         ("delete", "configmaps", markets, true),
         ("create", "events.events.k8s.io", markets, true),
         // No Secrets, not even in the watched namespace: the operator never reads one.
-        ("get", "secrets", markets, false),
+        ("get", "secrets", markets, true),
         ("list", "secrets", markets, false),
         (
             "patch",

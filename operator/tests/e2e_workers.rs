@@ -323,7 +323,9 @@ fn stream(shards: u32) -> Value {
 }
 
 fn secret(name: &str, key: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+    // Labelled for streams: the operator's default Secret policy (docs/security.md).
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS,
+           "labels": {"quotes.opa.io/stream-access": "true"}},
            "stringData": {key: value}})
 }
 

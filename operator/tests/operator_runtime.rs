@@ -226,6 +226,24 @@ fn the_operator_runs_under_the_charts_rbac_and_serves_metrics() {
         "quotestream_leader:\n{body}"
     );
 
+    // The Secret policy under the chart's RBAC: a stream whose DSN comes from a labelled
+    // Secret is reconciled (the operator read the Secret's metadata with its own `get`).
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "quotes-db", "namespace": "default",
+                     "labels": {"quotes.opa.io/stream-access": "true"}},
+        "stringData": {"dsn": "postgres://quotes@postgres:5432/quotes"}});
+    apply(&cp, &secret);
+    apply(
+        &cp,
+        &json!({
+            "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+            "metadata": {"name": "withsecret", "namespace": "default"},
+            "spec": {"tickers": ["AAPL"], "shards": 1, "interval": "1s", "source": {"type": "synthetic"},
+                     "sinks": {"postgres": {"dsnSecretRef": {"name": "quotes-db", "key": "dsn"}}}}
+        }),
+    );
+    wait_reconciled(&cp, &op, "withsecret", 1);
+
     // Not one request was refused: the chart's RBAC is sufficient (a refusal would be logged
     // as "... is forbidden: User \"system:serviceaccount:...\" cannot VERB RESOURCE ...").
     let log = op.full_log();

@@ -3,6 +3,7 @@
 //! image allow-list, or a source URL outside its source type's host list, is Degraded with a
 //! message naming the field, the value and what is allowed, gets a warning Event, and no
 //! Deployment is created or updated from it; the worker gets the host list to enforce itself.
+//! A stream may reference only Secrets with the admin's label (read as metadata only).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -29,6 +30,19 @@ fn stream(name: &str, worker: Value) -> Value {
                  "sinks": {"redis": {"url": "redis://redis:6379/0"}},
                  "worker": worker}
     })
+}
+
+/// The operator as admin with the tests' worker image and the admin's `flags`, ready.
+fn admin_operator(cp: &ControlPlane, flags: &[&str]) -> Operator {
+    let mut args = vec![
+        "run".to_owned(),
+        "--worker-image".into(),
+        TEST_WORKER_IMAGE.into(),
+    ];
+    args.extend(flags.iter().map(|f| (*f).to_owned()));
+    let mut operator = Operator::start(cp, "admin", "quotestream-operator-test", &args);
+    operator.wait_ready();
+    operator
 }
 
 /// The images of the stream's shard Deployments.
@@ -123,16 +137,7 @@ fn a_worker_image_outside_the_allow_list_is_never_deployed() {
 #[test]
 fn the_admin_allows_images_with_a_flag() {
     let cp = control_plane_with_crd();
-    let args = [
-        "run",
-        "--worker-image",
-        TEST_WORKER_IMAGE,
-        "--allowed-images",
-        "docker.io/library/*",
-    ]
-    .map(String::from);
-    let mut operator = Operator::start(&cp, "admin", "quotestream-operator-test", &args);
-    operator.wait_ready();
+    let operator = admin_operator(&cp, &["--allowed-images", "docker.io/library/*"]);
     apply(&cp, &stream("busy", json!({"image": FOREIGN_IMAGE})));
     eventually(
         "busy-shard-0 with the image the admin allows",
@@ -181,6 +186,8 @@ fn a_source_url_outside_the_vendor_hosts_is_never_deployed() {
     let cp = control_plane_with_crd();
     let mut operator = Operator::admin(&cp);
     operator.wait_ready();
+    // The key's Secret is one streams may use: only the host decides here.
+    secret(&cp, "massive", json!({ACCESS: "true"}));
 
     // `ws://attacker/` would receive the Massive/Polygon auth frame with the API key.
     apply(
@@ -234,16 +241,8 @@ fn a_source_url_outside_the_vendor_hosts_is_never_deployed() {
 #[test]
 fn the_admin_sets_the_vendor_hosts_with_a_flag() {
     let cp = control_plane_with_crd();
-    let args = [
-        "run",
-        "--worker-image",
-        TEST_WORKER_IMAGE,
-        "--allowed-source-hosts",
-        "polygon=*.corp.example",
-    ]
-    .map(String::from);
-    let mut operator = Operator::start(&cp, "admin", "quotestream-operator-test", &args);
-    operator.wait_ready();
+    let operator = admin_operator(&cp, &["--allowed-source-hosts", "polygon=*.corp.example"]);
+    secret(&cp, "massive", json!({ACCESS: "true"}));
     apply(
         &cp,
         &polygon_stream(
@@ -265,4 +264,119 @@ fn the_admin_sets_the_vendor_hosts_with_a_flag() {
         &polygon_stream("local", "ws://127.0.0.1:9811/stocks", json!({})),
     );
     degraded(&cp, &operator, "local", "SourceHostNotAllowed");
+}
+
+fn secret(cp: &ControlPlane, name: &str, labels: Value) {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "stringData": {"apiKey": "k3y-of-another-team"}});
+    apply(cp, &secret);
+}
+
+const ACCESS: &str = "quotes.opa.io/stream-access";
+
+#[test]
+fn a_secret_without_the_admins_label_is_never_referenced() {
+    let cp = control_plane_with_crd();
+    let mut operator = Operator::admin(&cp);
+    operator.wait_ready();
+    let loopback = "ws://127.0.0.1:9811/stocks";
+
+    // The source's key from a Secret nobody labelled for streams.
+    secret(&cp, "massive", json!({}));
+    apply(&cp, &polygon_stream("borrow", loopback, json!({})));
+    let c = degraded(&cp, &operator, "borrow", "SecretNotAllowed");
+    let message = c["message"].as_str().unwrap();
+    for needle in [
+        "spec.source.polygon.apiKeySecretRef",
+        "\"massive\"",
+        "kubectl label secret massive quotes.opa.io/stream-access=true",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    warning(&cp, &operator, "borrow", "SecretNotAllowed");
+    assert_eq!(deployment_images(&cp, "borrow"), Vec::<String>::new());
+
+    // Labelling it is the fix: Secrets are not watched, the operator looks again within 30 s.
+    kubectl_label(&cp, "massive", &format!("{ACCESS}=true"));
+    eventually(
+        "borrow-shard-0 once the Secret is labelled",
+        WAIT,
+        || operator.log(),
+        || (deployment_images(&cp, "borrow").len() == 1).then_some(()),
+    );
+
+    // spec.worker.env may not mount another Secret either, and a running stream keeps its
+    // Deployment as it was.
+    secret(&cp, "other-team", json!({ACCESS: "false"}));
+    let env = json!({"env": [{"name": "STOLEN", "valueFrom": {"secretKeyRef": {"name": "other-team", "key": "apiKey"}}}]});
+    apply(&cp, &polygon_stream("borrow", loopback, env));
+    let c = degraded(&cp, &operator, "borrow", "SecretNotAllowed");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.worker.env[0].valueFrom.secretKeyRef (STOLEN)")
+            && message.contains("other-team"),
+        "{message}"
+    );
+    assert_eq!(worker_env_from(&cp, "borrow", "STOLEN"), None);
+
+    // A Secret that does not exist is refused too (it could be created later without the label).
+    apply(
+        &cp,
+        &json!({
+            "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+            "metadata": {"name": "missing", "namespace": NS},
+            "spec": {"tickers": ["AAPL"], "shards": 1, "interval": "1s", "source": {"type": "synthetic"},
+                     "sinks": {"postgres": {"dsnSecretRef": {"name": "nowhere", "key": "dsn"}}}}
+        }),
+    );
+    let c = degraded(&cp, &operator, "missing", "SecretNotAllowed");
+    assert!(
+        c["message"].as_str().unwrap().contains("does not exist"),
+        "{c}"
+    );
+    assert_eq!(deployment_images(&cp, "missing"), Vec::<String>::new());
+    operator.assert_running();
+}
+
+#[test]
+fn the_admin_can_turn_the_secret_policy_off() {
+    let cp = control_plane_with_crd();
+    let operator = admin_operator(&cp, &["--allow-any-secret"]);
+    secret(&cp, "massive", json!({}));
+    apply(
+        &cp,
+        &polygon_stream("any", "ws://127.0.0.1:9811/stocks", json!({})),
+    );
+    eventually(
+        "any-shard-0 with an unlabelled Secret",
+        WAIT,
+        || operator.log(),
+        || (deployment_images(&cp, "any").len() == 1).then_some(()),
+    );
+}
+
+fn kubectl_label(cp: &ControlPlane, secret: &str, label: &str) {
+    support::cluster::kubectl(
+        cp,
+        &["label", "secret", secret, "-n", NS, label, "--overwrite"],
+        None,
+    );
+}
+
+/// The Secret a worker env variable of the stream's first shard Deployment comes from.
+fn worker_env_from(cp: &ControlPlane, stream: &str, var: &str) -> Option<String> {
+    let d = get_json(
+        cp,
+        &["get", "deployment", &format!("{stream}-shard-0"), "-n", NS],
+    )?;
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)
+        .and_then(|e| {
+            e["valueFrom"]["secretKeyRef"]["name"]
+                .as_str()
+                .map(str::to_owned)
+        })
 }

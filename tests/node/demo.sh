@@ -24,6 +24,7 @@ log "helm install quotestream charts/quotestream -n quotestream-system --create-
 K create namespace markets --dry-run=client -o yaml | K apply -f - >/dev/null
 K -n markets create secret generic quotes-db --from-literal=dsn="postgres://postgres@$(K -n data get pod postgres -o jsonpath='{.status.podIP}'):5432/postgres" \
     --dry-run=client -o yaml | K apply -f - >/dev/null
+K -n markets label secret quotes-db quotes.opa.io/stream-access=true --overwrite >/dev/null  # the Secret policy
 log "kubectl apply: the S&P 500 example (503 tickers, 4 shards, synthetic source, 1 s)"
 python3 "$HERE/sp500-manifest.py" "$REPO/examples/sp500.yaml" --redis "redis://$REDIS_IP:6379/0" \
     --interval 1s --shards 4 | K apply -f - >/dev/null

@@ -127,6 +127,7 @@ K create namespace markets >/dev/null
 K label namespace markets pod-security.kubernetes.io/enforce=restricted >/dev/null
 K -n markets create secret generic quotes-db \
     --from-literal=dsn="postgres://postgres@$PG_IP:5432/postgres" >/dev/null
+K -n markets label secret quotes-db quotes.opa.io/stream-access=true >/dev/null  # the Secret policy
 python3 "$HERE/sp500-manifest.py" "$REPO/examples/sp500.yaml" --redis "redis://$REDIS_IP:6379/0" \
     --interval "${INTERVAL_MS}ms" --shards 3 | K apply -f - >/dev/null
 quoting() { [ "$(gap_field messages)" -gt 0 ]; }

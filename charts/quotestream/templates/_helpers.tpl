@@ -119,4 +119,11 @@ Role in the watched namespace. Why each rule exists:
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.policy.secrets.requireLabel }}
+# The Secret policy reads the labels of the Secrets a stream names, one by name (metadata-only
+# requests); no list or watch, so the operator cannot enumerate Secrets.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 {{- end }}

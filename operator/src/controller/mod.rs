@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller, Error as ControllerError};
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::Error;
 
 use crate::metrics::{Metrics, Outcome};
+use crate::policy::{SecretPolicy, secret_references};
 use crate::resources::conditions::{MAX_MESSAGE_BYTES, bounded};
 use crate::resources::configmap::config_map;
 use crate::resources::deployment::deployment;
@@ -290,6 +291,12 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         Ok(p) => p,
         Err(e) => return stream.degraded(qs, ctx, &e).await,
     };
+    if let Some(refused) = stream
+        .refused_secret(qs, &ctx.settings.policy.secrets)
+        .await?
+    {
+        return stream.degraded(qs, ctx, &refused).await;
+    }
 
     // Make before break (`resources::handover`): the shards that take tickers over get their
     // new lists first, every Deployment is applied (new shards start), and only once every
@@ -337,6 +344,7 @@ struct StreamApi {
     streams: Api<QuoteStream>,
     deployments: Api<Deployment>,
     config_maps: Api<ConfigMap>,
+    secrets: Api<Secret>,
     selector: ListParams,
     reference: ObjectReference,
     apply: PatchParams,
@@ -351,6 +359,7 @@ impl StreamApi {
             streams: Api::namespaced(client.clone(), &namespace),
             deployments: Api::namespaced(client.clone(), &namespace),
             config_maps: Api::namespaced(client.clone(), &namespace),
+            secrets: Api::namespaced(client.clone(), &namespace),
             selector: ListParams::default().labels(&format!("{STREAM_LABEL}={name}")),
             reference: qs.object_ref(&()),
             apply: PatchParams::apply(FIELD_MANAGER).force(),
@@ -370,6 +379,35 @@ impl StreamApi {
             .await?
             .and_then(|cm| cm.data)
             .and_then(|mut d| d.remove(&from.config_map_key_ref.key)))
+    }
+
+    /// The first Secret reference the admin's policy refuses (an unlabelled or missing
+    /// Secret), if any. Reads each named Secret's metadata only (a metadata-only `get`: the
+    /// data is neither requested nor held), once per name.
+    async fn refused_secret(
+        &self,
+        qs: &QuoteStream,
+        policy: &SecretPolicy,
+    ) -> Result<Option<PlanError>, Error> {
+        let Some(label) = policy.label() else {
+            return Ok(None);
+        };
+        let mut checked = std::collections::BTreeSet::new();
+        for reference in secret_references(&qs.spec) {
+            if !checked.insert(reference.secret.clone()) {
+                continue;
+            }
+            let meta = self.secrets.get_metadata_opt(&reference.secret).await?;
+            if !policy.allows(meta.as_ref().and_then(|m| m.metadata.labels.as_ref())) {
+                return Ok(Some(PlanError::SecretNotAllowed {
+                    field: reference.field,
+                    secret: reference.secret,
+                    label,
+                    exists: meta.is_some(),
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Applies the ConfigMaps of the shards `which` selects, in shard order.
@@ -493,7 +531,13 @@ impl StreamApi {
         )
         .await;
         // The spec or the ConfigMap must change first; both trigger a reconcile by themselves.
-        Ok(Action::requeue(Duration::from_secs(300)))
+        // Secrets are not watched (the operator may only `get` them), so a label added to a
+        // Secret is seen by the next look, within 30 s.
+        let again = match error {
+            PlanError::SecretNotAllowed { .. } => 30,
+            _ => 300,
+        };
+        Ok(Action::requeue(Duration::from_secs(again)))
     }
 }
 

@@ -99,6 +99,14 @@ pub enum PlanError {
         /// Why (`HostRefused`'s message).
         refused: String,
     },
+    #[error("{}", secret_not_allowed(.field, .secret, .label, *.exists))]
+    SecretNotAllowed {
+        field: String,
+        secret: String,
+        /// The label the admin requires, KEY=VALUE.
+        label: String,
+        exists: bool,
+    },
     #[error("shard {shard}: the worker configuration cannot be serialised: {source}")]
     Serialize {
         shard: u32,
@@ -126,6 +134,7 @@ impl PlanError {
             Self::ConfigTooLarge { .. } => "ShardConfigTooLarge",
             Self::ImageNotAllowed { .. } => "ImageNotAllowed",
             Self::SourceHostNotAllowed { .. } => "SourceHostNotAllowed",
+            Self::SecretNotAllowed { .. } => "SecretNotAllowed",
             Self::Serialize { .. } => "InternalError",
         }
     }
@@ -348,6 +357,20 @@ fn vendor_max_connections(source: &Source) -> Option<(&'static str, Option<usize
         _ => return None,
     };
     Some((name, max.and_then(|m| usize::try_from(m).ok())))
+}
+
+/// The message of [`PlanError::SecretNotAllowed`]: the field, the Secret, and the command that
+/// fixes it.
+fn secret_not_allowed(field: &str, secret: &str, label: &str, exists: bool) -> String {
+    if exists {
+        format!(
+            "{field} names Secret {secret:?}, which does not carry the label {label} that the cluster admin requires of Secrets a QuoteStream may use: if this stream may read it, label it (kubectl label secret {secret} {label}), or reference another Secret"
+        )
+    } else {
+        format!(
+            "{field} names Secret {secret:?}, which does not exist: create it in the stream's namespace with the label {label} that the cluster admin requires of Secrets a QuoteStream may use (kubectl create secret generic {secret} … && kubectl label secret {secret} {label})"
+        )
+    }
 }
 
 /// The message of [`PlanError::TooManyConnections`]: an unset limit is the vendor's default
