@@ -559,6 +559,136 @@ fn the_policy_values_become_operator_flags() {
     );
 }
 
+/// The ports of a NetworkPolicy rule, as (protocol, port).
+fn rule_ports(rule: &Value) -> Vec<(String, u64)> {
+    rule["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["protocol"].as_str().unwrap_or("TCP").to_owned(),
+                p["port"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_network_policies_confine_the_operator_and_the_workers() {
+    assert!(
+        objects(&template(&[]), "NetworkPolicy").is_empty(),
+        "off by default"
+    );
+    let rendered = template(&["networkPolicy.enabled=true"]);
+    let policies = objects(&rendered, "NetworkPolicy");
+    let named = |name: &str| {
+        policies
+            .iter()
+            .find(|p| p["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no NetworkPolicy {name}: {policies:?}"))
+            .clone()
+    };
+    let dns = [("UDP".to_owned(), 53), ("TCP".to_owned(), 53)];
+
+    let operator = named("quotestream-operator");
+    assert_eq!(operator["metadata"]["namespace"], NAMESPACE);
+    let operator_deployment = objects(&rendered, "Deployment")
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "quotestream-operator")
+        .unwrap();
+    assert_eq!(
+        operator["spec"]["podSelector"]["matchLabels"],
+        operator_deployment["spec"]["selector"]["matchLabels"],
+        "selects exactly the operator's pods"
+    );
+    assert_eq!(
+        operator["spec"]["policyTypes"],
+        json!(["Ingress", "Egress"])
+    );
+    let ingress = operator["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(rule_ports(&ingress[0]), [("TCP".to_owned(), 8080)]);
+    let egress: Vec<Vec<(String, u64)>> = operator["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(rule_ports)
+        .collect();
+    assert_eq!(
+        egress,
+        [
+            vec![("TCP".to_owned(), 443), ("TCP".to_owned(), 6443)],
+            dns.to_vec()
+        ]
+    );
+
+    // The workers' policy lives where the shard pods are: the release namespace by default.
+    let workers = named("quotestream-workers");
+    assert_eq!(workers["metadata"]["namespace"], NAMESPACE);
+    let selector = &workers["spec"]["podSelector"];
+    assert_eq!(
+        selector["matchLabels"]["app.kubernetes.io/managed-by"],
+        "quotestream-operator"
+    );
+    assert_eq!(
+        selector["matchExpressions"][0]["key"],
+        "quotes.opa.io/stream"
+    );
+    let ingress = workers["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(rule_ports(&ingress[0]), [("TCP".to_owned(), 8080)]);
+    let egress = workers["spec"]["egress"].as_array().unwrap();
+    assert_eq!(rule_ports(&egress[0]), dns.to_vec());
+    assert_eq!(
+        rule_ports(&egress[1]),
+        [
+            ("TCP".to_owned(), 6379),
+            ("TCP".to_owned(), 5432),
+            ("TCP".to_owned(), 8080)
+        ]
+    );
+    assert_eq!(rule_ports(&egress[2]), [("TCP".to_owned(), 443)]);
+    let vendors = &egress[2]["to"][0]["ipBlock"];
+    assert_eq!(vendors["cidr"], "0.0.0.0/0");
+    for private in ["10.0.0.0/8", "169.254.0.0/16", "192.168.0.0/16"] {
+        assert!(
+            vendors["except"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(private)),
+            "{private} must stay unreachable: {vendors}"
+        );
+    }
+    assert_eq!(egress.len(), 3, "nothing else: {egress:?}");
+
+    // One workers' policy per namespace the admin names; the scrapers can be narrowed.
+    let rendered = template(&[
+        "networkPolicy.enabled=true",
+        "networkPolicy.workerNamespaces={markets,trading}",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    ]);
+    let workers: Vec<Value> = objects(&rendered, "NetworkPolicy")
+        .into_iter()
+        .filter(|p| p["metadata"]["name"] == "quotestream-workers")
+        .collect();
+    let namespaces: Vec<&Value> = workers
+        .iter()
+        .map(|p| &p["metadata"]["namespace"])
+        .collect();
+    assert_eq!(namespaces, [&json!("markets"), &json!("trading")]);
+    assert_eq!(
+        workers[0]["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "monitoring"
+    );
+    let scoped = template(&["networkPolicy.enabled=true", "watchNamespace=markets"]);
+    let workers = objects(&scoped, "NetworkPolicy")
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == "quotestream-workers")
+        .unwrap();
+    assert_eq!(workers["metadata"]["namespace"], "markets");
+}
+
 #[test]
 fn every_rendering_passes_a_server_dry_run_under_restricted_pod_security() {
     let cp = ControlPlane::start().unwrap();
@@ -596,9 +726,11 @@ fn every_rendering_passes_a_server_dry_run_under_restricted_pod_security() {
             "example.enabled=true",
             "store.enabled=true",
             "store.database.secretName=quotestream-store-db",
+            "networkPolicy.enabled=true",
         ],
         &[
             "watchNamespace=markets",
+            "networkPolicy.enabled=true",
             "example.enabled=true",
             "replicaCount=1",
             "leaderElection.enabled=false",

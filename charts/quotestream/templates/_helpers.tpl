@@ -97,6 +97,15 @@ Role in the watched namespace. Why each rule exists:
 - events (core and events.k8s.io): create/patch only, for kubectl describe.
 - no secrets: the operator never reads one (workers get theirs through secretKeyRef).
 */}}
+{{/* Egress to cluster DNS (any namespace; kube-dns/CoreDNS listen on 53). */}}
+{{- define "quotestream.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
+
 {{- define "quotestream.namespacedRules" -}}
 - apiGroups: [quotes.opa.io]
   resources: [quotestreams]
