@@ -46,6 +46,8 @@ pub struct Call {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub content_type: Option<String>,
+    /// What the client asked to get back (a metadata-only request says `as=PartialObjectMetadata`).
+    pub accept: Option<String>,
     /// The JSON body (`Null` when empty).
     pub body: Value,
     reply: SendResponse<Response<Body>>,
@@ -82,6 +84,11 @@ impl Call {
             content_type: parts
                 .headers
                 .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            accept: parts
+                .headers
+                .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             body,

@@ -685,3 +685,40 @@ async fn failures_back_off_per_stream_and_reset_on_success() {
     let errors = ctx.metrics.reconcile_errors("InvalidMetadata");
     assert_eq!(errors.get(), 12);
 }
+
+#[tokio::test]
+async fn a_secret_is_read_as_metadata_only_and_one_without_the_label_degrades_the_stream() {
+    let mut qs = stream("sp500", 2);
+    qs.spec.sinks.postgres = Some(crate::resources::fixtures::postgres_sink());
+    let mut r = Reconcile::start(&qs);
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&ticker_list());
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    // The Secret's labels, never its data: a metadata-only request.
+    let get = r
+        .expect(Method::GET, "/api/v1/namespaces/markets/secrets/quotes-db")
+        .await;
+    let accept = get.accept.clone().unwrap_or_default();
+    assert!(accept.contains("as=PartialObjectMetadata"), "{accept}");
+    get.ok(&serde_json::json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": "quotes-db", "namespace": "markets", "labels": {"team": "db"}}
+    }));
+    // No ConfigMap, no Deployment.
+    let status = r.expect_status(&qs).await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(degraded["reason"], "SecretNotAllowed");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.sinks.postgres.dsnSecretRef")
+            && message.contains("kubectl label secret quotes-db quotes.opa.io/stream-access=true"),
+        "{message}"
+    );
+    r.expect_event("Warning", "SecretNotAllowed").await;
+    // Secrets are not watched: the stream is looked at again soon.
+    let action = r.finish().await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+}
