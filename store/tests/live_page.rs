@@ -154,6 +154,34 @@ async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element 
     }
 }
 
+/// The text of the first element matching `css`, read in one script: the table is rebuilt at
+/// every refresh, so an element handle can go stale between finding and reading it.
+async fn text(browser: &Client, css: &str) -> String {
+    browser
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// How many elements match `css` right now.
+async fn count(browser: &Client, css: &str) -> u64 {
+    browser
+        .execute(
+            "return document.querySelectorAll(arguments[0]).length;",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_lists_symbols_draws_one_candle_per_bar_and_follows_new_quotes() {
     let pg = PostgresServer::start().unwrap();
@@ -196,29 +224,24 @@ async fn the_page_lists_symbols_draws_one_candle_per_bar_and_follows_new_quotes(
     // The symbols and their latest quotes.
     wait_for(&browser, "#latest[data-rows='3']").await;
     for s in ["AAPL", "MSFT", "NVDA"] {
-        let row = wait_for(&browser, &format!("#latest tr[data-symbol='{s}']")).await;
-        assert!(row.text().await.unwrap().starts_with(s));
+        let css = format!("#latest tr[data-symbol='{s}']");
+        wait_for(&browser, &css).await;
+        assert!(text(&browser, &css).await.starts_with(s));
     }
-    let options = browser
-        .find_all(Locator::Css("#symbol option"))
-        .await
-        .unwrap();
-    assert_eq!(options.len(), 3);
+    assert_eq!(count(&browser, "#symbol option").await, 3);
     // One candle per minute bar: 12 (the 30-bar window ends at AAPL's last quote).
     wait_for(&browser, "#chart[data-symbol='AAPL'][data-candles='12']").await;
-    let candles = browser
-        .find_all(Locator::Css("#chart g.candle"))
+    assert_eq!(count(&browser, "#chart g.candle").await, 12);
+    let first = browser
+        .execute(
+            "return document.querySelector('#chart g.candle').getAttribute('data-t')",
+            vec![],
+        )
         .await
         .unwrap();
-    assert_eq!(candles.len(), 12);
-    let first = candles[0].attr("data-t").await.unwrap().unwrap();
     assert_eq!(first, "2026-01-20T14:30:00Z");
-    let downs = browser
-        .find_all(Locator::Css("#chart g.candle.down"))
-        .await
-        .unwrap();
     assert_eq!(
-        downs.len(),
+        count(&browser, "#chart g.candle.down").await,
         4,
         "the minutes with a second, lower quote close down"
     );
@@ -226,16 +249,10 @@ async fn the_page_lists_symbols_draws_one_candle_per_bar_and_follows_new_quotes(
     // A new quote in a new minute: the table and the chart follow without a reload.
     let t_new = M0 + 22 * MINUTE + 1_000;
     ingest(&http, &store, vec![quote("AAPL", t_new, 250.0, 5_000)]).await;
-    let row = wait_for(
-        &browser,
-        "#latest tr[data-symbol='AAPL'][data-t='2026-01-20T14:52:01Z']",
-    )
-    .await;
-    assert!(
-        row.text().await.unwrap().contains("250.00"),
-        "{}",
-        row.text().await.unwrap()
-    );
+    let css = "#latest tr[data-symbol='AAPL'][data-t='2026-01-20T14:52:01Z']";
+    wait_for(&browser, css).await;
+    let row = text(&browser, css).await;
+    assert!(row.contains("250.00"), "{row}");
     wait_for(
         &browser,
         "#chart[data-candles='13'][data-end='2026-01-20T14:52:01Z']",
