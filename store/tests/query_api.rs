@@ -337,9 +337,45 @@ async fn quotes_latest_symbols_and_counts() {
     rev.reverse();
     assert_eq!(desc, rev);
 
+    // Pages are by key: a quote ingested between two pages, before the cursor, neither shifts
+    // the next page nor repeats a row of the first.
+    let (code, first) = get(&http, &store, &format!("/v1/quotes/AAPL?{range}&limit=20")).await;
+    assert_eq!(code, 200);
+    let mut token = first["next_page_token"].as_str().map(str::to_owned);
+    ingest(
+        &http,
+        &store,
+        "AAPL",
+        &[Q {
+            ms: aapl[10].ms + 1,
+            price: 1.0,
+            volume: 1,
+        }],
+    )
+    .await;
+    let mut rest = Vec::new();
+    while let Some(t) = token {
+        let (code, page) = get(
+            &http,
+            &store,
+            &format!("/v1/quotes/AAPL?{range}&limit=20&page_token={t}"),
+        )
+        .await;
+        assert_eq!(code, 200, "{page}");
+        rest.extend(
+            page["quotes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|q| ms_of(&q["t"])),
+        );
+        token = page["next_page_token"].as_str().map(str::to_owned);
+    }
+    assert_eq!(rest, aapl[30..60].iter().map(|q| q.ms).collect::<Vec<_>>());
+
     let (code, c) = get(&http, &store, &format!("/v1/quotes/AAPL/count?{range}")).await;
     assert_eq!(code, 200, "{c}");
-    assert_eq!(c["count"], 50);
+    assert_eq!(c["count"], 51, "the quote ingested meanwhile is counted");
     assert_eq!(ms_of(&c["start"]), a);
     let (_, c) = get(&http, &store, "/v1/quotes/NVDA/count").await;
     assert_eq!(c["count"], 40);
