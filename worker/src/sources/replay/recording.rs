@@ -1,5 +1,10 @@
 //! Reading a recording: NDJSON (one contract 004 quote per line) or CSV with a header
-//! (`ticker,timestamp,price,volume[,bid,ask,open,high,low][,source]`).
+//! (`ticker,timestamp,price,volume[,bid,ask,open,high,low][,source]`). A recording is read one
+//! line at a time ([`read_each`]): a million quotes cost the memory of one line, not of the
+//! file.
+
+use std::io::BufRead;
+use std::path::Path;
 
 use jiff::Timestamp;
 use quotestream_api::crd::ReplayFormat;
@@ -16,32 +21,102 @@ pub struct BadLine {
     pub reason: String,
 }
 
-/// The quotes of a recording in time order, and the lines that could not be read.
-pub fn parse(text: &str, format: ReplayFormat) -> (Vec<RawQuote>, Vec<BadLine>) {
-    let (mut quotes, bad) = match format {
-        ReplayFormat::Ndjson => parse_ndjson(text),
-        ReplayFormat::Csv => parse_csv(text),
+/// Bad lines kept for the log; beyond them they are only counted.
+const BAD_LINES_KEPT: usize = 20;
+
+/// What one pass over a recording found, without keeping its quotes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scan {
+    pub quotes: u64,
+    pub first: Option<Timestamp>,
+    pub last: Option<Timestamp>,
+    /// Every quote at or after the one before it: the file can be played as it is read.
+    pub in_order: bool,
+    /// The first bad lines (at most 20) and how many there are.
+    pub bad: Vec<BadLine>,
+    pub bad_lines: u64,
+}
+
+/// Reads the recording at `path` once, keeping only its bounds and the first bad lines.
+/// Blocking: run it on a blocking thread.
+pub fn scan(path: &Path, format: ReplayFormat) -> std::io::Result<Scan> {
+    let mut scan = Scan {
+        in_order: true,
+        ..Scan::default()
     };
+    read_each(path, format, |item| {
+        match item {
+            Ok(q) => {
+                scan.quotes += 1;
+                if scan.last.is_some_and(|last| q.timestamp < last) {
+                    scan.in_order = false;
+                }
+                scan.first = Some(scan.first.map_or(q.timestamp, |f| f.min(q.timestamp)));
+                scan.last = Some(scan.last.map_or(q.timestamp, |l| l.max(q.timestamp)));
+            }
+            Err(bad) => {
+                scan.bad_lines += 1;
+                if scan.bad.len() < BAD_LINES_KEPT {
+                    scan.bad.push(bad);
+                }
+            }
+        }
+        true
+    })?;
+    Ok(scan)
+}
+
+/// Reads the recording at `path` in file order, calling `each` for every quote or bad line
+/// until it returns false. Blocking: run it on a blocking thread.
+pub fn read_each(
+    path: &Path,
+    format: ReplayFormat,
+    each: impl FnMut(Result<RawQuote, BadLine>) -> bool,
+) -> std::io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    read_from(std::io::BufReader::new(file), format, each)
+}
+
+/// The quotes of a recording held in memory, in time order, and the lines that could not be
+/// read.
+pub fn parse(text: &str, format: ReplayFormat) -> (Vec<RawQuote>, Vec<BadLine>) {
+    let (mut quotes, mut bad) = (Vec::new(), Vec::new());
+    // Reading from memory cannot fail.
+    let _ = read_from(text.as_bytes(), format, |item| {
+        match item {
+            Ok(q) => quotes.push(q),
+            Err(b) => bad.push(b),
+        }
+        true
+    });
     quotes.sort_by_key(|q| q.timestamp);
     (quotes, bad)
 }
 
-fn parse_ndjson(text: &str) -> (Vec<RawQuote>, Vec<BadLine>) {
-    let mut quotes = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+fn read_from(
+    reader: impl BufRead,
+    format: ReplayFormat,
+    mut each: impl FnMut(Result<RawQuote, BadLine>) -> bool,
+) -> std::io::Result<()> {
+    match format {
+        ReplayFormat::Ndjson => {
+            for (i, line) in reader.lines().enumerate() {
+                let line = line?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let item = parse_contract_json(&line).map_err(|e| BadLine {
+                    line: i + 1,
+                    reason: e.to_string(),
+                });
+                if !each(item) {
+                    break;
+                }
+            }
+            Ok(())
         }
-        match parse_contract_json(line) {
-            Ok(q) => quotes.push(q),
-            Err(e) => bad.push(BadLine {
-                line: i + 1,
-                reason: e.to_string(),
-            }),
-        }
+        ReplayFormat::Csv => read_csv(reader, each),
     }
-    (quotes, bad)
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,47 +133,47 @@ struct CsvRow {
     source: Option<String>,
 }
 
-fn parse_csv(text: &str) -> (Vec<RawQuote>, Vec<BadLine>) {
-    let mut quotes = Vec::new();
-    let mut bad = Vec::new();
+fn read_csv(
+    reader: impl std::io::Read,
+    mut each: impl FnMut(Result<RawQuote, BadLine>) -> bool,
+) -> std::io::Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
+        .from_reader(reader);
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
-            bad.push(BadLine {
+            each(Err(BadLine {
                 line: 1,
                 reason: format!("header: {e}"),
-            });
-            return (quotes, bad);
+            }));
+            return Ok(());
         }
     };
     let mut record = csv::StringRecord::new();
     loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
+        let item = match reader.read_record(&mut record) {
+            Ok(false) => return Ok(()),
             Ok(true) => {
                 let line = record.position().map_or(0, |p| p.line() as usize);
-                let row = record
+                record
                     .deserialize::<CsvRow>(Some(&headers))
                     .map_err(|e| e.to_string())
-                    .and_then(csv_quote);
-                match row {
-                    Ok(q) => quotes.push(q),
-                    Err(reason) => bad.push(BadLine { line, reason }),
-                }
+                    .and_then(csv_quote)
+                    .map_err(|reason| BadLine { line, reason })
             }
             Err(e) => {
-                bad.push(BadLine {
+                each(Err(BadLine {
                     line: e.position().map_or(0, |p| p.line() as usize),
                     reason: e.to_string(),
-                });
-                break;
+                }));
+                return Ok(());
             }
+        };
+        if !each(item) {
+            return Ok(());
         }
     }
-    (quotes, bad)
 }
 
 fn csv_quote(r: CsvRow) -> Result<RawQuote, String> {
@@ -151,6 +226,44 @@ mod tests {
         );
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 3);
+    }
+
+    #[test]
+    fn a_scan_keeps_the_bounds_not_the_quotes_and_tells_the_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.ndjson");
+        let line = |t: &str, s: u32| {
+            format!(
+                r#"{{"ticker":"{t}","timestamp":"2026-01-20T14:30:{s:02}.000Z","price":1.5,"volume":1,"source":"replay"}}"#
+            )
+        };
+        let in_order = [
+            line("AAPL", 1),
+            line("MSFT", 2),
+            "oops".into(),
+            line("AAPL", 3),
+        ];
+        std::fs::write(&path, in_order.join("\n")).unwrap();
+        let s = scan(&path, ReplayFormat::Ndjson).unwrap();
+        assert_eq!((s.quotes, s.bad_lines, s.in_order), (3, 1, true));
+        assert_eq!(s.first.unwrap().to_string(), "2026-01-20T14:30:01Z");
+        assert_eq!(s.last.unwrap().to_string(), "2026-01-20T14:30:03Z");
+        assert_eq!(s.bad[0].line, 3);
+        let mut read = Vec::new();
+        read_each(&path, ReplayFormat::Ndjson, |item| {
+            read.extend(item.ok().map(|q| q.ticker));
+            read.len() < 2
+        })
+        .unwrap();
+        assert_eq!(
+            read,
+            ["AAPL", "MSFT"],
+            "file order, and it stops when asked"
+        );
+        std::fs::write(&path, [line("AAPL", 5), line("MSFT", 4)].join("\n")).unwrap();
+        let s = scan(&path, ReplayFormat::Ndjson).unwrap();
+        assert!(!s.in_order);
+        assert_eq!(s.first.unwrap().to_string(), "2026-01-20T14:30:04Z");
     }
 
     #[test]
