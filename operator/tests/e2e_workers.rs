@@ -315,7 +315,10 @@ fn stream(shards: u32) -> Value {
             "tickers": TICKERS, "shards": shards, "interval": "200ms",
             "source": {"type": "synthetic"},
             "sinks": {
-                "redis": {"urlSecretRef": {"name": "redis-auth", "key": "url"}, "format": "cloudevents"},
+                // BRK.B is one of TICKERS: opt in to the extended ticker pattern on Redis
+                // (contract 004 as written keeps share classes off by default).
+                "redis": {"urlSecretRef": {"name": "redis-auth", "key": "url"}, "format": "cloudevents",
+                          "allowShareClasses": true},
                 "postgres": {"dsnSecretRef": {"name": "quotes-db", "key": "dsn"}}
             }
         }

@@ -49,6 +49,9 @@ spec:
       url: {a.redis}
       channel: quotes.realtime
       format: plain
+      # The S&P list holds BRK.B and BF.B: the node test expects every ticker on Redis, so it
+      # opts in to the extended ticker pattern (contract 004 as written keeps them off).
+      allowShareClasses: true
     postgres:
       dsnSecretRef:
         name: quotes-db

@@ -137,7 +137,7 @@ async fn publishes_the_contract_message_to_quotes_realtime() {
     ));
     sink.send(vec![
         quote("AAPL", 1_768_919_415_123),
-        quote("BRK.B", 1_768_919_415_124),
+        quote("MSFT", 1_768_919_415_124),
     ])
     .await;
     assert_eq!(
@@ -145,7 +145,7 @@ async fn publishes_the_contract_message_to_quotes_realtime() {
         json!({"ticker": "AAPL", "timestamp": "2026-01-20T14:30:15.123Z", "price": 185.5,
                "volume": 45000000, "bid": 185.48, "ask": 185.52, "source": "yfinance"})
     );
-    assert_eq!(next_json(&mut messages).await["ticker"], "BRK.B");
+    assert_eq!(next_json(&mut messages).await["ticker"], "MSFT");
     assert!(
         eventually(|| sink
             .metrics
@@ -390,4 +390,53 @@ async fn rediss_with_another_ca_publishes_nothing_and_logs_the_certificate_error
         "the log says the certificate is not trusted:\n{text}"
     );
     sink.stop().await;
+}
+
+fn contract_drops(m: &Metrics) -> u64 {
+    m.dropped_quotes
+        .with_label_values(&["redis", "contract"])
+        .get()
+}
+
+/// Contract 004 as written: a ticker matches `^[A-Z]{1,5}$`, so BRK.B is kept off Redis by
+/// default (counted, logged), and published only with `allowShareClasses: true`.
+#[tokio::test]
+async fn share_classes_are_kept_off_redis_unless_the_sink_opts_in() {
+    let redis = RedisServer::start().unwrap();
+    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let mut messages = sub.on_message();
+    let batch = || {
+        vec![
+            quote("BRK.B", 1_768_919_415_123),
+            quote("AAPL", 1_768_919_415_124),
+        ]
+    };
+
+    let strict = start(config(
+        redis.url(),
+        RedisFormat::Plain,
+        Duration::from_secs(3600),
+    ));
+    strict.send(batch()).await;
+    assert_eq!(
+        next_json(&mut messages).await["ticker"],
+        "AAPL",
+        "the first message on the channel is AAPL: BRK.B was not published"
+    );
+    assert_eq!(contract_drops(&strict.metrics), 1);
+    let published = |m: &Metrics| m.quotes_published.with_label_values(&["redis"]).get();
+    assert!(eventually(|| published(&strict.metrics) == 1).await);
+    strict.stop().await;
+
+    let mut c = config(redis.url(), RedisFormat::Plain, Duration::from_secs(3600));
+    let spec: RedisSpec =
+        serde_json::from_value(json!({"url": redis.url(), "allowShareClasses": true})).unwrap();
+    assert!(spec.allow_share_classes, "the CRD field name");
+    c.allow_share_classes = spec.allow_share_classes;
+    let extended = start(c);
+    extended.send(batch()).await;
+    assert_eq!(next_json(&mut messages).await["ticker"], "BRK.B");
+    assert_eq!(next_json(&mut messages).await["ticker"], "AAPL");
+    assert_eq!(contract_drops(&extended.metrics), 0);
+    extended.stop().await;
 }

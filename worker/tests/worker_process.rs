@@ -18,7 +18,8 @@ fn worker_config(tickers: &[&str], redis_url: &str) -> Value {
         "namespace": "markets", "stream": "demo", "shard": 1, "shards": 2,
         "tickers": tickers, "interval": "100ms", "requestsPerHour": 1000.0,
         "source": {"type": "synthetic", "synthetic": {"seed": 7}},
-        "sinks": {"redis": {"url": redis_url}},
+        // The extended ticker pattern on Redis: BRK.B is among the tickers of some tests.
+        "sinks": {"redis": {"url": redis_url, "allowShareClasses": true}},
         "epoch": 1, "fingerprint": "test"
     })
 }

@@ -55,6 +55,13 @@ pub struct RedisSink {
     #[serde(default = "default_health_channel")]
     #[schemars(length(min = 1, max = 256))]
     pub health_channel: String,
+    /// Also publish share-class tickers (BRK.B, BF.B). Contract 004 says a ticker matches
+    /// ^[A-Z]{1,5}$, so by default (false) their quotes are kept off Redis, counted in
+    /// streamer_sink_dropped_quotes_total{sink="redis",reason="contract"} and logged once per
+    /// ticker. Set true only when every consumer accepts the extended pattern
+    /// ^[A-Z]{1,5}(\.[A-Z])?$.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_share_classes: bool,
 }
 
 /// Message formats of the Redis sink.

@@ -146,6 +146,7 @@ mod tests {
             channel: "quotes.realtime".into(),
             format: RedisFormat::Cloudevents,
             health_channel: "system.health".into(),
+            allow_share_classes: false,
         });
         sinks.postgres = Some(postgres_sink());
         let env = worker_env(&source(SourceType::Yahoo), &sinks, None, &[]);

@@ -28,6 +28,7 @@ pub fn redis_sinks() -> Sinks {
             channel: "quotes.realtime".into(),
             format: RedisFormat::Plain,
             health_channel: "system.health".into(),
+            allow_share_classes: false,
         }),
         storage: None,
         postgres: None,

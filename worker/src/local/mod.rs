@@ -139,6 +139,7 @@ pub fn plan(
         channel: quotestream_api::crd::DEFAULT_QUOTES_CHANNEL.into(),
         format: Default::default(),
         health_channel: quotestream_api::crd::DEFAULT_HEALTH_CHANNEL.into(),
+        allow_share_classes: false,
     });
     spec.sinks.postgres = env.contains_key(DATABASE_URL).then(|| PostgresSink {
         dsn_secret_ref: SecretKeyRef {

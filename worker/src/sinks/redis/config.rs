@@ -20,6 +20,9 @@ pub struct RedisConfig {
     pub producer: String,
     /// Heartbeat period on the health channel (contract 004: 30 s).
     pub heartbeat_every: Duration,
+    /// Publish share-class tickers too (`spec.sinks.redis.allowShareClasses`); by default
+    /// contract 004's `^[A-Z]{1,5}$` keeps them off.
+    pub allow_share_classes: bool,
     /// Publishes per pipeline round trip.
     pub pipeline_max: usize,
     /// The CA certificates (PEM) a `rediss://` connection trusts instead of the system's
@@ -37,6 +40,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("format", &self.format)
             .field("producer", &self.producer)
             .field("heartbeat_every", &self.heartbeat_every)
+            .field("allow_share_classes", &self.allow_share_classes)
             .field("pipeline_max", &self.pipeline_max)
             .field("ca_file", &self.ca_file)
             .finish()
@@ -90,6 +94,7 @@ impl RedisConfig {
             format: spec.format,
             producer,
             heartbeat_every: Duration::from_secs(30),
+            allow_share_classes: spec.allow_share_classes,
             pipeline_max: 1000,
         })
     }

@@ -11,12 +11,14 @@
 //! confirmed in that order. Buffers are reused: one JSON buffer for every quote, and each
 //! pipeline comes back for another chunk once Redis has confirmed it.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use prometheus::{Histogram, IntCounter};
+use quotestream_api::Ticker;
 use quotestream_api::crd::RedisFormat;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::MissedTickBehavior;
@@ -39,6 +41,8 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Pipelines on their way at once. Two keep Redis busy while the reply to one travels back;
 /// more would only hold more quotes unconfirmed.
 const IN_FLIGHT: usize = 2;
+/// Share-class tickers logged once each; beyond this they are still counted.
+const MAX_LOGGED_SHARE_CLASSES: usize = 1000;
 
 #[derive(Debug)]
 pub struct RedisSink {
@@ -80,6 +84,13 @@ struct Encoder<'a> {
     producer: &'a str,
     channel: &'a str,
     json: Vec<u8>,
+    /// Contract 004's ticker pattern is `^[A-Z]{1,5}$`: share classes are kept off unless
+    /// `spec.sinks.redis.allowShareClasses` opts in.
+    allow_share_classes: bool,
+    /// Quotes kept off since the sink last counted them.
+    kept_off: u64,
+    /// Share classes already logged (bounded: the count is what matters).
+    logged: HashSet<Ticker>,
 }
 
 impl Encoder<'_> {
@@ -87,6 +98,15 @@ impl Encoder<'_> {
     fn fill(&mut self, pipe: &mut redis::Pipeline, quotes: &[Quote]) -> u64 {
         let mut added = 0;
         for q in quotes {
+            if !self.allow_share_classes && !q.ticker.is_contract_symbol() {
+                self.kept_off += 1;
+                if self.logged.len() < MAX_LOGGED_SHARE_CLASSES
+                    && self.logged.insert(q.ticker.clone())
+                {
+                    tracing::warn!(ticker = %q.ticker, "share-class ticker kept off Redis: contract 004 says ^[A-Z]{{1,5}}$ (set spec.sinks.redis.allowShareClasses to publish it); every such quote is counted in streamer_sink_dropped_quotes_total{{sink=\"redis\",reason=\"contract\"}} (logged once per ticker)");
+                }
+                continue;
+            }
             self.json.clear();
             let encoded = match self.format {
                 RedisFormat::Plain => serde_json::to_writer(&mut self.json, &RedisQuote::from(q)),
@@ -226,7 +246,11 @@ impl Sink for RedisSink {
             producer: &self.config.producer,
             channel,
             json: Vec::with_capacity(512),
+            allow_share_classes: self.config.allow_share_classes,
+            kept_off: 0,
+            logged: HashSet::new(),
         };
+        let kept_off = ctx.metrics.dropped(NAME, DropReason::Contract);
 
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -276,6 +300,7 @@ impl Sink for RedisSink {
                         let mut pipe = spare.pop().unwrap_or_else(redis::pipe);
                         // Encoded while the pipelines before it are on their way.
                         let quotes = encoder.fill(&mut pipe, chunk);
+                        kept_off.inc_by(std::mem::take(&mut encoder.kept_off));
                         if quotes == 0 {
                             spare.push(pipe);
                             continue;
