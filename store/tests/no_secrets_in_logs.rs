@@ -28,7 +28,11 @@ fn with_password(dsn: &str) -> String {
 async fn serving_and_migrating_at_trace_never_print_the_password() {
     let pg = PostgresServer::start().unwrap();
     let dsn = with_password(&database(&pg, "secrets"));
-    let env = [TRACE[0], TRACE[1], ("QUOTESTREAM_STORE_API_TOKEN", API_TOKEN)];
+    let env = [
+        TRACE[0],
+        TRACE[1],
+        ("QUOTESTREAM_STORE_API_TOKEN", API_TOKEN),
+    ];
     let mut store = Store::start_with_env(&dsn, &[], &env);
     let (status, _, body) = post(
         &client(),
