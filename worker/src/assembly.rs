@@ -108,11 +108,11 @@ const SOURCES: [(&str, BuildSource); 6] = [
 type BuildSink = fn(&WorkerConfig, &RunOptions, &Health) -> Result<Option<AnySink>, WorkerError>;
 
 /// The assembly table: every sink a QuoteStream can name, by its label, in the order they are
-/// built. A new sink is a row here and a variant of [`AnySink`].
+/// built. A new sink is a row here, a [`SinkConnector`] and a variant of [`AnySink`].
 const SINKS: [(&str, BuildSink); 3] = [
-    (crate::sinks::redis::NAME, build_redis),
-    (crate::sinks::storage::NAME, build_storage),
-    (crate::sinks::postgres::NAME, build_postgres),
+    (RedisConfig::NAME, build_sink::<RedisConfig>),
+    (StorageConfig::NAME, build_sink::<StorageConfig>),
+    (PostgresConfig::NAME, build_sink::<PostgresConfig>),
 ];
 
 /// The labels of every sink a worker can run: the table's and the console (`make run`).
@@ -123,51 +123,69 @@ const SINK_NAMES: [&str; 4] = [
     SINKS[2].0,
 ];
 
-fn build_redis(
+/// A sink's settings as the assembly reads them: from its block of `sinks` in worker.json and
+/// the environment, then the sink built from them.
+trait SinkConnector: Sized {
+    /// The sink's label, as `sinks.<NAME>` spells its block.
+    const NAME: &'static str;
+    /// The settings; `None` when worker.json has no block for this sink.
+    fn read(config: &WorkerConfig, options: &RunOptions) -> Option<Result<Self, String>>;
+    fn into_sink(self, config: &WorkerConfig, health: &Health) -> Result<AnySink, WorkerError>;
+}
+
+/// Builds the sink `C` when its block is set; a settings error names the block.
+fn build_sink<C: SinkConnector>(
     config: &WorkerConfig,
     options: &RunOptions,
     health: &Health,
 ) -> Result<Option<AnySink>, WorkerError> {
-    let Some(spec) = &config.sinks.redis else {
+    let Some(settings) = C::read(config, options) else {
         return Ok(None);
     };
-    let producer = format!(
-        "/quotestream/{}/{}/shard-{}",
-        config.namespace, config.stream, config.shard
-    );
-    let redis = RedisConfig::from_spec(spec, &options.env, producer)
-        .map_err(|e| WorkerError::Config(format!("sinks.redis: {e}")))?;
-    Ok(Some(AnySink::Redis(RedisSink::new(
-        redis,
-        health.clone(),
-        config.shard.to_string(),
-    ))))
+    let settings = settings.map_err(|e| WorkerError::Config(format!("sinks.{}: {e}", C::NAME)))?;
+    settings.into_sink(config, health).map(Some)
 }
 
-fn build_storage(
-    config: &WorkerConfig,
-    options: &RunOptions,
-    _: &Health,
-) -> Result<Option<AnySink>, WorkerError> {
-    let Some(spec) = &config.sinks.storage else {
-        return Ok(None);
-    };
-    let storage = StorageConfig::from_spec(spec, &options.env)
-        .map_err(|e| WorkerError::Config(format!("sinks.storage: {e}")))?;
-    Ok(Some(AnySink::Storage(StorageSink::new(storage)?)))
+impl SinkConnector for RedisConfig {
+    const NAME: &'static str = crate::sinks::redis::NAME;
+    fn read(config: &WorkerConfig, options: &RunOptions) -> Option<Result<Self, String>> {
+        let spec = config.sinks.redis.as_ref()?;
+        let producer = format!(
+            "/quotestream/{}/{}/shard-{}",
+            config.namespace, config.stream, config.shard
+        );
+        Some(Self::from_spec(spec, &options.env, producer))
+    }
+    fn into_sink(self, config: &WorkerConfig, health: &Health) -> Result<AnySink, WorkerError> {
+        let shard_label = config.shard.to_string();
+        Ok(AnySink::Redis(RedisSink::new(
+            self,
+            health.clone(),
+            shard_label,
+        )))
+    }
 }
 
-fn build_postgres(
-    config: &WorkerConfig,
-    options: &RunOptions,
-    _: &Health,
-) -> Result<Option<AnySink>, WorkerError> {
-    let Some(spec) = &config.sinks.postgres else {
-        return Ok(None);
-    };
-    let pg = PostgresConfig::from_spec(spec, &options.env)
-        .map_err(|e| WorkerError::Config(format!("sinks.postgres: {e}")))?;
-    Ok(Some(AnySink::Postgres(PostgresSink::new(pg))))
+impl SinkConnector for StorageConfig {
+    const NAME: &'static str = crate::sinks::storage::NAME;
+    fn read(config: &WorkerConfig, options: &RunOptions) -> Option<Result<Self, String>> {
+        let spec = config.sinks.storage.as_ref()?;
+        Some(Self::from_spec(spec, &options.env).map_err(|e| e.to_string()))
+    }
+    fn into_sink(self, _: &WorkerConfig, _: &Health) -> Result<AnySink, WorkerError> {
+        Ok(AnySink::Storage(StorageSink::new(self)?))
+    }
+}
+
+impl SinkConnector for PostgresConfig {
+    const NAME: &'static str = crate::sinks::postgres::NAME;
+    fn read(config: &WorkerConfig, options: &RunOptions) -> Option<Result<Self, String>> {
+        let spec = config.sinks.postgres.as_ref()?;
+        Some(Self::from_spec(spec, &options.env).map_err(|e| e.to_string()))
+    }
+    fn into_sink(self, _: &WorkerConfig, _: &Health) -> Result<AnySink, WorkerError> {
+        Ok(AnySink::Postgres(PostgresSink::new(self)))
+    }
 }
 
 /// Every sink a worker can run (traits with async methods are not object-safe; the enum is).
