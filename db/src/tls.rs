@@ -267,10 +267,14 @@ impl TlsSettings {
             }
             (TlsMode::VerifyFull, Some(roots)) => webpki(roots, &provider)?,
             // libpq: with a root certificate, require checks the chain (as verify-ca).
-            (TlsMode::VerifyCa | TlsMode::Require, Some(roots)) => Arc::new(ChainOnly {
-                inner: webpki(roots, &provider)?,
+            (TlsMode::VerifyCa | TlsMode::Require, Some(roots)) => Arc::new(Lenient {
+                chain: Some(webpki(roots, &provider)?),
+                provider,
             }),
-            (_, _) => Arc::new(EncryptOnly { provider }),
+            (_, _) => Arc::new(Lenient {
+                provider,
+                chain: None,
+            }),
         };
         let config = builder
             .dangerous()
@@ -324,13 +328,18 @@ fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// verify-ca: the chain must end in a trusted root; the name in the certificate is not checked.
+/// libpq's two weaker modes. verify-ca: the chain must end in a trusted root; the name in the
+/// certificate is not checked. prefer/require without a root certificate: the connection is
+/// encrypted but any certificate is accepted. In both the handshake signature is checked with
+/// the provider's algorithms (what [`WebPkiServerVerifier`] built on that provider checks too).
 #[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<WebPkiServerVerifier>,
+struct Lenient {
+    provider: Arc<CryptoProvider>,
+    /// verify-ca's chain check; None: encrypt only.
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -339,13 +348,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // The chain is checked before the name: this error means the chain was good.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -360,7 +366,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -369,59 +376,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// prefer/require without a root certificate (libpq's meaning): the connection is encrypted
-/// and the handshake signature checked, but any certificate is accepted.
-#[derive(Debug)]
-struct EncryptOnly {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -439,28 +395,39 @@ mod tests {
         split_tls_params(dsn).unwrap()
     }
 
+    /// `dsn` split into `rest` and the TLS settings `mode` and `root_cert`.
+    fn assert_split(dsn: &str, rest: &str, mode: TlsMode, root_cert: Option<RootCert>) {
+        let (left, tls) = split(dsn);
+        assert_eq!(left, rest, "{dsn}");
+        assert_eq!(tls.mode, mode, "{dsn}");
+        assert_eq!(tls.root_cert, root_cert, "{dsn}");
+    }
+
     #[test]
     fn url_parameters_are_taken_out_and_the_rest_kept() {
-        let (rest, tls) = split(
+        assert_split(
             "postgres://u:p@db:5432/market?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+            "postgres://u:p@db:5432/market?application_name=x",
+            TlsMode::VerifyFull,
+            Some(RootCert::File("/etc/ca.pem".into())),
         );
-        assert_eq!(rest, "postgres://u:p@db:5432/market?application_name=x");
-        assert_eq!(tls.mode, TlsMode::VerifyFull);
-        assert_eq!(tls.root_cert, Some(RootCert::File("/etc/ca.pem".into())));
-        let (rest, tls) = split("postgresql://u@db/market?sslmode=require");
-        assert_eq!(rest, "postgresql://u@db/market");
-        assert_eq!(tls.mode, TlsMode::Require);
+        assert_split(
+            "postgresql://u@db/market?sslmode=require",
+            "postgresql://u@db/market",
+            TlsMode::Require,
+            None,
+        );
         assert_eq!(split("postgres://db/m").1, TlsSettings::default());
     }
 
     #[test]
     fn key_value_words_are_taken_out_with_quotes_and_escapes() {
-        let (rest, tls) = split(
+        assert_split(
             "host=db  sslmode = verify-ca password='a b\\'c' sslrootcert='/etc/my ca.pem' dbname=m",
+            "host=db   password='a b\\'c'  dbname=m",
+            TlsMode::VerifyCa,
+            Some(RootCert::File("/etc/my ca.pem".into())),
         );
-        assert_eq!(rest, "host=db   password='a b\\'c'  dbname=m");
-        assert_eq!(tls.mode, TlsMode::VerifyCa);
-        assert_eq!(tls.root_cert, Some(RootCert::File("/etc/my ca.pem".into())));
         let (_, tls) = split("host=db sslrootcert=system sslmode=verify-full");
         assert_eq!(tls.root_cert, Some(RootCert::System));
         assert!(split_tls_params("host=db password='open").is_err());
