@@ -34,6 +34,15 @@ pub struct TableName {
     table: String,
 }
 
+#[cfg(test)]
+impl TableName {
+    /// The default table (`quotes.real_time`), as the unit tests spell their expected SQL.
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn example() -> Self {
+        Self::parse(quotestream_api::crd::DEFAULT_TABLE).unwrap()
+    }
+}
+
 impl TableName {
     /// Parses `schema.table` against `^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$`.
     pub fn parse(name: &str) -> Result<Self, PostgresConfigError> {

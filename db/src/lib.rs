@@ -26,5 +26,5 @@ pub mod tls;
 pub use config::{PostgresConfig, PostgresConfigError, TableName};
 pub use error::{PostgresError, Verdict, classify, describe, fix_for};
 pub use migrations::{MIGRATIONS, MigrationReport, ROLLUP_MIGRATIONS, Rollups};
-pub use session::{PgSession, Row, connect_and_migrate, copy_rows};
+pub use session::{COPY_TYPES, PgSession, Row, connect_and_migrate, copy_rows};
 pub use status::{SchemaStatus, TableKind, schema_status};

@@ -164,14 +164,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn table() -> TableName {
-        TableName::parse("quotes.real_time").unwrap()
-    }
-
     #[test]
     fn the_existing_table_becomes_the_default_partition() {
         assert_eq!(
-            partition_table(&table()),
+            partition_table(&TableName::example()),
             [
                 r#"ALTER TABLE "quotes"."real_time" RENAME TO "real_time_default""#,
                 r#"ALTER INDEX "quotes"."real_time_pkey" RENAME TO "real_time_default_pkey""#,
@@ -183,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_month_partition_takes_its_rows_from_the_default() {
-        let sql = create_partition(&table(), Date::new(2026, 12, 1).unwrap());
+        let sql = create_partition(&TableName::example(), Date::new(2026, 12, 1).unwrap());
         assert_eq!(
             sql[1],
             r#"CREATE TABLE "quotes"."real_time_p202612" (LIKE "quotes"."real_time" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"#

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use jiff::Timestamp;
 
 use crate::config::TableName;
+use crate::schema::QUOTE_COLUMN_TYPES;
 use crate::session::Row;
 
 /// The grains: suffix, bucket width, and the grain a TimescaleDB continuous aggregate of this
@@ -77,20 +78,21 @@ pub fn partials(t: &TableName) -> String {
 pub const PARTIAL_COLUMNS: &str =
     "symbol, bucket, open, high, low, close, open_time, close_time, day_volume, quotes, source";
 
+/// [`BAR_COLUMNS`] with their types, as the bar tables and [`partials`] declare them.
+const BAR_COLUMN_TYPES: &str = "symbol text NOT NULL, \
+    bucket timestamptz NOT NULL, \
+    open double precision NOT NULL, \
+    high double precision NOT NULL, \
+    low double precision NOT NULL, \
+    close double precision NOT NULL, \
+    open_time timestamptz NOT NULL, \
+    close_time timestamptz NOT NULL, \
+    day_volume bigint NOT NULL, \
+    quotes bigint NOT NULL";
+
 fn create_partials(t: &TableName) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (\
-         symbol text NOT NULL, \
-         bucket timestamptz NOT NULL, \
-         open double precision NOT NULL, \
-         high double precision NOT NULL, \
-         low double precision NOT NULL, \
-         close double precision NOT NULL, \
-         open_time timestamptz NOT NULL, \
-         close_time timestamptz NOT NULL, \
-         day_volume bigint NOT NULL, \
-         quotes bigint NOT NULL, \
-         source text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {} ({BAR_COLUMN_TYPES}, source text NOT NULL)",
         partials(t)
     )
 }
@@ -119,12 +121,7 @@ pub fn copy_partials(t: &TableName) -> String {
 
 fn create_queue(t: &TableName) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (\
-         symbol text NOT NULL, \
-         \"timestamp\" timestamptz NOT NULL, \
-         price double precision NOT NULL, \
-         volume bigint NOT NULL, \
-         source text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {} (symbol text NOT NULL, {QUOTE_COLUMN_TYPES}, source text NOT NULL)",
         queue(t)
     )
 }
@@ -138,30 +135,14 @@ pub const BAR_COLUMNS: &str =
 
 fn create_bars(t: &TableName, grain: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (\
-         symbol text NOT NULL, \
-         bucket timestamptz NOT NULL, \
-         open double precision NOT NULL, \
-         high double precision NOT NULL, \
-         low double precision NOT NULL, \
-         close double precision NOT NULL, \
-         open_time timestamptz NOT NULL, \
-         close_time timestamptz NOT NULL, \
-         day_volume bigint NOT NULL, \
-         quotes bigint NOT NULL, \
-         PRIMARY KEY (symbol, bucket))",
+        "CREATE TABLE IF NOT EXISTS {} ({BAR_COLUMN_TYPES}, PRIMARY KEY (symbol, bucket))",
         bars(t, grain)
     )
 }
 
 fn create_latest(t: &TableName) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (\
-         symbol text PRIMARY KEY, \
-         \"timestamp\" timestamptz NOT NULL, \
-         price double precision NOT NULL, \
-         volume bigint NOT NULL, \
-         source text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {} (symbol text PRIMARY KEY, {QUOTE_COLUMN_TYPES}, source text NOT NULL)",
         latest(t)
     )
 }
@@ -206,26 +187,27 @@ pub fn plain_tables(t: &TableName) -> Vec<String> {
 
 /// The aggregate of `source` rows into one grain's buckets (a SELECT of [`BAR_COLUMNS`]).
 fn aggregate_raw(source: &str, width: &str) -> String {
-    format!(
-        "SELECT symbol, date_bin('{width}', \"timestamp\", {ORIGIN}) AS bucket, \
-         (array_agg(price ORDER BY \"timestamp\"))[1], max(price), min(price), \
-         (array_agg(price ORDER BY \"timestamp\" DESC))[1], \
-         min(\"timestamp\"), max(\"timestamp\"), \
-         (array_agg(volume ORDER BY \"timestamp\" DESC))[1], count(*) \
-         FROM {source} GROUP BY 1, 2"
-    )
+    aggregate_quotes(source, width, "")
 }
 
 /// The 1-minute partial bars of `source` quote rows (a SELECT of [`PARTIAL_COLUMNS`]): what
 /// [`minute_partials`] computes in the writer, as SQL.
 fn partials_of_quotes(source: &str) -> String {
+    aggregate_quotes(
+        source,
+        "1 minute",
+        ", (array_agg(source ORDER BY \"timestamp\" DESC))[1]",
+    )
+}
+
+/// The bar columns of `source` quote rows in buckets of `width`, then `extra` columns.
+fn aggregate_quotes(source: &str, width: &str, extra: &str) -> String {
     format!(
-        "SELECT symbol, date_bin('1 minute', \"timestamp\", {ORIGIN}) AS bucket, \
+        "SELECT symbol, date_bin('{width}', \"timestamp\", {ORIGIN}) AS bucket, \
          (array_agg(price ORDER BY \"timestamp\"))[1], max(price), min(price), \
          (array_agg(price ORDER BY \"timestamp\" DESC))[1], \
          min(\"timestamp\"), max(\"timestamp\"), \
-         (array_agg(volume ORDER BY \"timestamp\" DESC))[1], count(*), \
-         (array_agg(source ORDER BY \"timestamp\" DESC))[1] \
+         (array_agg(volume ORDER BY \"timestamp\" DESC))[1], count(*){extra} \
          FROM {source} GROUP BY 1, 2"
     )
 }
@@ -476,15 +458,20 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn table() -> TableName {
-        TableName::parse("quotes.real_time").unwrap()
-    }
-
     #[test]
     fn names_derive_from_the_table() {
-        assert_eq!(bars(&table(), "1m"), r#""quotes"."real_time_bars_1m""#);
-        assert_eq!(latest(&table()), r#""quotes"."real_time_latest""#);
-        assert_eq!(daily(&table()), r#""quotes"."real_time_daily""#);
+        assert_eq!(
+            bars(&TableName::example(), "1m"),
+            r#""quotes"."real_time_bars_1m""#
+        );
+        assert_eq!(
+            latest(&TableName::example()),
+            r#""quotes"."real_time_latest""#
+        );
+        assert_eq!(
+            daily(&TableName::example()),
+            r#""quotes"."real_time_daily""#
+        );
     }
 
     #[test]
@@ -496,7 +483,7 @@ mod tests {
 
     #[test]
     fn the_community_edition_gets_hierarchical_aggregates_with_refresh_policies() {
-        let plan = timescale_rollups(&table());
+        let plan = timescale_rollups(&TableName::example());
         let text = plan.join(";\n");
         for expected in [
             r#"CREATE MATERIALIZED VIEW IF NOT EXISTS "quotes"."real_time_bars_1m" WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS SELECT symbol, time_bucket(INTERVAL '1 minute', "timestamp") AS bucket"#,
@@ -518,13 +505,17 @@ mod tests {
 
     #[test]
     fn ingest_queues_only_inserted_rows_and_merge_folds_them_in() {
-        let sql = ingest(&table(), "pg_temp.stage", "\"symbol\", \"timestamp\"");
+        let sql = ingest(
+            &TableName::example(),
+            "pg_temp.stage",
+            "\"symbol\", \"timestamp\"",
+        );
         assert!(sql.starts_with(r#"WITH ins AS (INSERT INTO "quotes"."real_time""#));
         assert!(sql.contains("ON CONFLICT (\"symbol\", \"timestamp\") DO NOTHING RETURNING"));
         assert!(sql.contains(r#"q AS (INSERT INTO "quotes"."real_time_rollup_partials""#));
         assert!(sql.contains("FROM ins GROUP BY 1, 2"));
         assert!(sql.ends_with("SELECT count(*) FROM ins"));
-        let sql = merge(&table(), true);
+        let sql = merge(&TableName::example(), true);
         assert!(sql.starts_with(r#"WITH d AS (DELETE FROM "quotes"."real_time_rollup_partials""#));
         for g in ["1m", "1h", "1d"] {
             assert!(
@@ -536,7 +527,7 @@ mod tests {
         }
         assert!(sql.contains("FROM d GROUP BY 1, 2"));
         assert!(sql.ends_with("SELECT COALESCE(sum(quotes), 0)::bigint FROM d"));
-        let latest_only = merge(&table(), false);
+        let latest_only = merge(&TableName::example(), false);
         assert!(!latest_only.contains("bars_1m"), "{latest_only}");
         assert!(latest_only.contains(r#"INSERT INTO "quotes"."real_time_latest""#));
     }

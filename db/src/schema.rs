@@ -59,15 +59,18 @@ pub(crate) fn create_migrations_table(t: &TableName) -> String {
     )
 }
 
+/// The time, price and volume of a quote as the quotes table declares them (and the rollups'
+/// per-symbol tables that keep a quote's).
+pub(crate) const QUOTE_COLUMN_TYPES: &str = "\"timestamp\" timestamptz NOT NULL, \
+    price double precision NOT NULL, \
+    volume bigint NOT NULL";
+
 /// Migration 1: the table. `price` is the last trade; `volume` the day's cumulative volume;
 /// share-class tickers (BRK.B) are stored as they are in `symbol`.
 pub(crate) fn create_table(t: &TableName) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (\
-         symbol text NOT NULL, \
-         \"timestamp\" timestamptz NOT NULL, \
-         price double precision NOT NULL, \
-         volume bigint NOT NULL, \
+         symbol text NOT NULL, {QUOTE_COLUMN_TYPES}, \
          bid double precision, \
          ask double precision, \
          open double precision, \
@@ -176,16 +179,15 @@ pub(crate) fn insert_from_stage(t: &TableName) -> String {
 mod tests {
     use super::*;
 
-    fn table() -> TableName {
-        TableName::parse("quotes.real_time").unwrap()
-    }
-
     #[test]
     fn timescale_sql_is_the_seed_policy_where_the_edition_allows_it() {
         let hypertable = r#"SELECT create_hypertable('"quotes"."real_time"', 'timestamp', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)"#;
-        assert_eq!(timescale(&table(), License::Apache), [hypertable]);
         assert_eq!(
-            timescale(&table(), License::Community),
+            timescale(&TableName::example(), License::Apache),
+            [hypertable]
+        );
+        assert_eq!(
+            timescale(&TableName::example(), License::Community),
             [
                 hypertable,
                 r#"ALTER TABLE "quotes"."real_time" SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol', timescaledb.compress_orderby = '"timestamp" DESC')"#,
@@ -201,7 +203,7 @@ mod tests {
             copy_into_stage(),
             r#"COPY pg_temp.quotestream_stage ("symbol", "timestamp", "price", "volume", "bid", "ask", "open", "high", "low", "source") FROM STDIN (FORMAT binary)"#
         );
-        let insert = insert_from_stage(&table());
+        let insert = insert_from_stage(&TableName::example());
         assert!(
             insert.starts_with(r#"INSERT INTO "quotes"."real_time" ("symbol", "#),
             "{insert}"
@@ -214,7 +216,7 @@ mod tests {
 
     #[test]
     fn the_table_has_the_seed_key() {
-        let ddl = create_table(&table());
+        let ddl = create_table(&TableName::example());
         assert!(
             ddl.starts_with(r#"CREATE TABLE IF NOT EXISTS "quotes"."real_time" ("#),
             "{ddl}"

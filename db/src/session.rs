@@ -30,8 +30,8 @@ use crate::schema;
 /// and prepare.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Types of [`schema::COLUMNS`], in order.
-const TYPES: [Type; 10] = [
+/// Types of [`schema::COLUMNS`], in order: the binary COPY of quote rows.
+pub const COPY_TYPES: [Type; 10] = [
     Type::TEXT,
     Type::TIMESTAMPTZ,
     Type::FLOAT8,
@@ -351,7 +351,7 @@ pub async fn copy_rows(
     rows: &[Row<'_>],
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx.copy_in(copy).await?;
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &COPY_TYPES));
     for r in rows {
         writer
             .as_mut()

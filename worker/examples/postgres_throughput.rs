@@ -15,7 +15,6 @@ use quotestream_worker::sinks::postgres::{PostgresConfig, PostgresSink, connect_
 use quotestream_worker::sinks::{Batch, Sink, SinkContext};
 use tokio_postgres::NoTls;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 
 const TICKERS: usize = 500;
 const T0: i64 = 1_768_919_415_123;
@@ -101,18 +100,6 @@ async fn raw_copy(dsn: &str, batches: &[Batch]) -> anyhow::Result<Duration> {
     client
         .batch_execute("CREATE TABLE quotes.raw_copy (LIKE quotes.real_time INCLUDING ALL)")
         .await?;
-    let types = [
-        Type::TEXT,
-        Type::TIMESTAMPTZ,
-        Type::FLOAT8,
-        Type::INT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::FLOAT8,
-        Type::TEXT,
-    ];
     let started = Instant::now();
     for b in batches {
         let tx = client.transaction().await?;
@@ -121,7 +108,7 @@ async fn raw_copy(dsn: &str, batches: &[Batch]) -> anyhow::Result<Duration> {
                 "COPY quotes.raw_copy (symbol, \"timestamp\", price, volume, bid, ask, open, high, low, source) FROM STDIN (FORMAT binary)",
             )
             .await?;
-        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &quotestream_db::COPY_TYPES));
         for q in b.iter() {
             let q: &Quote = q;
             let volume = i64::try_from(q.volume)?;
