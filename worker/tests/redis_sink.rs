@@ -125,16 +125,28 @@ async fn next_json(stream: &mut (impl futures_util::Stream<Item = redis::Msg> + 
     serde_json::from_slice(msg.get_payload_bytes()).unwrap()
 }
 
+/// The channel of the quotes.
+const REALTIME: &str = "quotes.realtime";
+/// A heartbeat an hour away: none during a test.
+const NO_HEARTBEAT: Duration = Duration::from_secs(3600);
+
+/// A sink publishing to `redis` in `format` (a heartbeat every `heartbeat`) and a subscriber to
+/// `channel`, subscribed before the sink starts so that it misses nothing.
+async fn listen(
+    redis: &RedisServer,
+    channel: &str,
+    format: RedisFormat,
+    heartbeat: Duration,
+) -> (redis::aio::PubSub, Running) {
+    let sub = subscribe(&redis.url(), channel).await;
+    (sub, start(config(redis.url(), format, heartbeat)))
+}
+
 #[tokio::test]
 async fn publishes_the_contract_message_to_quotes_realtime() {
     let redis = RedisServer::start().unwrap();
-    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let (mut sub, sink) = listen(&redis, REALTIME, RedisFormat::Plain, NO_HEARTBEAT).await;
     let mut messages = sub.on_message();
-    let sink = start(config(
-        redis.url(),
-        RedisFormat::Plain,
-        Duration::from_secs(3600),
-    ));
     sink.send(vec![
         quote("AAPL", 1_768_919_415_123),
         quote("MSFT", 1_768_919_415_124),
@@ -176,13 +188,8 @@ async fn publishes_the_contract_message_to_quotes_realtime() {
 #[tokio::test]
 async fn cloudevents_format_wraps_the_contract_message() {
     let redis = RedisServer::start().unwrap();
-    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let (mut sub, sink) = listen(&redis, REALTIME, RedisFormat::Cloudevents, NO_HEARTBEAT).await;
     let mut messages = sub.on_message();
-    let sink = start(config(
-        redis.url(),
-        RedisFormat::Cloudevents,
-        Duration::from_secs(3600),
-    ));
     sink.send(vec![quote("MSFT", 1_768_919_415_123)]).await;
     let event = next_json(&mut messages).await;
     assert_eq!(event["specversion"], "1.0");
@@ -197,13 +204,14 @@ async fn cloudevents_format_wraps_the_contract_message() {
 #[tokio::test]
 async fn heartbeats_follow_the_system_health_schema() {
     let redis = RedisServer::start().unwrap();
-    let mut sub = subscribe(&redis.url(), "system.health").await;
-    let mut messages = sub.on_message();
-    let sink = start(config(
-        redis.url(),
+    let (mut sub, sink) = listen(
+        &redis,
+        "system.health",
         RedisFormat::Plain,
         Duration::from_millis(50),
-    ));
+    )
+    .await;
+    let mut messages = sub.on_message();
     let beat = next_json(&mut messages).await;
     assert_eq!(beat["service"], "opa-quotes-streamer");
     assert_eq!(beat["status"], "healthy");
@@ -217,13 +225,8 @@ async fn heartbeats_follow_the_system_health_schema() {
 #[tokio::test]
 async fn authenticates_with_the_password_in_the_url() {
     let redis = RedisServer::start_with_password("s3cret").unwrap();
-    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let (mut sub, sink) = listen(&redis, REALTIME, RedisFormat::Plain, NO_HEARTBEAT).await;
     let mut messages = sub.on_message();
-    let sink = start(config(
-        redis.url(),
-        RedisFormat::Plain,
-        Duration::from_secs(3600),
-    ));
     sink.send(vec![quote("NVDA", 1_768_919_415_123)]).await;
     assert_eq!(next_json(&mut messages).await["ticker"], "NVDA");
     sink.stop().await;

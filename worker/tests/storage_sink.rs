@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use quotestream_api::crd::StorageSink as StorageSpec;
 use quotestream_testkit::StorageReceiver;
-use quotestream_testkit::storage::Fault;
+use quotestream_testkit::storage::{Fault, Ledger};
 use quotestream_worker::metrics::Metrics;
 use quotestream_worker::queue::{self, FullPolicy, QueueSender};
 use quotestream_worker::quote::{Quote, RawQuote, validate};
@@ -135,6 +135,39 @@ impl Running {
     }
 }
 
+/// A sink with batches of `batch_size` and a queue of `capacity` quotes sending to `storage`,
+/// with a 5 s drain deadline and no early shutdown.
+fn start_on(storage: &StorageReceiver, batch_size: i32, capacity: usize) -> Running {
+    start(
+        config(&storage.url(), batch_size),
+        capacity,
+        Duration::from_secs(5),
+        None,
+    )
+}
+
+/// Sends `all` through a sink [`start_on`] `storage` and waits until it drained; its metrics.
+async fn deliver(
+    storage: &StorageReceiver,
+    batch_size: i32,
+    capacity: usize,
+    all: &[Quote],
+) -> Metrics {
+    let sink = start_on(storage, batch_size, capacity);
+    sink.send(all).await;
+    sink.finish().await
+}
+
+/// The status of every request the receiver answered, in order.
+fn statuses(l: &Ledger) -> Vec<u16> {
+    l.requests.iter().map(|r| r.status).collect()
+}
+
+/// `all` as the receiver stores them.
+fn expected_all(all: &[Quote]) -> Vec<Value> {
+    all.iter().map(expected).collect()
+}
+
 fn published(m: &Metrics) -> u64 {
     m.quotes_published.with_label_values(&["storage"]).get()
 }
@@ -174,12 +207,7 @@ fn assert_no_drops(m: &Metrics) {
 #[tokio::test]
 async fn every_quote_arrives_exactly_as_sent_in_batches_of_at_most_batch_size() {
     let storage = StorageReceiver::start().await.unwrap();
-    let sink = start(
-        config(&storage.url(), 7),
-        1000,
-        Duration::from_secs(5),
-        None,
-    );
+    let sink = start_on(&storage, 7, 1000);
     let all = quotes(&["AAPL", "MSFT", "NVDA", "GOOGL", "V"], 100);
     let mut at = 0;
     for size in [1, 3, 10, 25, 2, 40, 13, 6] {
@@ -221,19 +249,12 @@ async fn every_quote_arrives_exactly_as_sent_in_batches_of_at_most_batch_size() 
 #[tokio::test]
 async fn a_large_burst_is_split_at_the_contract_limit_of_1000() {
     let storage = StorageReceiver::start().await.unwrap();
-    let sink = start(
-        config(&storage.url(), 1000),
-        10_000,
-        Duration::from_secs(5),
-        None,
-    );
     let all = quotes(&["AAPL", "MSFT"], 2345);
-    sink.send(&all).await;
-    let m = sink.finish().await;
+    let m = deliver(&storage, 1000, 10_000, &all).await;
 
     let l = storage.ledger();
     assert_eq!(l.batch_sizes, [1000, 1000, 345]);
-    assert_eq!(l.accepted, all.iter().map(expected).collect::<Vec<_>>());
+    assert_eq!(l.accepted, expected_all(&all));
     assert_eq!(published(&m), 2345);
     assert_no_drops(&m);
 }
@@ -241,15 +262,8 @@ async fn a_large_burst_is_split_at_the_contract_limit_of_1000() {
 #[tokio::test]
 async fn share_class_tickers_are_kept_out_and_counted() {
     let storage = StorageReceiver::start().await.unwrap();
-    let sink = start(
-        config(&storage.url(), 50),
-        1000,
-        Duration::from_secs(5),
-        None,
-    );
     let all = quotes(&["AAPL", "BRK.B", "MSFT", "BF.B", "NVDA"], 20);
-    sink.send(&all).await;
-    let m = sink.finish().await;
+    let m = deliver(&storage, 50, 1000, &all).await;
 
     let contract: Vec<Value> = all
         .iter()
@@ -294,7 +308,7 @@ async fn server_errors_timeouts_and_429_are_retried_and_nothing_is_lost() {
     let m = sink.finish().await;
 
     let l = storage.ledger();
-    let statuses: Vec<u16> = l.requests.iter().map(|r| r.status).collect();
+    let statuses = statuses(&l);
     assert_eq!(
         statuses,
         [500, 502, 503, 429, 200],
@@ -312,7 +326,7 @@ async fn server_errors_timeouts_and_429_are_retried_and_nothing_is_lost() {
         "Retry-After: 1 was honoured ({:?})",
         l.requests[4].at - l.requests[3].at
     );
-    assert_eq!(l.accepted, all.iter().map(expected).collect::<Vec<_>>());
+    assert_eq!(l.accepted, expected_all(&all));
     assert_eq!(publish_errors(&m), 4);
     assert_eq!(published(&m), 10);
     assert_no_drops(&m);
@@ -361,7 +375,7 @@ async fn the_breaker_opens_after_five_consecutive_failures_and_the_batch_waits()
     let m = sink.finish().await;
 
     let l = storage.ledger();
-    let statuses: Vec<u16> = l.requests.iter().map(|r| r.status).collect();
+    let statuses = statuses(&l);
     assert_eq!(statuses[..7], [500, 500, 500, 500, 500, 500, 200]);
     assert_eq!(
         l.requests.len(),
@@ -403,25 +417,18 @@ async fn a_refused_batch_is_bisected_and_a_transient_refusal_loses_nothing() {
         400,
         "INV-002: quotes[3].ticker is not ^[A-Z]{1,5}$ (scripted)",
     )]);
-    let sink = start(
-        config(&storage.url(), 5),
-        1000,
-        Duration::from_secs(5),
-        None,
-    );
     let all = quotes(&["AAPL", "MSFT"], 10);
-    sink.send(&all).await;
-    let m = sink.finish().await;
+    let m = deliver(&storage, 5, 1000, &all).await;
 
     let l = storage.ledger();
-    let statuses: Vec<u16> = l.requests.iter().map(|r| r.status).collect();
+    let statuses = statuses(&l);
     assert_eq!(
         statuses,
         [400, 200, 200, 200],
         "the halves, then the next batch"
     );
     assert_eq!(l.batch_sizes, [2, 3, 5]);
-    assert_eq!(l.accepted, all.iter().map(expected).collect::<Vec<_>>());
+    assert_eq!(l.accepted, expected_all(&all));
     assert_no_drops(&m);
     assert_eq!(publish_errors(&m), 1);
     assert_eq!(published(&m), 10);
@@ -442,7 +449,7 @@ async fn shutdown_writes_what_is_held_without_waiting_for_the_linger() {
     let m = sink.finish().await;
     let l = storage.ledger();
     assert_eq!(l.batch_sizes, [15], "the three queued batches went as one");
-    assert_eq!(l.accepted, all.iter().map(expected).collect::<Vec<_>>());
+    assert_eq!(l.accepted, expected_all(&all));
     assert_eq!(published(&m), 15);
     assert_no_drops(&m);
 }
@@ -586,12 +593,7 @@ async fn the_test_receiver_enforces_the_contract() {
 async fn one_refused_quote_costs_only_itself_the_batch_is_bisected() {
     let storage = StorageReceiver::start().await.unwrap();
     storage.ledger().refused_ticker = Some("NVDA".into());
-    let sink = start(
-        config(&storage.url(), 1000),
-        2000,
-        Duration::from_secs(5),
-        None,
-    );
+    let sink = start_on(&storage, 1000, 2000);
     // 1000 quotes, one of them NVDA (index 617): one contract batch of 1000.
     let mut all = quotes(&["AAPL", "MSFT"], 1000);
     all[617] = quotes(&["NVDA"], 618).pop().unwrap();
@@ -628,12 +630,7 @@ async fn one_refused_quote_costs_only_itself_the_batch_is_bisected() {
 async fn a_409_duplicate_counts_as_delivered() {
     let storage = StorageReceiver::start().await.unwrap();
     storage.script([Fault::Status(409, "duplicate key (symbol, timestamp)")]);
-    let sink = start(
-        config(&storage.url(), 10),
-        100,
-        Duration::from_secs(5),
-        None,
-    );
+    let sink = start_on(&storage, 10, 100);
     sink.send(&quotes(&["AAPL"], 10)).await;
     let m = sink.finish().await;
     let statuses: Vec<u16> = storage.ledger().requests.iter().map(|r| r.status).collect();
@@ -649,23 +646,16 @@ async fn a_proxy_403_or_404_is_retried_not_dropped() {
         Fault::Status(403, "<html>Forbidden (proxy)</html>"),
         Fault::Status(404, "<html>no route yet (ingress reload)</html>"),
     ]);
-    let sink = start(
-        config(&storage.url(), 10),
-        100,
-        Duration::from_secs(5),
-        None,
-    );
     let all = quotes(&["AAPL", "MSFT"], 10);
-    sink.send(&all).await;
-    let m = sink.finish().await;
+    let m = deliver(&storage, 10, 100, &all).await;
     let l = storage.ledger();
-    let statuses: Vec<u16> = l.requests.iter().map(|r| r.status).collect();
+    let statuses = statuses(&l);
     assert_eq!(
         statuses,
         [403, 404, 200],
         "the same batch, kept and retried"
     );
-    assert_eq!(l.accepted, all.iter().map(expected).collect::<Vec<_>>());
+    assert_eq!(l.accepted, expected_all(&all));
     assert_eq!(published(&m), 10);
     assert_no_drops(&m);
 }
