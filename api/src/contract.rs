@@ -62,6 +62,11 @@ pub mod env {
 
 /// Where the shard ConfigMap is mounted (`worker.json` inside it).
 pub const CONFIG_DIR: &str = "/etc/quotestream";
+/// Where the CA certificates of `spec.sinks.redis.caSecretRef` are mounted (a Secret volume
+/// inside [`CONFIG_DIR`]).
+pub const CA_DIR: &str = "/etc/quotestream/ca";
+/// The file of that Secret key in [`CA_DIR`]: what `QUOTESTREAM_REDIS_CA_FILE` names.
+pub const REDIS_CA_FILE_NAME: &str = "redis.crt";
 /// Where the replay ConfigMap is mounted; the worker reads `<REPLAY_DIR>/<key>` by default.
 pub const REPLAY_DIR: &str = "/etc/quotestream/replay";
 /// Port of the worker's HTTP endpoints.

@@ -34,6 +34,8 @@ pub struct Sinks {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)")
     .message("set exactly one of sinks.redis.url and sinks.redis.urlSecretRef (use the Secret when the URL has a password)"))]
+#[x_kube(validation = Rule::new("!has(self.caSecretRef) || !has(self.url) || self.url.startsWith('rediss://')")
+    .message("sinks.redis.caSecretRef is used only over TLS: make sinks.redis.url a rediss:// URL"))]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSink {
     /// redis:// or rediss:// URL without a password, e.g. redis://redis.cache:6379/0.
@@ -43,6 +45,11 @@ pub struct RedisSink {
     /// A Secret key holding the full URL (with AUTH user/password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_secret_ref: Option<SecretKeyRef>,
+    /// A Secret key holding the CA certificates (PEM) a rediss:// URL must chain to, instead of
+    /// the system's (a Redis with a private CA). Mounted read-only into the worker at
+    /// /etc/quotestream/ca/redis.crt, which QUOTESTREAM_REDIS_CA_FILE names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
     /// Channel for quotes (default quotes.realtime).
     #[serde(default = "default_channel")]
     #[schemars(length(min = 1, max = 256))]

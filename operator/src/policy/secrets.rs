@@ -91,7 +91,8 @@ pub struct SecretReference {
 }
 
 /// Every Secret the spec makes the operator put into the worker pods: the source's
-/// credentials, the sinks' URLs, and `spec.worker.env[*].valueFrom.secretKeyRef`.
+/// credentials, the sinks' URLs, the Redis CA (a mounted file, but read from the Secret all the
+/// same) and `spec.worker.env[*].valueFrom.secretKeyRef`.
 pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
     let mut refs = Vec::new();
     let mut add = |field: String, secret: &str| {
@@ -112,13 +113,13 @@ pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
             &p.api_key_secret_ref.name,
         );
     }
-    if let Some(r) = spec
-        .sinks
-        .redis
-        .as_ref()
-        .and_then(|r| r.url_secret_ref.as_ref())
-    {
-        add("spec.sinks.redis.urlSecretRef".into(), &r.name);
+    if let Some(redis) = &spec.sinks.redis {
+        if let Some(r) = &redis.url_secret_ref {
+            add("spec.sinks.redis.urlSecretRef".into(), &r.name);
+        }
+        if let Some(r) = &redis.ca_secret_ref {
+            add("spec.sinks.redis.caSecretRef".into(), &r.name);
+        }
     }
     if let Some(pg) = &spec.sinks.postgres {
         add(
@@ -182,6 +183,11 @@ mod tests {
             url: None,
             max_connections: None,
         });
+        if let Some(redis) = s.spec.sinks.redis.as_mut() {
+            redis.url = None;
+            redis.url_secret_ref = Some(secret("redis-auth", "url"));
+            redis.ca_secret_ref = Some(secret("redis-ca", "ca.crt"));
+        }
         s.spec.sinks.postgres = Some(postgres_sink());
         s.spec.worker = Some(WorkerTemplate {
             env: Some(vec![
@@ -215,6 +221,14 @@ mod tests {
                 (
                     "spec.source.polygon.apiKeySecretRef".into(),
                     "massive".into()
+                ),
+                (
+                    "spec.sinks.redis.urlSecretRef".into(),
+                    "redis-auth".into()
+                ),
+                (
+                    "spec.sinks.redis.caSecretRef".into(),
+                    "redis-ca".into()
                 ),
                 (
                     "spec.sinks.postgres.dsnSecretRef".into(),

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use quotestream_api::contract::env::*;
-use quotestream_api::contract::{LISTEN_ADDR, WORKER_GRACE};
+use quotestream_api::contract::{CA_DIR, LISTEN_ADDR, REDIS_CA_FILE_NAME, WORKER_GRACE};
 use quotestream_api::crd::{SecretKeyRef, Sinks, Source, SourceType};
 use quotestream_api::worker_config::WORKER_CONFIG_PATH;
 
@@ -13,6 +13,7 @@ pub const RESERVED_ENV: &[&str] = &[
     LISTEN,
     GRACE,
     REDIS_URL,
+    REDIS_CA_FILE,
     DATABASE_URL,
     ALPACA_KEY_ID,
     ALPACA_SECRET_KEY,
@@ -41,6 +42,17 @@ pub fn worker_env(
     }
     if let Some(r) = sinks.redis.as_ref().and_then(|r| r.url_secret_ref.as_ref()) {
         env.push(from_secret(REDIS_URL, r));
+    }
+    // The CA itself is a file (pod.rs mounts the Secret key); the variable names it.
+    if sinks
+        .redis
+        .as_ref()
+        .is_some_and(|r| r.ca_secret_ref.is_some())
+    {
+        env.push(value(
+            REDIS_CA_FILE,
+            &format!("{CA_DIR}/{REDIS_CA_FILE_NAME}"),
+        ));
     }
     if let Some(pg) = &sinks.postgres {
         env.push(from_secret(DATABASE_URL, &pg.dsn_secret_ref));
@@ -143,6 +155,7 @@ mod tests {
         sinks.redis = Some(RedisSink {
             url: None,
             url_secret_ref: Some(secret("redis-auth", "url")),
+            ca_secret_ref: Some(secret("redis-ca", "ca.crt")),
             channel: "quotes.realtime".into(),
             format: RedisFormat::Cloudevents,
             health_channel: "system.health".into(),
@@ -151,6 +164,11 @@ mod tests {
         sinks.postgres = Some(postgres_sink());
         let env = worker_env(&source(SourceType::Yahoo), &sinks, None, &[]);
         assert_eq!(secret_of(&env, "REDIS_URL"), Some(("redis-auth", "url")));
+        assert_eq!(
+            plain(&env, "QUOTESTREAM_REDIS_CA_FILE"),
+            Some("/etc/quotestream/ca/redis.crt"),
+            "the CA is a mounted file (pod.rs), named by the variable"
+        );
         assert_eq!(secret_of(&env, "DATABASE_URL"), Some(("quotes-db", "dsn")));
         let optional = env
             .iter()

@@ -25,6 +25,7 @@ pub fn redis_sinks() -> Sinks {
         redis: Some(RedisSink {
             url: Some("redis://redis:6379/0".into()),
             url_secret_ref: None,
+            ca_secret_ref: None,
             channel: "quotes.realtime".into(),
             format: RedisFormat::Plain,
             health_channel: "system.health".into(),

@@ -4,15 +4,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
-    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-    Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
+    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use quotestream_api::crd::SourceType;
 
-use quotestream_api::contract::{CONFIG_DIR, HEALTH_PATH, HTTP_PORT, READY_PATH, REPLAY_DIR};
+use quotestream_api::contract::{
+    CA_DIR, CONFIG_DIR, HEALTH_PATH, HTTP_PORT, READY_PATH, REDIS_CA_FILE_NAME, REPLAY_DIR,
+};
 
 use super::env::worker_env;
 use super::plan::{ShardPlan, StreamPlan};
@@ -25,6 +27,7 @@ const CONTAINER: &str = "worker";
 const PORT_NAME: &str = "http";
 const CONFIG_VOLUME: &str = "config";
 const REPLAY_VOLUME: &str = "replay";
+const CA_VOLUME: &str = "ca";
 
 /// The pod spec of `shard`.
 pub fn pod_spec(plan: &StreamPlan, shard: &ShardPlan) -> PodSpec {
@@ -85,6 +88,30 @@ fn volumes(plan: &StreamPlan, shard: &ShardPlan) -> (Vec<Volume>, Vec<VolumeMoun
     if let (Some(SourceType::Replay), Some(r)) = (plan.source_type(), replay) {
         volumes.push(config_map_volume(REPLAY_VOLUME, &r.config_map_key_ref.name));
         mounts.push(mount(REPLAY_VOLUME, REPLAY_DIR));
+    }
+    // The Redis CA: only its key, under a fixed name (the worker's QUOTESTREAM_REDIS_CA_FILE).
+    if let Some(ca) = shard
+        .config
+        .sinks
+        .redis
+        .as_ref()
+        .and_then(|r| r.ca_secret_ref.as_ref())
+    {
+        volumes.push(Volume {
+            name: CA_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(ca.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: ca.key.clone(),
+                    path: REDIS_CA_FILE_NAME.to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                default_mode: Some(0o444),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount(CA_VOLUME, CA_DIR));
     }
     (volumes, mounts)
 }

@@ -136,6 +136,7 @@ pub fn plan(
     spec.sinks.redis = env.contains_key(REDIS_URL).then(|| RedisSink {
         url: None,
         url_secret_ref: None,
+        ca_secret_ref: None,
         channel: quotestream_api::crd::DEFAULT_QUOTES_CHANNEL.into(),
         format: Default::default(),
         health_channel: quotestream_api::crd::DEFAULT_HEALTH_CHANNEL.into(),

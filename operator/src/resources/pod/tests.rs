@@ -144,3 +144,52 @@ fn resources_default_and_pod_knobs_pass_through() {
     assert_eq!(pod.tolerations.unwrap().len(), 1);
     assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
 }
+
+#[test]
+fn the_redis_ca_secret_key_is_mounted_where_the_worker_variable_points() {
+    let mut s = stream("s", 2);
+    if let Some(redis) = s.spec.sinks.redis.as_mut() {
+        redis.url = Some("rediss://redis:6380/0".into());
+        redis.ca_secret_ref = Some(quotestream_api::crd::SecretKeyRef {
+            name: "redis-ca".into(),
+            key: "ca.crt".into(),
+        });
+    }
+    let pod = spec_of(&s);
+    let c = &pod.containers[0];
+    let mount = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/etc/quotestream/ca")
+        .expect("the CA mount");
+    assert_eq!(mount.read_only, Some(true));
+    let volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == mount.name)
+        .expect("the CA volume");
+    let secret = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("redis-ca"));
+    let items = secret.items.as_deref().unwrap_or_default();
+    assert_eq!(items.len(), 1, "only the CA key is mounted");
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("ca.crt", "redis.crt")
+    );
+    let variable = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "QUOTESTREAM_REDIS_CA_FILE")
+        .and_then(|e| e.value.clone());
+    assert_eq!(
+        variable.as_deref(),
+        Some("/etc/quotestream/ca/redis.crt"),
+        "the variable names the mounted file"
+    );
+}
