@@ -222,14 +222,8 @@ mod tests {
                     "spec.source.polygon.apiKeySecretRef".into(),
                     "massive".into()
                 ),
-                (
-                    "spec.sinks.redis.urlSecretRef".into(),
-                    "redis-auth".into()
-                ),
-                (
-                    "spec.sinks.redis.caSecretRef".into(),
-                    "redis-ca".into()
-                ),
+                ("spec.sinks.redis.urlSecretRef".into(), "redis-auth".into()),
+                ("spec.sinks.redis.caSecretRef".into(), "redis-ca".into()),
                 (
                     "spec.sinks.postgres.dsnSecretRef".into(),
                     "quotes-db".into()

@@ -226,6 +226,20 @@ fn errors_name_the_field_and_carry_a_condition_reason() {
         err.to_string(),
         "spec.worker.env[1]: REDIS_URL is set by the operator; remove it from spec.worker.env"
     );
+    // The CA file is the operator's mount (caSecretRef): a stream cannot point it elsewhere.
+    s.spec.worker = Some(WorkerTemplate {
+        env: Some(vec![EnvVar {
+            name: "QUOTESTREAM_REDIS_CA_FILE".into(),
+            value: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            ..EnvVar::default()
+        }]),
+        ..WorkerTemplate::default()
+    });
+    let err = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "spec.worker.env[0]: QUOTESTREAM_REDIS_CA_FILE is set by the operator; remove it from spec.worker.env"
+    );
 
     let mut s = stream("s", 1);
     s.metadata.uid = None;
