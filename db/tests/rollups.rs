@@ -67,10 +67,13 @@ fn rows(batch: &[Q]) -> Vec<Row<'static>> {
         .collect()
 }
 
-#[test]
-fn rollups_equal_a_from_scratch_computation() {
-    let pg = PostgresServer::start().unwrap();
-    let dsn = pg.create_database("rollups").unwrap();
+/// A database `name` on `pg` for a sink with the rollups on: its table, the sink's settings
+/// and a runtime to drive them.
+fn rollup_database(
+    pg: &PostgresServer,
+    name: &str,
+) -> (TableName, PostgresConfig, tokio::runtime::Runtime) {
+    let dsn = pg.create_database(name).unwrap();
     let table = TableName::parse("quotes.real_time").unwrap();
     let mut config = PostgresConfig::new(Some(dsn), "quotes.real_time").unwrap();
     config.rollups = true;
@@ -78,6 +81,13 @@ fn rollups_equal_a_from_scratch_computation() {
         .enable_all()
         .build()
         .unwrap();
+    (table, config, rt)
+}
+
+#[test]
+fn rollups_equal_a_from_scratch_computation() {
+    let pg = PostgresServer::start().unwrap();
+    let (table, config, rt) = rollup_database(&pg, "rollups");
     let session = rt.block_on(connect_and_migrate(&config)).unwrap();
     assert_eq!(session.migrations().rollups, Some(Rollups::Tables));
     assert!(session.migrations().applied.contains(&10));
@@ -209,14 +219,7 @@ async fn as_text(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
 #[test]
 fn rows_queued_by_an_older_store_are_merged_after_the_upgrade() {
     let pg = PostgresServer::start().unwrap();
-    let dsn = pg.create_database("upgrade").unwrap();
-    let table = TableName::parse("quotes.real_time").unwrap();
-    let mut config = PostgresConfig::new(Some(dsn), "quotes.real_time").unwrap();
-    config.rollups = true;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (table, config, rt) = rollup_database(&pg, "upgrade");
     rt.block_on(async {
         let mut session = connect_and_migrate(&config).await.unwrap();
         assert!(session.migrations().applied.contains(&12));
