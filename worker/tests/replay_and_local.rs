@@ -58,8 +58,11 @@ async fn collect(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_plays_the_shards_tickers_and_drops_bad_lines() {
+/// A Redis, [`recording`] in a file, a subscriber to `quotes.realtime` and a replay worker
+/// (looping or not) of the file into that Redis, built but not yet running.
+async fn replay_worker(
+    looped: bool,
+) -> (RedisServer, tempfile::TempDir, redis::aio::PubSub, Worker) {
     let redis = RedisServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("quotes.ndjson");
@@ -67,18 +70,19 @@ async fn replay_plays_the_shards_tickers_and_drops_bad_lines() {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe("quotes.realtime").await.unwrap();
-    let mut messages = pubsub.on_message();
-
     let env = HashMap::from([(REPLAY_FILE.to_owned(), file.display().to_string())]);
-    let worker = Worker::new(
-        replay_config(&redis.url(), false),
-        RunOptions {
-            env,
-            ..RunOptions::default()
-        },
-        None,
-    )
-    .unwrap();
+    let options = RunOptions {
+        env,
+        ..RunOptions::default()
+    };
+    let worker = Worker::new(replay_config(&redis.url(), looped), options, None).unwrap();
+    (redis, dir, pubsub, worker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_plays_the_shards_tickers_and_drops_bad_lines() {
+    let (_redis, _recording, mut pubsub, worker) = replay_worker(false).await;
+    let mut messages = pubsub.on_message();
     let metrics = worker.metrics().clone();
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker.run(stop.clone()));
@@ -126,25 +130,8 @@ async fn replay_plays_the_shards_tickers_and_drops_bad_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_replay_keeps_publishing_newer_quotes() {
-    let redis = RedisServer::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("quotes.ndjson");
-    std::fs::write(&file, recording()).unwrap();
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe("quotes.realtime").await.unwrap();
+    let (_redis, _recording, mut pubsub, worker) = replay_worker(true).await;
     let mut messages = pubsub.on_message();
-
-    let env = HashMap::from([(REPLAY_FILE.to_owned(), file.display().to_string())]);
-    let worker = Worker::new(
-        replay_config(&redis.url(), true),
-        RunOptions {
-            env,
-            ..RunOptions::default()
-        },
-        None,
-    )
-    .unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker.run(stop.clone()));
     let got = collect(&mut messages, 35).await;

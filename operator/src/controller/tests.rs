@@ -100,6 +100,36 @@ impl Reconcile {
         call
     }
 
+    /// The stream's first reads: its ticker ConfigMap (answered with the S&P 500 list), then the
+    /// list of its shard ConfigMaps (answered with `stored`).
+    async fn expect_reads(&mut self, stored: &[ConfigMap]) {
+        self.expect(Method::GET, &config_map_path("sp500"))
+            .await
+            .ok(&ticker_list());
+        self.expect_list(CONFIG_MAPS)
+            .await
+            .ok(&list("v1", "ConfigMapList", stored));
+    }
+
+    /// The apply of shard `i`'s ConfigMap.
+    async fn expect_shard_config_map(&mut self, i: usize) -> Call {
+        self.expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
+            .await
+    }
+
+    /// The apply of shard `i`'s Deployment.
+    async fn expect_shard_deployment(&mut self, i: usize) -> Call {
+        self.expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
+            .await
+    }
+
+    /// The list of the stream's Deployments, answered with `listed`.
+    async fn expect_deployments<T: serde::Serialize>(&mut self, listed: &[T]) {
+        self.expect_list(DEPLOYMENTS)
+            .await
+            .ok(&list("apps/v1", "DeploymentList", listed));
+    }
+
     /// The status merge patch; answered with the stream carrying it. Returns the status.
     async fn expect_status(&mut self, qs: &QuoteStream) -> Value {
         let call = self.expect(Method::PATCH, STATUS).await;
@@ -237,18 +267,11 @@ async fn a_new_stream_gets_its_shards_applied_then_its_status_and_a_created_even
     let qs = stream("sp500", 3);
     let mut r = Reconcile::start(&qs);
 
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    r.expect_reads(&[]).await;
     // Every shard gains tickers, so every ConfigMap is written before any Deployment.
     let mut assigned = Vec::new();
     for i in 0..3 {
-        let call = r
-            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
-            .await;
+        let call = r.expect_shard_config_map(i).await;
         let config = worker_config(&call.body);
         assert_eq!(
             (config.shard, config.shards, config.epoch),
@@ -262,9 +285,7 @@ async fn a_new_stream_gets_its_shards_applied_then_its_status_and_a_created_even
     assert_eq!(sorted(assigned), all, "each ticker on exactly one shard");
     let mut created = Vec::new();
     for i in 0..3 {
-        let call = r
-            .expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
-            .await;
+        let call = r.expect_shard_deployment(i).await;
         assert_eq!(
             call.body["spec"]["selector"]["matchLabels"]["quotes.opa.io/shard"],
             i.to_string()
@@ -272,9 +293,7 @@ async fn a_new_stream_gets_its_shards_applied_then_its_status_and_a_created_even
         created.push(call.body.clone());
         call.echo();
     }
-    r.expect_list(DEPLOYMENTS)
-        .await
-        .ok(&list("apps/v1", "DeploymentList", &created));
+    r.expect_deployments(&created).await;
 
     let status = r.expect_status(&qs).await;
     assert_eq!(status["readyShards"], 0);
@@ -314,31 +333,20 @@ async fn an_unchanged_stream_reapplies_identical_objects_and_publishes_nothing()
     let qs = with_status(stream("sp500", 3), &before.status);
     let mut r = Reconcile::start(&qs);
 
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list("v1", "ConfigMapList", &before.config_maps));
+    r.expect_reads(&before.config_maps).await;
     // No shard gains a ticker: Deployments first. Each apply carries exactly what is stored,
     // which the API server turns into a no-op (no new resourceVersion, no rollout).
     for i in 0..3 {
-        let call = r
-            .expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
-            .await;
+        let call = r.expect_shard_deployment(i).await;
         assert_eq!(
             call.body["spec"],
             serde_json::to_value(&before.deployments[i].spec).unwrap()
         );
         call.echo();
     }
-    r.expect_list(DEPLOYMENTS)
-        .await
-        .ok(&list("apps/v1", "DeploymentList", &before.deployments));
+    r.expect_deployments(&before.deployments).await;
     for i in 0..3 {
-        let call = r
-            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
-            .await;
+        let call = r.expect_shard_config_map(i).await;
         assert_eq!(
             call.body["data"],
             serde_json::to_value(&before.config_maps[i].data).unwrap()
@@ -372,18 +380,11 @@ async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_ow
     qs.metadata.generation = Some(4);
     let mut r = Reconcile::start(&qs);
 
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list("v1", "ConfigMapList", &before.config_maps));
+    r.expect_reads(&before.config_maps).await;
     // 1. The remaining shards take over shard 2's tickers and keep their own.
     let mut new = Vec::new();
     for (i, old) in old.iter().take(2).enumerate() {
-        let call = r
-            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
-            .await;
+        let call = r.expect_shard_config_map(i).await;
         let config = worker_config(&call.body);
         let kept: BTreeSet<_> = config.tickers.iter().collect();
         assert!(
@@ -397,13 +398,9 @@ async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_ow
     let all = sorted(sp500().iter().map(|t| t.to_string()));
     assert_eq!(sorted(new), all, "shard 2's tickers moved, none lost");
     for i in 0..2 {
-        r.expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
-            .await
-            .echo();
+        r.expect_shard_deployment(i).await.echo();
     }
-    r.expect_list(DEPLOYMENTS)
-        .await
-        .ok(&list("apps/v1", "DeploymentList", &before.deployments));
+    r.expect_deployments(&before.deployments).await;
     // 2. Only now shard 2 goes: its Deployment, then its ConfigMap, in the background.
     let call = r.expect(Method::DELETE, &deployment_path(&shard(2))).await;
     assert_eq!(call.body["propagationPolicy"], "Background");
@@ -434,24 +431,15 @@ async fn scale_up_keeps_the_losing_shards_lists_until_the_new_shard_is_ready() {
     let qs = with_status(stream("sp500", 3), &two.status);
     let mut r = Reconcile::start(&qs);
 
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list("v1", "ConfigMapList", &two.config_maps));
+    r.expect_reads(&two.config_maps).await;
     // Only the new shard gains; its list is written first.
-    let call = r
-        .expect_apply(&config_map_path(&shard(2)), "ConfigMap", &shard(2))
-        .await;
+    let call = r.expect_shard_config_map(2).await;
     let moved = worker_config(&call.body).tickers;
     assert!(!moved.is_empty());
     call.echo();
     let mut applied = Vec::new();
     for i in 0..3 {
-        let call = r
-            .expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
-            .await;
+        let call = r.expect_shard_deployment(i).await;
         applied.push(call.body.clone());
         call.echo();
     }
@@ -462,9 +450,7 @@ async fn scale_up_keeps_the_losing_shards_lists_until_the_new_shard_is_ready() {
         .map(|d| serde_json::to_value(d).unwrap())
         .collect();
     listed.push(applied[2].clone());
-    r.expect_list(DEPLOYMENTS)
-        .await
-        .ok(&list("apps/v1", "DeploymentList", &listed));
+    r.expect_deployments(&listed).await;
     // …so shards 0 and 1 are not written: they keep streaming the moving tickers.
     let status = r.expect_status(&qs).await;
     assert_eq!(status["readyShards"], 2);
@@ -494,33 +480,20 @@ async fn the_losing_shards_let_go_once_the_new_shard_is_ready() {
     let qs = with_status(stream("sp500", 3), &three.status);
     let mut r = Reconcile::start(&qs);
 
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list("v1", "ConfigMapList", &config_maps));
+    r.expect_reads(&config_maps).await;
     // Shard 2 still takes tickers the stored lists of 0 and 1 hold: it is written first again
     // (the same list), then every Deployment.
     let mut owned = Vec::new();
-    let call = r
-        .expect_apply(&config_map_path(&shard(2)), "ConfigMap", &shard(2))
-        .await;
+    let call = r.expect_shard_config_map(2).await;
     owned.extend(worker_config(&call.body).tickers);
     call.echo();
     for i in 0..3 {
-        r.expect_apply(&deployment_path(&shard(i)), "Deployment", &shard(i))
-            .await
-            .echo();
+        r.expect_shard_deployment(i).await.echo();
     }
-    r.expect_list(DEPLOYMENTS)
-        .await
-        .ok(&list("apps/v1", "DeploymentList", &three.deployments));
+    r.expect_deployments(&three.deployments).await;
     // Now the shrinking lists are written: every ticker has exactly one owner again.
     for i in 0..2 {
-        let call = r
-            .expect_apply(&config_map_path(&shard(i)), "ConfigMap", &shard(i))
-            .await;
+        let call = r.expect_shard_config_map(i).await;
         let config = worker_config(&call.body);
         assert_eq!(config.epoch, 2, "same assignment as the scale-up's");
         owned.extend(config.tickers);
@@ -588,12 +561,7 @@ async fn more_shards_than_the_vendor_allows_connections_degrades_the_stream() {
     });
     let mut r = Reconcile::start(&qs);
 
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
+    r.expect_reads(&[]).await;
     // No ConfigMap, no Deployment: three workers could not all connect.
     let status = r.expect_status(&qs).await;
     let degraded = condition(&status, "Degraded");
@@ -615,15 +583,8 @@ async fn more_shards_than_the_vendor_allows_connections_degrades_the_stream() {
 /// A new stream's reconcile up to its first write (shard 0's ConfigMap), left unanswered.
 async fn up_to_the_first_write(qs: &QuoteStream) -> (Reconcile, Call) {
     let mut r = Reconcile::start(qs);
-    r.expect(Method::GET, &config_map_path("sp500"))
-        .await
-        .ok(&ticker_list());
-    r.expect_list(CONFIG_MAPS)
-        .await
-        .ok(&list::<ConfigMap>("v1", "ConfigMapList", &[]));
-    let call = r
-        .expect_apply(&config_map_path(&shard(0)), "ConfigMap", &shard(0))
-        .await;
+    r.expect_reads(&[]).await;
+    let call = r.expect_shard_config_map(0).await;
     (r, call)
 }
 
