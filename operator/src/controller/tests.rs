@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use http::Method;
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 use k8s_openapi::jiff::Timestamp;
-use quotestream_api::crd::{AlpacaCredentials, AlpacaSource, SourceType};
 use quotestream_api::worker_config::WORKER_CONFIG_KEY;
 use quotestream_api::{TickerSet, WorkerConfig};
 use serde_json::Value;
@@ -17,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::mock_api::{self, ApiServer, Call, list};
 use super::*;
-use crate::resources::fixtures::{source, sp500, stream};
+use crate::resources::fixtures::{sp500, stream};
 use crate::resources::previous::previous_assignment;
 
 const CONFIG_MAPS: &str = "/api/v1/namespaces/markets/configmaps";
@@ -548,17 +547,7 @@ async fn a_missing_ticker_config_map_degrades_the_stream_and_touches_no_shard() 
 #[tokio::test]
 async fn more_shards_than_the_vendor_allows_connections_degrades_the_stream() {
     let mut qs = stream("sp500", 3);
-    qs.spec.source = source(SourceType::Alpaca);
-    qs.spec.source.alpaca = Some(AlpacaSource {
-        credentials_secret_ref: AlpacaCredentials {
-            name: "alpaca".into(),
-            key_id_key: None,
-            secret_key_key: None,
-        },
-        feed: None,
-        url: None,
-        max_connections: Some(2),
-    });
+    qs.spec.source = crate::resources::fixtures::alpaca(Some(2));
     let mut r = Reconcile::start(&qs);
 
     r.expect_reads(&[]).await;

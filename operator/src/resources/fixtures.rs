@@ -83,3 +83,19 @@ pub fn stream(name: &str, shards: i32) -> QuoteStream {
 pub fn plan(stream: &QuoteStream, tickers: &TickerSet) -> StreamPlan {
     StreamPlan::new(stream, tickers, None, &OperatorSettings::default()).unwrap()
 }
+
+/// `spec.source` of type alpaca, its credentials in the Secret `alpaca` under the default keys.
+pub fn alpaca(max_connections: Option<i32>) -> Source {
+    let mut src = source(SourceType::Alpaca);
+    src.alpaca = Some(quotestream_api::crd::AlpacaSource {
+        credentials_secret_ref: quotestream_api::crd::AlpacaCredentials {
+            name: "alpaca".into(),
+            key_id_key: None,
+            secret_key_key: None,
+        },
+        feed: None,
+        url: None,
+        max_connections,
+    });
+    src
+}

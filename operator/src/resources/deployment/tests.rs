@@ -1,7 +1,7 @@
-use quotestream_api::crd::{AlpacaCredentials, AlpacaSource, SourceType, WorkerTemplate};
+use quotestream_api::crd::WorkerTemplate;
 
 use super::*;
-use crate::resources::fixtures::{plan, postgres_sink, source, stream, tickers};
+use crate::resources::fixtures::{plan, postgres_sink, stream, tickers};
 
 fn template_meta(d: &Deployment) -> &ObjectMeta {
     d.spec.template.metadata.as_ref().unwrap()
@@ -49,17 +49,7 @@ fn rolls_make_before_break_unless_the_vendor_caps_connections() {
     assert_eq!(ru.max_unavailable, Some(IntOrString::Int(0)));
 
     let mut alpaca = stream("s", 1);
-    alpaca.spec.source = source(SourceType::Alpaca);
-    alpaca.spec.source.alpaca = Some(AlpacaSource {
-        credentials_secret_ref: AlpacaCredentials {
-            name: "alpaca".into(),
-            key_id_key: None,
-            secret_key_key: None,
-        },
-        feed: None,
-        url: None,
-        max_connections: None,
-    });
+    alpaca.spec.source = crate::resources::fixtures::alpaca(None);
     let s = strategy(&plan(&alpaca, &few));
     assert_eq!(s.type_.as_deref(), Some("Recreate"));
     assert!(s.rolling_update.is_none());

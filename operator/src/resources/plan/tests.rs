@@ -2,8 +2,7 @@ use std::num::NonZeroUsize;
 
 use k8s_openapi::api::core::v1::EnvVar;
 use quotestream_api::crd::{
-    AlpacaCredentials, AlpacaSource, AssignmentStatus, PolygonSource, QuoteStreamStatus,
-    SourceType, WorkerTemplate,
+    AssignmentStatus, PolygonSource, QuoteStreamStatus, SourceType, WorkerTemplate,
 };
 use quotestream_api::sharding::balanced_split;
 
@@ -183,17 +182,7 @@ fn errors_name_the_field_and_carry_a_condition_reason() {
     assert!(err.to_string().starts_with("spec.shards (3)"), "{err}");
 
     let mut s = stream("s", 2);
-    s.spec.source = crate::resources::fixtures::source(SourceType::Alpaca);
-    s.spec.source.alpaca = Some(AlpacaSource {
-        credentials_secret_ref: AlpacaCredentials {
-            name: "alpaca".into(),
-            key_id_key: None,
-            secret_key_key: None,
-        },
-        feed: None,
-        url: None,
-        max_connections: None,
-    });
+    s.spec.source = crate::resources::fixtures::alpaca(None);
     let err = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap_err();
     assert_eq!(err.reason(), "TooManyConnections");
     assert_eq!(
