@@ -205,18 +205,13 @@ mod tests {
     use super::*;
 
     fn raw(ticker: &str, ms: i64, price: f64) -> RawQuote {
-        RawQuote {
-            ticker: ticker.into(),
-            timestamp: Timestamp::from_millisecond(ms).unwrap(),
+        RawQuote::trade(
+            ticker,
+            Timestamp::from_millisecond(ms).unwrap(),
             price,
-            volume: 100.0,
-            bid: None,
-            ask: None,
-            open: None,
-            high: None,
-            low: None,
-            source: "synthetic",
-        }
+            100.0,
+            "synthetic",
+        )
     }
 
     const T0: i64 = 1_768_919_415_123;

@@ -182,18 +182,13 @@ pub(crate) mod tests {
         (0..n)
             .map(|i| {
                 validate(
-                    RawQuote {
-                        ticker: "AAPL".into(),
-                        timestamp: now - jiff::SignedDuration::from_millis(i as i64),
-                        price: 1.0,
-                        volume: 0.0,
-                        bid: None,
-                        ask: None,
-                        open: None,
-                        high: None,
-                        low: None,
-                        source: "synthetic",
-                    },
+                    RawQuote::trade(
+                        "AAPL",
+                        now - jiff::SignedDuration::from_millis(i as i64),
+                        1.0,
+                        0.0,
+                        "synthetic",
+                    ),
                     now,
                 )
                 .unwrap()

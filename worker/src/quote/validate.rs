@@ -25,6 +25,31 @@ pub struct RawQuote {
     pub source: &'static str,
 }
 
+#[cfg(test)]
+impl RawQuote {
+    /// A quote of a trade alone (no bid, ask, open, high or low), as the unit tests build them.
+    pub(crate) fn trade(
+        ticker: &str,
+        timestamp: Timestamp,
+        price: f64,
+        volume: f64,
+        source: &'static str,
+    ) -> Self {
+        Self {
+            ticker: ticker.into(),
+            timestamp,
+            price,
+            volume,
+            bid: None,
+            ask: None,
+            open: None,
+            high: None,
+            low: None,
+            source,
+        }
+    }
+}
+
 /// Why a quote was dropped. [`ValidationError::reason`] is the metric label.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValidationError {

@@ -56,18 +56,13 @@ mod tests {
     use super::*;
 
     fn quote(ticker: &str, ms: i64, price: f64) -> RawQuote {
-        RawQuote {
-            ticker: ticker.into(),
-            timestamp: Timestamp::from_millisecond(ms).unwrap(),
+        RawQuote::trade(
+            ticker,
+            Timestamp::from_millisecond(ms).unwrap(),
             price,
-            volume: 0.0,
-            bid: None,
-            ask: None,
-            open: None,
-            high: None,
-            low: None,
-            source: "test",
-        }
+            0.0,
+            "test",
+        )
     }
 
     #[test]
