@@ -249,14 +249,7 @@ fn sink_config(url: &str) -> anyhow::Result<RedisConfig> {
 
 /// A Redis sink queue exactly as `assembly::Worker::run` builds it (drop-oldest, same labels).
 fn sink_queue(metrics: &Metrics, capacity: usize) -> (QueueSender, QueueReceiver) {
-    queue::channel(
-        capacity,
-        FullPolicy::DropOldest,
-        metrics.queued_quotes.with_label_values(&["redis"]),
-        metrics
-            .dropped_quotes
-            .with_label_values(&["redis", "queue_full"]),
-    )
+    queue::for_sink(metrics, "redis", capacity, FullPolicy::DropOldest)
 }
 
 fn spawn_sink(

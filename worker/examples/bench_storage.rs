@@ -42,14 +42,7 @@ fn sink_config(url: &str, batch_size: usize) -> anyhow::Result<StorageConfig> {
 async fn run_sink(url: &str, batch_size: usize, batches: &[Batch]) -> anyhow::Result<Duration> {
     let total: usize = batches.iter().map(|b| b.len()).sum();
     let metrics = Metrics::new("bench", 0)?;
-    let (tx, rx) = queue::channel(
-        total,
-        FullPolicy::Block,
-        metrics.queued_quotes.with_label_values(&["storage"]),
-        metrics
-            .dropped_quotes
-            .with_label_values(&["storage", "queue_full"]),
-    );
+    let (tx, rx) = queue::for_sink(&metrics, "storage", total, FullPolicy::Block);
     for b in batches {
         tx.send(b.clone()).await;
     }

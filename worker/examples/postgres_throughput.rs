@@ -60,14 +60,7 @@ fn quotes(total: usize, per_batch: usize) -> anyhow::Result<Vec<Batch>> {
 async fn through_sink(config: &PostgresConfig, batches: &[Batch]) -> anyhow::Result<Duration> {
     let session = connect_and_migrate(config).await?;
     let metrics = Metrics::new("bench", 0)?;
-    let (tx, rx) = queue::channel(
-        usize::MAX / 2,
-        FullPolicy::Block,
-        metrics.queued_quotes.with_label_values(&["postgres"]),
-        metrics
-            .dropped_quotes
-            .with_label_values(&["postgres", "queue_full"]),
-    );
+    let (tx, rx) = queue::for_sink(&metrics, "postgres", usize::MAX / 2, FullPolicy::Block);
     let ctx = SinkContext {
         metrics: metrics.clone(),
         drain_deadline: Duration::from_secs(60),

@@ -344,12 +344,7 @@ impl Worker {
             } else {
                 FullPolicy::DropOldest
             };
-            let (tx, rx) = queue::channel(
-                options.queue_quotes,
-                policy,
-                metrics.queued_quotes.with_label_values(&[name]),
-                metrics.dropped(name, DropReason::QueueFull),
-            );
+            let (tx, rx) = queue::for_sink(&metrics, name, options.queue_quotes, policy);
             senders.push((name, tx));
             let ctx = SinkContext {
                 metrics: metrics.clone(),

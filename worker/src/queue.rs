@@ -54,6 +54,22 @@ pub struct QueueSender(Arc<Shared>);
 #[derive(Debug)]
 pub struct QueueReceiver(Arc<Shared>);
 
+/// The queue of the sink labelled `sink`: its depth in `streamer_sink_queued_quotes{sink}`, its
+/// evictions in `streamer_sink_dropped_quotes_total{sink, reason="queue_full"}`.
+pub fn for_sink(
+    metrics: &crate::metrics::Metrics,
+    sink: &str,
+    capacity: usize,
+    policy: FullPolicy,
+) -> (QueueSender, QueueReceiver) {
+    channel(
+        capacity,
+        policy,
+        metrics.queued_quotes.with_label_values(&[sink]),
+        metrics.dropped(sink, crate::metrics::DropReason::QueueFull),
+    )
+}
+
 /// A queue holding at most `capacity` quotes (a single larger batch is admitted when the queue
 /// is empty, so no batch can block forever). `queued` tracks its size; `dropped` counts quotes
 /// evicted by [`FullPolicy::DropOldest`].

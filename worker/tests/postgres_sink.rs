@@ -98,14 +98,7 @@ fn start(sink: PostgresSink, capacity: usize, drain_deadline: Duration) -> Runni
         )
         .try_init();
     let metrics = Metrics::new("test", 0).unwrap();
-    let (tx, rx) = queue::channel(
-        capacity,
-        FullPolicy::Block,
-        metrics.queued_quotes.with_label_values(&["postgres"]),
-        metrics
-            .dropped_quotes
-            .with_label_values(&["postgres", "queue_full"]),
-    );
+    let (tx, rx) = queue::for_sink(&metrics, "postgres", capacity, FullPolicy::Block);
     let ctx = SinkContext {
         metrics: metrics.clone(),
         drain_deadline,

@@ -59,14 +59,7 @@ struct Running {
 
 fn start(config: RedisConfig) -> Running {
     let metrics = Metrics::new("sp500", 2).unwrap();
-    let (tx, rx) = queue::channel(
-        10_000,
-        FullPolicy::DropOldest,
-        metrics.queued_quotes.with_label_values(&["redis"]),
-        metrics
-            .dropped_quotes
-            .with_label_values(&["redis", "queue_full"]),
-    );
+    let (tx, rx) = queue::for_sink(&metrics, "redis", 10_000, FullPolicy::DropOldest);
     let sink = RedisSink::new(config, Health::new(2, metrics.clone()), "2".into());
     let ctx = SinkContext {
         metrics: metrics.clone(),

@@ -94,14 +94,7 @@ fn start(
     shutdown: Option<CancellationToken>,
 ) -> Running {
     let metrics = Metrics::new("test", 0).unwrap();
-    let (tx, rx) = queue::channel(
-        capacity,
-        FullPolicy::Block,
-        metrics.queued_quotes.with_label_values(&["storage"]),
-        metrics
-            .dropped_quotes
-            .with_label_values(&["storage", "queue_full"]),
-    );
+    let (tx, rx) = queue::for_sink(&metrics, "storage", capacity, FullPolicy::Block);
     let sink = StorageSink::new(config).unwrap();
     assert!(sink.durable());
     assert_eq!(sink.name(), "storage");
