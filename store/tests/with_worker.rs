@@ -8,9 +8,9 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use quotestream_testkit::{PostgresServer, free_port, wait_until};
+use quotestream_testkit::{PostgresServer, free_port, spawn_logged, wait_until};
 use serde_json::json;
 use support::{Store, WAIT, count, database, metric, signal, wait_exit, workspace_binary};
 
@@ -47,17 +47,12 @@ impl WorkerRun {
         .unwrap();
         let port = free_port().unwrap();
         let log = dir.path().join("worker.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(workspace_binary("quotestream-worker"))
-            .args(["run", "--config"])
+        let mut cmd = Command::new(workspace_binary("quotestream-worker"));
+        cmd.args(["run", "--config"])
             .arg(&config)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--grace", "30s"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+            .env("RUST_LOG", "info");
+        let child = spawn_logged(&mut cmd, &log).unwrap();
         Self {
             child,
             port,

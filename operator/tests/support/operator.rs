@@ -2,12 +2,11 @@
 //! kubeconfig and a free loopback port for its endpoints, its log in a file, SIGKILLed and
 //! reaped on drop.
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
-use quotestream_testkit::{ControlPlane, free_port, http_get, wait_until};
+use quotestream_testkit::{ControlPlane, free_port, http_get, spawn_logged, wait_until};
 
 use super::cluster::WAIT;
 
@@ -51,27 +50,22 @@ impl Operator {
         let port = free_port().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("operator.log");
-        let out = File::create(&log).unwrap();
         let mut all: Vec<String> = args
             .iter()
             .filter(|a| !a.starts_with("--listen"))
             .cloned()
             .collect();
         all.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
-        let child = Command::new(env!("CARGO_BIN_EXE_quotestream-operator"))
-            .args(&all)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quotestream-operator"));
+        cmd.args(&all)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAMESPACE", "quotestream-system")
             .env("POD_NAME", name)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1") // a log file, not a terminal
             .env_remove("WATCH_NAMESPACE")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        let child = spawn_logged(&mut cmd, &log).unwrap();
         Self {
             child: Some(child),
             name: name.to_owned(),

@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test code
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use quotestream_testkit::{PostgresServer, free_port, http_get, wait_until};
+use quotestream_testkit::{PostgresServer, free_port, http_get, spawn_logged, wait_until};
 use serde_json::Value;
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -50,19 +50,14 @@ impl Store {
         let port = free_port().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("store.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_quotestream-store"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quotestream-store"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("DATABASE_URL", dsn)
             .env("RUST_LOG", "info")
             .env("QUOTESTREAM_STORE_THREADS", "2")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+            .envs(env.iter().copied());
+        let child = spawn_logged(&mut cmd, &log).unwrap();
         Self {
             child,
             port,

@@ -4,6 +4,27 @@ use std::time::Duration;
 
 use crate::{Result, TestkitError, io_err, wait_until};
 
+/// Spawns `cmd` with no stdin and its stdout and stderr going to the file `log` (created): a
+/// test reads what the program logged there, however much it was (more than a pipe holds).
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = std::fs::File::create(log).map_err(io_err(format!("creating {}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(io_err("duplicating the log handle"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => TestkitError::Missing { program },
+            _ => TestkitError::Io {
+                what: format!("starting {program}"),
+                source,
+            },
+        })
+}
+
 /// A child process that is killed and reaped when dropped.
 #[derive(Debug)]
 pub(crate) struct Guarded {
@@ -28,26 +49,7 @@ impl Guarded {
         log: &Path,
         stop_signal: &'static str,
     ) -> Result<Self> {
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        let out =
-            std::fs::File::create(log).map_err(io_err(format!("creating {}", log.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(io_err("duplicating the log handle"))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => TestkitError::Missing {
-                    program: program.clone(),
-                },
-                _ => TestkitError::Io {
-                    what: format!("starting {program}"),
-                    source,
-                },
-            })?;
+        let child = spawn_logged(&mut cmd, log)?;
         Ok(Self {
             child: Some(child),
             log: log.to_owned(),
