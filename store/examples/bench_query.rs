@@ -65,7 +65,7 @@ fn seed(pg: &PostgresServer, db: &str, symbols: usize, per_symbol: usize) -> any
         &format!(
             "INSERT INTO quotes.real_time (symbol, \"timestamp\", price, volume, source) \
              SELECT chr(65 + s / 676 % 26) || chr(65 + s / 26 % 26) || chr(65 + s % 26), \
-             to_timestamp({START_EPOCH}) + (i * {step}) * INTERVAL '1 microsecond', \
+             to_timestamp({START_EPOCH}) + (i::bigint * {step}) * INTERVAL '1 microsecond', \
              100 + s % 50 + 10 * sin(i / 100.0), (i % 97) * 1000, 'synthetic' \
              FROM generate_series(0, {}) AS s, generate_series(0, {}) AS i",
             symbols - 1,
