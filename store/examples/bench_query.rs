@@ -37,6 +37,27 @@ impl Drop for Proc {
     }
 }
 
+/// The Python peer: uvicorn with worker processes. SIGKILL of its supervisor would leave the
+/// workers running (holding the port, the database and any pipe they inherited — a CI log's
+/// `tee` then never ends), so it gets SIGTERM, on which uvicorn stops its workers; SIGKILL only
+/// if it has not exited within 10 s.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let exited = wait_until(Duration::from_secs(10), || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_ready(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
     let ready = wait_until(Duration::from_secs(120), || {
         matches!(child.try_wait(), Ok(Some(_)))
@@ -344,7 +365,7 @@ async fn main() -> anyhow::Result<()> {
             let peer_port = free_port()?;
             let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../scripts/bench/query_peer.py");
-            let mut child = Proc(
+            let mut child = Peer(
                 Command::new(python)
                     .arg(script)
                     .args([
@@ -356,6 +377,7 @@ async fn main() -> anyhow::Result<()> {
                     .env("QUERY_PEER_DATABASE_URL", &dsn)
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
+                    .stderr(Stdio::null())
                     .spawn()?,
             );
             wait_ready(peer_port, &mut child.0, "the Python peer")?;
