@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use quotestream_db::rollup;
 use quotestream_db::{PostgresConfig, TableName};
 use quotestream_store::query::params::{Sort, Timeframe};
-use quotestream_testkit::{Durability, PostgresServer, free_port, http_get, wait_until};
+use quotestream_testkit::{Durability, Guarded, PostgresServer, free_port, http_get, wait_until};
 
 const CONNECTIONS: usize = 8;
 const THREADS: usize = 2;
@@ -37,33 +37,12 @@ impl Drop for Proc {
     }
 }
 
-/// The Python peer: uvicorn with worker processes. SIGKILL of its supervisor would leave the
-/// workers running (holding the port, the database and any pipe they inherited — a CI log's
-/// `tee` then never ends), so it gets SIGTERM, on which uvicorn stops its workers; SIGKILL only
-/// if it has not exited within 10 s.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let exited = wait_until(Duration::from_secs(10), || {
-            matches!(self.0.try_wait(), Ok(Some(_)))
-        });
-        if !exited {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_ready(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
+/// Waits for `/ready` on `port`; `exited` says whether the process has died meanwhile.
+fn wait_ready(port: u16, mut exited: impl FnMut() -> bool, what: &str) -> anyhow::Result<()> {
     let ready = wait_until(Duration::from_secs(120), || {
-        matches!(child.try_wait(), Ok(Some(_)))
-            || http_get(port, "/ready").is_some_and(|(c, _)| c == 200)
+        exited() || http_get(port, "/ready").is_some_and(|(c, _)| c == 200)
     });
-    if !ready || matches!(child.try_wait(), Ok(Some(_))) {
+    if !ready || exited() {
         bail!("{what} did not become ready");
     }
     Ok(())
@@ -248,7 +227,11 @@ async fn main() -> anyhow::Result<()> {
             .stdout(Stdio::null())
             .spawn()?,
     );
-    wait_ready(port, &mut store.0, "quotestream-store")?;
+    wait_ready(
+        port,
+        || matches!(store.0.try_wait(), Ok(Some(_))),
+        "quotestream-store",
+    )?;
 
     // One day of quotes of a symbol, for days spread over the two years.
     let day = |k: usize| {
@@ -365,22 +348,25 @@ async fn main() -> anyhow::Result<()> {
             let peer_port = free_port()?;
             let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../scripts/bench/query_peer.py");
-            let mut child = Peer(
-                Command::new(python)
-                    .arg(script)
-                    .args([
-                        "--port",
-                        &peer_port.to_string(),
-                        "--workers",
-                        &THREADS.to_string(),
-                    ])
-                    .env("QUERY_PEER_DATABASE_URL", &dsn)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?,
-            );
-            wait_ready(peer_port, &mut child.0, "the Python peer")?;
+            let mut peer_command = Command::new(python);
+            peer_command
+                .arg(script)
+                .args([
+                    "--port",
+                    &peer_port.to_string(),
+                    "--workers",
+                    &THREADS.to_string(),
+                ])
+                .env("QUERY_PEER_DATABASE_URL", &dsn);
+            // uvicorn with worker processes: SIGTERM makes it stop them; a SIGKILL of the
+            // supervisor alone would leave them running (holding the port and any pipe).
+            let logs = tempfile::tempdir()?;
+            let mut child = Guarded::spawn_with_stop(
+                peer_command,
+                &logs.path().join("query_peer.log"),
+                "TERM",
+            )?;
+            wait_ready(peer_port, || child.exited(), "the Python peer")?;
             let (code, body) = http_get(peer_port, &quotes_paths[0]).context("GET the peer")?;
             if code != 200 {
                 bail!("the Python peer answered {code}: {body:.300}");

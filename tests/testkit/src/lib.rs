@@ -23,7 +23,7 @@ pub use crd_cases::{CrdCase, RejectedBy, crd_cases};
 pub use http::http_get;
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
-pub use process::spawn_logged;
+pub use process::{Guarded, spawn_logged};
 pub use redis::RedisServer;
 pub use storage::StorageReceiver;
 pub use tls::TestCerts;

@@ -27,7 +27,7 @@ pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Child> {
 
 /// A child process that is killed and reaped when dropped.
 #[derive(Debug)]
-pub(crate) struct Guarded {
+pub struct Guarded {
     child: Option<Child>,
     pub(crate) log: PathBuf,
     /// Signal asking for a clean shutdown (so the server reaps its own children); SIGKILL is
@@ -43,8 +43,9 @@ impl Guarded {
         Self::spawn_with_stop(cmd, log, "KILL")
     }
 
-    /// Like [`Guarded::spawn`], stopping the process with `stop_signal` (e.g. `INT`) first.
-    pub(crate) fn spawn_with_stop(
+    /// Like [`Guarded::spawn`], stopping the process with `stop_signal` (e.g. `INT`, or `TERM`
+    /// for a supervisor that must stop its own worker processes) first.
+    pub fn spawn_with_stop(
         mut cmd: Command,
         log: &Path,
         stop_signal: &'static str,
@@ -62,7 +63,7 @@ impl Guarded {
     }
 
     /// Whether the process has exited already (it crashed or refused to start).
-    pub(crate) fn exited(&mut self) -> bool {
+    pub fn exited(&mut self) -> bool {
         self.child
             .as_mut()
             .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
