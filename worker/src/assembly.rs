@@ -335,6 +335,7 @@ impl Worker {
         let any_durable = sinks.iter().any(AnySink::durable);
         let mut senders = Vec::new();
         let mut sink_tasks: Vec<(&'static str, JoinHandle<Result<(), SinkError>>)> = Vec::new();
+        let sink_names: Vec<&'static str> = sinks.iter().map(AnySink::name).collect();
         for sink in sinks {
             let name = sink.name();
             // Best-effort sinks drop their oldest batches rather than hold back a durable sink;
@@ -438,7 +439,7 @@ impl Worker {
                 .flat_map(|s| DropReason::ALL.map(|r| metrics.dropped(s, r).get()))
                 .sum(),
         };
-        tracing::info!(?summary, "worker stopped");
+        crate::accounting::Accounts::read(&metrics, &sink_names).log(shutdown_started.elapsed());
         match first_error {
             Some(e) => Err(e),
             None => Ok(summary),

@@ -6,6 +6,7 @@
 //! Durable sinks (storage, PostgreSQL) block the pipeline when they fall behind, which holds the
 //! source back; Redis Pub/Sub drops its oldest batches instead and counts them.
 
+pub mod accounting;
 pub mod assembly;
 pub mod bounds;
 pub mod config_file;

@@ -26,15 +26,22 @@ pub enum DropReason {
     Rejected,
     /// The contract cannot carry it (share-class tickers in storage batches).
     Contract,
+    /// The sink could not encode it (a Redis message that did not serialise).
+    Encode,
+    /// The sink was still running at the hard stop of a shutdown (it did not keep to its drain
+    /// deadline) and was stopped: what it held unconfirmed. Never expected; a sink bug.
+    Abandoned,
 }
 
 impl DropReason {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::QueueFull,
         Self::Unavailable,
         Self::Shutdown,
         Self::Rejected,
         Self::Contract,
+        Self::Encode,
+        Self::Abandoned,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +51,8 @@ impl DropReason {
             Self::Shutdown => "shutdown",
             Self::Rejected => "rejected",
             Self::Contract => "contract",
+            Self::Encode => "encode",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -53,6 +62,9 @@ pub struct Metrics {
     registry: Registry,
     /// Quotes a source delivered (before validation).
     pub quotes_fetched: IntCounter,
+    /// Quotes the pipeline handed to a sink (valid, not repeats), by sink. Each ends confirmed
+    /// or dropped: accepted = published + dropped, per sink, once the worker has stopped.
+    pub quotes_accepted: IntCounterVec,
     /// Quotes a sink confirmed, by sink (`redis`, `storage`, `postgres`, `console`).
     pub quotes_published: IntCounterVec,
     /// Time of one source fetch (one poll cycle).
@@ -156,6 +168,11 @@ impl Metrics {
             quotes_fetched: counter(
                 "streamer_quotes_fetched_total",
                 "Quotes delivered by the source",
+            )?,
+            quotes_accepted: counter_vec(
+                "streamer_sink_accepted_quotes_total",
+                "Quotes the pipeline handed to a sink",
+                &["sink"],
             )?,
             quotes_published: counter_vec(
                 "streamer_quotes_published_total",

@@ -45,6 +45,12 @@ pub async fn run(
             continue;
         }
         for (name, sink) in &sinks {
+            // Counted before it is queued: from here the sink owns the quotes' fate (published
+            // or dropped with a reason), see `crate::accounting`.
+            metrics
+                .quotes_accepted
+                .with_label_values(&[name])
+                .inc_by(batch.len() as u64);
             tokio::select! {
                 biased;
                 _ = sink.send(batch.clone()) => {}

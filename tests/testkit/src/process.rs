@@ -58,8 +58,36 @@ impl Guarded {
         })
     }
 
-    pub(crate) fn log_text(&self) -> String {
+    /// Everything the process wrote to its log so far.
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (a name `kill -s` knows: `TERM`, `STOP`, `CONT`, ...); false when the
+    /// process is gone or the signal could not be sent.
+    pub fn signal(&self, signal: &str) -> bool {
+        let Some(child) = &self.child else {
+            return false;
+        };
+        Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits up to `timeout` for the process to exit and reaps it; `None` if it is still
+    /// running then (it stays guarded: dropping it kills it).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
     }
 
     /// Whether the process has exited already (it crashed or refused to start).

@@ -85,6 +85,28 @@ impl RedisServer {
         self.process.kill();
     }
 
+    /// Freezes the server with SIGSTOP: connections stay open and nothing is answered (a hung
+    /// server, not a closed one). [`RedisServer::resume`] thaws it; dropping a paused server
+    /// kills it (SIGKILL works on a stopped process).
+    pub fn pause(&self) -> Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Thaws a server [`RedisServer::pause`] froze (SIGCONT).
+    pub fn resume(&self) -> Result<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<()> {
+        if self.process.signal(signal) {
+            return Ok(());
+        }
+        Err(TestkitError::Failed {
+            what: format!("kill -s {signal} redis-server"),
+            detail: "the server is not running".into(),
+        })
+    }
+
     /// Starts the server again on the same port after [`RedisServer::stop`].
     pub fn restart(&mut self) -> Result<()> {
         self.process.kill();
