@@ -62,6 +62,9 @@ impl SinkAccount {
             .filter(|(_, n)| *n > 0)
             .map(|(r, n)| format!("{}={n}", r.as_str()))
             .collect();
+        if parts.is_empty() {
+            return "none".to_owned();
+        }
         parts.join(" ")
     }
 }
@@ -85,7 +88,10 @@ impl Accounts {
             fetched: metrics.quotes_fetched.get(),
             invalid: sum(&metrics.validation_errors),
             duplicates: metrics.duplicates.get(),
-            sinks: sinks.iter().map(|s| SinkAccount::read(metrics, s)).collect(),
+            sinks: sinks
+                .iter()
+                .map(|s| SinkAccount::read(metrics, s))
+                .collect(),
         }
     }
 
@@ -136,7 +142,7 @@ impl Accounts {
                 fetched = self.fetched,
                 invalid = self.invalid,
                 duplicates = self.duplicates,
-                sinks = sinks.join(","),
+                sinks = %sinks.join(","),
                 published,
                 dropped,
                 balanced,
@@ -148,7 +154,7 @@ impl Accounts {
                 fetched = self.fetched,
                 invalid = self.invalid,
                 duplicates = self.duplicates,
-                sinks = sinks.join(","),
+                sinks = %sinks.join(","),
                 published,
                 dropped,
                 balanced,
@@ -193,7 +199,9 @@ mod tests {
         let m = Metrics::new("t", 0).unwrap();
         m.quotes_fetched.inc_by(10);
         m.validation_errors.with_label_values(&["price"]).inc();
-        m.validation_errors.with_label_values(&["out_of_order"]).inc();
+        m.validation_errors
+            .with_label_values(&["out_of_order"])
+            .inc();
         m.duplicates.inc();
         for sink in ["redis", "storage"] {
             m.quotes_accepted.with_label_values(&[sink]).inc_by(7);

@@ -81,6 +81,11 @@ impl RunOptions {
     }
 }
 
+/// Share of `--grace` after which the sinks stop delivering and count what is left.
+const DRAIN_SHARE: f64 = 0.6;
+/// Share of `--grace` after which a sink still running is stopped.
+const HARD_STOP_SHARE: f64 = 0.9;
+
 /// What a worker did, reported when it stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -327,9 +332,13 @@ impl Worker {
             source,
             sinks,
         } = self;
-        // Shutdown budget: the pipeline may wait for full queues for 40% of the grace period,
-        // then each sink has 40% to drain, leaving 20% for the process to exit.
-        let drain_deadline = options.grace.mul_f64(0.4);
+        // Shutdown budget, from SIGTERM (docs/worker.md, Reliability): until the drain deadline
+        // (60% of the grace period) the pipeline forwards what it holds and the sinks deliver
+        // what they have; then what is left is counted as dropped. A sink still running at the
+        // hard stop (90%) is stopped and what it held counted (`abandoned`); the rest is for
+        // the summary and the exit.
+        let drain_deadline = options.grace.mul_f64(DRAIN_SHARE);
+        let hard_stop = options.grace.mul_f64(HARD_STOP_SHARE);
 
         let sinks_shutdown = CancellationToken::new();
         let any_durable = sinks.iter().any(AnySink::durable);
@@ -410,15 +419,25 @@ impl Worker {
             Ok(Ok(())) => None,
             Err(join) => Some(WorkerError::Config(format!("source task failed: {join}"))),
         };
-        for (name, task) in sink_tasks {
-            match tokio::time::timeout_at(shutdown_started + options.grace, task).await {
+        for (name, mut task) in sink_tasks {
+            match tokio::time::timeout_at(shutdown_started + hard_stop, &mut task).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(e))) => {
                     first_error.get_or_insert(e.into());
                 }
                 Ok(Err(join)) => tracing::error!(sink = name, error = %join, "sink task failed"),
                 Err(_) => {
-                    tracing::error!(sink = name, grace = ?options.grace, "sink did not drain within the grace period")
+                    // Stopped and awaited, so it can confirm nothing more: what it neither
+                    // confirmed nor dropped is known, and counted.
+                    task.abort();
+                    let _ = task.await;
+                    let lost = crate::accounting::settle_abandoned(&metrics, name);
+                    tracing::error!(
+                        sink = name,
+                        quotes = lost,
+                        ?hard_stop,
+                        "sink still running at the hard stop of the shutdown; stopped, the quotes it held dropped (counted in streamer_sink_dropped_quotes_total{{reason=\"abandoned\"}})"
+                    );
                 }
             }
         }

@@ -228,11 +228,14 @@ async fn run(
     let options = options.with_process_env();
     let worker = Worker::new(config.clone(), options, None)?;
     let shutdown = quotestream_runtime::shutdown_on_signal("draining");
+    // Not the shutdown token: /metrics stays up while the sinks drain, so the last scrape
+    // sees the final counters; it stops once the worker has logged its summary.
+    let server_stop = tokio_util::sync::CancellationToken::new();
     let (bound, server) = server::serve(
         listen,
         worker.metrics().clone(),
         worker.health().clone(),
-        shutdown.clone(),
+        server_stop.clone(),
     )
     .await
     .with_context(|| format!("listening on {listen}"))?;
@@ -247,6 +250,7 @@ async fn run(
     let result = worker.run(shutdown.clone()).await;
     shutdown.cancel();
     let _ = watcher.await;
+    server_stop.cancel();
     let _ = server.await;
     result?;
     Ok(())

@@ -385,8 +385,13 @@ mod tests {
     async fn a_reassignment_forgets_the_tickers_the_shard_no_longer_owns() {
         let m = Metrics::new("t", 0).unwrap();
         let (gauge, dropped) = crate::queue::tests::gauges();
-        let (sink, mut queue) =
-            crate::queue::channel(100, crate::queue::FullPolicy::Block, gauge, dropped);
+        let (sink, mut queue) = crate::queue::channel(
+            100,
+            crate::queue::FullPolicy::Block,
+            gauge,
+            dropped,
+            crate::queue::tests::left_over(),
+        );
         let owned = |list: &[&str]| TickerSet::from_symbols(list).unwrap();
         let (tickers, watched) = watch::channel(owned(&["AAPL", "MSFT"]));
         let (input, source) = mpsc::channel(4);

@@ -36,6 +36,26 @@ struct Shared {
     drained: Notify,
     queued: IntGauge,
     dropped: IntCounter,
+    /// Counts what is still queued when both ends are gone (see `Drop`).
+    left_over: IntCounter,
+}
+
+/// Once the pipeline and the sink have both let go of the queue, nobody will send what is
+/// still in it: a sink that gave up at the drain deadline while the pipeline still fed it, or
+/// one stopped at the hard deadline. Counted (`reason="shutdown"`), never lost silently.
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if st.quotes == 0 {
+            return;
+        }
+        self.left_over.inc_by(st.quotes as u64);
+        tracing::error!(
+            quotes = st.quotes,
+            "quotes still queued for a sink that has stopped; dropped (counted in streamer_sink_dropped_quotes_total{{reason=\"shutdown\"}})"
+        );
+        self.queued.set(0);
+    }
 }
 
 impl Shared {
@@ -55,7 +75,8 @@ pub struct QueueSender(Arc<Shared>);
 pub struct QueueReceiver(Arc<Shared>);
 
 /// The queue of the sink labelled `sink`: its depth in `streamer_sink_queued_quotes{sink}`, its
-/// evictions in `streamer_sink_dropped_quotes_total{sink, reason="queue_full"}`.
+/// evictions in `streamer_sink_dropped_quotes_total{sink, reason="queue_full"}`, what is left in
+/// it once both ends are gone in `{sink, reason="shutdown"}`.
 pub fn for_sink(
     metrics: &crate::metrics::Metrics,
     sink: &str,
@@ -67,17 +88,20 @@ pub fn for_sink(
         policy,
         metrics.queued_quotes.with_label_values(&[sink]),
         metrics.dropped(sink, crate::metrics::DropReason::QueueFull),
+        metrics.dropped(sink, crate::metrics::DropReason::Shutdown),
     )
 }
 
 /// A queue holding at most `capacity` quotes (a single larger batch is admitted when the queue
 /// is empty, so no batch can block forever). `queued` tracks its size; `dropped` counts quotes
-/// evicted by [`FullPolicy::DropOldest`].
+/// evicted by [`FullPolicy::DropOldest`]; `left_over` what is still queued when both ends have
+/// been dropped.
 pub fn channel(
     capacity: usize,
     policy: FullPolicy,
     queued: IntGauge,
     dropped: IntCounter,
+    left_over: IntCounter,
 ) -> (QueueSender, QueueReceiver) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -91,6 +115,7 @@ pub fn channel(
         drained: Notify::new(),
         queued,
         dropped,
+        left_over,
     });
     (QueueSender(shared.clone()), QueueReceiver(shared))
 }
@@ -220,10 +245,43 @@ pub(crate) mod tests {
         )
     }
 
+    /// A counter for what is left in a queue both ends dropped.
+    pub(crate) fn left_over() -> IntCounter {
+        IntCounter::new("l", "l").unwrap()
+    }
+
+    #[tokio::test]
+    async fn what_is_left_when_both_ends_are_gone_is_counted() {
+        let (q, d) = gauges();
+        let left = left_over();
+        let (tx, rx) = channel(100, FullPolicy::Block, q, d, left.clone());
+        tx.send(batch(3)).await;
+        drop(rx);
+        // The sink is gone; the pipeline still sends (it has not reached its deadline yet).
+        tx.send(batch(4)).await;
+        assert_eq!(left.get(), 0, "the pipeline still holds the queue");
+        drop(tx);
+        assert_eq!(left.get(), 7);
+        let (q, d) = gauges();
+        let left = left_over();
+        let (tx, mut rx) = channel(100, FullPolicy::Block, q, d, left.clone());
+        tx.send(batch(2)).await;
+        drop(tx);
+        assert!(rx.recv().await.is_some());
+        drop(rx);
+        assert_eq!(left.get(), 0, "a drained queue leaves nothing");
+    }
+
     #[tokio::test]
     async fn drop_oldest_keeps_the_newest_and_counts_the_rest() {
         let (q, d) = gauges();
-        let (tx, mut rx) = channel(10, FullPolicy::DropOldest, q.clone(), d.clone());
+        let (tx, mut rx) = channel(
+            10,
+            FullPolicy::DropOldest,
+            q.clone(),
+            d.clone(),
+            left_over(),
+        );
         for _ in 0..5 {
             tx.send(batch(4)).await;
         }
@@ -239,7 +297,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn block_waits_for_room_and_loses_nothing() {
         let (q, d) = gauges();
-        let (tx, mut rx) = channel(8, FullPolicy::Block, q, d.clone());
+        let (tx, mut rx) = channel(8, FullPolicy::Block, q, d.clone(), left_over());
         let producer = tokio::spawn(async move {
             for _ in 0..20 {
                 tx.send(batch(4)).await;
@@ -261,7 +319,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_oversized_batch_is_admitted_into_an_empty_queue() {
         let (q, d) = gauges();
-        let (tx, mut rx) = channel(2, FullPolicy::Block, q, d);
+        let (tx, mut rx) = channel(2, FullPolicy::Block, q, d, left_over());
         tx.send(batch(5)).await;
         assert_eq!(rx.recv().await.map(|b| b.len()), Some(5));
     }

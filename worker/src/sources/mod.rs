@@ -45,12 +45,21 @@ pub struct SourceContext {
 
 impl SourceContext {
     /// Delivers a batch; false when the pipeline is gone (shutting down).
+    ///
+    /// `streamer_quotes_fetched_total` counts a batch once the pipeline has it, not before: a
+    /// source cancelled while it waits here (a Yahoo cycle cut off by shutdown mid-way) never
+    /// handed those quotes over, and counting them would break the accounting law
+    /// (`crate::accounting`). The send is cancel-safe: cancelled, nothing was sent.
     pub async fn deliver(&self, quotes: Vec<RawQuote>) -> bool {
         if quotes.is_empty() {
             return true;
         }
-        self.metrics.quotes_fetched.inc_by(quotes.len() as u64);
-        self.out.send(quotes).await.is_ok()
+        let n = quotes.len() as u64;
+        if self.out.send(quotes).await.is_err() {
+            return false;
+        }
+        self.metrics.quotes_fetched.inc_by(n);
+        true
     }
 }
 
@@ -165,4 +174,46 @@ impl AnySource {
 pub trait Source: Send + 'static {
     /// Runs until `ctx.shutdown` is cancelled (then returns Ok) or a fatal error.
     fn run(self, ctx: SourceContext) -> impl Future<Output = Result<(), SourceError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quote() -> RawQuote {
+        RawQuote::trade("AAPL", jiff::Timestamp::now(), 1.0, 1.0, "synthetic")
+    }
+
+    /// A cycle cancelled while the pipeline is full (shutdown mid-cycle) counts only what the
+    /// pipeline received.
+    #[tokio::test]
+    async fn a_delivery_cancelled_before_the_pipeline_took_it_is_not_counted() {
+        let (out, mut input) = mpsc::channel(1);
+        let (_tickers, watched) = watch::channel(TickerSet::default());
+        let ctx = SourceContext {
+            tickers: watched,
+            interval: Duration::from_secs(1),
+            out,
+            metrics: Metrics::new("t", 0).unwrap(),
+            rate_limit: Arc::new(RateLimiter::unlimited()),
+            shutdown: CancellationToken::new(),
+        };
+        assert!(ctx.deliver(vec![quote(), quote()]).await);
+        let stuck = tokio::time::timeout(
+            Duration::from_millis(20),
+            ctx.deliver(vec![quote(), quote(), quote()]),
+        )
+        .await;
+        assert!(stuck.is_err(), "the channel is full: the delivery waits");
+        assert_eq!(
+            ctx.metrics.quotes_fetched.get(),
+            2,
+            "only what was handed over"
+        );
+        assert_eq!(input.recv().await.map(|b| b.len()), Some(2));
+        assert!(
+            input.try_recv().is_err(),
+            "the cancelled batch never arrived"
+        );
+    }
 }

@@ -158,10 +158,7 @@ impl PostgresSink {
                         ctx.metrics.errors.with_label_values(&["publish"]).inc();
                         ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(1);
                         // Without a ceiling on attempts the iterator never ends.
-                        let mut delay = backoff.next().unwrap_or(RETRY_MAX);
-                        if let Some(left) = self.drain_time_left(queue) {
-                            delay = delay.min(left);
-                        }
+                        let delay = backoff.next().unwrap_or(RETRY_MAX);
                         // Every attempt is counted; the log says the first few, then every 20th.
                         if failures <= 3 || failures.is_multiple_of(20) {
                             tracing::warn!(
@@ -174,27 +171,35 @@ impl PostgresSink {
                                 "PostgreSQL write failed; the batch is kept and retried"
                             );
                         }
-                        tokio::time::sleep(delay).await;
+                        // Cut short at the drain deadline (the loop then gives up).
+                        if let Some(drain) = self.drain.as_mut() {
+                            drain.sleep_until(Instant::now() + delay, Some(queue)).await;
+                        } else {
+                            tokio::time::sleep(delay).await;
+                        }
                     }
                 }
             }
         }
     }
 
-    /// [`PostgresSink::attempt`], cut short at the drain deadline once the queue is closed (a
-    /// connect or write to an unresponsive server must not outlive the pod's grace period).
+    /// [`PostgresSink::attempt`], cut short at the drain deadline once shutdown has begun —
+    /// also when it begins during the attempt: a write waiting on a locked table or an
+    /// unresponsive server (up to `write_timeout`, 30 s) must not outlive the pod's grace period.
     async fn bounded_attempt(
         &mut self,
         rows: &[Row<'_>],
         queue: &QueueReceiver,
         ctx: &SinkContext,
     ) -> Result<u64, Failure> {
-        let Some(left) = self.drain_time_left(queue) else {
+        let Some(mut drain) = self.drain.take() else {
             return self.attempt(rows, ctx).await;
         };
-        match tokio::time::timeout(left, self.attempt(rows, ctx)).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
+        let outcome = drain.bounded(self.attempt(rows, ctx), Some(queue)).await;
+        self.drain = Some(drain);
+        match outcome {
+            Some(outcome) => outcome,
+            None => {
                 // Interrupted mid-conversation: the session's state is unknown.
                 self.session = None;
                 Err(Failure::Retry(

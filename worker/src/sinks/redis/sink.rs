@@ -5,6 +5,11 @@
 //! and not retried, so Redis never holds back the durable sinks. The connection manager
 //! reconnects in the background with jittered exponential backoff.
 //!
+//! Shutdown runs on the sink core's drain clock like the durable sinks: the queue is published
+//! until the drain deadline; then the pipelines still unanswered (a Redis that hangs, e.g.
+//! stopped with SIGSTOP, answers nothing until its 5 s response timeout) and what is still
+//! queued are counted as dropped (`reason="shutdown"`) and the sink returns.
+//!
 //! Throughput (docs/performance.md): up to two pipelines are in flight on the one multiplexed
 //! connection, so Redis has the next pipeline in hand when it finishes one, and the sink encodes
 //! a third meanwhile. They are submitted in queue order (the connection keeps that order), and
@@ -32,6 +37,7 @@ use crate::process_stats::CpuSampler;
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
 use crate::quote::wire::{CloudEvent, RedisQuote};
+use crate::sinks::util::drain::Drain;
 use crate::sinks::{Batch, Sink, SinkContext, SinkError};
 
 /// Label of this sink in metrics and logs.
@@ -89,6 +95,8 @@ struct Encoder<'a> {
     allow_share_classes: bool,
     /// Quotes kept off since the sink last counted them.
     kept_off: u64,
+    /// Quotes that could not be encoded since the sink last counted them.
+    unencodable: u64,
     /// Share classes already logged (bounded: the count is what matters).
     logged: HashSet<Ticker>,
 }
@@ -115,7 +123,9 @@ impl Encoder<'_> {
                 }
             };
             if let Err(e) = encoded {
-                tracing::error!(error = %e, ticker = %q.ticker, "quote could not be encoded");
+                // Validated quotes always serialise; kept as a counted drop, never a panic.
+                self.unencodable += 1;
+                tracing::error!(error = %e, ticker = %q.ticker, "quote could not be encoded; dropped (counted in streamer_sink_dropped_quotes_total{{sink=\"redis\",reason=\"encode\"}})");
                 continue;
             }
             // Sized once: the command holds the raw bytes of its three arguments.
@@ -225,6 +235,8 @@ impl Counters {
 
 enum Event {
     Confirmed(Sent),
+    /// The drain deadline of a shutdown passed.
+    Deadline,
     Batch(Option<Batch>),
     Heartbeat,
 }
@@ -248,9 +260,14 @@ impl Sink for RedisSink {
             json: Vec::with_capacity(512),
             allow_share_classes: self.config.allow_share_classes,
             kept_off: 0,
+            unencodable: 0,
             logged: HashSet::new(),
         };
         let kept_off = ctx.metrics.dropped(NAME, DropReason::Contract);
+        let unencodable = ctx.metrics.dropped(NAME, DropReason::Encode);
+        let mut drain = Drain::for_sink(&ctx);
+        // Quotes in the pipelines in flight: submitted, neither confirmed nor failed yet.
+        let mut unconfirmed: u64 = 0;
 
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -264,11 +281,21 @@ impl Sink for RedisSink {
             let event = tokio::select! {
                 biased;
                 answer = confirmation(&mut in_flight) => Event::Confirmed(answer),
+                () = drain.expired() => Event::Deadline,
                 batch = queue.recv() => Event::Batch(batch),
                 _ = heartbeat.tick() => Event::Heartbeat,
             };
             match event {
-                Event::Confirmed(sent) => spare.push(counters.settle(sent, channel)),
+                Event::Confirmed(sent) => {
+                    unconfirmed -= sent.quotes;
+                    spare.push(counters.settle(sent, channel));
+                }
+                Event::Deadline => {
+                    drain.give_up(&ctx, NAME, to_usize(unconfirmed), &queue);
+                    return Ok(());
+                }
+                // No heartbeat once shutdown has begun: the drain deadline is for quotes.
+                Event::Heartbeat if drain.deadline().is_some() => {}
                 Event::Heartbeat => {
                     let failures = publish_errors.get();
                     let beat = Heartbeat::now(
@@ -279,40 +306,71 @@ impl Sink for RedisSink {
                     );
                     failures_at_last_beat = failures;
                     if let Ok(payload) = serde_json::to_vec(&beat) {
-                        let sent: redis::RedisResult<()> = redis::cmd("PUBLISH")
-                            .arg(&self.config.health_channel)
-                            .arg(payload)
-                            .query_async(&mut conn)
-                            .await;
-                        if let Err(e) = sent {
-                            tracing::debug!(error = %e, "heartbeat not published");
+                        let mut cmd = redis::cmd("PUBLISH");
+                        cmd.arg(&self.config.health_channel).arg(payload);
+                        let publish = cmd.query_async::<()>(&mut conn);
+                        // A hung Redis answers after the response timeout; a shutdown
+                        // beginning meanwhile does not wait for it.
+                        match drain.bounded(publish, None).await {
+                            Some(Ok(())) => {}
+                            Some(Err(e)) => tracing::debug!(error = %e, "heartbeat not published"),
+                            None => {
+                                drain.give_up(&ctx, NAME, to_usize(unconfirmed), &queue);
+                                return Ok(());
+                            }
                         }
                     }
                 }
                 Event::Batch(None) => {
-                    while let Some(sent) = in_flight.next().await {
-                        counters.settle(sent, channel);
+                    // Closed and drained: wait for the last answers, within the drain deadline.
+                    drain.start();
+                    loop {
+                        match drain.bounded(in_flight.next(), None).await {
+                            Some(Some(sent)) => {
+                                unconfirmed -= sent.quotes;
+                                counters.settle(sent, channel);
+                            }
+                            Some(None) => return Ok(()),
+                            None => {
+                                drain.give_up(&ctx, NAME, to_usize(unconfirmed), &queue);
+                                return Ok(());
+                            }
+                        }
                     }
-                    return Ok(());
                 }
                 Event::Batch(Some(batch)) => {
-                    for chunk in batch.chunks(self.config.pipeline_max.max(1)) {
+                    let step = self.config.pipeline_max.max(1);
+                    for (i, chunk) in batch.chunks(step).enumerate() {
                         let mut pipe = spare.pop().unwrap_or_else(redis::pipe);
                         // Encoded while the pipelines before it are on their way.
                         let quotes = encoder.fill(&mut pipe, chunk);
                         kept_off.inc_by(std::mem::take(&mut encoder.kept_off));
+                        unencodable.inc_by(std::mem::take(&mut encoder.unencodable));
                         if quotes == 0 {
                             spare.push(pipe);
                             continue;
                         }
                         while in_flight.len() >= IN_FLIGHT {
-                            let sent = confirmation(&mut in_flight).await;
-                            spare.push(counters.settle(sent, channel));
+                            match drain.bounded(confirmation(&mut in_flight), None).await {
+                                Some(sent) => {
+                                    unconfirmed -= sent.quotes;
+                                    spare.push(counters.settle(sent, channel));
+                                }
+                                None => {
+                                    // This pipeline and the rest of the batch were never sent.
+                                    let later = batch.len().saturating_sub((i + 1) * step);
+                                    let lost = to_usize(unconfirmed + quotes) + later;
+                                    drain.give_up(&ctx, NAME, lost, &queue);
+                                    return Ok(());
+                                }
+                            }
                         }
+                        unconfirmed += quotes;
                         in_flight.push_back(send(conn.clone(), pipe, quotes));
                         // One poll submits it now (in order: the older ones were submitted by
                         // theirs), rather than when the sink next waits.
                         if let Some(Some(sent)) = in_flight.next().now_or_never() {
+                            unconfirmed -= sent.quotes;
                             spare.push(counters.settle(sent, channel));
                         }
                     }
@@ -320,4 +378,8 @@ impl Sink for RedisSink {
             }
         }
     }
+}
+
+fn to_usize(quotes: u64) -> usize {
+    usize::try_from(quotes).unwrap_or(usize::MAX)
 }

@@ -49,7 +49,13 @@ mod tests {
 
     fn queue(capacity: usize) -> (queue::QueueSender, QueueReceiver) {
         let (gauge, dropped) = gauges();
-        queue::channel(capacity, FullPolicy::Block, gauge, dropped)
+        queue::channel(
+            capacity,
+            FullPolicy::Block,
+            gauge,
+            dropped,
+            crate::queue::tests::left_over(),
+        )
     }
 
     #[tokio::test]

@@ -131,6 +131,18 @@ impl Drain {
         }
     }
 
+    /// Resolves at the drain deadline: never while the worker runs (the clock starts when the
+    /// shutdown token fires, or [`Drain::start`]). For a sink that waits on several things at
+    /// once (a `select!` over its queue and its writes in flight).
+    pub async fn expired(&mut self) {
+        if self.deadline().is_none() {
+            self.shutdown.clone().cancelled().await;
+        }
+        if let Some(deadline) = self.deadline() {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+
     /// Sleeps until `until`; false when the drain deadline comes first.
     pub async fn sleep_until(&mut self, until: Instant, queue: Option<&QueueReceiver>) -> bool {
         self.bounded(tokio::time::sleep_until(until.into()), queue)
@@ -173,6 +185,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn expired_waits_for_shutdown_then_for_the_deadline() {
+        let token = CancellationToken::new();
+        let mut drain = Drain::new(token.clone(), Duration::from_millis(30));
+        let waiting = tokio::time::timeout(Duration::from_millis(50), drain.expired()).await;
+        assert!(waiting.is_err(), "no deadline while the worker runs");
+        token.cancel();
+        let begun = Instant::now();
+        drain.expired().await;
+        assert!(begun.elapsed() >= Duration::from_millis(30));
+        assert!(drain.bounded(async { 1 }, None).await.is_none(), "past it");
+    }
+
+    #[tokio::test]
     async fn the_queue_closing_starts_the_clock_too() {
         let mut drain = Drain::new(CancellationToken::new(), Duration::from_millis(200));
         assert_eq!(drain.deadline(), None);
@@ -192,7 +217,13 @@ mod tests {
     async fn a_closed_queue_is_noticed_while_waiting() {
         let gauge = prometheus::IntGauge::new("q", "q").unwrap();
         let dropped = prometheus::IntCounter::new("d", "d").unwrap();
-        let (tx, rx) = crate::queue::channel(10, crate::queue::FullPolicy::Block, gauge, dropped);
+        let (tx, rx) = crate::queue::channel(
+            10,
+            crate::queue::FullPolicy::Block,
+            gauge,
+            dropped,
+            crate::queue::tests::left_over(),
+        );
         let mut drain = Drain::new(CancellationToken::new(), Duration::from_millis(50));
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
