@@ -212,25 +212,29 @@ fn aggregate_quotes(source: &str, width: &str, extra: &str) -> String {
     )
 }
 
-/// The aggregate of `source` partials into one grain's buckets (a SELECT of
-/// [`BAR_COLUMNS`]): first by open time, last by close time, max, min, sum, so merging
-/// partials gives the bar of their quotes.
-fn aggregate_partials(source: &str, width: &str) -> String {
+/// The aggregate of `source` partials into buckets of `width` (a SELECT of [`BAR_COLUMNS`],
+/// named, then `extra` columns): first by open time, last by close time, max, min, sum, so
+/// merging partials gives the bar of their quotes. The result is itself a set of partials of
+/// the coarser buckets, so a coarser grain can be aggregated from it (1 day from 1 hour from
+/// 1 minute) with the same result as from the partials themselves, over far fewer rows.
+fn aggregate_partials(source: &str, width: &str, extra: &str) -> String {
     format!(
         "SELECT symbol, date_bin('{width}', bucket, {ORIGIN}) AS bucket, \
-         (array_agg(open ORDER BY open_time))[1], max(high), min(low), \
-         (array_agg(close ORDER BY close_time DESC))[1], \
-         min(open_time), max(close_time), \
-         (array_agg(day_volume ORDER BY close_time DESC))[1], sum(quotes)::bigint \
+         (array_agg(open ORDER BY open_time))[1] AS open, max(high) AS high, min(low) AS low, \
+         (array_agg(close ORDER BY close_time DESC))[1] AS close, \
+         min(open_time) AS open_time, max(close_time) AS close_time, \
+         (array_agg(day_volume ORDER BY close_time DESC))[1] AS day_volume, \
+         sum(quotes)::bigint AS quotes{extra} \
          FROM {source} GROUP BY 1, 2"
     )
 }
 
-/// Upsert of aggregated partials into a bars table, merging exactly.
-fn merge_into_bars(t: &TableName, grain: &str, width: &str, source: &str) -> String {
+/// Upsert of the aggregated partials `source` (a relation of [`BAR_COLUMNS`]) into a bars
+/// table, merging exactly.
+fn merge_into_bars(t: &TableName, grain: &str, source: &str) -> String {
     let target = bars(t, grain);
     format!(
-        "INSERT INTO {target} AS b ({BAR_COLUMNS}) {} ORDER BY 1, 2 \
+        "INSERT INTO {target} AS b ({BAR_COLUMNS}) SELECT {BAR_COLUMNS} FROM {source} ORDER BY 1, 2 \
          ON CONFLICT (symbol, bucket) DO UPDATE SET \
          open = CASE WHEN EXCLUDED.open_time < b.open_time THEN EXCLUDED.open ELSE b.open END, \
          high = GREATEST(b.high, EXCLUDED.high), \
@@ -239,8 +243,7 @@ fn merge_into_bars(t: &TableName, grain: &str, width: &str, source: &str) -> Str
          open_time = LEAST(b.open_time, EXCLUDED.open_time), \
          close_time = GREATEST(b.close_time, EXCLUDED.close_time), \
          day_volume = CASE WHEN EXCLUDED.close_time > b.close_time THEN EXCLUDED.day_volume ELSE b.day_volume END, \
-         quotes = b.quotes + EXCLUDED.quotes",
-        aggregate_partials(source, width)
+         quotes = b.quotes + EXCLUDED.quotes"
     )
 }
 
@@ -269,21 +272,38 @@ pub fn ingest(t: &TableName, stage: &str, columns: &str) -> String {
 /// when it is merged); returns one row with the number of quotes merged.
 pub fn merge(t: &TableName, bars: bool) -> String {
     let q = partials(t);
+    // The queued partials, then their 1-minute aggregate (partials of several batches of one
+    // symbol and minute become one row; it keeps the latest source for the latest quotes),
+    // each coarser grain aggregated from the one below it.
     let mut sql = format!(
         "WITH d AS (DELETE FROM {q} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {q} LIMIT {MERGE_LIMIT})) \
-         RETURNING {PARTIAL_COLUMNS})"
+         RETURNING {PARTIAL_COLUMNS}), g_1m AS ({})",
+        aggregate_partials(
+            "d",
+            "1 minute",
+            ", (array_agg(source ORDER BY close_time DESC))[1] AS source"
+        )
     );
     if bars {
-        for (grain, width, _) in GRAINS {
+        for pair in GRAINS.windows(2) {
+            let [(below, _, _), (grain, width, _)] = pair else {
+                continue;
+            };
+            sql.push_str(&format!(
+                ", g_{grain} AS ({})",
+                aggregate_partials(&format!("g_{below}"), width, "")
+            ));
+        }
+        for (grain, _, _) in GRAINS {
             sql.push_str(&format!(
                 ", b_{grain} AS ({} RETURNING 1)",
-                merge_into_bars(t, grain, width, "d")
+                merge_into_bars(t, grain, &format!("g_{grain}"))
             ));
         }
     }
     sql.push_str(&format!(
         ", l AS (INSERT INTO {latest} AS l (symbol, \"timestamp\", price, volume, source) \
-         SELECT DISTINCT ON (symbol) symbol, close_time, close, day_volume, source FROM d \
+         SELECT DISTINCT ON (symbol) symbol, close_time, close, day_volume, source FROM g_1m \
          ORDER BY symbol, close_time DESC \
          ON CONFLICT (symbol) DO UPDATE SET \"timestamp\" = EXCLUDED.\"timestamp\", \
          price = EXCLUDED.price, volume = EXCLUDED.volume, source = EXCLUDED.source \
@@ -526,6 +546,13 @@ mod tests {
             );
         }
         assert!(sql.contains("FROM d GROUP BY 1, 2"));
+        assert!(
+            sql.contains(
+                "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket"
+            ) && sql.contains("FROM g_1m GROUP BY 1, 2")
+                && sql.contains("FROM g_1h GROUP BY 1, 2"),
+            "each grain is aggregated from the one below: {sql}"
+        );
         assert!(sql.ends_with("SELECT COALESCE(sum(quotes), 0)::bigint FROM d"));
         let latest_only = merge(&TableName::example(), false);
         assert!(!latest_only.contains("bars_1m"), "{latest_only}");

@@ -273,6 +273,48 @@ impl PgSession {
         Ok(inserted)
     }
 
+    /// Writes several batches in one transaction (group commit: one COPY of all their rows,
+    /// one COPY of their minute partials, one commit), when every row is new and the table
+    /// takes the fast path; otherwise each batch is written on its own by
+    /// [`PgSession::write`], in its own transaction, one after the other. Returns one result
+    /// per batch, in order: what that batch's own write would have returned. The outer error
+    /// is a failure of the connection before anything was committed (every batch failed).
+    ///
+    /// A batch is confirmed only by its entry here, after the commit that holds its rows, so a
+    /// caller that answers per batch keeps the meaning of a single write.
+    pub async fn write_group(
+        &mut self,
+        batches: &[&[Row<'_>]],
+    ) -> Result<Vec<Result<u64, tokio_postgres::Error>>, tokio_postgres::Error> {
+        if let [one] = batches {
+            return Ok(vec![self.write(one).await]);
+        }
+        if let Some(copy_target) = &self.copy_target {
+            // One slice for the COPY and the partials (rows are a few borrowed fields each).
+            let rows = batches.concat();
+            let tx = self.client.transaction().await?;
+            match copy_rows(&tx, copy_target, &rows).await {
+                Ok(()) => {
+                    if let Some(copy_partials) = &self.copy_partials {
+                        copy_partial_rows(&tx, copy_partials, &rollup::minute_partials(&rows))
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(batches.iter().map(|b| Ok(b.len() as u64)).collect());
+                }
+                // A stored row (a replay), or a row the server refused: which batch it is in
+                // is unknown, so each batch gets its own transaction below.
+                Err(e) if e.as_db_error().is_some() => tx.rollback().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            out.push(self.write(batch).await);
+        }
+        Ok(out)
+    }
+
     /// Merges up to [`rollup::MERGE_LIMIT`] queued rows into the rollups in one transaction;
     /// returns how many (0: the rollups are current). Without rollups, 0.
     pub async fn merge_rollups(&mut self) -> Result<u64, tokio_postgres::Error> {

@@ -1,7 +1,9 @@
 //! The rollups kept at ingest (plain PostgreSQL) against a from-scratch computation over the
 //! raw rows, on a real PostgreSQL: random batches over a few symbols and hours, with replayed
-//! batches, duplicates inside a batch, late and out-of-order quotes. After every run, each
-//! bar table, the latest quotes and the daily summary equal what the raw table gives.
+//! batches, duplicates inside a batch, late and out-of-order quotes, written alone or several
+//! in one transaction (`write_group`, the store's group commit). After every run, each bar
+//! table, the latest quotes and the daily summary equal what the raw table gives, and each
+//! batch was answered the number of its rows that were new.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -41,11 +43,15 @@ fn quote() -> impl Strategy<Value = Q> {
         })
 }
 
-/// Batches, then which earlier batches are sent again.
-fn scenario() -> impl Strategy<Value = (Vec<Vec<Q>>, Vec<usize>)> {
+/// Batches, then which earlier batches are sent again, then how many batches each write
+/// takes (1: `write`; more: one `write_group`).
+type Scenario = (Vec<Vec<Q>>, Vec<usize>, Vec<usize>);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
     (
         prop::collection::vec(prop::collection::vec(quote(), 1..120), 1..12),
         prop::collection::vec(0usize..12, 0..5),
+        prop::collection::vec(1usize..5, 1..17),
     )
 }
 
@@ -102,7 +108,7 @@ fn rollups_equal_a_from_scratch_computation() {
         ..Config::default()
     });
     let session = std::cell::RefCell::new(session);
-    let result = runner.run(&scenario(), |(batches, replays)| {
+    let result = runner.run(&scenario(), |(batches, replays, groups)| {
         let mut session = session.borrow_mut();
         rt.block_on(async {
             let tables: Vec<String> = rollup::GRAINS
@@ -122,12 +128,34 @@ fn rollups_equal_a_from_scratch_computation() {
             let mut order: Vec<usize> = (0..batches.len()).collect();
             order.extend(replays.iter().filter(|r| **r < batches.len()));
             let mut inserted = 0;
-            for (k, i) in order.into_iter().enumerate() {
-                inserted += session.write(&rows(&batches[i])).await.unwrap();
+            // What each batch must be answered: its rows not stored before it.
+            let mut stored = std::collections::HashSet::new();
+            let mut sizes = groups.iter().cycle();
+            let mut next = 0;
+            let mut k = 0;
+            while next < order.len() {
+                let size = (*sizes.next().unwrap()).min(order.len() - next);
+                let group = &order[next..next + size];
+                next += size;
+                let group_rows: Vec<Vec<Row<'static>>> =
+                    group.iter().map(|&i| rows(&batches[i])).collect();
+                let slices: Vec<&[Row<'static>]> = group_rows.iter().map(Vec::as_slice).collect();
+                let answers = session.write_group(&slices).await.unwrap();
+                prop_assert_eq!(answers.len(), group.len());
+                for (&i, answer) in group.iter().zip(answers) {
+                    let new = batches[i]
+                        .iter()
+                        .filter(|q| stored.insert((q.symbol, q.ms)))
+                        .count() as u64;
+                    let answer = answer.unwrap();
+                    prop_assert_eq!(answer, new, "batch {} in a group of {}", i, group.len());
+                    inserted += answer;
+                }
                 // Merges interleaved with the writes, as the store's merger runs.
                 if k % 2 == 1 {
                     session.merge_rollups().await.unwrap();
                 }
+                k += 1;
             }
             while session.merge_rollups().await.unwrap() > 0 {}
             let client = session.client();

@@ -9,21 +9,27 @@
 //! target/release/examples/bench_store [--quick]
 //! (the Python peer runs when BENCH_PYTHON names an interpreter with its stack; scripts/bench.sh sets it)
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use quotestream_db::{PostgresConfig, Row, connect_and_migrate};
-use quotestream_testkit::{Durability, PostgresServer, free_port, http_get, wait_until};
+use quotestream_testkit::{Durability, Guarded, PostgresServer, free_port, http_get, wait_until};
 
 const BATCH: usize = 1000;
 const TICKERS: usize = 500;
 /// 2026-01-20T14:30:15.123Z
 const T0: i64 = 1_768_919_415_123;
-/// Concurrent requests (and database connections) on every side.
+/// Concurrent requests (and, for the direct writer and the COPY limit, database connections)
+/// on every side.
 const CONCURRENCY: usize = 4;
+/// The store's threads, and the Python peer's uvicorn worker processes: one per core.
+const THREADS: usize = 2;
+/// The store's database sessions (`--connections`): fewer than the requests in flight, so
+/// batches that arrive while both are busy share a commit (group commit).
+const STORE_CONNECTIONS: usize = 2;
 
 fn symbol(i: usize) -> String {
     [i / 676 % 26, i / 26 % 26, i % 26]
@@ -208,25 +214,58 @@ fn rows_of(chunk: &[Quote]) -> anyhow::Result<Vec<Row<'_>>> {
         .collect()
 }
 
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_ready(port: u16, child: &mut Child, what: &str) -> anyhow::Result<()> {
+fn wait_ready(port: u16, mut exited: impl FnMut() -> bool, what: &str) -> anyhow::Result<()> {
     let ready = wait_until(Duration::from_secs(60), || {
-        matches!(child.try_wait(), Ok(Some(_)))
-            || http_get(port, "/ready").is_some_and(|(c, _)| c == 200)
+        exited() || http_get(port, "/ready").is_some_and(|(c, _)| c == 200)
     });
-    if !ready || matches!(child.try_wait(), Ok(Some(_))) {
+    if !ready || exited() {
         bail!("{what} did not become ready");
     }
     Ok(())
+}
+
+/// Sum and count of a Prometheus histogram series (`name` with its labels, as exposed).
+fn histogram(metrics: &str, name: &str) -> Option<(f64, f64)> {
+    let value = |suffix: &str| -> Option<f64> {
+        let (base, labels) = name.split_once('{').map_or((name, ""), |(b, l)| (b, l));
+        let series = match labels {
+            "" => format!("{base}{suffix} "),
+            l => format!("{base}{suffix}{{{l} "),
+        };
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((value("_sum")?, value("_count")?))
+}
+
+/// The store's own account of where a batch's time went (its /metrics): mean milliseconds
+/// per batch in each phase, and mean batches per commit.
+fn phases(port: u16) -> anyhow::Result<String> {
+    let (code, metrics) = http_get(port, "/metrics").context("GET /metrics of the store")?;
+    if code != 200 {
+        bail!("the store's /metrics answered {code}");
+    }
+    let mean_ms = |phase: &str| {
+        histogram(
+            &metrics,
+            &format!("quotestore_ingest_phase_seconds{{phase=\"{phase}\"}}"),
+        )
+        .filter(|(_, n)| *n > 0.0)
+        .map_or(f64::NAN, |(sum, n)| sum / n * 1000.0)
+    };
+    let per_group = histogram(&metrics, "quotestore_group_batches")
+        .filter(|(_, n)| *n > 0.0)
+        .map_or(f64::NAN, |(sum, n)| sum / n);
+    Ok(format!(
+        "parse (JSON + contract checks) {:.2} ms, wait (queued for a session) {:.2} ms, write (its group's transaction) {:.2} ms; {per_group:.2} batches per group (one commit each when all rows are new)",
+        mean_ms("parse"),
+        mean_ms("wait"),
+        mean_ms("write"),
+    ))
 }
 
 /// Peak resident set of a process, in MB (VmHWM).
@@ -264,25 +303,28 @@ async fn main() -> anyhow::Result<()> {
         .context("locating the target directory")?
         .join("quotestream-store");
     let port = free_port()?;
-    let mut store = Proc(
-        Command::new(&bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--connections", &CONCURRENCY.to_string()])
-            .env("DATABASE_URL", &dsn)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {} (build it first)", bin.display()))?,
-    );
-    wait_ready(port, &mut store.0, "quotestream-store")?;
+    let logs = tempfile::tempdir()?;
+    let mut command = Command::new(&bin);
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--connections", &STORE_CONNECTIONS.to_string()])
+        .args(["--threads", &THREADS.to_string()])
+        .env("DATABASE_URL", &dsn)
+        .env("RUST_LOG", "warn");
+    if !bin.is_file() {
+        bail!("{} is missing: build it first", bin.display());
+    }
+    let mut store = Guarded::spawn_with_stop(command, &logs.path().join("store.log"), "TERM")?;
+    let store_pid = store.id().context("the store's process id")?;
+    wait_ready(port, || store.exited(), "quotestream-store")?;
     let store_started = Instant::now();
     let store_time = post_all(
         &format!("http://127.0.0.1:{port}/quotes/batch"),
         Arc::clone(&bodies),
     )
     .await?;
-    let rss = peak_rss_mb(store.0.id()).unwrap_or(f64::NAN);
+    let rss = peak_rss_mb(store_pid).unwrap_or(f64::NAN);
+    let phases = phases(port)?;
     // The rollups are current once the merger has emptied the queue.
     let current = wait_until(Duration::from_secs(600), || {
         count(
@@ -321,24 +363,36 @@ async fn main() -> anyhow::Result<()> {
     let dsn = pg.create_database("limit")?;
     let limit_time = copy_limit(&dsn, Arc::clone(&all)).await?;
 
-    // The Python peer.
+    // The Python peer, into the same table as the direct writer's (made by the migrations).
     let peer = match std::env::var("BENCH_PYTHON") {
         Ok(python) => {
             let dsn = pg.create_database("peer")?;
+            connect_and_migrate(&PostgresConfig::new(Some(dsn.clone()), "quotes.real_time")?)
+                .await?;
             let port = free_port()?;
             let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../scripts/bench/store_peer.py");
-            let mut child = Proc(
-                Command::new(python)
-                    .arg(script)
-                    .args(["--port", &port.to_string(), "--database-url", &dsn])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .spawn()?,
-            );
-            wait_ready(port, &mut child.0, "the Python peer")?;
+            let mut command = Command::new(python);
+            command
+                .arg(script)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--workers",
+                    &THREADS.to_string(),
+                ])
+                .env("STORE_PEER_DATABASE_URL", &dsn);
+            // uvicorn with worker processes: SIGTERM makes it stop them.
+            let mut child =
+                Guarded::spawn_with_stop(command, &logs.path().join("store_peer.log"), "TERM")?;
+            wait_ready(port, || child.exited(), "the Python peer")?;
             let subset = Arc::new(bodies[..peer_total / BATCH].to_vec());
             let t = post_all(&format!("http://127.0.0.1:{port}/quotes/batch"), subset).await?;
+            drop(child);
+            let stored = count(&pg, "peer", "SELECT count(*) FROM quotes.real_time")?;
+            if stored != peer_total as u64 {
+                bail!("the Python peer stored {stored} rows, not {peer_total}");
+            }
             Some(peer_total as f64 / t.as_secs_f64())
         }
         Err(_) => None,
@@ -348,8 +402,13 @@ async fn main() -> anyhow::Result<()> {
     let store_rate = rate(total, store_time);
     let direct_rate = rate(total, direct_time);
     let limit_rate = rate(total, limit_time);
+    let settings = pg.psql(
+        "postgres",
+        "SELECT string_agg(name || '=' || setting || COALESCE(unit, ''), ', ' ORDER BY name) FROM pg_settings \
+         WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers', 'max_wal_size', 'commit_delay')",
+    )?;
     println!(
-        "{total} quotes over {TICKERS} tickers in batches of {BATCH}, {CONCURRENCY} requests (connections) in flight; PostgreSQL {} with fsync on, on this machine. Source: store/examples/bench_store.rs.\n",
+        "{total} quotes over {TICKERS} tickers in batches of {BATCH}, {CONCURRENCY} requests in flight on every side; the store with {THREADS} threads and {STORE_CONNECTIONS} database connections (group commit), the direct writer and the COPY limit with {CONCURRENCY} connections, the Python peer with {THREADS} uvicorn workers. One PostgreSQL {} server on this machine for all of them, its settings untouched by every contender ({settings}). Source: store/examples/bench_store.rs.\n",
         pg.psql("postgres", "SHOW server_version")?
     );
     println!("| path | quotes/s | vs store |");
@@ -384,7 +443,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Store vs the direct writer: {:.2}× (target ≥ 0.7×); vs the machine's COPY limit: {:.2}×. Store vs the Python peer: {}. Store peak RSS (VmHWM) during the run: {rss:.1} MB (target < 30 MB).",
+        "Store vs the direct writer: {:.2}× (target ≥ 0.7×); vs the machine's COPY limit: {:.2}×. Store vs the Python peer: {}. Store peak RSS (VmHWM) during the run: {rss:.1} MB (target < 30 MB). The store's phases per batch (its /metrics): {phases}.",
         store_rate / direct_rate,
         store_rate / limit_rate,
         peer.map_or_else(

@@ -11,10 +11,17 @@
 //! - `quotestore_idempotent_replays_total`: batches answered from the Idempotency-Key cache
 //! - `quotestore_rollup_merged_rows_total`: inserted rows folded into the rollups (it trails
 //!   `quotestore_ingest_rows_total{result="inserted"}` by the merger's lag)
+//! - `quotestore_ingest_phase_seconds{phase}`: where a batch's time goes — `parse` (JSON and
+//!   the contract's checks), `wait` (queued until a leader takes it), `write` (the
+//!   transaction of its group, COPY to commit)
+//! - `quotestore_group_batches`: batches written together by one leader (group commit: more
+//!   than one while every session is busy; one transaction when all their rows are new)
 
 use std::time::Instant;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Every metric of the store, registered once.
 #[derive(Debug, Clone)]
@@ -27,7 +34,14 @@ pub struct Metrics {
     pub db_errors: IntCounterVec,
     pub replays: IntCounter,
     pub rollup_rows: IntCounter,
+    pub phase: HistogramVec,
+    pub group_batches: Histogram,
 }
+
+/// Phases of `quotestore_ingest_phase_seconds`.
+pub const PARSE: &str = "parse";
+pub const WAIT: &str = "wait";
+pub const WRITE: &str = "write";
 
 /// Labels of `quotestore_rejected_batches_total` besides the contract rules.
 pub const JSON: &str = "json";
@@ -78,6 +92,28 @@ impl Metrics {
             "quotestore_rollup_merged_rows_total",
             "Inserted rows folded into the rollups by the merger",
         )?;
+        let phase = HistogramVec::new(
+            HistogramOpts::new(
+                "quotestore_ingest_phase_seconds",
+                "Time of one accepted batch in each phase: parse (JSON and contract checks), wait (queued until a leader takes it), write (its group's transaction)",
+            )
+            .buckets(vec![
+                0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+            ]),
+            &["phase"],
+        )?;
+        let group_batches = Histogram::with_opts(
+            HistogramOpts::new(
+                "quotestore_group_batches",
+                "Batches written together by one leader (group commit): one transaction when all their rows are new, else one each",
+            )
+            .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0]),
+        )?;
+        registry.register(Box::new(phase.clone()))?;
+        registry.register(Box::new(group_batches.clone()))?;
+        for p in [PARSE, WAIT, WRITE] {
+            phase.with_label_values(&[p]);
+        }
         registry.register(Box::new(rollup_rows.clone()))?;
         registry.register(Box::new(rows.clone()))?;
         registry.register(Box::new(rows_per_second.clone()))?;
@@ -106,6 +142,8 @@ impl Metrics {
             db_errors,
             replays,
             rollup_rows,
+            phase,
+            group_batches,
         })
     }
 

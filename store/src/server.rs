@@ -252,6 +252,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let pool = Arc::new(Pool::new(config, args.connections, first));
     let ingest = Arc::new(Ingest {
         pool: Arc::clone(&pool),
+        queue: ingest::group::Queue::default(),
         metrics: metrics.clone(),
         cache: ingest::idempotency::IdempotencyCache::default(),
         retry_after: args.retry_after_secs,

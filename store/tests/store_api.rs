@@ -235,6 +235,132 @@ async fn replays_insert_nothing_and_idempotency_keys_name_one_batch() {
     );
 }
 
+/// Group commit (docs/store.md, "Group commit"): with one database session, batches that
+/// arrive while it is busy are written together by the next request that gets it, and each is
+/// answered what its own write would have given — all new (one transaction), or holding a
+/// replay and a row another batch of the group inserts (one transaction per batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_waiting_for_a_session_share_a_commit_and_each_gets_its_own_answer() {
+    let pg = PostgresServer::start().unwrap();
+    let dsn = database(&pg, "groups");
+    let store = Store::start(&dsn, &["--connections", "1"]);
+    let http = client();
+    let (locker, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let three = |ticker: &str, from: i64| {
+        (0..3)
+            .map(|i| quote(ticker, T0 + from + i, 100.0, 10 + i as u64))
+            .collect::<Vec<Value>>()
+    };
+    let parsed = || store.metric("quotestore_ingest_phase_seconds_count{phase=\"parse\"}");
+    // Holds the quotes table (the only session's COPY waits on it) while `later` queue up
+    // behind that session in order, then lets go; returns every answer, in order.
+    let round = |first: Vec<Value>, later: Vec<Vec<Value>>| {
+        let (http, locker, store, pg) = (&http, &locker, &store, &pg);
+        async move {
+            locker
+                .batch_execute("BEGIN; LOCK TABLE quotes.real_time IN SHARE ROW EXCLUSIVE MODE")
+                .await
+                .unwrap();
+            let before = parsed();
+            let mut sent = Vec::new();
+            for (k, quotes) in std::iter::once(first).chain(later).enumerate() {
+                let (http, url) = (http.clone(), store.url());
+                sent.push(tokio::spawn(async move {
+                    let r = http
+                        .post(format!("{url}/quotes/batch"))
+                        .header("Content-Type", "application/json")
+                        .body(batch(quotes))
+                        .send()
+                        .await
+                        .unwrap();
+                    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+                }));
+                // The first holds the session (its COPY waits on the lock); each later one is
+                // queued (parsed and checked) before the next is sent, so the order is known.
+                assert!(
+                    wait_until(support::WAIT, || parsed() >= before + k as f64 + 1.0),
+                    "batch {k} was not parsed"
+                );
+                if k == 0 {
+                    assert!(
+                        wait_until(support::WAIT, || count(
+                            pg,
+                            "groups",
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        ) == 1),
+                        "the first batch's COPY did not wait on the lock"
+                    );
+                }
+            }
+            locker.batch_execute("COMMIT").await.unwrap();
+            let mut answers = Vec::new();
+            for s in sent {
+                answers.push(s.await.unwrap());
+            }
+            answers
+        }
+    };
+    let answer = |inserted: u64, duplicates: u64| {
+        (
+            200,
+            json!({"accepted": inserted + duplicates, "inserted": inserted, "duplicates": duplicates}),
+        )
+    };
+
+    // All new: the two queued batches are one group, one transaction.
+    let answers = round(three("AAA", 0), vec![three("BBB", 0), three("CCC", 0)]).await;
+    assert_eq!(answers, vec![answer(3, 0), answer(3, 0), answer(3, 0)]);
+    assert_eq!(store.metric("quotestore_group_batches_count"), 2.0);
+    assert_eq!(store.metric("quotestore_group_batches_sum"), 3.0, "1 + 2");
+
+    // A group holding a replay of a stored batch, and a batch repeating a row of the one
+    // before it in the group: each batch is answered as if written alone, in order.
+    let mut repeats = three("EEE", 100);
+    repeats[0] = three("DDD", 100)[0].clone();
+    let answers = round(
+        three("FFF", 100),
+        vec![
+            three("DDD", 100),
+            three("AAA", 0),
+            repeats,
+            three("GGG", 100),
+        ],
+    )
+    .await;
+    assert_eq!(
+        answers,
+        vec![
+            answer(3, 0),
+            answer(3, 0),
+            answer(0, 3),
+            answer(2, 1),
+            answer(3, 0)
+        ]
+    );
+    assert_eq!(store.metric("quotestore_group_batches_count"), 4.0);
+    assert_eq!(
+        store.metric("quotestore_group_batches_sum"),
+        8.0,
+        "1 + 2 + 1 + 4"
+    );
+    assert_eq!(rows(&pg, "groups"), 20);
+    // The rollups count every stored quote once.
+    assert!(wait_until(support::WAIT, || store
+        .metric("quotestore_rollup_merged_rows_total")
+        >= 20.0));
+    assert_eq!(
+        count(
+            &pg,
+            "groups",
+            "SELECT sum(quotes) FROM quotes.real_time_bars_1m"
+        ),
+        20
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_the_seed_checks() {
     let pg = PostgresServer::start().unwrap();

@@ -7,6 +7,7 @@
 //! answered from the Idempotency-Key cache); failures as in [`error`].
 
 pub mod error;
+pub mod group;
 pub mod idempotency;
 
 use std::hash::{Hash, Hasher};
@@ -18,22 +19,21 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::StreamExt;
-use quotestream_api::batch::{self, BatchBody, CheckedQuote, Invariant};
-use quotestream_db::{Row, Verdict, classify, describe};
+use quotestream_api::batch::{self, BatchBody, Invariant};
 use serde::Serialize;
 
 use crate::metrics::{self, Metrics};
-use crate::pool::{Pool, PoolError};
+use crate::pool::Pool;
 pub use error::ApiError;
+use group::QueuedRow;
 use idempotency::{IdempotencyCache, Seen, Stored};
-
-/// Longest wait for a free database session before answering 503.
-const SESSION_WAIT: Duration = Duration::from_secs(10);
 
 /// What the ingest handler needs.
 #[derive(Debug)]
 pub struct Ingest {
     pub pool: Arc<Pool>,
+    /// Checked batches waiting for a session (group commit).
+    pub queue: group::Queue,
     pub metrics: Metrics,
     pub cache: IdempotencyCache,
     /// Seconds of Retry-After on a 503.
@@ -250,11 +250,17 @@ fn body_digest(body: &[u8]) -> u64 {
 
 /// Parses, checks and stores one body.
 async fn store(ingest: &Ingest, body: &[u8]) -> Result<Stored, ApiError> {
+    let started = Instant::now();
     let parsed: BatchBody = serde_json::from_slice(body).map_err(|e| json_error(body, &e))?;
     let quotes = batch::check_batch(&parsed, jiff::Timestamp::now())?;
-    let rows: Vec<Row<'_>> = quotes.iter().map(row_of).collect();
-    let inserted = write(ingest, &rows).await?;
+    let rows: Vec<QueuedRow> = quotes.iter().map(QueuedRow::of).collect();
+    ingest
+        .metrics
+        .phase
+        .with_label_values(&[metrics::PARSE])
+        .observe(started.elapsed().as_secs_f64());
     let accepted = rows.len() as u64;
+    let inserted = group::write(ingest, rows).await?;
     ingest
         .metrics
         .rows
@@ -266,22 +272,6 @@ async fn store(ingest: &Ingest, body: &[u8]) -> Result<Stored, ApiError> {
         .with_label_values(&["duplicate"])
         .inc_by(accepted.saturating_sub(inserted));
     Ok(Stored { accepted, inserted })
-}
-
-/// A checked quote as a row of the table (the contract carries no bid or ask).
-pub fn row_of<'a>(q: &CheckedQuote<'a>) -> Row<'a> {
-    Row {
-        symbol: q.ticker,
-        timestamp: q.timestamp,
-        price: q.close,
-        volume: q.volume,
-        bid: None,
-        ask: None,
-        open: q.open,
-        high: q.high,
-        low: q.low,
-        source: q.source,
-    }
 }
 
 fn json_error(body: &[u8], e: &serde_json::Error) -> ApiError {
@@ -302,68 +292,4 @@ fn json_error(body: &[u8], e: &serde_json::Error) -> ApiError {
         metrics::JSON,
         format!("the body is not a valid batch: {e}{hint}"),
     )
-}
-
-/// One transaction; a connection-level failure on a pooled session is retried once on a new
-/// session (the pooled one may predate a database restart).
-async fn write(ingest: &Ingest, rows: &[Row<'_>]) -> Result<u64, ApiError> {
-    let mut last = String::new();
-    for _ in 0..2 {
-        let mut pooled = match ingest.pool.get(SESSION_WAIT).await {
-            Ok(p) => p,
-            Err(e) => {
-                ingest
-                    .metrics
-                    .db_errors
-                    .with_label_values(&["unavailable"])
-                    .inc();
-                let why = match &e {
-                    PoolError::Open(open) => open.to_string(),
-                    PoolError::Timeout(_) => e.to_string(),
-                };
-                tracing::warn!(error = %why, "database unavailable; answering 503");
-                return Err(ApiError::unavailable(
-                    format!("the database is unavailable: {why}; retry later"),
-                    ingest.retry_after,
-                ));
-            }
-        };
-        let Some(session) = pooled.session() else {
-            continue;
-        };
-        match session.write(rows).await {
-            Ok(inserted) => return Ok(inserted),
-            Err(e) => {
-                let why = describe(&e);
-                if classify(&e) == Verdict::Reject {
-                    ingest
-                        .metrics
-                        .db_errors
-                        .with_label_values(&["rejected"])
-                        .inc();
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "database",
-                        format!("the database refused the batch: {why}"),
-                    ));
-                }
-                ingest.metrics.db_errors.with_label_values(&["retry"]).inc();
-                tracing::warn!(error = %why, "write failed");
-                if e.as_db_error().is_none() {
-                    pooled.discard();
-                    ingest.pool.clear();
-                    last = why;
-                    continue;
-                }
-                return Err(ApiError::unavailable(
-                    format!("the database failed the write: {why}; retry later"),
-                    ingest.retry_after,
-                ));
-            }
-        }
-    }
-    Err(ApiError::unavailable(
-        format!("the database connection failed: {last}; retry later"),
-        ingest.retry_after,
-    ))
 }

@@ -90,6 +90,11 @@ impl Guarded {
         status
     }
 
+    /// The process id, while it runs (e.g. to read its /proc entries).
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process has exited already (it crashed or refused to start).
     pub fn exited(&mut self) -> bool {
         self.child
