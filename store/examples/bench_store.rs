@@ -281,6 +281,126 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU seconds (user + system) process `pid` has used so far (/proc/PID/stat; the kernel
+/// counts in USER_HZ = 100 ticks per second on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Processes whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<u32>()
+                        .ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Who used the machine's CPU during one side's run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cpu {
+    /// The process under test when it is one (the store).
+    server: f64,
+    /// PostgreSQL sessions of the side's database writing quotes (ingest).
+    ingest: f64,
+    /// The store's rollup merger session.
+    merger: f64,
+    /// Every other PostgreSQL process (WAL writer, checkpointer, other sessions).
+    postgres: f64,
+    /// This harness (the HTTP client; for the direct writer, the writer itself).
+    harness: f64,
+}
+
+/// A snapshot of CPU seconds by process, to subtract from a later one.
+struct CpuProbe {
+    postmaster: u32,
+    server: Option<u32>,
+    database: String,
+    before: std::collections::HashMap<u32, f64>,
+}
+
+impl CpuProbe {
+    fn start(pg: &PostgresServer, database: &str, server: Option<u32>) -> anyhow::Result<Self> {
+        let backend: u32 = pg.psql("postgres", "SELECT pg_backend_pid()")?.parse()?;
+        let stat = std::fs::read_to_string(format!("/proc/{backend}/stat"))?;
+        let postmaster = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .context("the postmaster of a backend")?
+            .parse()?;
+        let mut probe = Self {
+            postmaster,
+            server,
+            database: database.to_owned(),
+            before: Default::default(),
+        };
+        probe.before = probe.now();
+        Ok(probe)
+    }
+
+    fn now(&self) -> std::collections::HashMap<u32, f64> {
+        let mut pids = children(self.postmaster);
+        pids.push(std::process::id());
+        pids.extend(self.server);
+        pids.into_iter()
+            .filter_map(|pid| Some((pid, cpu_seconds(pid)?)))
+            .collect()
+    }
+
+    /// What each part used since [`CpuProbe::start`] (a session opened since counts whole).
+    fn used(&self, pg: &PostgresServer) -> anyhow::Result<Cpu> {
+        let roles = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT string_agg(pid || ':' || CASE WHEN query LIKE 'WITH d AS (DELETE%' THEN 'merger' ELSE 'ingest' END, ' ') \
+                 FROM pg_stat_activity WHERE datname = '{}'",
+                self.database
+            ),
+        )?;
+        let role: std::collections::HashMap<u32, &str> = roles
+            .split_whitespace()
+            .filter_map(|r| {
+                let (pid, role) = r.split_once(':')?;
+                Some((pid.parse().ok()?, role))
+            })
+            .collect();
+        let mut cpu = Cpu::default();
+        for (pid, now) in self.now() {
+            let used = now - self.before.get(&pid).copied().unwrap_or(0.0);
+            let slot = if Some(pid) == self.server {
+                &mut cpu.server
+            } else if pid == std::process::id() {
+                &mut cpu.harness
+            } else {
+                match role.get(&pid) {
+                    Some(&"merger") => &mut cpu.merger,
+                    Some(_) => &mut cpu.ingest,
+                    None => &mut cpu.postgres,
+                }
+            };
+            *slot += used;
+        }
+        Ok(cpu)
+    }
+}
+
 fn count(pg: &PostgresServer, db: &str, sql: &str) -> anyhow::Result<u64> {
     Ok(pg.psql(db, sql)?.parse()?)
 }
@@ -318,11 +438,13 @@ async fn main() -> anyhow::Result<()> {
     let store_pid = store.id().context("the store's process id")?;
     wait_ready(port, || store.exited(), "quotestream-store")?;
     let store_started = Instant::now();
+    let probe = CpuProbe::start(&pg, "store", Some(store_pid))?;
     let store_time = post_all(
         &format!("http://127.0.0.1:{port}/quotes/batch"),
         Arc::clone(&bodies),
     )
     .await?;
+    let store_cpu = probe.used(&pg)?;
     let rss = peak_rss_mb(store_pid).unwrap_or(f64::NAN);
     let phases = phases(port)?;
     // The rollups are current once the merger has emptied the queue.
@@ -359,7 +481,9 @@ async fn main() -> anyhow::Result<()> {
     // The worker's direct writer, same server, same batches and connections.
     let dsn = pg.create_database("direct")?;
     let all = Arc::new(all);
+    let probe = CpuProbe::start(&pg, "direct", None)?;
     let direct_time = direct(&dsn, Arc::clone(&all)).await?;
+    let direct_cpu = probe.used(&pg)?;
     let dsn = pg.create_database("limit")?;
     let limit_time = copy_limit(&dsn, Arc::clone(&all)).await?;
 
@@ -451,5 +575,30 @@ async fn main() -> anyhow::Result<()> {
             |p| format!("{:.1}× (target ≥ 20×)", store_rate / p)
         ),
     );
+    println!();
+    println!(
+        "Where the CPU went (seconds of CPU, from /proc, while the batches were sent; the 2 cores give 2 s per second of wall time):\n"
+    );
+    println!(
+        "| run | wall s | store process | PostgreSQL: writing sessions | PostgreSQL: rollup merger | PostgreSQL: other processes | harness (client / writer) | total CPU ÷ (2 × wall) | CPU per 1000 quotes, ms |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, cpu, wall) in [
+        ("quotestream-store", store_cpu, store_time),
+        ("direct writer", direct_cpu, direct_time),
+    ] {
+        let used = cpu.server + cpu.ingest + cpu.merger + cpu.postgres + cpu.harness;
+        let wall = wall.as_secs_f64();
+        println!(
+            "| {name} | {wall:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            cpu.server,
+            cpu.ingest,
+            cpu.merger,
+            cpu.postgres,
+            cpu.harness,
+            used / (2.0 * wall),
+            used / total as f64 * 1000.0 * 1000.0,
+        );
+    }
     Ok(())
 }
