@@ -22,6 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use quotestream_testkit::storage::Fault;
+use quotestream_testkit::yahoo::YahooServer;
 use quotestream_testkit::{
     Guarded, PostgresServer, RedisServer, StorageReceiver, free_port, http_get, wait_until,
 };
@@ -94,19 +95,9 @@ impl Rig {
     }
 
     fn worker_config(&self) -> Value {
-        // 40 contract tickers: TAA, TAB, ...
-        let tickers: Vec<String> = (0..40u8)
-            .map(|i| {
-                format!(
-                    "T{}{}",
-                    char::from(b'A' + i / 26),
-                    char::from(b'A' + i % 26)
-                )
-            })
-            .collect();
         json!({
             "namespace": "markets", "stream": "shutdown", "shard": 0, "shards": 1,
-            "tickers": tickers, "interval": "100ms", "requestsPerHour": 1000.0,
+            "tickers": tickers(40), "interval": "100ms", "requestsPerHour": 1000.0,
             "source": {"type": "synthetic", "synthetic": {"seed": 11}},
             "sinks": {
                 "redis": {"url": self.redis.url()},
@@ -433,17 +424,9 @@ fn redis_stopped_at_shutdown_every_quote_is_accounted_for() {
     run_scenario(Scenario::RedisStopped, "shutdown_redis");
 }
 
-/// The race the process scenarios cannot reach with the default 200 000-quote queues, run on
-/// the same assembly in this process with a 200-quote queue: storage is down and its queue
-/// full, so at SIGTERM the pipeline is blocked feeding it. At the drain deadline the sink
-/// empties its queue and gives up while the pipeline, given room, queues what it still holds
-/// for a sink that is gone; those quotes used to vanish with the queue.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_at_the_drain_deadline_is_accounted_for() {
-    let storage = StorageReceiver::start().await.unwrap();
-    storage.ledger().record = false;
-    storage.ledger().always = Some(Fault::Status(503, "storage is down"));
-    let tickers: Vec<String> = (0..40u8)
+/// `n` contract tickers: TAA, TAB, ...
+fn tickers(n: u8) -> Vec<String> {
+    (0..n)
         .map(|i| {
             format!(
                 "T{}{}",
@@ -451,62 +434,125 @@ async fn a_full_queue_at_the_drain_deadline_is_accounted_for() {
                 char::from(b'A' + i % 26)
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Runs the worker of `config` in this process with a `queue`-quote storage queue until that
+/// queue is full (storage is down), waits `then`, stops it, and checks the law.
+async fn stop_with_a_full_queue<F: Future<Output = ()>>(
+    config: &Value,
+    queue: usize,
+    iteration: usize,
+    then: impl FnOnce(quotestream_worker::metrics::Metrics) -> F,
+) {
+    let i = iteration;
+    let options = RunOptions {
+        grace: Duration::from_millis(500),
+        queue_quotes: queue,
+        ..RunOptions::default()
+    };
+    let worker = Worker::new(
+        serde_json::from_value(config.clone()).unwrap(),
+        options,
+        None,
+    )
+    .unwrap();
+    let metrics = worker.metrics().clone();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(worker.run(stop.clone()));
+    let queued = || metrics.queued_quotes.with_label_values(&["storage"]).get();
+    let full = async {
+        while queued() < queue as i64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, full).await.unwrap_or_else(|_| {
+        panic!(
+            "iteration {i}: the storage queue never filled ({} queued)",
+            queued()
+        )
+    });
+    tokio::time::timeout(WAIT, then(metrics.clone()))
+        .await
+        .unwrap_or_else(|_| panic!("iteration {i}: timed out before the stop"));
+    stop.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the worker did not stop")
+        .expect("the worker task panicked")
+        .expect("the worker failed");
+    let accounts = Accounts::read(&metrics, &["storage"]);
+    assert!(accounts.balanced(), "iteration {i}: {accounts:?}");
+    let abandoned = metrics.dropped("storage", DropReason::Abandoned).get();
+    assert_eq!(
+        abandoned, 0,
+        "iteration {i}: the sink outlived its deadline"
+    );
+    assert!(
+        metrics.dropped("storage", DropReason::Shutdown).get() >= queue as u64,
+        "iteration {i}: at least the full queue is dropped: {accounts:?}"
+    );
+}
+
+/// A storage receiver answering every request 503.
+async fn storage_down() -> StorageReceiver {
+    let storage = StorageReceiver::start().await.unwrap();
+    storage.ledger().record = false;
+    storage.ledger().always = Some(Fault::Status(503, "storage is down"));
+    storage
+}
+
+/// The race the process scenarios cannot reach with the default 200 000-quote queues, run on
+/// the same assembly in this process with a 200-quote queue: storage is down and its queue
+/// full, so at SIGTERM the pipeline is blocked feeding it. At the drain deadline the sink
+/// empties its queue and gives up while the pipeline, given room, queues what it still holds
+/// for a sink that is gone; those quotes used to vanish with the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_at_the_drain_deadline_is_accounted_for() {
+    let storage = storage_down().await;
     let config = json!({
         "namespace": "markets", "stream": "full", "shard": 0, "shards": 1,
-        "tickers": tickers, "interval": "20ms", "requestsPerHour": 1000.0,
+        "tickers": tickers(40), "interval": "20ms", "requestsPerHour": 1000.0,
         "source": {"type": "synthetic", "synthetic": {"seed": 3}},
         "sinks": {"storage": {"url": storage.url(), "batchSize": 100}},
     });
-    let queue = 200;
     // Cheap (a fraction of a second each) and the race is narrow: without the fix about one
     // run in 30 lost a queue's worth of quotes.
     for i in 0..iterations() * 5 {
-        let options = RunOptions {
-            grace: Duration::from_millis(500),
-            queue_quotes: queue,
-            ..RunOptions::default()
-        };
-        let worker = Worker::new(
-            serde_json::from_value(config.clone()).unwrap(),
-            options,
-            None,
-        )
-        .unwrap();
-        let metrics = worker.metrics().clone();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(worker.run(stop.clone()));
-        let queued = || metrics.queued_quotes.with_label_values(&["storage"]).get();
-        let full = async {
-            while queued() < queue as i64 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(WAIT, full).await.unwrap_or_else(|_| {
-            panic!(
-                "iteration {i}: the storage queue never filled ({} queued)",
-                queued()
-            )
-        });
         // The pipeline and the source are blocked now; let the clock move a little further
         // each iteration so the deadline meets them in different states.
-        tokio::time::sleep(Duration::from_millis(3 * (i % 10) as u64)).await;
-        stop.cancel();
-        tokio::time::timeout(WAIT, task)
-            .await
-            .expect("the worker did not stop")
-            .expect("the worker task panicked")
-            .expect("the worker failed");
-        let accounts = Accounts::read(&metrics, &["storage"]);
-        assert!(accounts.balanced(), "iteration {i}: {accounts:?}");
-        let abandoned = metrics.dropped("storage", DropReason::Abandoned).get();
-        assert_eq!(
-            abandoned, 0,
-            "iteration {i}: the sink outlived its deadline"
-        );
-        assert!(
-            metrics.dropped("storage", DropReason::Shutdown).get() >= queue as u64,
-            "iteration {i}: at least the full queue is dropped: {accounts:?}"
-        );
+        let pause = Duration::from_millis(3 * (i % 10) as u64);
+        stop_with_a_full_queue(&config, 200, i, |_| tokio::time::sleep(pause)).await;
+    }
+}
+
+/// A Yahoo poll cycle cut off by shutdown mid-way: the pipeline is full (storage down), so the
+/// source waits to hand over a chunk when SIGTERM cancels the cycle. That chunk was counted as
+/// fetched although the pipeline never got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yahoo_cycle_cancelled_mid_way_is_accounted_for() {
+    let storage = storage_down().await;
+    let yahoo = YahooServer::start().await.unwrap();
+    let config = json!({
+        "namespace": "markets", "stream": "yahoo", "shard": 0, "shards": 1,
+        // 200 tickers in chunks of 5: 40 requests a cycle.
+        "tickers": tickers(200), "interval": "100ms", "requestsPerHour": 3_600_000.0,
+        "source": {"type": "yahoo", "yahoo": {"baseUrl": yahoo.base_url(), "symbolsPerRequest": 5}},
+        "sinks": {"storage": {"url": storage.url(), "batchSize": 100}},
+    });
+    let yahoo = &yahoo;
+    for i in 0..iterations() {
+        stop_with_a_full_queue(&config, 100, i, |_| async move {
+            // The pipeline is blocked, so the source soon is too: it has fetched a chunk and
+            // waits to hand it over, mid-cycle. Its requests stop then.
+            loop {
+                let requests = yahoo.request_count();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                if yahoo.request_count() == requests {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
