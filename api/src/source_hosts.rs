@@ -158,16 +158,22 @@ impl HostAllowList {
             // it may redirect through (guce, consent) are all Yahoo's own.
             SourceType::Yahoo => &["*.yahoo.com"],
             SourceType::YahooStream => &["streamer.finance.yahoo.com"],
+            // The streams, and the bars API the history backfill reads.
             SourceType::Alpaca => &[
                 "stream.data.alpaca.markets",
                 "stream.data.sandbox.alpaca.markets",
+                "data.alpaca.markets",
+                "data.sandbox.alpaca.markets",
             ],
-            // Massive, and the hosts from before Polygon.io's rename.
+            // Massive, and the hosts from before Polygon.io's rename; api.* serve the
+            // aggregates (bars) the history backfill reads.
             SourceType::Polygon => &[
                 "socket.massive.com",
                 "delayed.massive.com",
                 "socket.polygon.io",
                 "delayed.polygon.io",
+                "api.massive.com",
+                "api.polygon.io",
             ],
             SourceType::Synthetic | SourceType::Replay => &[],
         };
@@ -288,6 +294,14 @@ mod tests {
                 .is_ok()
         );
         assert!(alpaca.check("wss://socket.massive.com/stocks").is_err());
+        // The bars APIs of the history backfill.
+        assert!(
+            alpaca
+                .check("https://data.alpaca.markets/v2/stocks/bars")
+                .is_ok()
+        );
+        assert!(polygon.check("https://api.massive.com/v2/aggs").is_ok());
+        assert!(polygon.check("https://api.polygon.io/v2/aggs").is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ([`resources`]), kept free of API calls so it can be tested as plain functions.
 
 pub mod controller;
+pub mod history;
 pub mod leader;
 pub mod metrics;
 pub mod policy;

@@ -1160,6 +1160,13 @@ fn the_operator_gets_exactly_the_rights_it_needs_cluster_wide() {
         }
         cases.push(("deletecollection", resource, n_default, false));
     }
+    // spec.history: the backfill Jobs, and a failed one's pods for its termination message.
+    for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+        cases.push((verb, "jobs.batch", n_default, true));
+    }
+    cases.push(("update", "jobs.batch", n_default, false));
+    cases.push(("deletecollection", "jobs.batch", n_default, false));
+    cases.push(("create", "cronjobs.batch", n_default, false));
     for resource in ["events", "events.events.k8s.io"] {
         cases.push(("create", resource, n_default, true));
         cases.push(("patch", resource, n_default, true));
@@ -1188,8 +1195,10 @@ fn the_operator_gets_exactly_the_rights_it_needs_cluster_wide() {
         ("list", "secrets", all, false),
         ("watch", "secrets", all, false),
         ("update", "secrets", n_default, false),
-        ("list", "pods", n_default, false),
+        ("list", "pods", n_default, true),
         ("create", "pods", n_default, false),
+        ("delete", "pods", n_default, false),
+        ("create", "pods/exec", n_default, false),
         ("delete", "namespaces", cluster, false),
         (
             "create",
@@ -1327,6 +1336,7 @@ fn with_watch_namespace_the_operator_is_confined_to_it() {
         ("patch", "quotestreams.quotes.opa.io", status, true),
         ("create", "deployments.apps", markets, true),
         ("delete", "configmaps", markets, true),
+        ("create", "jobs.batch", markets, true),
         ("create", "events.events.k8s.io", markets, true),
         // No Secrets, not even in the watched namespace: the operator never reads one.
         ("get", "secrets", markets, true),
@@ -1344,6 +1354,7 @@ fn with_watch_namespace_the_operator_is_confined_to_it() {
         ("get", "quotestreams.quotes.opa.io"),
         ("create", "deployments.apps"),
         ("get", "configmaps"),
+        ("create", "jobs.batch"),
         ("create", "events"),
         ("get", "secrets"),
     ] {

@@ -221,7 +221,7 @@ fn a_source_url_outside_the_vendor_hosts_is_never_deployed() {
     );
     assert_eq!(
         hosts,
-        "socket.massive.com,delayed.massive.com,socket.polygon.io,delayed.polygon.io,loopback"
+        "socket.massive.com,delayed.massive.com,socket.polygon.io,delayed.polygon.io,api.massive.com,api.polygon.io,loopback"
     );
 
     // The stream cannot widen its own list through spec.worker.env.

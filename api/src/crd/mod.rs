@@ -4,6 +4,7 @@
 //! enforce (patterns, bounds, CEL `x-kubernetes-validations`) is declared here, next to the
 //! fields, and lands in `crds/quotestream.yaml` through `quotestream-operator crd`.
 
+mod history;
 mod resolve;
 mod schema;
 mod sinks;
@@ -14,6 +15,10 @@ mod worker;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub use history::{
+    DEPTH_PATTERN, DepthError, HistoryAlpaca, HistoryPolygon, HistorySource, HistorySpec,
+    IntradayHistory, IntradayInterval, MAX_DEPTH_DAYS, depth_days,
+};
 pub use resolve::SpecError;
 pub use sinks::{
     DEFAULT_HEALTH_CHANNEL, DEFAULT_QUOTES_CHANNEL, DEFAULT_TABLE, PostgresSink, RedisFormat,
@@ -23,7 +28,9 @@ pub use source::{
     AlpacaCredentials, AlpacaFeed, AlpacaSource, PolygonSource, RateLimit, ReplayFormat,
     ReplaySource, Source, SourceType, SyntheticSource, YahooSource, YahooStreamSource,
 };
-pub use status::{AssignmentStatus, QuoteStreamStatus, ShardStatus};
+pub use status::{
+    AssignmentStatus, HistoryDone, HistoryFailure, HistoryStatus, QuoteStreamStatus, ShardStatus,
+};
 pub use worker::WorkerTemplate;
 
 /// API group of every quotestream resource and label.
@@ -100,6 +107,12 @@ pub const MAX_SHARDS: i32 = 1024;
         description = "Reason of the Ready condition"
     ),
     printcolumn(
+        name = "History",
+        type_ = "string",
+        json_path = ".status.history.progress",
+        description = "Backfill of spec.history: tickers done, pending, failed"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -111,6 +124,15 @@ pub const MAX_SHARDS: i32 = 1024;
     validation = Rule::new("!has(self.tickers) || has(self.tickersFrom) || self.shards <= size(self.tickers)")
         .message("spec.shards must not exceed the number of tickers in spec.tickers: lower spec.shards or add tickers")
         .field_path(".shards"),
+    validation = Rule::new("!has(self.history) || has(self.sinks.postgres)")
+        .message("spec.history writes bars to the stream's PostgreSQL database: add spec.sinks.postgres.dsnSecretRef, or remove spec.history")
+        .field_path(".history"),
+    validation = Rule::new("!has(self.history) || self.history.source != 'alpaca' || has(self.history.alpaca) || self.source.type == 'alpaca'")
+        .message("spec.history.source alpaca needs credentials: set spec.history.alpaca.credentialsSecretRef (a stream with source.type alpaca lends its own)")
+        .field_path(".history"),
+    validation = Rule::new("!has(self.history) || self.history.source != 'polygon' || has(self.history.polygon) || self.source.type == 'polygon'")
+        .message("spec.history.source polygon needs an API key: set spec.history.polygon.apiKeySecretRef (a stream with source.type polygon lends its own)")
+        .field_path(".history"),
 )]
 // Client-side evaluation of those rules (`QuoteStream::validate_cel`, `QuoteStreamSpec::validate_cel`)
 // is generated for the unit tests only: it needs `kube/cel`, a dev-dependency (see cel_tests.rs).
@@ -147,9 +169,14 @@ pub struct QuoteStreamSpec {
     /// Where quotes go. At least one sink is required.
     pub sinks: Sinks,
 
-    /// Pod settings of the worker Deployments.
+    /// Pod settings of the worker Deployments (and of the history backfill Jobs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerTemplate>,
+
+    /// How much history each ticker should have (daily and intraday bars), backfilled by Jobs
+    /// for the tickers that lack it. Needs spec.sinks.postgres (the bars go to its database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistorySpec>,
 }
 
 /// Where to read a ticker list.

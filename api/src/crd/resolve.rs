@@ -120,6 +120,7 @@ mod tests {
             source: Source::of(SourceType::Synthetic),
             sinks: Sinks::default(),
             worker: None,
+            history: None,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct QuoteStreamStatus {
     /// The current ticker assignment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignment: Option<AssignmentStatus>,
+    /// Progress of the spec.history backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryStatus>,
 }
 
 /// Summary of one shard.
@@ -53,4 +56,74 @@ pub struct AssignmentStatus {
     pub epoch: i64,
     /// Fingerprint of the assignment (hex XXH64, see docs/sharding.md).
     pub hash: String,
+}
+
+/// Progress of `spec.history`: what the backfill Jobs did and do.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryStatus {
+    /// One line for `kubectl get qs` (the History column), e.g. "480/500 done, 2 failed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Tickers whose history is not complete yet and not failed (queued or in a running Job).
+    #[serde(default)]
+    pub pending: i32,
+    /// Of the pending tickers, those in a running Job.
+    #[serde(default)]
+    pub running: i32,
+    /// Tickers with all the history spec.history asks for.
+    #[serde(default)]
+    pub done: i32,
+    /// Tickers whose last backfill failed (see failures; retried an hour later, or at once when
+    /// spec.history changes).
+    #[serde(default)]
+    pub failed: i32,
+    /// The backfill Jobs running now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<String>,
+    /// What is in the database: per bar interval and vendor, the tickers backfilled from a date
+    /// on (up to the day their Job ran; the live stream carries on from there).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed: Vec<HistoryDone>,
+    /// The last failed backfill of each failed ticker, grouped by reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<HistoryFailure>,
+}
+
+/// Tickers whose bars of one interval from one vendor are in the database from `from` on.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryDone {
+    /// Bar interval (1d, or spec.history.intraday.interval).
+    pub interval: String,
+    /// Vendor (spec.history.source).
+    pub source: String,
+    /// First day backfilled (UTC date, YYYY-MM-DD).
+    pub from: String,
+    /// The tickers, sorted.
+    pub tickers: Vec<String>,
+}
+
+/// Tickers whose backfill of one interval failed, and why.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryFailure {
+    /// Bar interval.
+    pub interval: String,
+    /// Vendor.
+    pub source: String,
+    /// First day the failed Job asked for (YYYY-MM-DD).
+    pub from: String,
+    /// Why: the backfill's own words for the ticker (its pod's termination message), else the
+    /// Job's failure condition.
+    pub reason: String,
+    /// When the Job failed (RFC 3339).
+    pub at: String,
+    /// The Job (kubectl logs job/NAME while it is kept, a day).
+    pub job: String,
+    /// The stream's metadata.generation the Job ran for: any spec change retries at once.
+    #[serde(default)]
+    pub generation: i64,
+    /// The tickers, sorted.
+    pub tickers: Vec<String>,
 }

@@ -94,6 +94,9 @@ Role in the watched namespace. Why each rule exists:
 - deployments, configmaps: the shard objects (server-side apply, delete on scale-down) and the
   tickersFrom lists; there is no way to scope RBAC by label, so this covers every ConfigMap in
   the watched namespaces.
+- jobs (batch): the spec.history backfill Jobs: create, watch, patch (the recorded mark),
+  delete (history switched off); no update.
+- pods: list only, to read a failed backfill Job's termination message (by its job-name label).
 - events (core and events.k8s.io): create/patch only, for kubectl describe.
 - no secrets: the operator never reads one (workers get theirs through secretKeyRef).
 */}}
@@ -125,6 +128,14 @@ Role in the watched namespace. Why each rule exists:
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch, create, patch, update, delete]
+# spec.history: the backfill Jobs (created, watched for their outcome, marked recorded,
+# deleted when history is switched off) and, of a failed Job, its pods' termination message.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]

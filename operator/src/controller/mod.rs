@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
@@ -97,6 +98,8 @@ pub async fn run(
     let streams: Api<QuoteStream> = scoped(&client, namespace);
     let deployments: Api<Deployment> = scoped(&client, namespace);
     let config_maps: Api<ConfigMap> = scoped(&client, namespace);
+    // The spec.history backfill Jobs: a finished one is folded into the stream's status.
+    let jobs: Api<Job> = scoped(&client, namespace);
     // Every ConfigMap of the watched namespaces, metadata only (an `Api<PartialObjectMeta<_>>`
     // makes metadata-only requests): the mapper needs the name, and other people's ConfigMaps
     // (up to 1 MiB each) are neither transferred nor held.
@@ -119,7 +122,8 @@ pub async fn run(
     let forgotten = ctx.clone();
     controller
         .owns(deployments, owned.clone())
-        .owns(config_maps, owned)
+        .owns(config_maps, owned.clone())
+        .owns(jobs, owned)
         // A tickersFrom ConfigMap is the user's, not ours: map its changes to the streams naming it.
         .watches(
             foreign_maps,
@@ -325,6 +329,12 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     let all_ready = stream
         .report(qs, ctx, &plan, &deployments, removed, tickers.len())
         .await?;
+    // spec.history: backfill Jobs for the tickers that lack history (`crate::history`).
+    let history =
+        crate::history::reconcile(&ctx.client, qs, &plan, &tickers, &ctx.settings.policy).await?;
+    for note in history.notes {
+        publish(ctx, &stream.reference, note.type_, note.reason, note.text).await;
+    }
     // Readiness changes arrive as Deployment events; a requeue covers missed ones, quickly
     // while a hand-over waits for new shards.
     let requeue = if !released {
@@ -334,7 +344,10 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     } else {
         15
     };
-    Ok(Action::requeue(Duration::from_secs(requeue)))
+    let requeue = Duration::from_secs(requeue);
+    Ok(Action::requeue(
+        history.requeue.map_or(requeue, |h| h.min(requeue)),
+    ))
 }
 
 /// One stream's namespace, the APIs its reconcile uses, and its shards' selector.

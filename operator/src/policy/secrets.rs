@@ -92,7 +92,7 @@ pub struct SecretReference {
 
 /// Every Secret the spec makes the operator put into the worker pods: the source's
 /// credentials, the sinks' URLs, the Redis CA (a mounted file, but read from the Secret all the
-/// same) and `spec.worker.env[*].valueFrom.secretKeyRef`.
+/// same), the history source's credentials and `spec.worker.env[*].valueFrom.secretKeyRef`.
 pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
     let mut refs = Vec::new();
     let mut add = |field: String, secret: &str| {
@@ -127,6 +127,21 @@ pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
             &pg.dsn_secret_ref.name,
         );
     }
+    // The history backfill Jobs' own vendor credentials (when not the live source's).
+    if let Some(h) = &spec.history {
+        if let Some(a) = &h.alpaca {
+            add(
+                "spec.history.alpaca.credentialsSecretRef".into(),
+                &a.credentials_secret_ref.name,
+            );
+        }
+        if let Some(p) = &h.polygon {
+            add(
+                "spec.history.polygon.apiKeySecretRef".into(),
+                &p.api_key_secret_ref.name,
+            );
+        }
+    }
     let env = spec.worker.as_ref().and_then(|w| w.env.as_deref());
     for (i, var) in env.unwrap_or_default().iter().enumerate() {
         if let Some(s) = var
@@ -146,7 +161,10 @@ pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
-    use quotestream_api::crd::{PolygonSource, SourceType, WorkerTemplate};
+    use quotestream_api::crd::{
+        AlpacaCredentials, HistoryAlpaca, HistorySource, HistorySpec, PolygonSource, SourceType,
+        WorkerTemplate,
+    };
 
     use super::*;
     use crate::resources::fixtures::{postgres_sink, secret, source, stream};
@@ -189,6 +207,23 @@ mod tests {
             redis.ca_secret_ref = Some(secret("redis-ca", "ca.crt"));
         }
         s.spec.sinks.postgres = Some(postgres_sink());
+        s.spec.history = Some(HistorySpec {
+            source: HistorySource::Alpaca,
+            daily: Some("2y".into()),
+            intraday: None,
+            base_url: None,
+            alpaca: Some(HistoryAlpaca {
+                credentials_secret_ref: AlpacaCredentials {
+                    name: "alpaca-history".into(),
+                    key_id_key: None,
+                    secret_key_key: None,
+                },
+            }),
+            polygon: None,
+            batch_size: 100,
+            parallelism: 2,
+            resources: None,
+        });
         s.spec.worker = Some(WorkerTemplate {
             env: Some(vec![
                 EnvVar {
@@ -227,6 +262,10 @@ mod tests {
                 (
                     "spec.sinks.postgres.dsnSecretRef".into(),
                     "quotes-db".into()
+                ),
+                (
+                    "spec.history.alpaca.credentialsSecretRef".into(),
+                    "alpaca-history".into()
                 ),
                 (
                     "spec.worker.env[1].valueFrom.secretKeyRef (STORAGE_URL)".into(),

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use quotestream_api::contract::env::*;
 use quotestream_api::contract::{CA_DIR, LISTEN_ADDR, REDIS_CA_FILE_NAME, WORKER_GRACE};
-use quotestream_api::crd::{SecretKeyRef, Sinks, Source, SourceType};
+use quotestream_api::crd::{AlpacaCredentials, SecretKeyRef, Sinks, Source, SourceType};
 use quotestream_api::worker_config::WORKER_CONFIG_PATH;
 
 /// Names `spec.worker.env` may not set: the operator sets (or deliberately leaves unset) them.
@@ -60,14 +60,7 @@ pub fn worker_env(
     match source.kind {
         SourceType::Alpaca => {
             if let Some(creds) = source.alpaca.as_ref().map(|a| &a.credentials_secret_ref) {
-                let key = |k: &Option<String>, default: &str| SecretKeyRef {
-                    name: creds.name.clone(),
-                    key: k.clone().unwrap_or_else(|| default.to_owned()),
-                };
-                let id = key(&creds.key_id_key, ALPACA_KEY_ID);
-                let secret = key(&creds.secret_key_key, ALPACA_SECRET_KEY);
-                env.push(from_secret(ALPACA_KEY_ID, &id));
-                env.push(from_secret(ALPACA_SECRET_KEY, &secret));
+                env.extend(alpaca_env(creds));
             }
         }
         SourceType::Polygon => {
@@ -84,7 +77,21 @@ pub fn worker_env(
     env
 }
 
-fn value(name: &str, value: &str) -> EnvVar {
+/// The Alpaca key pair from its Secret; unset keys default to the vendor's variable names.
+pub(crate) fn alpaca_env(creds: &AlpacaCredentials) -> [EnvVar; 2] {
+    let key = |k: &Option<String>, default: &str| SecretKeyRef {
+        name: creds.name.clone(),
+        key: k.clone().unwrap_or_else(|| default.to_owned()),
+    };
+    let id = key(&creds.key_id_key, ALPACA_KEY_ID);
+    let secret = key(&creds.secret_key_key, ALPACA_SECRET_KEY);
+    [
+        from_secret(ALPACA_KEY_ID, &id),
+        from_secret(ALPACA_SECRET_KEY, &secret),
+    ]
+}
+
+pub(crate) fn value(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.to_owned()),
@@ -94,7 +101,7 @@ fn value(name: &str, value: &str) -> EnvVar {
 
 /// A required Secret key: a missing Secret keeps the pod from starting with an event that
 /// names it, instead of a worker that runs without its credentials.
-fn from_secret(name: &str, secret: &SecretKeyRef) -> EnvVar {
+pub(crate) fn from_secret(name: &str, secret: &SecretKeyRef) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: None,

@@ -72,6 +72,7 @@ pub fn stream(name: &str, shards: i32) -> QuoteStream {
             source: source(SourceType::Synthetic),
             sinks: redis_sinks(),
             worker: None,
+            history: None,
         },
     );
     s.metadata.namespace = Some("markets".into());

@@ -107,6 +107,8 @@ pub enum PlanError {
         label: String,
         exists: bool,
     },
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
     #[error("shard {shard}: the worker configuration cannot be serialised: {source}")]
     Serialize {
         shard: u32,
@@ -135,6 +137,7 @@ impl PlanError {
             Self::ImageNotAllowed { .. } => "ImageNotAllowed",
             Self::SourceHostNotAllowed { .. } => "SourceHostNotAllowed",
             Self::SecretNotAllowed { .. } => "SecretNotAllowed",
+            Self::History(_) => "InvalidHistory",
             Self::Serialize { .. } => "InternalError",
         }
     }
@@ -213,6 +216,7 @@ impl StreamPlan {
         check_env(&worker)?;
         check_image(&worker, &settings.policy)?;
         let source_hosts = check_source_hosts(&spec.source, &settings.policy)?;
+        crate::history::check(spec, &settings.policy)?;
 
         let assignment = match previous {
             Some(prev) => rebalance(prev, tickers, shards),
@@ -405,21 +409,33 @@ fn check_source_hosts(source: &Source, policy: &Policy) -> Result<Option<String>
     let kind = source.kind;
     let allowed = policy.source_hosts.for_type(kind);
     for (field, url) in source_urls(source) {
-        allowed
-            .check(url)
-            .map_err(|refused| PlanError::SourceHostNotAllowed {
-                field,
-                url: quotestream_runtime::redact_url(url),
-                kind: kind.name(),
-                credentials: match kind {
-                    SourceType::Alpaca | SourceType::Polygon => " and send it the API key",
-                    _ => "",
-                },
-                refused: refused.to_string(),
-            })?;
+        check_host(policy, kind, field, url)?;
     }
     let reaches_a_host = !matches!(kind, SourceType::Synthetic | SourceType::Replay);
     Ok(reaches_a_host.then(|| allowed.to_string()))
+}
+
+/// `url` (set in `field`) must name a host the admin allows for sources of `kind`.
+pub(crate) fn check_host(
+    policy: &Policy,
+    kind: SourceType,
+    field: &'static str,
+    url: &str,
+) -> Result<(), PlanError> {
+    policy
+        .source_hosts
+        .for_type(kind)
+        .check(url)
+        .map_err(|refused| PlanError::SourceHostNotAllowed {
+            field,
+            url: quotestream_runtime::redact_url(url),
+            kind: kind.name(),
+            credentials: match kind {
+                SourceType::Alpaca | SourceType::Polygon => " and send it the API key",
+                _ => "",
+            },
+            refused: refused.to_string(),
+        })
 }
 
 fn check_env(worker: &WorkerTemplate) -> Result<(), PlanError> {

@@ -172,7 +172,7 @@ fn seccomp() -> SeccompProfile {
 }
 
 /// The restricted Pod Security Standard, at pod level.
-fn pod_security() -> PodSecurityContext {
+pub(crate) fn pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(WORKER_UID),
@@ -183,7 +183,7 @@ fn pod_security() -> PodSecurityContext {
 }
 
 /// The restricted Pod Security Standard, at container level (the worker writes no files).
-fn container_security() -> SecurityContext {
+pub(crate) fn container_security() -> SecurityContext {
     SecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(WORKER_UID),

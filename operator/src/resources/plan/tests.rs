@@ -315,7 +315,7 @@ fn a_source_url_outside_the_host_list_is_refused_naming_the_field() {
     assert_eq!(
         p.source_hosts.as_deref(),
         Some(
-            "socket.massive.com,delayed.massive.com,socket.polygon.io,delayed.polygon.io,loopback"
+            "socket.massive.com,delayed.massive.com,socket.polygon.io,delayed.polygon.io,api.massive.com,api.polygon.io,loopback"
         )
     );
     // A source that reaches no host gets no list.
