@@ -9,6 +9,7 @@ pub mod batch;
 pub mod contract;
 pub mod crd;
 pub mod duration;
+pub mod market;
 pub mod sharding;
 pub mod source_hosts;
 pub mod ticker;

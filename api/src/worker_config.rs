@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crd::{Sinks, Source};
+use crate::crd::{Schedule, Sinks, Source};
 
 /// The ConfigMap key holding the worker configuration.
 pub const WORKER_CONFIG_KEY: &str = "worker.json";
@@ -35,6 +35,9 @@ pub struct WorkerConfig {
     pub source: Source,
     /// The sink settings, copied from the QuoteStream.
     pub sinks: Sinks,
+    /// Trading hours, copied from the QuoteStream: the source runs only inside them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     /// The assignment epoch this list belongs to.
     #[serde(default)]
     pub epoch: i64,

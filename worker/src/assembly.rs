@@ -23,6 +23,7 @@ use crate::sinks::redis::{RedisConfig, RedisSink};
 use crate::sinks::storage::{StorageConfig, StorageSink};
 use crate::sinks::{Sink, SinkContext, SinkError};
 use crate::sources::alpaca::AlpacaConfig;
+use crate::sources::market_hours::{self, Clock};
 use crate::sources::polygon::PolygonConfig;
 use crate::sources::replay::ReplayConfig;
 use crate::sources::synthetic::SyntheticConfig;
@@ -52,6 +53,8 @@ pub struct RunOptions {
     pub max_clock_skew: Duration,
     /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
     pub queue_quotes: usize,
+    /// The clock of the trading-hours schedule (`--schedule-clock`; the system clock by default).
+    pub clock: Clock,
     /// Secrets and overrides from the environment (`quotestream_api::contract::env::WORKER_READS`:
     /// `REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`, the Alpaca credentials, `POLYGON_API_KEY`,
     /// `QUOTESTREAM_REPLAY_FILE`).
@@ -64,6 +67,7 @@ impl Default for RunOptions {
             grace: Duration::from_secs(25),
             max_clock_skew: Duration::from_secs(5),
             queue_quotes: 200_000,
+            clock: Clock::default(),
             env: HashMap::new(),
         }
     }
@@ -271,7 +275,7 @@ impl Worker {
                 config.requests_per_hour
             )));
         }
-        let source = build_source(&config, &options)?;
+        let source = build_source(&config, &options.env)?;
         let mut sinks = Vec::new();
         if let Some(view) = console {
             sinks.push(AnySink::Console(ConsoleSink::new(view)));
@@ -387,7 +391,27 @@ impl Worker {
             rate_limit,
             shutdown: source_stop.clone(),
         };
-        let mut source_task = tokio::spawn(source.run(ctx));
+        let mut source_task = match config.schedule.clone() {
+            None => {
+                metrics.market_window_open.set(1);
+                tokio::spawn(source.run(ctx))
+            }
+            Some(schedule) => {
+                // The first window runs the source built (and checked) at start; each later
+                // window builds it anew, so a streaming source reconnects at the open.
+                let (settings, env) = (config.clone(), options.env.clone());
+                let mut built = Some(source);
+                let build = move || match built.take() {
+                    Some(source) => Ok(source),
+                    None => build_source(&settings, &env)
+                        .map_err(|e| SourceError::Config(e.to_string())),
+                };
+                let clock = options.clock;
+                tokio::spawn(async move {
+                    market_hours::run_in_windows(&schedule, clock, build, ctx).await
+                })
+            }
+        };
         health.set_ready(true);
         tracing::info!(stream = %config.stream, shard = config.shard, tickers = tickers.borrow().len(), source = ?config.source.kind, "worker running");
 
@@ -524,7 +548,10 @@ fn rate_limiter(config: &WorkerConfig) -> RateLimiter {
 }
 
 /// The source `spec.source.type` names, from the table.
-fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource, WorkerError> {
+fn build_source(
+    config: &WorkerConfig,
+    env: &HashMap<String, String>,
+) -> Result<AnySource, WorkerError> {
     let kind = config.source.kind.name();
     let (_, build) = SOURCES
         .iter()
@@ -532,7 +559,7 @@ fn build_source(config: &WorkerConfig, options: &RunOptions) -> Result<AnySource
         .ok_or_else(|| {
             WorkerError::Config(format!("source.type {kind}: this worker cannot run it"))
         })?;
-    Ok(build(&config.source, &options.env)?)
+    Ok(build(&config.source, env)?)
 }
 
 #[cfg(test)]

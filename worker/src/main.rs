@@ -12,6 +12,7 @@ use quotestream_api::contract;
 use quotestream_worker::assembly::{RunOptions, Worker};
 use quotestream_worker::local::{self, LocalOptions, LocalStream};
 use quotestream_worker::quote::{validate, wire};
+use quotestream_worker::sources::market_hours::Clock;
 use quotestream_worker::{bounds, config_file, server};
 
 /// The quotestream worker: streams one shard of a QuoteStream from its source to its sinks.
@@ -61,6 +62,11 @@ enum Command {
         /// How often the configuration file is checked for a new ticker list.
         #[arg(long, default_value = "1s", value_parser = parse_reload_every)]
         reload_every: Duration,
+        /// Run the trading-hours schedule (spec.schedule) as if it were this instant now, an
+        /// RFC 3339 time such as 2026-12-07T14:29:50Z: rehearse an open or a close. The clock
+        /// then runs at the normal pace. Quotes keep their real timestamps.
+        #[arg(long, value_name = "TIME")]
+        schedule_clock: Option<jiff::Timestamp>,
     },
     /// Run the example S&P 500 stream locally: every shard in this process, synthetic quotes,
     /// a live summary; publishes to Redis too when REDIS_URL is set.
@@ -160,10 +166,12 @@ fn main() -> ExitCode {
             grace,
             max_clock_skew,
             reload_every,
+            schedule_clock,
         } => runtime().and_then(|rt| {
             let options = RunOptions {
                 grace,
                 max_clock_skew,
+                clock: schedule_clock.map(Clock::starting_at).unwrap_or_default(),
                 ..RunOptions::default()
             };
             rt.block_on(run(config, listen, options, reload_every))

@@ -106,6 +106,10 @@ pub struct Metrics {
     pub source_vendor_errors: IntCounterVec,
     /// Streaming sources: ticks folded into a later tick of the same ticker (`coalesce`).
     pub source_coalesced: IntCounter,
+    /// 1 while the stream's trading-hours window is open (always 1 without `spec.schedule`).
+    pub market_window_open: IntGauge,
+    /// When the window next opens or closes (Unix seconds; 0 without a schedule).
+    pub market_next_change: IntGauge,
 }
 
 impl Metrics {
@@ -261,6 +265,14 @@ impl Metrics {
             source_coalesced: counter(
                 "streamer_source_coalesced_total",
                 "Ticks folded into a later tick of the same ticker",
+            )?,
+            market_window_open: gauge(
+                "streamer_market_window_open",
+                "1 while the stream's trading-hours window is open (spec.schedule; 1 without one)",
+            )?,
+            market_next_change: gauge(
+                "streamer_market_next_change_timestamp_seconds",
+                "When the trading-hours window next opens or closes (Unix seconds; 0 without spec.schedule)",
             )?,
             registry,
         })

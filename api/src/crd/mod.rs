@@ -6,6 +6,7 @@
 
 mod history;
 mod resolve;
+mod schedule;
 mod schema;
 mod sinks;
 mod source;
@@ -20,6 +21,7 @@ pub use history::{
     IntradayHistory, IntradayInterval, MAX_DEPTH_DAYS, depth_days,
 };
 pub use resolve::SpecError;
+pub use schedule::{ExchangeCalendar, Schedule};
 pub use sinks::{
     DEFAULT_HEALTH_CHANNEL, DEFAULT_QUOTES_CHANNEL, DEFAULT_TABLE, PostgresSink, RedisFormat,
     RedisSink, Sinks, StorageSink,
@@ -29,7 +31,8 @@ pub use source::{
     ReplaySource, Source, SourceType, SyntheticSource, YahooSource, YahooStreamSource,
 };
 pub use status::{
-    AssignmentStatus, HistoryDone, HistoryFailure, HistoryStatus, QuoteStreamStatus, ShardStatus,
+    AssignmentStatus, HistoryDone, HistoryFailure, HistoryStatus, MarketStatus, QuoteStreamStatus,
+    ShardStatus,
 };
 pub use worker::WorkerTemplate;
 
@@ -113,6 +116,12 @@ pub const MAX_SHARDS: i32 = 1024;
         description = "Backfill of spec.history: tickers done, pending, failed"
     ),
     printcolumn(
+        name = "Market",
+        type_ = "string",
+        json_path = ".status.market.state",
+        description = "The exchange's session, for a stream with spec.schedule"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -177,6 +186,10 @@ pub struct QuoteStreamSpec {
     /// for the tickers that lack it. Needs spec.sinks.postgres (the bars go to its database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistorySpec>,
+
+    /// Stream only during the exchange's trading hours. Absent: around the clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
 }
 
 /// Where to read a ticker list.

@@ -121,6 +121,7 @@ mod tests {
             sinks: Sinks::default(),
             worker: None,
             history: None,
+            schedule: None,
         }
     }
 

@@ -32,6 +32,43 @@ pub struct QuoteStreamStatus {
     /// Progress of the spec.history backfill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryStatus>,
+    /// The exchange's state, for a stream with spec.schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketStatus>,
+}
+
+/// The trading-hours state of a stream with `spec.schedule`, refreshed at each session bound.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MarketStatus {
+    /// Closed, PreMarket, Open or PostMarket (the exchange's sessions, whatever the stream
+    /// streams).
+    pub state: String,
+    /// Whether the stream's window is open: its sources run. Outside it the shards stay up
+    /// and ready but make no requests.
+    pub streaming: bool,
+    /// When the stream's next window opens (RFC 3339), while it is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_open: Option<String>,
+    /// When the current window closes (RFC 3339), while it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_close: Option<String>,
+}
+
+impl MarketStatus {
+    /// The state of `schedule` at `now`.
+    pub fn at(schedule: &crate::crd::Schedule, now: jiff::Timestamp) -> Self {
+        let window = schedule.window_at(now);
+        Self {
+            state: schedule.market_state(now).as_str().to_owned(),
+            streaming: window.is_some(),
+            next_open: match window {
+                Some(_) => None,
+                None => schedule.next_window(now).map(|w| w.start.to_string()),
+            },
+            next_close: window.map(|w| w.end.to_string()),
+        }
+    }
 }
 
 /// Summary of one shard.

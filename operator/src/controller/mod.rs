@@ -345,9 +345,22 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         15
     };
     let requeue = Duration::from_secs(requeue);
-    Ok(Action::requeue(
-        history.requeue.map_or(requeue, |h| h.min(requeue)),
-    ))
+    // status.market changes at each session bound: come back just after the next one.
+    let requeue = match qs
+        .spec
+        .schedule
+        .as_ref()
+        .and_then(|s| s.next_transition(jiff::Timestamp::now()))
+    {
+        Some(next) => {
+            let until =
+                Duration::try_from(next.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+            requeue.min(until + Duration::from_secs(1))
+        }
+        None => requeue,
+    };
+    let requeue = history.requeue.map_or(requeue, |h| h.min(requeue));
+    Ok(Action::requeue(requeue))
 }
 
 /// One stream's namespace, the APIs its reconcile uses, and its shards' selector.

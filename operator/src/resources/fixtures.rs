@@ -73,6 +73,7 @@ pub fn stream(name: &str, shards: i32) -> QuoteStream {
             sinks: redis_sinks(),
             worker: None,
             history: None,
+            schedule: None,
         },
     );
     s.metadata.namespace = Some("markets".into());

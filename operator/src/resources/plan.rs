@@ -249,6 +249,7 @@ impl StreamPlan {
                     requests_per_hour: share,
                     source: spec.source.clone(),
                     sinks: spec.sinks.clone(),
+                    schedule: spec.schedule.clone(),
                     epoch,
                     fingerprint: assignment.shard_fingerprint(i),
                 };

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use quotestream_api::crd::{AssignmentStatus, ShardStatus};
+use quotestream_api::crd::{AssignmentStatus, MarketStatus, ShardStatus};
 use quotestream_api::{QuoteStream, QuoteStreamStatus};
 
 use super::conditions::{condition, set_condition};
@@ -85,7 +85,7 @@ pub fn planned_status(
         .collect();
     let rolled_out = (0..total).all(|i| at(i).rolled_out);
 
-    let mut status = base(stream);
+    let mut status = base(stream, now);
     let generation = stream.metadata.generation;
     let counted = format!("{ready} of {total} shards ready");
     let (ready_reason, progress, progress_reason) = match (ready == total, rolled_out) {
@@ -152,6 +152,15 @@ pub fn planned_status(
     status
 }
 
+/// `status.market` at `now`, from `spec.schedule` (None without one).
+pub fn market_status(stream: &QuoteStream, now: jiff::Timestamp) -> Option<MarketStatus> {
+    stream
+        .spec
+        .schedule
+        .as_ref()
+        .map(|schedule| MarketStatus::at(schedule, now))
+}
+
 /// The status when the spec cannot be planned. The workers keep streaming the last good
 /// configuration, so the shard summary and assignment stay; the error's reason shows in
 /// `kubectl get qs` (the Status column is the Ready reason).
@@ -161,7 +170,7 @@ pub fn failed_status(
     observed: &[ShardObservation],
     now: &Time,
 ) -> QuoteStreamStatus {
-    let mut status = base(stream);
+    let mut status = base(stream, now);
     for s in &mut status.shards {
         let i = usize::try_from(s.index).unwrap_or(usize::MAX);
         s.ready = observed.get(i).is_some_and(|o| o.ready);
@@ -190,10 +199,11 @@ pub fn failed_status(
 }
 
 /// The previous status with this generation and the stream's pod selector.
-fn base(stream: &QuoteStream) -> QuoteStreamStatus {
+fn base(stream: &QuoteStream, now: &Time) -> QuoteStreamStatus {
     let mut status = stream.status.clone().unwrap_or_default();
     status.observed_generation = stream.metadata.generation;
     status.selector = Some(stream.selector());
+    status.market = market_status(stream, now.0);
     status
 }
 

@@ -169,6 +169,7 @@ pub fn plan(
             requests_per_hour: per_hour,
             source: spec.source.clone(),
             sinks: spec.sinks.clone(),
+            schedule: spec.schedule.clone(),
             epoch: 1,
             fingerprint: assignment.shard_fingerprint(i),
         })

@@ -6,6 +6,7 @@
 
 pub mod alpaca;
 pub mod hosts;
+pub mod market_hours;
 pub mod polygon;
 pub mod replay;
 pub mod synthetic;

@@ -2,22 +2,13 @@
 //! time included. The one rule for every source that keeps per-day state (the streaming
 //! vendors' books reset volume, open, high and low when a new trading day begins).
 
-use std::sync::LazyLock;
-
 use jiff::Timestamp;
 use jiff::civil::Date;
-use jiff::tz::{self, TimeZone};
-
-/// New York. The workspace bundles the time-zone database (`tzdb-bundle-always`), so the
-/// lookup cannot fail in practice; should it, the fixed UTC−5 (EST) still puts every session
-/// time (04:00–20:00 Eastern) on its Eastern date.
-static NEW_YORK: LazyLock<TimeZone> = LazyLock::new(|| {
-    TimeZone::get("America/New_York").unwrap_or_else(|_| TimeZone::fixed(tz::offset(-5)))
-});
+use quotestream_api::market::new_york;
 
 /// The trading day of `time` (uncached; see [`TradingDays`] for the per-event path).
 pub fn trading_day(time: Timestamp) -> Date {
-    time.to_zoned(NEW_YORK.clone()).date()
+    quotestream_api::market::date_of(time)
 }
 
 /// [`trading_day`] with the current day's span cached: nearly every event falls into the same
@@ -44,7 +35,7 @@ impl TradingDays {
         {
             return span.date;
         }
-        let zoned = time.to_zoned(NEW_YORK.clone());
+        let zoned = time.to_zoned(new_york().clone());
         let span = zoned.start_of_day().ok().and_then(|start| {
             let end = zoned.tomorrow().ok()?.start_of_day().ok()?;
             Some(Span {

@@ -205,3 +205,40 @@ fn observes_deployment_readiness_and_rollout() {
     let o = observe(Some(&d));
     assert!(o.stalled && !o.ready);
 }
+
+#[test]
+fn a_scheduled_stream_shows_the_market_and_the_next_bound() {
+    let mut s = stream("nyse", 1);
+    let p = plan(&s, &tickers(&["AAPL", "MSFT"]));
+    let without = planned_status(&s, &p, &ready(1, 1), &at(100));
+    assert_eq!(without.market, None, "no schedule, no market status");
+
+    s.spec.schedule = Some(quotestream_api::crd::Schedule::nyse_regular());
+    let time = |t: &str| Time(t.parse::<Timestamp>().unwrap());
+    // Sunday 2026-12-06: closed, Monday's open next.
+    let sunday = planned_status(&s, &p, &ready(1, 1), &time("2026-12-06T15:00:00Z"));
+    let market = sunday.market.unwrap();
+    assert_eq!((market.state.as_str(), market.streaming), ("Closed", false));
+    assert_eq!(market.next_open.as_deref(), Some("2026-12-07T14:30:00Z"));
+    assert_eq!(market.next_close, None);
+    // Monday in the session.
+    let monday = planned_status(&s, &p, &ready(1, 1), &time("2026-12-07T15:00:00Z"));
+    let market = monday.market.unwrap();
+    assert_eq!((market.state.as_str(), market.streaming), ("Open", true));
+    assert_eq!(market.next_close.as_deref(), Some("2026-12-07T21:00:00Z"));
+    // Pre-market: the exchange's session, though this stream does not stream it.
+    let early = planned_status(&s, &p, &ready(1, 1), &time("2026-12-07T12:00:00Z"));
+    let market = early.market.unwrap();
+    assert_eq!(
+        (market.state.as_str(), market.streaming),
+        ("PreMarket", false)
+    );
+    // A spec error keeps the market current too.
+    let failed = failed_status(
+        &s,
+        &PlanError::from(SpecError::NoTickers),
+        &[],
+        &time("2026-12-07T15:00:00Z"),
+    );
+    assert_eq!(failed.market.unwrap().state, "Open");
+}

@@ -4,8 +4,7 @@ mod config;
 mod market;
 
 use jiff::Timestamp;
-use jiff::civil::Weekday;
-use jiff::tz::TimeZone;
+use quotestream_api::crd::Schedule;
 use tokio::time::MissedTickBehavior;
 
 pub use config::SyntheticConfig;
@@ -30,8 +29,6 @@ impl SyntheticSource {
 impl Source for SyntheticSource {
     async fn run(self, mut ctx: SourceContext) -> Result<(), SourceError> {
         let mut market = Market::new(self.config.seed, self.config.volatility);
-        let new_york = TimeZone::get("America/New_York")
-            .map_err(|e| SourceError::Config(format!("time zone America/New_York: {e}")))?;
         let mut ticks = tokio::time::interval(ctx.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
@@ -40,7 +37,7 @@ impl Source for SyntheticSource {
                 _ = ticks.tick() => {}
             }
             let now = Timestamp::now();
-            if self.config.market_hours && !is_regular_session(now, &new_york) {
+            if self.config.market_hours && !is_regular_session(now) {
                 continue;
             }
             if ctx.tickers.has_changed().unwrap_or(false) {
@@ -59,15 +56,10 @@ impl Source for SyntheticSource {
     }
 }
 
-/// 9:30-16:00 America/New_York, Monday to Friday (holidays are not modelled).
-fn is_regular_session(now: Timestamp, tz: &TimeZone) -> bool {
-    let local = now.to_zoned(tz.clone());
-    let weekday = local.weekday();
-    if matches!(weekday, Weekday::Saturday | Weekday::Sunday) {
-        return false;
-    }
-    let minutes = i32::from(local.hour()) * 60 + i32::from(local.minute());
-    (9 * 60 + 30..16 * 60).contains(&minutes)
+/// The NYSE regular session (09:30–16:00 New York time, holidays and early closes included):
+/// the same calendar as `spec.schedule` ([`quotestream_api::market`]).
+fn is_regular_session(now: Timestamp) -> bool {
+    Schedule::nyse_regular().window_at(now).is_some()
 }
 
 #[cfg(test)]
@@ -76,12 +68,19 @@ mod tests {
 
     #[test]
     fn regular_session_is_new_york_time() {
-        let tz = TimeZone::get("America/New_York").unwrap();
-        let open: Timestamp = "2026-01-20T14:30:00Z".parse().unwrap(); // 9:30 EST, a Tuesday
-        assert!(is_regular_session(open, &tz));
-        let before: Timestamp = "2026-01-20T14:29:00Z".parse().unwrap();
-        assert!(!is_regular_session(before, &tz));
-        let saturday: Timestamp = "2026-01-24T16:00:00Z".parse().unwrap();
-        assert!(!is_regular_session(saturday, &tz));
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        assert!(
+            is_regular_session(at("2026-01-20T14:30:00Z")),
+            "9:30 EST, a Tuesday"
+        );
+        assert!(!is_regular_session(at("2026-01-20T14:29:00Z")));
+        assert!(
+            !is_regular_session(at("2026-01-24T16:00:00Z")),
+            "a Saturday"
+        );
+        assert!(
+            !is_regular_session(at("2026-01-19T16:00:00Z")),
+            "Martin Luther King Jr. Day"
+        );
     }
 }
