@@ -6,7 +6,8 @@ models/quote.py) is followed here step for step, so the peer is neither handicap
 faster than the seed:
 
 - the engine of connection.py: `create_engine(postgresql://…)` — SQLAlchemy's psycopg2
-  dialect, the seed's driver (psycopg2-binary) — with pool_size=10, max_overflow=20,
+  dialect, the seed's driver (psycopg2-binary; named in the URL here, since SQLAlchemy 2.1
+  would pick psycopg 3 for a bare `postgresql://`) — with pool_size=10, max_overflow=20,
   pool_pre_ping=True; a Session from `sessionmaker(autocommit=False, autoflush=False)` per
   request;
 - the model of models/quote.py (`RealTimeQuote`, NUMERIC(10, 2) prices, BigInteger volume,
@@ -153,7 +154,9 @@ class Batch(BaseModel):
 
 
 # connection.py: the seed's engine and session factory, one per worker process.
-URL = os.environ.get("STORE_PEER_DATABASE_URL", "").replace("postgres://", "postgresql://", 1)
+# The seed's `postgresql://` URL meant psycopg2 under SQLAlchemy 2.0, the only driver it installs;
+# SQLAlchemy 2.1 maps that URL to psycopg 3 instead, so the driver is named.
+URL = os.environ.get("STORE_PEER_DATABASE_URL", "").replace("postgres://", "postgresql+psycopg2://", 1)
 engine = create_engine(URL, pool_size=10, max_overflow=20, pool_pre_ping=True, echo=False) if URL else None
 sessions = sessionmaker(bind=engine, autocommit=False, autoflush=False)
 app = FastAPI()
