@@ -27,8 +27,9 @@ const T0: i64 = 1_768_919_415_123;
 const CONCURRENCY: usize = 4;
 /// The store's threads, and the Python peer's uvicorn worker processes: one per core.
 const THREADS: usize = 2;
-/// The store's database sessions (`--connections`): fewer than the requests in flight, so
-/// batches that arrive while both are busy share a commit (group commit).
+/// The store's database sessions (`--connections`; BENCH_STORE_CONNECTIONS overrides): fewer
+/// than the requests in flight, so batches that arrive while both are busy share a commit
+/// (group commit).
 const STORE_CONNECTIONS: usize = 2;
 
 fn symbol(i: usize) -> String {
@@ -123,7 +124,10 @@ async fn post_all(url: &str, bodies: Arc<Vec<String>>) -> anyhow::Result<Duratio
 }
 
 /// The worker's writer: `PgSession::write` of 1000-row batches on [`CONCURRENCY`] sessions.
-async fn direct(dsn: &str, quotes: Arc<Vec<Quote>>) -> anyhow::Result<Duration> {
+async fn direct(
+    dsn: &str,
+    quotes: Arc<Vec<Quote>>,
+) -> anyhow::Result<(Duration, Vec<quotestream_db::PgSession>)> {
     let config = PostgresConfig::new(Some(dsn.to_owned()), "quotes.real_time")?;
     let mut sessions = Vec::new();
     for _ in 0..CONCURRENCY {
@@ -139,17 +143,19 @@ async fn direct(dsn: &str, quotes: Arc<Vec<Quote>>) -> anyhow::Result<Duration> 
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= batches {
-                    return Ok::<(), anyhow::Error>(());
+                    return Ok::<_, anyhow::Error>(session);
                 }
                 let rows = rows_of(&quotes[i * BATCH..((i + 1) * BATCH).min(quotes.len())])?;
                 session.write(&rows).await?;
             }
         }));
     }
+    let mut open = Vec::new();
     for t in tasks {
-        t.await??;
+        open.push(t.await??);
     }
-    Ok(started.elapsed())
+    // The sessions stay open for the caller to read their backends' CPU.
+    Ok((started.elapsed(), open))
 }
 
 /// The machine's limit for these rows: one binary COPY per batch straight into the same
@@ -408,6 +414,12 @@ fn count(pg: &PostgresServer, db: &str, sql: &str) -> anyhow::Result<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    let store_connections: usize = match std::env::var("BENCH_STORE_CONNECTIONS") {
+        Ok(n) => n
+            .parse()
+            .context("BENCH_STORE_CONNECTIONS must be a number")?,
+        Err(_) => STORE_CONNECTIONS,
+    };
     let total = if quick { 10_000 } else { 300_000 };
     let peer_total = if quick { 2_000 } else { 30_000 };
     let pg = PostgresServer::start_with(Durability::Default)?;
@@ -427,7 +439,7 @@ async fn main() -> anyhow::Result<()> {
     let mut command = Command::new(&bin);
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--connections", &STORE_CONNECTIONS.to_string()])
+        .args(["--connections", &store_connections.to_string()])
         .args(["--threads", &THREADS.to_string()])
         .env("DATABASE_URL", &dsn)
         .env("RUST_LOG", "warn");
@@ -482,8 +494,9 @@ async fn main() -> anyhow::Result<()> {
     let dsn = pg.create_database("direct")?;
     let all = Arc::new(all);
     let probe = CpuProbe::start(&pg, "direct", None)?;
-    let direct_time = direct(&dsn, Arc::clone(&all)).await?;
+    let (direct_time, sessions) = direct(&dsn, Arc::clone(&all)).await?;
     let direct_cpu = probe.used(&pg)?;
+    drop(sessions);
     let dsn = pg.create_database("limit")?;
     let limit_time = copy_limit(&dsn, Arc::clone(&all)).await?;
 
@@ -532,7 +545,7 @@ async fn main() -> anyhow::Result<()> {
          WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'shared_buffers', 'max_wal_size', 'commit_delay')",
     )?;
     println!(
-        "{total} quotes over {TICKERS} tickers in batches of {BATCH}, {CONCURRENCY} requests in flight on every side; the store with {THREADS} threads and {STORE_CONNECTIONS} database connections (group commit), the direct writer and the COPY limit with {CONCURRENCY} connections, the Python peer with {THREADS} uvicorn workers. One PostgreSQL {} server on this machine for all of them, its settings untouched by every contender ({settings}). Source: store/examples/bench_store.rs.\n",
+        "{total} quotes over {TICKERS} tickers in batches of {BATCH}, {CONCURRENCY} requests in flight on every side; the store with {THREADS} threads and {store_connections} database connections (group commit), the direct writer and the COPY limit with {CONCURRENCY} connections, the Python peer with {THREADS} uvicorn workers. One PostgreSQL {} server on this machine for all of them, its settings untouched by every contender ({settings}). Source: store/examples/bench_store.rs.\n",
         pg.psql("postgres", "SHOW server_version")?
     );
     println!("| path | quotes/s | vs store |");
