@@ -20,6 +20,10 @@ pub mod env {
     /// How far ahead of the node's clock a quote may be dated (`run --max-clock-skew`, default
     /// 5s); set it through `spec.worker.env` for a vendor whose clock runs ahead.
     pub const MAX_CLOCK_SKEW: &str = "QUOTESTREAM_MAX_CLOCK_SKEW";
+    /// Bytes each sink queue may hold (`run --queue-bytes`, a Kubernetes quantity such as
+    /// `16Mi`); overrides worker.json's `queueBytes`, which the operator derives from the pod's
+    /// memory limit.
+    pub const QUEUE_BYTES: &str = "QUOTESTREAM_QUEUE_BYTES";
     /// Overrides the replay recording's path (local runs, tests); the Deployment relies on the
     /// default, `<REPLAY_DIR>/<key>`.
     pub const REPLAY_FILE: &str = "QUOTESTREAM_REPLAY_FILE";

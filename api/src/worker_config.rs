@@ -44,6 +44,34 @@ pub struct WorkerConfig {
     /// Fingerprint of this shard's ticker list.
     #[serde(default)]
     pub fingerprint: String,
+    /// Bytes each sink queue may hold (an estimate of the queued batches' heap size; see
+    /// [`queue_bytes_per_sink`]). The operator derives it from `spec.worker.resources.limits.memory`;
+    /// unset, the worker applies the same rule to a 128 Mi pod. `run --queue-bytes`
+    /// (`QUOTESTREAM_QUEUE_BYTES`) overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_bytes: Option<u64>,
+}
+
+/// The memory limit the worker sizes its queues for when nothing says otherwise: the operator's
+/// default `spec.worker.resources.limits.memory`, 128 Mi.
+pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 128 << 20;
+/// The share of the memory limit the sink queues may take together: a quarter. The rest is the
+/// process itself (runtime, connections, the source's buffers, the batches a sink has in hand:
+/// about 10-15 MiB) and headroom for the allocator, whose footprint exceeds what is live.
+pub const QUEUE_SHARE_OF_LIMIT: u64 = 4;
+/// The smallest per-sink queue budget: below it a queue holds less than two of the replay's
+/// 1000-quote batches.
+pub const MIN_QUEUE_BYTES: u64 = 256 << 10;
+/// The largest: beyond it a typo, not a plan.
+pub const MAX_QUEUE_BYTES: u64 = 64 << 30;
+
+/// The byte budget of each sink queue for a pod whose memory limit is `limit_bytes` and whose
+/// worker runs `sinks` sinks: a quarter of the limit, split evenly across the sinks, within
+/// [`MIN_QUEUE_BYTES`]..=[`MAX_QUEUE_BYTES`]. 128 Mi with Redis + PostgreSQL gives 16 MiB per
+/// sink; with the three sinks, 10.7 MiB.
+pub fn queue_bytes_per_sink(limit_bytes: u64, sinks: usize) -> u64 {
+    let sinks = u64::try_from(sinks.max(1)).unwrap_or(u64::MAX);
+    (limit_bytes / QUEUE_SHARE_OF_LIMIT / sinks).clamp(MIN_QUEUE_BYTES, MAX_QUEUE_BYTES)
 }
 
 impl WorkerConfig {
@@ -105,6 +133,32 @@ mod tests {
             base.extend(changes);
         }
         serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn the_queue_budget_is_a_quarter_of_the_limit_split_across_the_sinks() {
+        const MI: u64 = 1 << 20;
+        assert_eq!(queue_bytes_per_sink(DEFAULT_MEMORY_LIMIT_BYTES, 2), 16 * MI);
+        assert_eq!(queue_bytes_per_sink(DEFAULT_MEMORY_LIMIT_BYTES, 1), 32 * MI);
+        assert_eq!(queue_bytes_per_sink(1 << 30, 4), 64 * MI);
+        assert_eq!(
+            queue_bytes_per_sink(0, 0),
+            MIN_QUEUE_BYTES,
+            "never below the minimum"
+        );
+        assert_eq!(queue_bytes_per_sink(u64::MAX, 1), MAX_QUEUE_BYTES);
+        let json = serde_json::to_value(config(serde_json::json!({}))).unwrap();
+        assert!(
+            json.get("queueBytes").is_none(),
+            "unset stays out of worker.json"
+        );
+        let set = config(serde_json::json!({"queueBytes": 16 * MI}));
+        assert_eq!(set.queue_bytes, Some(16 * MI));
+        assert_eq!(
+            config(serde_json::json!({})).restart_changes(&set),
+            ["queueBytes"],
+            "a new budget needs a new process"
+        );
     }
 
     #[test]

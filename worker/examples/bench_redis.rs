@@ -56,7 +56,7 @@ const T0_MS: i64 = 1_768_919_415_123;
 /// quote's sequence number, which the latency subscriber reads back.
 const VOLUME_BASE: u64 = 40_000_000;
 const CHANNEL: &str = "quotes.realtime";
-/// The runtime's default per-sink queue (`RunOptions::queue_quotes`).
+/// A per-sink queue of 200 000 quotes, the runtime's bound before queues were counted in bytes.
 const QUEUE_QUOTES: usize = 200_000;
 fn rates() -> Vec<usize> {
     pick(vec![1_000, 10_000, 50_000], vec![1_000, 10_000])
@@ -247,9 +247,11 @@ fn sink_config(url: &str) -> anyhow::Result<RedisConfig> {
     .map_err(|e| anyhow::anyhow!("sinks.redis: {e}"))
 }
 
-/// A Redis sink queue exactly as `assembly::Worker::run` builds it (drop-oldest, same labels).
-fn sink_queue(metrics: &Metrics, capacity: usize) -> (QueueSender, QueueReceiver) {
-    queue::for_sink(metrics, "redis", capacity, FullPolicy::DropOldest)
+/// A Redis sink queue exactly as `assembly::Worker::run` builds it (drop-oldest, same labels),
+/// with room for `quotes` quotes.
+fn sink_queue(metrics: &Metrics, quotes: usize) -> (QueueSender, QueueReceiver) {
+    let budget = quotestream_worker::footprint::budget_for_quotes(quotes);
+    queue::for_sink(metrics, "redis", budget, FullPolicy::DropOldest)
 }
 
 fn spawn_sink(
@@ -395,7 +397,9 @@ async fn run_worker(
         config,
         RunOptions {
             env,
-            queue_quotes,
+            queue_bytes: Some(
+                quotestream_worker::footprint::budget_for_quotes(queue_quotes) as u64,
+            ),
             ..RunOptions::default()
         },
         None,
@@ -745,7 +749,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("### Publish throughput\n");
     println!(
-        "{n} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {repeats} interleaved runs. The sink row fills its queue with all {n} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipelines — up to two in flight, the next one encoded meanwhile — metrics). The client row is the redis crate alone with pre-encoded payloads, one pipeline at a time. The worker rows run a whole `assembly::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {n} nothing can be evicted; {QUEUE_QUOTES} is the runtime default. The subscriber drains on its own thread in this process.\n",
+        "{n} contract-004 messages to `{CHANNEL}` (mean {mean_len:.0} bytes; redis-benchmark publishes one real encoded message of {} bytes). One connection, pipelined; median of {repeats} interleaved runs. The sink row fills its queue with all {n} quotes in batches of {BATCH} first, then times `RedisSink::run` until it has confirmed every pipeline (dequeue, JSON encoding, PUBLISH pipelines — up to two in flight, the next one encoded meanwhile — metrics). The client row is the redis crate alone with pre-encoded payloads, one pipeline at a time. The worker rows run a whole `assembly::Worker` (replay source at speed 0 reading an NDJSON file of the same quotes → validation → the sink's drop-oldest queue → sink), timed from the source's first delivery to the last quote confirmed or dropped; quotes/s counts confirmed quotes only. With a queue of {n} nothing can be evicted; {QUEUE_QUOTES} is what the runtime held before its queues were bounded in bytes. The subscriber drains on its own thread in this process.\n",
         payload.len()
     );
     println!(
@@ -817,7 +821,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("### Publish → subscribe latency\n");
     println!(
-        "One `RedisSink` on a runtime-sized queue ({QUEUE_QUOTES} quotes, drop-oldest), one subscriber (redis crate async PubSub on its own thread and runtime). Every millisecond the pacer enqueues the quotes due by then as one batch, stamped `Timestamp::now()`. Latency = subscriber receive `Instant` − enqueue `Instant`, both from the monotonic clock of this process, matched by a sequence number carried in the `volume` field (the wire timestamp has only millisecond precision, so it is not used). Includes queueing, encoding, the pipeline round trip, Redis fan-out and the subscriber's read. {} s per rate after a {} ms warm-up (excluded). Lost = enqueued − received within {} s of quiet.\n",
+        "One `RedisSink` on a queue of {QUEUE_QUOTES} quotes (drop-oldest), one subscriber (redis crate async PubSub on its own thread and runtime). Every millisecond the pacer enqueues the quotes due by then as one batch, stamped `Timestamp::now()`. Latency = subscriber receive `Instant` − enqueue `Instant`, both from the monotonic clock of this process, matched by a sequence number carried in the `volume` field (the wire timestamp has only millisecond precision, so it is not used). Includes queueing, encoding, the pipeline round trip, Redis fan-out and the subscriber's read. {} s per rate after a {} ms warm-up (excluded). Lost = enqueued − received within {} s of quiet.\n",
         phase().as_secs(),
         WARMUP.as_millis(),
         QUIET.as_secs()

@@ -42,7 +42,8 @@ fn sink_config(url: &str, batch_size: usize) -> anyhow::Result<StorageConfig> {
 async fn run_sink(url: &str, batch_size: usize, batches: &[Batch]) -> anyhow::Result<Duration> {
     let total: usize = batches.iter().map(|b| b.len()).sum();
     let metrics = Metrics::new("bench", 0)?;
-    let (tx, rx) = queue::for_sink(&metrics, "storage", total, FullPolicy::Block);
+    let budget = quotestream_worker::footprint::budget_for_quotes(total);
+    let (tx, rx) = queue::for_sink(&metrics, "storage", budget, FullPolicy::Block);
     for b in batches {
         tx.send(b.clone()).await;
     }

@@ -51,8 +51,9 @@ pub struct RunOptions {
     pub grace: Duration,
     /// How far ahead of this node's clock a quote may be dated (`--max-clock-skew`).
     pub max_clock_skew: Duration,
-    /// Quotes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub).
-    pub queue_quotes: usize,
+    /// Bytes each sink queue holds before back-pressure (durable) or eviction (Pub/Sub), when
+    /// set (`run --queue-bytes`); else worker.json's `queueBytes`, else [`default_queue_bytes`].
+    pub queue_bytes: Option<u64>,
     /// The clock of the trading-hours schedule (`--schedule-clock`; the system clock by default).
     pub clock: Clock,
     /// Secrets and overrides from the environment (`quotestream_api::contract::env::WORKER_READS`:
@@ -66,7 +67,7 @@ impl Default for RunOptions {
         Self {
             grace: Duration::from_secs(25),
             max_clock_skew: Duration::from_secs(5),
-            queue_quotes: 200_000,
+            queue_bytes: None,
             clock: Clock::default(),
             env: HashMap::new(),
         }
@@ -251,6 +252,37 @@ pub struct Worker {
     rate_limit: Arc<RateLimiter>,
     source: AnySource,
     sinks: Vec<AnySink>,
+    /// Bytes each sink queue may hold.
+    queue_bytes: usize,
+}
+
+/// The per-sink queue budget of a worker told nothing: the operator's rule
+/// ([`quotestream_api::worker_config::queue_bytes_per_sink`]) for its default 128 Mi pod.
+pub fn default_queue_bytes(sinks: usize) -> u64 {
+    use quotestream_api::worker_config::{DEFAULT_MEMORY_LIMIT_BYTES, queue_bytes_per_sink};
+    queue_bytes_per_sink(DEFAULT_MEMORY_LIMIT_BYTES, sinks)
+}
+
+/// The budget in force: `run --queue-bytes` (already checked by its parser), else worker.json's
+/// `queueBytes` (checked here, so a hand-written file's error names the field), else the
+/// default for `sinks` sinks.
+fn queue_bytes(
+    config: &WorkerConfig,
+    options: &RunOptions,
+    sinks: usize,
+) -> Result<usize, WorkerError> {
+    let bytes = match (options.queue_bytes, config.queue_bytes) {
+        (Some(flag), _) => flag,
+        (None, Some(file)) => crate::bounds::QUEUE_BYTES
+            .check(file)
+            .map_err(|e| WorkerError::Config(format!("queueBytes: {e}")))?,
+        (None, None) => default_queue_bytes(sinks),
+    };
+    usize::try_from(bytes).map_err(|_| {
+        WorkerError::Config(format!(
+            "queueBytes: {bytes} does not fit this machine's address space"
+        ))
+    })
 }
 
 impl Worker {
@@ -288,6 +320,7 @@ impl Worker {
                 "no sink configured: set sinks.redis, sinks.storage or sinks.postgres".into(),
             ));
         }
+        let queue_bytes = queue_bytes(&config, &options, sinks.len())?;
         Ok(Self {
             rate_limit: Arc::new(rate_limiter(&config)),
             config,
@@ -298,6 +331,7 @@ impl Worker {
             tickers,
             source,
             sinks,
+            queue_bytes,
         })
     }
 
@@ -335,6 +369,7 @@ impl Worker {
             rate_limit,
             source,
             sinks,
+            queue_bytes,
         } = self;
         // Shutdown budget, from SIGTERM (docs/worker.md, Reliability): until the drain deadline
         // (60% of the grace period) the pipeline forwards what it holds and the sinks deliver
@@ -358,7 +393,7 @@ impl Worker {
             } else {
                 FullPolicy::DropOldest
             };
-            let (tx, rx) = queue::for_sink(&metrics, name, options.queue_quotes, policy);
+            let (tx, rx) = queue::for_sink(&metrics, name, queue_bytes, policy);
             senders.push((name, tx));
             let ctx = SinkContext {
                 metrics: metrics.clone(),
@@ -413,7 +448,7 @@ impl Worker {
             }
         };
         health.set_ready(true);
-        tracing::info!(stream = %config.stream, shard = config.shard, tickers = tickers.borrow().len(), source = ?config.source.kind, "worker running");
+        tracing::info!(stream = %config.stream, shard = config.shard, tickers = tickers.borrow().len(), source = ?config.source.kind, queue_bytes, "worker running");
 
         let source_result = tokio::select! {
             _ = shutdown.cancelled() => None,
@@ -611,6 +646,7 @@ mod tests {
             "tickers": ["AAPL"], "interval": "1s", "requestsPerHour": 600.0,
             "source": source,
             "sinks": {"storage": {"url": "http://127.0.0.1:1", "batchSize": 10}},
+            "queueBytes": 16 << 20,
         });
         if let Some(slot) = json.pointer_mut(field) {
             *slot = value;
@@ -660,6 +696,7 @@ mod tests {
             number(&synthetic, "/source/synthetic/volatilityPercent"),
             number(&synthetic, "/sinks/storage/batchSize"),
             number(&synthetic, "/shard"),
+            number(&synthetic, "/queueBytes"),
         ]
     }
 
@@ -686,6 +723,8 @@ mod tests {
             match Worker::new(config, RunOptions::default(), None) {
                 Ok(worker) => {
                     prop_assert!(!worker.interval.is_zero());
+                    let budget = crate::bounds::QUEUE_BYTES;
+                    prop_assert!((budget.min..=budget.max).contains(&(worker.queue_bytes as u64)));
                     prop_assert!(worker.interval <= crate::bounds::INTERVAL.max);
                 }
                 Err(e) => {
@@ -709,6 +748,51 @@ mod tests {
             .to_string();
         assert!(
             err.contains("interval") && err.contains("between 1ms and 1h"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_queue_budget_comes_from_the_flag_then_worker_json_then_the_pod_default() {
+        let json = config_with(
+            serde_json::json!({"type": "synthetic"}),
+            "/queueBytes",
+            (4u64 << 20).into(),
+        );
+        let config: WorkerConfig = serde_json::from_value(json).unwrap();
+        let built = |config: &WorkerConfig, flag: Option<u64>| {
+            Worker::new(
+                config.clone(),
+                RunOptions {
+                    queue_bytes: flag,
+                    ..RunOptions::default()
+                },
+                None,
+            )
+            .map(|w| w.queue_bytes)
+        };
+        assert_eq!(built(&config, None).unwrap(), 4 << 20, "worker.json");
+        assert_eq!(
+            built(&config, Some(8 << 20)).unwrap(),
+            8 << 20,
+            "the flag wins"
+        );
+        let unset = WorkerConfig {
+            queue_bytes: None,
+            ..config.clone()
+        };
+        assert_eq!(
+            built(&unset, None).unwrap(),
+            32 << 20,
+            "one sink in a 128 Mi pod: a quarter of the limit"
+        );
+        let tiny = WorkerConfig {
+            queue_bytes: Some(1000),
+            ..config
+        };
+        let err = built(&tiny, None).unwrap_err().to_string();
+        assert!(
+            err.contains("queueBytes") && err.contains("256Ki to 64Gi"),
             "{err}"
         );
     }

@@ -40,10 +40,103 @@ pub const MAX_WS_MESSAGE_BYTES: usize = 4 << 20;
 /// A larger body is refused as it streams in (`streamer_errors_total{type="oversized"}`).
 pub const MAX_HTTP_BODY_BYTES: usize = 8 << 20;
 
+/// `queueBytes` of worker.json and `run --queue-bytes`: the byte budget of each sink queue.
+pub const QUEUE_BYTES: ByteBounds = ByteBounds {
+    min: quotestream_api::worker_config::MIN_QUEUE_BYTES,
+    max: quotestream_api::worker_config::MAX_QUEUE_BYTES,
+};
+
+/// A range of sizes in bytes, written as a Kubernetes quantity (`16Mi`, `16M`, `16777216`), the
+/// form `resources.limits.memory` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteBounds {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl ByteBounds {
+    /// `bytes` if it is in range; else an error saying the range.
+    pub fn check(&self, bytes: u64) -> Result<u64, String> {
+        if (self.min..=self.max).contains(&bytes) {
+            Ok(bytes)
+        } else {
+            Err(format!(
+                "{bytes} bytes is out of range: use {} to {}",
+                quantity(self.min),
+                quantity(self.max)
+            ))
+        }
+    }
+
+    /// Parses a quantity and checks it is in range; whole bytes (a fraction is rounded down).
+    pub fn parse(&self, text: &str) -> Result<u64, String> {
+        let not_a_size = || {
+            format!(
+                "{text:?} is not a size: use a number of bytes or a Kubernetes quantity such as 16Mi"
+            )
+        };
+        let bytes = kube_quantity::ParsedQuantity::try_from(text.trim())
+            .ok()
+            .and_then(|q| q.to_bytes_f64())
+            .filter(|b| b.is_finite())
+            .ok_or_else(not_a_size)?;
+        // Compared as floats first: a huge quantity must not saturate into the range.
+        if bytes < self.min as f64 || bytes > self.max as f64 {
+            return Err(format!(
+                "{text:?} is out of range: use {} to {}",
+                quantity(self.min),
+                quantity(self.max)
+            ));
+        }
+        self.check(bytes as u64)
+    }
+}
+
+/// `bytes` in the largest binary unit that divides it (`256Ki`, `64Gi`).
+fn quantity(bytes: u64) -> String {
+    for (shift, unit) in [(30, "Gi"), (20, "Mi"), (10, "Ki")] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn queue_bytes_read_as_kubernetes_quantities() {
+        assert_eq!(QUEUE_BYTES.parse("16Mi"), Ok(16 << 20));
+        assert_eq!(QUEUE_BYTES.parse("16M"), Ok(16_000_000));
+        assert_eq!(QUEUE_BYTES.parse("1048576"), Ok(1 << 20));
+        assert_eq!(QUEUE_BYTES.parse("0.5Gi"), Ok(512 << 20));
+        for bad in ["", "Mi", "16 apples", "-1Mi", "1Ki", "1Ei", "1e400", "NaN"] {
+            let err = QUEUE_BYTES.parse(bad).unwrap_err();
+            assert!(
+                err.contains("256Ki to 64Gi") || err.contains("not a size"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            QUEUE_BYTES.check(1),
+            Err("1 bytes is out of range: use 256Ki to 64Gi".into())
+        );
+    }
+
+    proptest! {
+        /// Whatever the text, an accepted budget is within the range.
+        #[test]
+        fn accepted_queue_bytes_are_in_range(
+            text in "-?[0-9]{1,22}(\\.[0-9]{1,9})?(e[0-9]{1,3})?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?|\\PC{0,12}",
+        ) {
+            if let Ok(b) = QUEUE_BYTES.parse(&text) {
+                prop_assert!((QUEUE_BYTES.min..=QUEUE_BYTES.max).contains(&b), "{}: {}", text, b);
+            }
+        }
+    }
 
     const ALL: [(&str, Bounds); 7] = [
         ("interval", INTERVAL),

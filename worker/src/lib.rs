@@ -10,6 +10,7 @@ pub mod accounting;
 pub mod assembly;
 pub mod bounds;
 pub mod config_file;
+pub mod footprint;
 pub mod health;
 pub mod local;
 pub mod log_limit;

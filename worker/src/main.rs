@@ -62,6 +62,11 @@ enum Command {
         /// How often the configuration file is checked for a new ticker list.
         #[arg(long, default_value = "1s", value_parser = parse_reload_every)]
         reload_every: Duration,
+        /// Bytes each sink queue may hold, a Kubernetes quantity (256Ki-64Gi; e.g. 16Mi).
+        /// Default: worker.json's queueBytes (the operator derives it from the pod's memory
+        /// limit), else a quarter of 128Mi split across the sinks.
+        #[arg(long, env = contract::env::QUEUE_BYTES, value_parser = parse_queue_bytes)]
+        queue_bytes: Option<u64>,
         /// Run the trading-hours schedule (spec.schedule) as if it were this instant now, an
         /// RFC 3339 time such as 2026-12-07T14:29:50Z: rehearse an open or a close. The clock
         /// then runs at the normal pace. Quotes keep their real timestamps.
@@ -110,6 +115,10 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
 
 fn parse_max_clock_skew(s: &str) -> Result<Duration, String> {
     bounds::MAX_CLOCK_SKEW.parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_queue_bytes(s: &str) -> Result<u64, String> {
+    bounds::QUEUE_BYTES.parse(s)
 }
 
 fn parse_reload_every(s: &str) -> Result<Duration, String> {
@@ -166,11 +175,13 @@ fn main() -> ExitCode {
             grace,
             max_clock_skew,
             reload_every,
+            queue_bytes,
             schedule_clock,
         } => runtime().and_then(|rt| {
             let options = RunOptions {
                 grace,
                 max_clock_skew,
+                queue_bytes,
                 clock: schedule_clock.map(Clock::starting_at).unwrap_or_default(),
                 ..RunOptions::default()
             };
@@ -316,6 +327,8 @@ mod tests {
             (vec!["local", "--interval", "0s"], "--interval"),
             (vec!["local", "--duration", "0s"], "--duration"),
             (vec!["local", "--shards", "0"], "--shards"),
+            (vec!["run", "--queue-bytes", "0"], "--queue-bytes"),
+            (vec!["run", "--queue-bytes", "lots"], "--queue-bytes"),
         ] {
             let err = parse(&args)
                 .err()

@@ -87,6 +87,10 @@ pub struct Metrics {
     pub redis_publish_latency: HistogramVec,
     /// Quotes waiting in each sink's queue.
     pub queued_quotes: IntGaugeVec,
+    /// Bytes waiting in each sink's queue, as counted against its budget (`queueBytes`).
+    pub queued_bytes: IntGaugeVec,
+    /// Each sink queue's byte budget.
+    pub queue_budget_bytes: IntGaugeVec,
     /// Quotes a sink gave up on, by sink and reason (queue_full, shutdown, rejected, contract).
     pub dropped_quotes: IntCounterVec,
     /// 1 while a sink's circuit breaker is open (storage: requests are held back).
@@ -222,6 +226,16 @@ impl Metrics {
             queued_quotes: gauge_vec(
                 "streamer_sink_queued_quotes",
                 "Quotes waiting for a sink",
+                &["sink"],
+            )?,
+            queued_bytes: gauge_vec(
+                "streamer_sink_queued_bytes",
+                "Bytes waiting for a sink (the queued batches' estimated heap size)",
+                &["sink"],
+            )?,
+            queue_budget_bytes: gauge_vec(
+                "streamer_sink_queue_budget_bytes",
+                "Bytes a sink's queue may hold (queueBytes)",
                 &["sink"],
             )?,
             dropped_quotes: counter_vec(

@@ -384,13 +384,11 @@ mod tests {
     #[tokio::test]
     async fn a_reassignment_forgets_the_tickers_the_shard_no_longer_owns() {
         let m = Metrics::new("t", 0).unwrap();
-        let (gauge, dropped) = crate::queue::tests::gauges();
+        let budget = crate::footprint::budget_for_quotes(100);
         let (sink, mut queue) = crate::queue::channel(
-            100,
+            budget,
             crate::queue::FullPolicy::Block,
-            gauge,
-            dropped,
-            crate::queue::tests::left_over(),
+            crate::queue::tests::gauges(),
         );
         let owned = |list: &[&str]| TickerSet::from_symbols(list).unwrap();
         let (tickers, watched) = watch::channel(owned(&["AAPL", "MSFT"]));

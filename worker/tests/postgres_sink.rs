@@ -98,7 +98,8 @@ fn start(sink: PostgresSink, capacity: usize, drain_deadline: Duration) -> Runni
         )
         .try_init();
     let metrics = Metrics::new("test", 0).unwrap();
-    let (tx, rx) = queue::for_sink(&metrics, "postgres", capacity, FullPolicy::Block);
+    let budget = quotestream_worker::footprint::budget_for_quotes(capacity);
+    let (tx, rx) = queue::for_sink(&metrics, "postgres", budget, FullPolicy::Block);
     let ctx = SinkContext {
         metrics: metrics.clone(),
         drain_deadline,

@@ -59,7 +59,8 @@ struct Running {
 
 fn start(config: RedisConfig) -> Running {
     let metrics = Metrics::new("sp500", 2).unwrap();
-    let (tx, rx) = queue::for_sink(&metrics, "redis", 10_000, FullPolicy::DropOldest);
+    let budget = quotestream_worker::footprint::budget_for_quotes(10_000);
+    let (tx, rx) = queue::for_sink(&metrics, "redis", budget, FullPolicy::DropOldest);
     let sink = RedisSink::new(config, Health::new(2, metrics.clone()), "2".into());
     let ctx = SinkContext {
         metrics: metrics.clone(),

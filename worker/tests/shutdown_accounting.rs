@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use quotestream_testkit::storage::Fault;
 use quotestream_testkit::yahoo::YahooServer;
 use quotestream_testkit::{
-    Guarded, PostgresServer, RedisServer, StorageReceiver, free_port, http_get, wait_until,
+    Guarded, PostgresServer, RedisServer, StorageReceiver, free_port, http_get, metric_sum,
+    wait_until,
 };
 use quotestream_worker::accounting::Accounts;
 use quotestream_worker::assembly::{RunOptions, Worker};
@@ -178,20 +179,10 @@ impl Drop for Broken<'_> {
     }
 }
 
-/// The sum of the samples of `name` whose labels include `labels` (Prometheus text).
+/// The sum of the samples of `name` whose labels include `labels` (Prometheus text); 0 when
+/// there is none.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(text, name, labels).unwrap_or(0.0)
 }
 
 fn scrape(port: u16) -> Option<String> {
@@ -437,8 +428,9 @@ fn tickers(n: u8) -> Vec<String> {
         .collect()
 }
 
-/// Runs the worker of `config` in this process with a `queue`-quote storage queue until that
-/// queue is full (storage is down), waits `then`, stops it, and checks the law.
+/// Runs the worker of `config` in this process with room for `queue` quotes in its storage
+/// queue until that many are queued (storage is down), waits `then`, stops it, and checks the
+/// law.
 async fn stop_with_a_full_queue<F: Future<Output = ()>>(
     config: &Value,
     queue: usize,
@@ -448,7 +440,7 @@ async fn stop_with_a_full_queue<F: Future<Output = ()>>(
     let i = iteration;
     let options = RunOptions {
         grace: Duration::from_millis(500),
-        queue_quotes: queue,
+        queue_bytes: Some(quotestream_worker::footprint::budget_for_quotes(queue) as u64),
         ..RunOptions::default()
     };
     let worker = Worker::new(
@@ -502,8 +494,8 @@ async fn storage_down() -> StorageReceiver {
     storage
 }
 
-/// The race the process scenarios cannot reach with the default 200 000-quote queues, run on
-/// the same assembly in this process with a 200-quote queue: storage is down and its queue
+/// The race the process scenarios cannot reach with the default queues (megabytes), run on
+/// the same assembly in this process with room for 200 quotes in the queue: storage is down and its queue
 /// full, so at SIGTERM the pipeline is blocked feeding it. At the drain deadline the sink
 /// empties its queue and gives up while the pipeline, given room, queues what it still holds
 /// for a sink that is gone; those quotes used to vanish with the queue.

@@ -94,7 +94,8 @@ fn start(
     shutdown: Option<CancellationToken>,
 ) -> Running {
     let metrics = Metrics::new("test", 0).unwrap();
-    let (tx, rx) = queue::for_sink(&metrics, "storage", capacity, FullPolicy::Block);
+    let budget = quotestream_worker::footprint::budget_for_quotes(capacity);
+    let (tx, rx) = queue::for_sink(&metrics, "storage", budget, FullPolicy::Block);
     let sink = StorageSink::new(config).unwrap();
     assert!(sink.durable());
     assert_eq!(sink.name(), "storage");

@@ -30,6 +30,15 @@ pub struct Sinks {
     pub postgres: Option<PostgresSink>,
 }
 
+impl Sinks {
+    /// How many sinks are configured (each gets its own queue in the worker).
+    pub fn configured(&self) -> usize {
+        usize::from(self.redis.is_some())
+            + usize::from(self.storage.is_some())
+            + usize::from(self.postgres.is_some())
+    }
+}
+
 /// Publish each quote to a Redis Pub/Sub channel.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)")

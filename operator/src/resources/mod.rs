@@ -16,6 +16,7 @@ pub mod meta;
 pub mod plan;
 pub mod pod;
 pub mod previous;
+pub mod queue_budget;
 pub mod status;
 
 pub use plan::{OperatorSettings, PlanError, ShardPlan, StreamPlan};

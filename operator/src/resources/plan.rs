@@ -109,6 +109,8 @@ pub enum PlanError {
     },
     #[error(transparent)]
     History(#[from] crate::history::HistoryError),
+    #[error(transparent)]
+    MemoryLimit(#[from] super::queue_budget::BadMemoryLimit),
     #[error("shard {shard}: the worker configuration cannot be serialised: {source}")]
     Serialize {
         shard: u32,
@@ -132,7 +134,7 @@ impl PlanError {
             Self::Spec(SpecError::Interval(_)) => "InvalidInterval",
             Self::Metadata { .. } | Self::NameTooLong { .. } => "InvalidMetadata",
             Self::TooManyConnections { .. } => "TooManyConnections",
-            Self::ReservedEnv { .. } => "InvalidWorkerTemplate",
+            Self::ReservedEnv { .. } | Self::MemoryLimit(_) => "InvalidWorkerTemplate",
             Self::ConfigTooLarge { .. } => "ShardConfigTooLarge",
             Self::ImageNotAllowed { .. } => "ImageNotAllowed",
             Self::SourceHostNotAllowed { .. } => "SourceHostNotAllowed",
@@ -215,6 +217,7 @@ impl StreamPlan {
         let worker = spec.worker.clone().unwrap_or_default();
         check_env(&worker)?;
         check_image(&worker, &settings.policy)?;
+        let queue_bytes = super::queue_budget::queue_bytes(&worker, &spec.sinks)?;
         let source_hosts = check_source_hosts(&spec.source, &settings.policy)?;
         crate::history::check(spec, &settings.policy)?;
 
@@ -252,6 +255,7 @@ impl StreamPlan {
                     schedule: spec.schedule.clone(),
                     epoch,
                     fingerprint: assignment.shard_fingerprint(i),
+                    queue_bytes,
                 };
                 shard_plan(name, index, config)
             })

@@ -7,6 +7,7 @@
 pub mod controlplane;
 pub mod crd_cases;
 mod http;
+mod metrics;
 mod port;
 mod postgres;
 mod process;
@@ -21,6 +22,7 @@ pub mod yahoo;
 pub use controlplane::ControlPlane;
 pub use crd_cases::{CrdCase, RejectedBy, crd_cases};
 pub use http::http_get;
+pub use metrics::metric_sum;
 pub use port::free_port;
 pub use postgres::{Durability, PostgresServer};
 pub use process::{Guarded, spawn_logged};

@@ -172,6 +172,7 @@ pub fn plan(
             schedule: spec.schedule.clone(),
             epoch: 1,
             fingerprint: assignment.shard_fingerprint(i),
+            queue_bytes: None,
         })
         .collect())
 }

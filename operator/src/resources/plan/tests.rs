@@ -246,6 +246,51 @@ fn errors_name_the_field_and_carry_a_condition_reason() {
 }
 
 #[test]
+fn worker_json_carries_the_queue_budget_derived_from_the_memory_limit() {
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    const MI: u64 = 1 << 20;
+    let few = tickers(&["AAPL", "MSFT"]);
+    let budget = |s: &QuoteStream| {
+        let p = plan(s, &few);
+        let json: serde_json::Value = serde_json::from_str(&p.shards[0].config_json).unwrap();
+        (json["queueBytes"].as_u64(), p.shards[0].config_hash.clone())
+    };
+    // The default pod (128Mi) with Redis alone: a quarter of the limit for its one queue.
+    let mut s = stream("s", 1);
+    let (default, default_hash) = budget(&s);
+    assert_eq!(default, Some(32 * MI));
+    // Redis + PostgreSQL in 1Gi: a quarter split across the two queues.
+    s.spec.sinks.postgres = Some(postgres_sink());
+    s.spec.worker = Some(WorkerTemplate {
+        resources: Some(ResourceRequirements {
+            limits: Some(std::collections::BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("1Gi".into()),
+            )])),
+            ..ResourceRequirements::default()
+        }),
+        ..WorkerTemplate::default()
+    });
+    let (big, big_hash) = budget(&s);
+    assert_eq!(big, Some(128 * MI));
+    assert_ne!(big_hash, default_hash, "a new budget rolls the pods");
+    if let Some(r) = s.spec.worker.as_mut().and_then(|w| w.resources.as_mut()) {
+        r.limits = Some(std::collections::BTreeMap::from([(
+            "memory".to_owned(),
+            Quantity("plenty".into()),
+        )]));
+    }
+    let err = StreamPlan::new(&s, &few, None, &OperatorSettings::default()).unwrap_err();
+    assert_eq!(err.reason(), "InvalidWorkerTemplate");
+    assert!(
+        err.to_string()
+            .starts_with("spec.worker.resources.limits.memory \"plenty\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn spec_worker_image_overrides_the_default() {
     let mut s = stream("s", 1);
     s.spec.worker = Some(WorkerTemplate {

@@ -47,15 +47,9 @@ mod tests {
     use crate::queue::tests::{batch, gauges};
     use crate::queue::{self, FullPolicy};
 
-    fn queue(capacity: usize) -> (queue::QueueSender, QueueReceiver) {
-        let (gauge, dropped) = gauges();
-        queue::channel(
-            capacity,
-            FullPolicy::Block,
-            gauge,
-            dropped,
-            crate::queue::tests::left_over(),
-        )
+    fn queue(quotes: usize) -> (queue::QueueSender, QueueReceiver) {
+        let budget = crate::footprint::budget_for_quotes(quotes);
+        queue::channel(budget, FullPolicy::Block, gauges())
     }
 
     #[tokio::test]

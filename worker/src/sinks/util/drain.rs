@@ -215,14 +215,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_queue_is_noticed_while_waiting() {
-        let gauge = prometheus::IntGauge::new("q", "q").unwrap();
-        let dropped = prometheus::IntCounter::new("d", "d").unwrap();
         let (tx, rx) = crate::queue::channel(
-            10,
+            crate::footprint::budget_for_quotes(10),
             crate::queue::FullPolicy::Block,
-            gauge,
-            dropped,
-            crate::queue::tests::left_over(),
+            crate::queue::tests::gauges(),
         );
         let mut drain = Drain::new(CancellationToken::new(), Duration::from_millis(50));
         tokio::spawn(async move {
