@@ -9,6 +9,7 @@ pub mod batch;
 pub mod contract;
 pub mod crd;
 pub mod duration;
+pub mod instrument;
 pub mod market;
 pub mod sharding;
 pub mod source_hosts;
@@ -16,5 +17,6 @@ pub mod ticker;
 pub mod worker_config;
 
 pub use crd::{QuoteStream, QuoteStreamSpec, QuoteStreamStatus};
+pub use instrument::{Instrument, Vendor};
 pub use ticker::{Ticker, TickerSet};
 pub use worker_config::WorkerConfig;

@@ -111,7 +111,8 @@ fn tls_cause(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
     None
 }
 
-/// The sink cannot start: connecting, migrating or checking the table failed.
+/// The sink cannot start: connecting, migrating or checking the table failed (or, for the
+/// history writer, a statement failed).
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
     #[error("cannot connect to PostgreSQL {server}: {reason}; {fix}")]
@@ -137,6 +138,13 @@ pub enum PostgresError {
         table: String,
         problem: String,
     },
+    #[error("PostgreSQL {server}: {what} failed: {reason}; {fix}")]
+    Query {
+        server: String,
+        what: &'static str,
+        reason: String,
+        fix: &'static str,
+    },
     #[error(
         "PostgreSQL {server}: no answer within {seconds}s while {what}; check that the server is healthy"
     )]
@@ -145,4 +153,20 @@ pub enum PostgresError {
         what: &'static str,
         seconds: u64,
     },
+}
+
+impl PostgresError {
+    /// A failed statement of `what` on `server`.
+    pub fn query(
+        server: &str,
+        what: &'static str,
+    ) -> impl Fn(tokio_postgres::Error) -> Self + use<> {
+        let server = server.to_owned();
+        move |e| Self::Query {
+            server: server.clone(),
+            what,
+            reason: describe(&e),
+            fix: fix_for(&e),
+        }
+    }
 }

@@ -14,6 +14,7 @@
 
 pub mod config;
 mod error;
+pub mod history;
 mod migrations;
 pub mod partitions;
 pub mod reader_role;
@@ -25,6 +26,7 @@ pub mod tls;
 
 pub use config::{PostgresConfig, PostgresConfigError, TableName};
 pub use error::{PostgresError, Verdict, classify, describe, fix_for};
+pub use history::{HistoryStore, VendorBar, Window, WriteCounts};
 pub use migrations::{MIGRATIONS, MigrationReport, ROLLUP_MIGRATIONS, Rollups};
 pub use session::{COPY_TYPES, PgSession, Row, connect_and_migrate, copy_rows};
 pub use status::{SchemaStatus, TableKind, schema_status};

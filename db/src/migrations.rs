@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 
 use crate::config::TableName;
 use crate::error::describe;
+use crate::history;
 use crate::partitions;
 use crate::reader_role;
 use crate::rollup::{self, License};
@@ -27,12 +28,13 @@ pub const MIGRATIONS: [(i32, &str); 2] = [
 /// The store's migrations (it keeps the rollups current at ingest and maintains the
 /// partitions): time partitions where TimescaleDB is not available, and one of the two rollup
 /// migrations, chosen by what the server has (docs/store.md).
-pub const ROLLUP_MIGRATIONS: [(i32, &str); 5] = [
+pub const ROLLUP_MIGRATIONS: [(i32, &str); 6] = [
     (3, "time partitions (plain PostgreSQL)"),
     (10, "rollup tables (plain PostgreSQL)"),
     (11, "rollups as timescaledb continuous aggregates"),
     (12, "rollup queue as minute partials"),
     (20, "read-only role quotestream_reader"),
+    (30, "vendor bars and backfill checkpoints"),
 ];
 
 /// How the rollups are kept.
@@ -190,6 +192,11 @@ async fn migrate_locked(
             apply(client, table, 12, &rollup::partials_migration(table)).await?;
             report.applied.push(12);
         }
+        if !applied.contains(&30) {
+            apply(client, table, 30, &history::migration(table)).await?;
+            report.applied.push(30);
+        }
+        // Last: it grants SELECT on every table the migrations above created.
         if !applied.contains(&20) {
             reader_role(client, table, &mut report).await;
         }

@@ -99,7 +99,22 @@ pub async fn connect_and_migrate(config: &PostgresConfig) -> Result<PgSession, P
         })?
 }
 
-async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
+/// A client connected and migrated (within [`OPEN_TIMEOUT`]): the writers' common start.
+pub(crate) async fn connect_migrated(
+    config: &PostgresConfig,
+) -> Result<(Client, MigrationReport), PostgresError> {
+    tokio::time::timeout(OPEN_TIMEOUT, connect_and_migrate_client(config))
+        .await
+        .map_err(|_| PostgresError::Timeout {
+            server: config.server(),
+            what: "connecting and migrating",
+            seconds: OPEN_TIMEOUT.as_secs(),
+        })?
+}
+
+async fn connect_and_migrate_client(
+    config: &PostgresConfig,
+) -> Result<(Client, MigrationReport), PostgresError> {
     let server = config.server();
     let connect_err = |e: tokio_postgres::Error| PostgresError::Connect {
         server: server.clone(),
@@ -131,6 +146,17 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
             reason: describe(&s.error),
             fix: fix_for(&s.error),
         })?;
+    Ok((client, migrations))
+}
+
+async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
+    let server = config.server();
+    let connect_err = |e: tokio_postgres::Error| PostgresError::Connect {
+        server: server.clone(),
+        reason: describe(&e),
+        fix: fix_for(&e),
+    };
+    let (client, migrations) = connect_and_migrate_client(config).await?;
     let exact_types = check_table(&client, config).await?;
     client
         .batch_execute(schema::CREATE_STAGE)

@@ -8,6 +8,7 @@
 
 pub mod accounting;
 pub mod assembly;
+pub mod backfill;
 pub mod bounds;
 pub mod config_file;
 pub mod footprint;

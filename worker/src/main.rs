@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use quotestream_api::contract;
 use quotestream_worker::assembly::{RunOptions, Worker};
+use quotestream_worker::backfill::BackfillArgs;
 use quotestream_worker::local::{self, LocalOptions, LocalStream};
 use quotestream_worker::quote::{validate, wire};
 use quotestream_worker::sources::market_hours::Clock;
@@ -26,7 +27,8 @@ use quotestream_worker::{bounds, config_file, server};
         REDIS_URL=redis://127.0.0.1:6379 quotestream-worker local --shards 8 --interval 500ms\n  \
         quotestream-worker local --source yahoo-stream --source-url ws://127.0.0.1:9801/   # see SOURCE=... make run\n  \
         quotestream-worker run --config /etc/quotestream/worker.json\n  \
-        quotestream-worker check recording.ndjson"
+        quotestream-worker check recording.ndjson\n  \
+        quotestream-worker backfill --tickers AAPL,^GSPC,BTC-USD --from 2024-01-01 --to 2025-12-31 --interval 1d --source yahoo"
 )]
 struct Cli {
     /// Log format (default: json inside Kubernetes, pretty elsewhere).
@@ -101,6 +103,9 @@ enum Command {
         #[arg(long, requires = "source")]
         source_url: Option<String>,
     },
+    /// Fetch history (daily or intraday bars of stocks, indices, crypto) from a vendor into the
+    /// store's database; resumable. See docs/history.md.
+    Backfill(Box<BackfillArgs>),
     /// Validate a recording of contract quotes (NDJSON, one quote per line) exactly as the
     /// worker validates quotes before publishing, and report every line that would be dropped.
     Check {
@@ -155,10 +160,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let local = matches!(cli.command, Command::Local { .. });
+    let local = matches!(cli.command, Command::Local { .. } | Command::Backfill(_));
     init_tracing(cli.log_format, local);
     quotestream_runtime::install_crypto_provider();
     let result = match cli.command {
+        Command::Backfill(args) => return backfill(*args),
         Command::Check { file } => {
             return match check(&file) {
                 Ok(0) => ExitCode::SUCCESS,
@@ -228,6 +234,52 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit 0 when every ticker is done, 1 naming the failed ones, 2 when the run could not start.
+fn backfill(args: BackfillArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match rt.block_on(args.execute()) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    for ticker in &report.tickers {
+        println!("{}", ticker.line());
+    }
+    let failed = report.failed();
+    println!(
+        "backfill: {} tickers, {} done, {} failed, in {:.1}s ({} waits for the request budget)",
+        report.tickers.len(),
+        report.tickers.len() - failed.len(),
+        failed.len(),
+        report.elapsed.as_secs_f64(),
+        report.rate_limit_waits
+    );
+    if failed.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "error: backfill failed for {} of {} tickers (a rerun resumes where this one stopped):",
+        failed.len(),
+        report.tickers.len()
+    );
+    for t in failed {
+        eprintln!(
+            "  {}: {}",
+            t.symbol,
+            t.error.as_deref().unwrap_or("unknown")
+        );
+    }
+    ExitCode::FAILURE
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -5,7 +5,7 @@
 
 use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
-use quotestream_api::ticker::Ticker;
+use quotestream_api::Instrument;
 
 use super::error::QueryError;
 
@@ -171,22 +171,24 @@ impl Params {
 /// PostgreSQL can take (jiff's own minimum, year -9999, is outside timestamptz).
 pub const LOWEST: Timestamp = Timestamp::constant(-2_208_988_800, 0); // 1900-01-01T00:00:00Z
 
-/// One symbol (a path segment or an item of `symbols`).
+/// One symbol (a path segment or an item of `symbols`): a canonical instrument id — a stock
+/// (`AAPL`, `BRK.B`), an index (`^GSPC`) or a crypto pair (`BTC-USD`), see
+/// `quotestream_api::instrument`.
 pub fn symbol(parameter: &str, s: &str) -> Result<String, QueryError> {
-    match Ticker::parse(s) {
-        Ok(t) => Ok(t.as_str().to_owned()),
-        Err(_) => {
+    match Instrument::parse(s) {
+        Ok(i) => Ok(i.to_string()),
+        Err(e) => {
             let upper = s.to_ascii_uppercase();
-            let hint = if upper != s && Ticker::parse(&upper).is_ok() {
+            let hint = if upper != s && Instrument::parse(&upper).is_ok() {
                 format!(" (write {upper})")
             } else {
-                String::new()
+                format!(" ({e})")
             };
             Err(QueryError::invalid(
                 parameter.to_owned(),
                 s,
                 format!(
-                    "a symbol of 1-5 upper-case letters with an optional share class, e.g. AAPL or BRK.B{hint}"
+                    "a symbol of 1-5 upper-case letters with an optional share class, an index or a crypto pair, e.g. AAPL, BRK.B, ^GSPC or BTC-USD{hint}"
                 ),
             ))
         }

@@ -5,9 +5,11 @@
 //! of the latest, max, min, sum), never from raw quotes. Volume is the change of the
 //! cumulative day volume since the previous bar of the same UTC day, as the `_ohlcv_*` views
 //! compute it, but over the requested range only (the views' window spans a symbol's whole
-//! history).
+//! history). Bars a vendor supplied (`backfill`, docs/history.md) are served in place of the
+//! rollup's bar of the same bucket: the vendor's bar wins.
 
 use quotestream_db::TableName;
+use quotestream_db::history;
 use quotestream_db::rollup::{self, ORIGIN};
 
 use super::params::{Sort, Timeframe};
@@ -111,9 +113,33 @@ pub fn bars(t: &TableName, tf: Timeframe, single: bool, sort: Sort) -> String {
              date_bin('1 day', t, {ORIGIN}) ORDER BY t), 0), 0)"
         )
     };
+    // Vendor bars (the `backfill` command's, `quotestream_db::history`) of the same grain,
+    // regrouped like the rollup's; a bucket a vendor bar covers is served from it alone.
+    let vendor_bars = history::vendor_bars(t);
+    let vendor = if tf.stored() {
+        format!(
+            "SELECT symbol, bucket AS t, open AS o, high AS h, low AS l, close AS c, volume AS v, \
+             0::bigint AS n FROM {vendor_bars} WHERE timeframe = '{grain}' AND {filter}",
+            grain = tf.source_grain()
+        )
+    } else {
+        format!(
+            "SELECT symbol, date_bin('{width}', bucket, {ORIGIN}) AS t, \
+             (array_agg(open ORDER BY bucket))[1] AS o, max(high) AS h, min(low) AS l, \
+             (array_agg(close ORDER BY bucket DESC))[1] AS c, sum(volume)::bigint AS v, \
+             0::bigint AS n FROM {vendor_bars} WHERE timeframe = '{grain}' AND {filter} \
+             GROUP BY 1, 2",
+            width = tf.interval(),
+            grain = tf.source_grain()
+        )
+    };
     format!(
-        "WITH g AS ({grouped}), v AS (SELECT symbol, t, o, h, l, c, {volume} AS v, n FROM g) \
-         SELECT symbol, t, o, h, l, c, v, n FROM v \
+        "WITH g AS ({grouped}), v AS (SELECT symbol, t, o, h, l, c, {volume} AS v, n FROM g), \
+         vb AS ({vendor}), \
+         u AS (SELECT symbol, t, o, h, l, c, v, n FROM v WHERE NOT EXISTS \
+         (SELECT 1 FROM vb WHERE vb.symbol = v.symbol AND vb.t = v.t) \
+         UNION ALL SELECT symbol, t, o, h, l, c, v, n FROM vb) \
+         SELECT symbol, t, o, h, l, c, v, n FROM u \
          WHERE t >= $4 AND t <= $5 AND (symbol > $6::text OR {after_row}) \
          ORDER BY symbol, t {} LIMIT $8",
         sort.sql()

@@ -18,6 +18,7 @@ pub mod stream;
 mod tls;
 mod wait;
 pub mod yahoo;
+pub mod yahoo_chart;
 
 pub use controlplane::ControlPlane;
 pub use crd_cases::{CrdCase, RejectedBy, crd_cases};

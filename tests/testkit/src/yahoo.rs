@@ -15,6 +15,9 @@
 //! Crumb`), queued [`Fault`]s answer the next quote requests (429, the 503 "Will be right back"
 //! page, malformed JSON, results with missing fields), and a per-request latency. Every quote
 //! request is logged ([`YahooServer::requests`]) for assertions.
+//!
+//! The chart API (`/v8/finance/chart/{symbol}`, history) is served too: see
+//! [`crate::yahoo_chart`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -22,12 +25,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::yahoo_chart::{self, ChartFault, ChartRequest, ChartState};
 use crate::{Result, io_err};
 
 /// Content type of Yahoo's JSON answers, byte for byte as recorded.
@@ -141,6 +145,7 @@ struct Inner {
     log: Vec<QuoteRequest>,
     cookie_requests: u64,
     crumb_requests: u64,
+    chart: ChartState,
 }
 
 impl YahooServer {
@@ -157,6 +162,7 @@ impl YahooServer {
             .route("/", get(cookie))
             .route("/v1/test/getcrumb", get(crumb))
             .route("/v7/finance/quote", get(quote))
+            .route("/v8/finance/chart/{symbol}", get(chart))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
             // Ends only when the task is aborted (drop) or the listener fails.
@@ -229,6 +235,48 @@ impl YahooServer {
     /// getcrumb requests so far.
     pub fn crumb_requests(&self) -> u64 {
         self.lock().crumb_requests
+    }
+
+    /// The server's clock for the chart API (range limits, the live bar), epoch seconds;
+    /// `None` (default) is the wall clock.
+    pub fn set_now(&self, now: Option<i64>) {
+        self.lock().chart.now = now;
+    }
+
+    /// Answers the next `times` chart requests with `fault`.
+    pub fn inject_chart(&self, fault: ChartFault, times: usize) {
+        self.lock()
+            .chart
+            .faults
+            .extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Bars of `symbol` (Yahoo spelling) starting at these times come as nulls.
+    pub fn set_null_bars(&self, symbol: &str, times: impl IntoIterator<Item = i64>) {
+        let nulls = &mut self.lock().chart.nulls;
+        nulls.extend(times.into_iter().map(|t| (symbol.to_owned(), t)));
+    }
+
+    /// About one bar in `n` of every symbol comes as nulls (deterministic per symbol and
+    /// time); `None`: none but the listed ones.
+    pub fn set_null_every(&self, n: Option<u64>) {
+        self.lock().chart.null_every = n;
+    }
+
+    /// Bars of `symbol` starting at these times are sent twice, the second copy revised.
+    pub fn set_duplicate_bars(&self, symbol: &str, times: impl IntoIterator<Item = i64>) {
+        let duplicates = &mut self.lock().chart.duplicates;
+        duplicates.extend(times.into_iter().map(|t| (symbol.to_owned(), t)));
+    }
+
+    /// Whether answers end with the live partial bar (default on, as Yahoo does).
+    pub fn set_live_bar(&self, on: bool) {
+        self.lock().chart.live_bar = on;
+    }
+
+    /// Every chart request so far, in arrival order.
+    pub fn chart_requests(&self) -> Vec<ChartRequest> {
+        self.lock().chart.log.clone()
     }
 
     /// Stops the server.
@@ -424,6 +472,88 @@ async fn quote(
     response
 }
 
+/// query2/v8/finance/chart/{symbol}: history ([`crate::yahoo_chart`]).
+async fn chart(
+    State(shared): State<Arc<Shared>>,
+    Path(symbol): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let latency = shared.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let number = |key: &str| query.get(key).and_then(|v| v.parse::<i64>().ok());
+    let interval = query
+        .get("interval")
+        .cloned()
+        .unwrap_or_else(|| "1d".to_owned());
+    let (period1, period2) = (
+        number("period1").unwrap_or(0),
+        number("period2").unwrap_or(0),
+    );
+    let plan = {
+        let mut inner = shared.lock();
+        let now = inner.chart.now.unwrap_or_else(now_seconds);
+        let at_ms = inner.chart.started.elapsed().as_millis() as u64;
+        let plan = if let Some(fault) = inner.chart.faults.pop_front() {
+            Err(yahoo_chart::fault_response(fault))
+        } else if inner.unknown.contains(&symbol) || !is_known_spelling(&symbol) {
+            Err(yahoo_chart::error_body(
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "No data found, symbol may be delisted",
+            ))
+        } else if yahoo_chart::interval_seconds(&interval).is_none() {
+            Err(yahoo_chart::error_body(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unprocessable Entity",
+                &format!(
+                    "Invalid input - interval={interval} is not supported. Valid intervals: [1m, 2m, 5m, 15m, 30m, 60m, 90m, 1h, 1d, 5d, 1wk, 1mo, 3mo]"
+                ),
+            ))
+        } else if let Some(why) = yahoo_chart::range_error(&interval, period1, period2, now) {
+            Err(yahoo_chart::error_body(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unprocessable Entity",
+                &why,
+            ))
+        } else {
+            let pick = |set: &HashSet<(String, i64)>| {
+                set.iter()
+                    .filter(|(s, _)| *s == symbol)
+                    .map(|(_, t)| *t)
+                    .collect::<HashSet<i64>>()
+            };
+            Ok(yahoo_chart::Shaping {
+                nulls: pick(&inner.chart.nulls),
+                null_every: inner.chart.null_every,
+                duplicates: pick(&inner.chart.duplicates),
+                live_bar: inner.chart.live_bar,
+                now,
+            })
+        };
+        (plan, at_ms)
+    };
+    let (plan, at_ms) = plan;
+    let response = match plan {
+        Err(response) => response,
+        Ok(shaping) => text(
+            StatusCode::OK,
+            JSON_CONTENT_TYPE,
+            yahoo_chart::chart_body(&symbol, &interval, period1, period2, &shaping).to_string(),
+        ),
+    };
+    shared.lock().chart.log.push(ChartRequest {
+        symbol,
+        interval,
+        period1,
+        period2,
+        status: response.status().as_u16(),
+        at_ms,
+    });
+    response
+}
+
 /// What to answer to a quote request.
 enum Plan {
     Respond(Response),
@@ -513,9 +643,10 @@ fn quote_body(results: &[(String, bool)], time: i64, missing_fields: bool) -> Re
 /// does not have, so it comes back as unknown (omitted).
 fn is_known_spelling(symbol: &str) -> bool {
     !symbol.contains('.')
+        && !symbol.is_empty()
         && symbol
             .bytes()
-            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'^')
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'^')
 }
 
 /// An equity result with the fields (and spellings) of the recorded AAPL/BABA answer.
@@ -635,7 +766,7 @@ fn cents(x: f64) -> f64 {
 }
 
 /// FNV-1a: a stable hash (std's hasher is randomly seeded per process).
-fn fnv1a(s: &str) -> u64 {
+pub(crate) fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -63,7 +63,7 @@ impl FetchError {
 /// Reads a response body of at most [`crate::bounds::MAX_HTTP_BODY_BYTES`], chunk by chunk:
 /// a larger one (announced by Content-Length or not) is refused once the limit is passed,
 /// never buffered whole.
-pub(super) async fn read_body(
+pub(crate) async fn read_body(
     mut response: reqwest::Response,
     what: &'static str,
 ) -> Result<bytes::Bytes, FetchError> {
@@ -222,7 +222,7 @@ const MAX_REDIRECTS: usize = 10;
 /// shape of a Yahoo error, its outage page by name, otherwise only the size — never the body
 /// itself. A `baseUrl` pointed at some internal service (even an allowed host: loopback is the
 /// pod's own sidecars) must not get that service's pages copied into the logs.
-pub(super) fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     if let Some(said) = yahoo_error(body) {
         let flat: String = said.split_whitespace().collect::<Vec<_>>().join(" ");
         return match flat.char_indices().nth(120) {
@@ -248,13 +248,15 @@ fn yahoo_error(body: &[u8]) -> Option<String> {
         "Not Found",
     ];
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        return ["finance", "quoteResponse"].iter().find_map(|root| {
-            let e = &v[root]["error"];
-            e["description"]
-                .as_str()
-                .or(e["code"].as_str())
-                .map(str::to_owned)
-        });
+        return ["finance", "quoteResponse", "chart"]
+            .iter()
+            .find_map(|root| {
+                let e = &v[root]["error"];
+                e["description"]
+                    .as_str()
+                    .or(e["code"].as_str())
+                    .map(str::to_owned)
+            });
     }
     let text = std::str::from_utf8(body).ok()?.trim();
     BARE.iter()

@@ -149,7 +149,7 @@ impl YahooConfig {
 }
 
 /// An http(s) URL the client can use, or an error naming the field.
-pub(super) fn check_url(field: &'static str, url: &str) -> Result<reqwest::Url, ConfigError> {
+pub(crate) fn check_url(field: &'static str, url: &str) -> Result<reqwest::Url, ConfigError> {
     let invalid = |fix: String| ConfigError::Invalid {
         field,
         value: format!("{url:?}"),

@@ -25,6 +25,9 @@ use quotestream_api::Ticker;
 use tokio::time::MissedTickBehavior;
 
 pub use client::{FetchError, USER_AGENT, YahooClient};
+pub(crate) use client::{excerpt, read_body};
+pub use config::DEFAULT_BASE_URL;
+pub(crate) use config::check_url;
 pub use config::{RetryPolicy, YahooConfig};
 pub use missing::ERROR_TYPE as MISSING_QUOTE_ERROR;
 pub use wire::{DecodeError, Decoded, Unusable, YahooQuote, decode};
