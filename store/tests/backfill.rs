@@ -491,9 +491,9 @@ async fn the_request_budget_is_never_exceeded() {
     assert_eq!(log.len(), 20);
     // Any k consecutive requests span at least (k - burst) periods (50 ms of slack for the
     // scheduling between the bucket and the server's log).
-    for i in 0..log.len() {
-        for j in i + 2..log.len() {
-            let span = log[j].at_ms - log[i].at_ms;
+    for (i, first) in log.iter().enumerate() {
+        for (j, last) in log.iter().enumerate().skip(i + 2) {
+            let span = last.at_ms - first.at_ms;
             let allowed = (j - i + 1 - 2) as u64 * 100;
             assert!(
                 span + 50 >= allowed,

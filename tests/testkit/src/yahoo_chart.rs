@@ -384,9 +384,9 @@ pub(crate) fn chart_body(
     };
     for t in bar_times(symbol, interval, period1, period2) {
         let null = shaping.nulls.contains(&t)
-            || shaping
-                .null_every
-                .is_some_and(|n| n > 0 && (crate::yahoo::fnv1a(symbol) ^ t as u64) % n == 0);
+            || shaping.null_every.is_some_and(|n| {
+                n > 0 && (crate::yahoo::fnv1a(symbol) ^ t as u64).is_multiple_of(n)
+            });
         if null {
             push(None, t);
             continue;

@@ -193,6 +193,8 @@ impl BackfillArgs {
             writers: usize::from(self.writers),
             now: self.now,
         };
-        Ok(run(plan, &db, self.progress).await?)
+        run(plan, &db, self.progress)
+            .await
+            .map_err(StartError::from)
     }
 }

@@ -89,7 +89,7 @@ pub fn clean(
             && low <= high
             && (low..=high).contains(&open)
             && (low..=high).contains(&close);
-        let volume_ok = volume.is_finite() && volume >= 0.0 && volume < 9.2e18;
+        let volume_ok = (0.0..9.2e18).contains(&volume);
         if !prices_ok || !volume_ok {
             counts.invalid += 1;
             tracing::warn!(symbol, start = %bar.start, open, high, low, close, volume, "backfill: a bar with impossible values is not stored");
