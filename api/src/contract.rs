@@ -49,6 +49,10 @@ pub mod env {
     /// set by the operator. Unset or blank: the vendor's official hosts plus loopback.
     pub const SOURCE_HOSTS: &str = "QUOTESTREAM_SOURCE_HOSTS";
 
+    /// The request budget of one `backfill` run, per hour (`backfill --requests-per-hour`): the
+    /// operator gives each backfill Job of a stream its share of `spec.history.requestsPerHour`.
+    pub const BACKFILL_REQUESTS_PER_HOUR: &str = "QUOTESTREAM_BACKFILL_REQUESTS_PER_HOUR";
+
     /// The settings and credentials a worker reads from its environment (besides `run`'s
     /// flags, which clap reads).
     pub const WORKER_READS: &[&str] = &[

@@ -349,7 +349,7 @@ fn backfill_jobs_follow_the_tickers_and_report_progress() {
     fail(
         &cp,
         &added,
-        "backfill: 1 of 1 tickers failed\nTSLA: yahoo answered 404 Not Found (no such symbol)",
+        "TSLA: FAILED (yahoo answered 404 Not Found (no such symbol)); 0 bars stored\nbackfill: 1 tickers, 0 done, 1 failed, in 0.4s (0 waits for the request budget)\nerror: backfill failed for 1 of 1 tickers (a rerun resumes where this one stopped):\n  TSLA: yahoo answered 404 Not Found (no such symbol)",
     );
     let h = history_status(&cp, &op, "TSLA failed", |h| counts(h) == (3, 0, 0, 1));
     let failure = &h["failures"][0];

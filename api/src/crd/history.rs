@@ -72,6 +72,13 @@ pub struct HistorySpec {
     #[schemars(range(min = 1, max = 16))]
     pub parallelism: i32,
 
+    /// Requests per hour the stream's backfill may make to the vendor, shared by its running
+    /// Jobs (each gets requestsPerHour / parallelism). Default: yahoo 2000, alpaca 12000 (200
+    /// a minute), polygon 300 (5 a minute, the free plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub requests_per_hour: Option<i64>,
+
     /// CPU/memory of a backfill pod (default requests 100m/64Mi, limit memory 512Mi: it holds
     /// a batch of bars, more than a streaming worker). The other pod settings are spec.worker's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +136,16 @@ impl HistorySource {
             Self::Yahoo => "yahoo",
             Self::Alpaca => "alpaca",
             Self::Polygon => "polygon",
+        }
+    }
+
+    /// The request budget of a stream's backfill when `requestsPerHour` is unset: Yahoo's as
+    /// the live source's default, Alpaca's and Polygon's free plans (200 and 5 a minute).
+    pub fn default_requests_per_hour(self) -> i64 {
+        match self {
+            Self::Yahoo => 2000,
+            Self::Alpaca => 12_000,
+            Self::Polygon => 300,
         }
     }
 

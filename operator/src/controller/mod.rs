@@ -572,6 +572,12 @@ async fn patch_status(
     name: &str,
     status: &QuoteStreamStatus,
 ) -> Result<(), Error> {
+    // status.history is the history step's alone (`crate::history`, from a fresh read): left
+    // out here, a stale copy of it can never overwrite a newer one.
+    let status = QuoteStreamStatus {
+        history: None,
+        ..status.clone()
+    };
     let body = json!({ "status": status });
     streams
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))

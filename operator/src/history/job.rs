@@ -56,6 +56,9 @@ pub struct JobPlan<'a> {
     /// `spec.history.resources`.
     pub resources: Option<&'a ResourceRequirements>,
     pub base_url: Option<&'a str>,
+    /// The PostgreSQL sink's table, when not the default (`--table`: the rollups the store
+    /// serves are that table's).
+    pub table: Option<&'a str>,
     /// DATABASE_URL, the vendor's credentials, the allowed hosts, then `spec.worker.env`.
     pub env: Vec<EnvVar>,
 }
@@ -116,6 +119,10 @@ pub fn args(plan: &JobPlan<'_>) -> Vec<String> {
     if let Some(url) = plan.base_url {
         args.push("--base-url".to_owned());
         args.push(url.to_owned());
+    }
+    if let Some(table) = plan.table {
+        args.push("--table".to_owned());
+        args.push(table.to_owned());
     }
     args
 }

@@ -28,9 +28,11 @@ use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
 use kube::{Api, Client, ResourceExt};
-use quotestream_api::contract::env::{DATABASE_URL, POLYGON_API_KEY, SOURCE_HOSTS};
+use quotestream_api::contract::env::{
+    BACKFILL_REQUESTS_PER_HOUR, DATABASE_URL, POLYGON_API_KEY, SOURCE_HOSTS,
+};
 use quotestream_api::crd::{
-    DepthError, HistorySource, HistorySpec, HistoryStatus, STREAM_LABEL, depth_days,
+    DEFAULT_TABLE, DepthError, HistorySource, HistorySpec, HistoryStatus, STREAM_LABEL, depth_days,
 };
 use quotestream_api::{QuoteStream, QuoteStreamSpec, TickerSet};
 use serde_json::{Value, json};
@@ -136,8 +138,8 @@ pub async fn reconcile(
     tickers: &TickerSet,
     policy: &Policy,
 ) -> Result<Report, kube::Error> {
-    let previous = qs.status.as_ref().and_then(|s| s.history.as_ref());
-    if qs.spec.history.is_none() && previous.is_none() {
+    let had = qs.status.as_ref().is_some_and(|s| s.history.is_some());
+    if qs.spec.history.is_none() && !had {
         // Never had history: no request at all.
         return Ok(Report::default());
     }
@@ -155,6 +157,10 @@ pub async fn reconcile(
         .collect();
     let infos: Vec<&JobInfo> = owned.iter().map(|(i, _)| i).collect();
     let streams: Api<QuoteStream> = Api::namespaced(client.clone(), ns);
+    // The record as written last, not as the watch cache may still show it: a reconcile can
+    // run on a stream object older than the previous reconcile's status write.
+    let current = streams.get_status(&plan.stream).await?;
+    let previous = current.status.as_ref().and_then(|s| s.history.as_ref());
     let mut report = Report::default();
 
     let Some(history) = &qs.spec.history else {
@@ -246,6 +252,13 @@ pub async fn reconcile(
             worker: &plan.worker,
             resources: history.resources.as_ref(),
             base_url: history.base_url(&qs.spec.source).map(|(_, url)| url),
+            table: qs
+                .spec
+                .sinks
+                .postgres
+                .as_ref()
+                .map(|pg| pg.table.as_str())
+                .filter(|t| *t != DEFAULT_TABLE),
             env: env.clone(),
         });
         match jobs.create(&PostParams::default(), &body).await {
@@ -308,6 +321,10 @@ fn job_env(qs: &QuoteStream, history: &HistorySpec, policy: &Policy) -> Vec<EnvV
     env.extend(credentials(spec, history).unwrap_or_default());
     let hosts = policy.source_hosts.for_type(history.source.source_type());
     env.push(value(SOURCE_HOSTS, &hosts.to_string()));
+    env.push(value(
+        BACKFILL_REQUESTS_PER_HOUR,
+        &per_job_budget(history).to_string(),
+    ));
     env.extend(
         spec.worker
             .as_ref()
@@ -315,6 +332,16 @@ fn job_env(qs: &QuoteStream, history: &HistorySpec, policy: &Policy) -> Vec<EnvV
             .unwrap_or_default(),
     );
     env
+}
+
+/// Each running Job's share of the stream's backfill budget (`requestsPerHour`, else the
+/// vendor's default) over `parallelism` Jobs, so that together they never exceed it; at least
+/// 1 per hour (the backfill's lower bound).
+pub fn per_job_budget(history: &HistorySpec) -> f64 {
+    let budget = history
+        .requests_per_hour
+        .unwrap_or_else(|| history.source.default_requests_per_hour());
+    (budget as f64 / f64::from(history.parallelism.max(1))).max(1.0)
 }
 
 /// `status.history` from the assessment and the record.

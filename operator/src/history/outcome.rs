@@ -26,57 +26,90 @@ const FALLBACK_LOG_LINES: usize = 80;
 /// The outcome of a finished Job. `message` is the termination message of its last failed pod
 /// (None when there is none: no pod left, killed before it wrote a line, or a deadline).
 ///
-/// Complete: every ticker is done. Failed: a ticker named in the message failed, with the line
-/// that names it as the reason. If the message names none of them (the process crashed, the
-/// database was unreachable, the deadline passed) every ticker failed, with the message's
-/// last line or the Job's condition as the reason. A ticker not named is done — unless the
-/// message may have been cut, in which case it may have been named in a lost line, and it
-/// counts as failed too (a retry is cheap: the backfill resumes from its checkpoint).
+/// The backfill prints a line per ticker (`AAPL: done; …`, `MSFT: FAILED (…); …`) and, when
+/// some failed, `error: backfill failed for F of N tickers …` followed by one `  SYMBOL: reason`
+/// line each (docs/history.md). Complete: every ticker is done. Failed:
+///
+/// 1. that list, when the message holds all of its F lines: exactly those tickers failed, each
+///    with its line as the reason; the others are done;
+/// 2. otherwise each `SYMBOL: …` line of one of the Job's tickers (the last one wins): `done`
+///    or failed with the line as the reason;
+/// 3. a ticker no line names failed too when nothing was named (the process crashed, the
+///    database was unreachable, the deadline passed: the reason is the Job's condition and the
+///    message's last line) or when the message may have been cut (2048 bytes or 80 lines: the
+///    line may be lost). A retry is cheap: the backfill resumes from its checkpoint.
 pub fn outcome(job: &JobInfo, message: Option<&str>) -> Outcome {
+    let mut out = Outcome {
+        done: Vec::new(),
+        failed: BTreeMap::new(),
+    };
     if job.state == JobState::Complete {
-        return Outcome {
-            done: job.tickers.clone(),
-            failed: BTreeMap::new(),
-        };
+        out.done = job.tickers.clone();
+        return out;
     }
     let message = message.map(str::trim).filter(|m| !m.is_empty());
+    let lines: Vec<&str> = message.map(|m| m.lines().collect()).unwrap_or_default();
+    let ours = |line: &str| -> Option<(String, String)> {
+        let (symbol, rest) = line.trim().split_once(':')?;
+        job.tickers
+            .iter()
+            .find(|t| t.as_str() == symbol)
+            .map(|t| (t.clone(), rest.trim().to_owned()))
+    };
+
+    // 1. The failure list, complete.
+    if let Some(at) = lines
+        .iter()
+        .rposition(|l| l.contains("backfill failed for "))
+    {
+        let count = failed_count(lines[at]);
+        let listed: Vec<(String, String)> = lines[at + 1..]
+            .iter()
+            .filter_map(|l| ours(l).map(|(t, _)| (t, reason(l))))
+            .collect();
+        if count == Some(listed.len()) {
+            for t in &job.tickers {
+                match listed.iter().find(|(s, _)| s == t) {
+                    Some((_, why)) => {
+                        out.failed.insert(t.clone(), why.clone());
+                    }
+                    None => out.done.push(t.clone()),
+                }
+            }
+            return out;
+        }
+    }
+
+    // 2. Ticker by ticker.
+    let mut said: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for line in &lines {
+        if let Some((t, rest)) = ours(line) {
+            let failed = !rest.starts_with("done");
+            said.insert(t, failed.then(|| reason(line)));
+        }
+    }
+    // 3. The unnamed.
+    let cut = message
+        .is_some_and(|m| m.len() >= FALLBACK_LOG_BYTES - 64 || lines.len() >= FALLBACK_LOG_LINES);
+    let nothing_named = said.values().all(Option::is_none) && said.len() < job.tickers.len();
     let condition = job
         .condition
         .clone()
         .unwrap_or_else(|| "the Job failed".to_owned());
-    let mut named = BTreeMap::new();
-    if let Some(m) = message {
-        for line in m.lines() {
-            for t in &job.tickers {
-                if !named.contains_key(t) && names(line, t) {
-                    named.insert(t.clone(), reason(line));
-                }
-            }
-        }
-    }
-    let cut = message.is_some_and(|m| {
-        m.len() >= FALLBACK_LOG_BYTES - 64 || m.lines().count() >= FALLBACK_LOG_LINES
-    });
-    let whole = match message.and_then(|m| m.lines().rev().find(|l| !l.trim().is_empty())) {
+    let whole = match lines.iter().rev().find(|l| !l.trim().is_empty()) {
         Some(last) => reason(&format!("{condition}; {last}")),
         None => reason(&format!(
             "{condition} (no termination message: kubectl logs job/{})",
             job.name
         )),
     };
-    // Nobody named: the failure was the whole run's. Possibly cut: a lost line may have named
-    // the ticker.
-    let unnamed_failed = named.is_empty() || cut;
-    let mut out = Outcome {
-        done: Vec::new(),
-        failed: BTreeMap::new(),
-    };
     for t in &job.tickers {
-        match named.remove(t) {
-            Some(why) => {
-                out.failed.insert(t.clone(), why);
+        match said.get(t) {
+            Some(Some(why)) => {
+                out.failed.insert(t.clone(), why.clone());
             }
-            None if unnamed_failed => {
+            Some(None) => out.done.push(t.clone()),
+            None if nothing_named || cut => {
                 out.failed.insert(t.clone(), whole.clone());
             }
             None => out.done.push(t.clone()),
@@ -85,24 +118,10 @@ pub fn outcome(job: &JobInfo, message: Option<&str>) -> Outcome {
     out
 }
 
-/// Whether `line` names `ticker` as a whole word (`AAPL` but not `AAPLX`; `BRK.B`, `^GSPC`,
-/// `BTC-USD` as written).
-fn names(line: &str, ticker: &str) -> bool {
-    let part = |c: char| c.is_ascii_alphanumeric() || "._^-=/".contains(c);
-    line.match_indices(ticker).any(|(i, _)| {
-        let before = line[..i].chars().next_back();
-        let after = line[i + ticker.len()..].chars().next();
-        // A sentence's full stop after the ticker is not part of it.
-        let after_ok = match after {
-            None => true,
-            Some('.') => line[i + ticker.len() + 1..]
-                .chars()
-                .next()
-                .is_none_or(|c| !part(c)),
-            Some(c) => !part(c),
-        };
-        before.is_none_or(|c| !part(c)) && after_ok
-    })
+/// F of the backfill's `… backfill failed for F of N tickers …` line.
+fn failed_count(line: &str) -> Option<usize> {
+    let (_, rest) = line.split_once("backfill failed for ")?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// The termination message of the Job's most recent failed pod.

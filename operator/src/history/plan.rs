@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use jiff::civil::Date;
 use jiff::{Span, Timestamp};
 use quotestream_api::TickerSet;
-use quotestream_api::crd::{HistorySpec, depth_days};
+use quotestream_api::crd::{HistorySource, HistorySpec, depth_days};
 
 use super::record::{Record, SeriesKey};
 
@@ -31,19 +31,26 @@ pub fn wanted(
     today: Date,
 ) -> Result<Vec<Series>, quotestream_api::crd::DepthError> {
     let mut series = Vec::new();
-    let mut add = |interval: &str, field: &'static str, depth: &str| {
-        let days = depth_days(field, depth)?;
-        series.push(Series {
-            key: SeriesKey::new(interval, history.source),
-            from: back(today, days),
-        });
-        Ok(())
-    };
     if let Some(d) = &history.daily {
-        add(DAILY, "spec.history.daily", d)?;
+        series.push(Series {
+            key: SeriesKey::new(DAILY, history.source),
+            from: back(today, depth_days("spec.history.daily", d)?),
+        });
     }
     if let Some(i) = &history.intraday {
-        add(i.interval.name(), "spec.history.intraday.depth", &i.depth)?;
+        let days = depth_days("spec.history.intraday.depth", &i.depth)?;
+        // Yahoo serves intraday bars only so many days back, counted from the moment of each
+        // request (the CRD keeps the depth within it). A Job may start a while after it is
+        // made, so it asks for two whole days less than the limit at most: a depth at the
+        // limit would otherwise be refused by the backfill (its first day too old).
+        let days = match history.source {
+            HistorySource::Yahoo => days.min(i.interval.yahoo_max_days().saturating_sub(2)),
+            _ => days,
+        };
+        series.push(Series {
+            key: SeriesKey::new(i.interval.name(), history.source),
+            from: back(today, days),
+        });
     }
     Ok(series)
 }

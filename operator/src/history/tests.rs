@@ -32,6 +32,7 @@ fn history(daily: Option<&str>, intraday: Option<(IntradayInterval, &str)>) -> H
         polygon: None,
         batch_size: 2,
         parallelism: 2,
+        requests_per_hour: None,
         resources: None,
     }
 }
@@ -311,9 +312,20 @@ fn a_failed_job_fails_the_tickers_its_message_names_with_their_line() {
         JobState::Failed,
         &["AAPL", "BRK.B", "^GSPC", "BTC-USD", "AAPLX"],
     );
-    let message = "fetched 812 bars\nerror: 2 of 5 tickers failed\n  ^GSPC: yahoo answered 404 Not Found\n  AAPLX: no data between 2024-12-06 and 2026-12-06.";
+    // The backfill's own output (worker/src/main.rs): a line per ticker, then the list.
+    let message = "AAPL: done; 503 bars stored (503 new, 0 changed, 0 unchanged); 0 null bars (gaps)\n\
+        ^GSPC: FAILED (yahoo answered 404 Not Found); 0 bars stored\n\
+        AAPLX: FAILED (no data between 2024-12-06 and 2026-12-06.); 0 bars stored\n\
+        backfill: 5 tickers, 3 done, 2 failed, in 4.1s (0 waits for the request budget)\n\
+        error: backfill failed for 2 of 5 tickers (a rerun resumes where this one stopped):\n  \
+        ^GSPC: yahoo answered 404 Not Found\n  \
+        AAPLX: no data between 2024-12-06 and 2026-12-06.";
     let o = outcome(&j, Some(message));
-    assert_eq!(o.done, ["AAPL", "BRK.B", "BTC-USD"]);
+    assert_eq!(
+        o.done,
+        ["AAPL", "BRK.B", "BTC-USD"],
+        "the list is complete: the others are done"
+    );
     assert_eq!(
         o.failed,
         BTreeMap::from([
@@ -326,6 +338,32 @@ fn a_failed_job_fails_the_tickers_its_message_names_with_their_line() {
                 "^GSPC: yahoo answered 404 Not Found".to_owned()
             ),
         ])
+    );
+}
+
+#[test]
+fn without_the_complete_list_each_line_counts_and_done_lines_are_done() {
+    let j = info(JobState::Failed, &["AAPL", "MSFT", "NVDA"]);
+    // The list's head was lost: the per-ticker lines decide, the last one wins.
+    let message = "AAPL: done; 10 bars stored\nMSFT: FAILED (HTTP 500); 0 bars stored\n  MSFT: HTTP 500 after 6 retries";
+    let o = outcome(&j, Some(message));
+    assert_eq!(o.done, ["AAPL", "NVDA"]);
+    assert_eq!(o.failed["MSFT"], "MSFT: HTTP 500 after 6 retries");
+    // The list says 2 but holds 1: incomplete, so the lines decide.
+    let message = "error: backfill failed for 2 of 3 tickers (a rerun resumes where this one stopped):\n  MSFT: HTTP 500";
+    let o = outcome(&j, Some(message));
+    assert_eq!(o.done, ["AAPL", "NVDA"]);
+    assert_eq!(o.failed.len(), 1);
+    // Only done lines, yet the Job failed: the unnamed one failed.
+    let o = outcome(
+        &j,
+        Some("AAPL: done; 1 bars stored\nMSFT: done; 1 bars stored"),
+    );
+    assert_eq!(o.done, ["AAPL", "MSFT"]);
+    assert!(
+        o.failed["NVDA"].starts_with("BackoffLimitExceeded"),
+        "{:?}",
+        o.failed
     );
 }
 
@@ -400,7 +438,7 @@ fn the_termination_message_is_the_latest_failed_pods() {
     assert_eq!(termination_message(&[]), None);
 }
 
-fn job_for(tickers: &[String]) -> Job {
+fn job_for(tickers: &[String], table: Option<&str>) -> Job {
     let s = stream("sp500", 1);
     let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
         api_version: "quotes.opa.io/v1alpha1".into(),
@@ -425,6 +463,7 @@ fn job_for(tickers: &[String]) -> Job {
         image: "ghcr.io/quotestream/quotestream-worker:0.1.0",
         worker: &worker,
         resources: None,
+        table,
         base_url: Some("http://127.0.0.1:9000"),
         env: Vec::new(),
     })
@@ -433,7 +472,7 @@ fn job_for(tickers: &[String]) -> Job {
 #[test]
 fn the_job_runs_the_backfill_command_owned_by_the_stream_under_restricted_security() {
     let tickers = vec!["AAPL".to_owned(), "^GSPC".to_owned(), "BTC-USD".to_owned()];
-    let j = job_for(&tickers);
+    let j = job_for(&tickers, None);
     let spec = j.spec.as_ref().unwrap();
     assert_eq!(spec.backoff_limit, Some(job::BACKOFF_LIMIT));
     assert_eq!(spec.ttl_seconds_after_finished, Some(86_400));
@@ -475,6 +514,13 @@ fn the_job_runs_the_backfill_command_owned_by_the_stream_under_restricted_securi
         c.command.as_ref().unwrap().join(" "),
         "quotestream-worker backfill --tickers AAPL,^GSPC,BTC-USD --from 2024-12-06 --to 2026-12-06 --interval 1d --source yahoo --base-url http://127.0.0.1:9000"
     );
+    // The PostgreSQL sink's own table, when it has one.
+    let other = job_for(&tickers, Some("market.quotes"));
+    let command = other.spec.unwrap().template.spec.unwrap().containers[0]
+        .command
+        .clone()
+        .unwrap();
+    assert_eq!(command[command.len() - 2..], ["--table", "market.quotes"]);
     // Read back as the operator wrote it.
     let back = job::read(&j).unwrap();
     assert_eq!(back.tickers, tickers);
@@ -497,7 +543,7 @@ fn the_job_runs_the_backfill_command_owned_by_the_stream_under_restricted_securi
 
 #[test]
 fn a_finished_job_reads_back_with_its_condition() {
-    let mut j = job_for(&["AAPL".to_owned()]);
+    let mut j = job_for(&["AAPL".to_owned()], None);
     let condition = |type_: &str, reason: &str| JobCondition {
         type_: type_.into(),
         status: "True".into(),
@@ -535,4 +581,29 @@ fn job_names_fit_a_label_and_differ_per_attempt() {
     assert_ne!(name, job::job_name(&long, &daily(), &t, "2"));
     let dashed = job::job_name(&format!("{}-x", "b".repeat(45)), &daily(), &t, "1");
     assert!(!dashed.contains("--"), "{dashed}");
+}
+
+#[test]
+fn the_jobs_of_a_stream_share_its_request_budget() {
+    let mut h = history(Some("2y"), None);
+    h.parallelism = 4;
+    assert_eq!(
+        super::per_job_budget(&h),
+        500.0,
+        "yahoo's 2000 an hour over 4 Jobs"
+    );
+    h.source = HistorySource::Polygon;
+    assert_eq!(super::per_job_budget(&h), 75.0);
+    h.requests_per_hour = Some(2);
+    assert_eq!(super::per_job_budget(&h), 1.0, "never below 1 an hour");
+}
+
+#[test]
+fn yahoo_intraday_asks_two_days_less_than_its_limit_at_most() {
+    let h = history(None, Some((IntradayInterval::M1, "30d")));
+    let s = wanted(&h, TODAY).unwrap();
+    assert_eq!(s[0].from, date(2026, 11, 8), "28 days back");
+    let mut alpaca = h.clone();
+    alpaca.source = HistorySource::Alpaca;
+    assert_eq!(wanted(&alpaca, TODAY).unwrap()[0].from, date(2026, 11, 6));
 }

@@ -222,6 +222,7 @@ mod tests {
             polygon: None,
             batch_size: 100,
             parallelism: 2,
+            requests_per_hour: None,
             resources: None,
         });
         s.spec.worker = Some(WorkerTemplate {

@@ -20,6 +20,7 @@ pub const RESERVED_ENV: &[&str] = &[
     POLYGON_API_KEY,
     REPLAY_FILE,
     SOURCE_HOSTS,
+    BACKFILL_REQUESTS_PER_HOUR,
 ];
 
 /// The worker's environment: the fixed `run` settings, the hosts the source may reach (the
