@@ -127,6 +127,11 @@ print('\n'.join(out))" "$n" >"$syms"
     rm -f "$syms"
 }
 
+row_peak_rss() {
+    section "Peak memory: the seeds' job (validation → Redis → PostgreSQL), worker versus Python"
+    harness "$bin/examples/bench_peak_rss" "${quick_flag[@]}"
+}
+
 row_sharding() {
     section "Shard assignment"
     printf 'The full table is docs/sharding.md (`make sharding-report`).\n\n' >>"$tmp"
@@ -218,7 +223,7 @@ row_micro() {
     rm -rf "$home"
 }
 
-ROWS=(row_redis row_storage row_postgres row_store row_query row_yahoo row_e2e row_stream row_alpaca row_memory row_controlplane row_sharding row_images row_node row_micro)
+ROWS=(row_redis row_storage row_postgres row_store row_query row_yahoo row_e2e row_stream row_alpaca row_memory row_peak_rss row_controlplane row_sharding row_images row_node row_micro)
 if [ -n "${BENCH_ROWS:-}" ]; then read -r -a ROWS <<<"$BENCH_ROWS"; fi
 
 # ---------------------------------------------------------------------------------------------
