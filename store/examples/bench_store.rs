@@ -344,8 +344,16 @@ struct CpuProbe {
 
 impl CpuProbe {
     fn start(pg: &PostgresServer, database: &str, server: Option<u32>) -> anyhow::Result<Self> {
-        let backend: u32 = pg.psql("postgres", "SELECT pg_backend_pid()")?.parse()?;
-        let stat = std::fs::read_to_string(format!("/proc/{backend}/stat"))?;
+        // The checkpointer lives as long as the server (a psql session's backend is gone by
+        // the time its pid could be read); its parent is the postmaster.
+        let checkpointer: u32 = pg
+            .psql(
+                "postgres",
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
+            )?
+            .parse()?;
+        let stat = std::fs::read_to_string(format!("/proc/{checkpointer}/stat"))
+            .context("reading the checkpointer's /proc entry")?;
         let postmaster = stat
             .rsplit_once(')')
             .and_then(|(_, rest)| rest.split_whitespace().nth(1))
@@ -361,10 +369,17 @@ impl CpuProbe {
         Ok(probe)
     }
 
+    /// The server process and its children (uvicorn's worker processes).
+    fn server_pids(&self) -> Vec<u32> {
+        self.server
+            .map(|s| std::iter::once(s).chain(children(s)).collect())
+            .unwrap_or_default()
+    }
+
     fn now(&self) -> std::collections::HashMap<u32, f64> {
         let mut pids = children(self.postmaster);
         pids.push(std::process::id());
-        pids.extend(self.server);
+        pids.extend(self.server_pids());
         pids.into_iter()
             .filter_map(|pid| Some((pid, cpu_seconds(pid)?)))
             .collect()
@@ -388,9 +403,10 @@ impl CpuProbe {
             })
             .collect();
         let mut cpu = Cpu::default();
+        let server = self.server_pids();
         for (pid, now) in self.now() {
             let used = now - self.before.get(&pid).copied().unwrap_or(0.0);
-            let slot = if Some(pid) == self.server {
+            let slot = if server.contains(&pid) {
                 &mut cpu.server
             } else if pid == std::process::id() {
                 &mut cpu.harness
@@ -524,16 +540,20 @@ async fn main() -> anyhow::Result<()> {
                 Guarded::spawn_with_stop(command, &logs.path().join("store_peer.log"), "TERM")?;
             wait_ready(port, || child.exited(), "the Python peer")?;
             let subset = Arc::new(bodies[..peer_total / BATCH].to_vec());
+            let probe = CpuProbe::start(&pg, "peer", child.id())?;
             let t = post_all(&format!("http://127.0.0.1:{port}/quotes/batch"), subset).await?;
+            let cpu = probe.used(&pg)?;
             drop(child);
             let stored = count(&pg, "peer", "SELECT count(*) FROM quotes.real_time")?;
             if stored != peer_total as u64 {
                 bail!("the Python peer stored {stored} rows, not {peer_total}");
             }
-            Some(peer_total as f64 / t.as_secs_f64())
+            Some((peer_total as f64 / t.as_secs_f64(), cpu, t))
         }
         Err(_) => None,
     };
+    let peer_cpu = peer.map(|(_, cpu, t)| (cpu, t));
+    let peer = peer.map(|(rate, _, _)| rate);
 
     let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
     let store_rate = rate(total, store_time);
@@ -593,13 +613,17 @@ async fn main() -> anyhow::Result<()> {
         "Where the CPU went (seconds of CPU, from /proc, while the batches were sent; the 2 cores give 2 s per second of wall time):\n"
     );
     println!(
-        "| run | wall s | store process | PostgreSQL: writing sessions | PostgreSQL: rollup merger | PostgreSQL: other processes | harness (client / writer) | total CPU ÷ (2 × wall) | CPU per 1000 quotes, ms |"
+        "| run | wall s | server process (store; Python peer with its workers) | PostgreSQL: writing sessions | PostgreSQL: rollup merger | PostgreSQL: other processes | harness (client / writer) | total CPU ÷ (2 × wall) | CPU per 1000 quotes, ms |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, cpu, wall) in [
-        ("quotestream-store", store_cpu, store_time),
-        ("direct writer", direct_cpu, direct_time),
-    ] {
+    let mut runs = vec![
+        ("quotestream-store", store_cpu, store_time, total),
+        ("direct writer", direct_cpu, direct_time, total),
+    ];
+    if let Some((cpu, t)) = peer_cpu {
+        runs.push(("Python peer", cpu, t, peer_total));
+    }
+    for (name, cpu, wall, quotes) in runs {
         let used = cpu.server + cpu.ingest + cpu.merger + cpu.postgres + cpu.harness;
         let wall = wall.as_secs_f64();
         println!(
@@ -610,7 +634,7 @@ async fn main() -> anyhow::Result<()> {
             cpu.postgres,
             cpu.harness,
             used / (2.0 * wall),
-            used / total as f64 * 1000.0 * 1000.0,
+            used / quotes as f64 * 1000.0 * 1000.0,
         );
     }
     Ok(())
