@@ -4,6 +4,7 @@
 //! enforce (patterns, bounds, CEL `x-kubernetes-validations`) is declared here, next to the
 //! fields, and lands in `crds/quotestream.yaml` through `quotestream-operator crd`.
 
+mod autoscale;
 mod history;
 mod resolve;
 mod schedule;
@@ -16,6 +17,7 @@ mod worker;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+pub use autoscale::Autoscale;
 pub use history::{
     DEPTH_PATTERN, DepthError, HistoryAlpaca, HistoryPolygon, HistorySource, HistorySpec,
     IntradayHistory, IntradayInterval, MAX_DEPTH_DAYS, depth_days,
@@ -75,8 +77,8 @@ pub const MAX_SHARDS: i32 = 1024;
     printcolumn(
         name = "Shards",
         type_ = "integer",
-        json_path = ".spec.shards",
-        description = "Desired number of shards"
+        json_path = ".status.desiredShards",
+        description = "Shards the operator runs: spec.shards, or what spec.autoscale chose"
     ),
     printcolumn(
         name = "Ready",
@@ -190,6 +192,11 @@ pub struct QuoteStreamSpec {
     /// Stream only during the exchange's trading hours. Absent: around the clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+
+    /// Choose the shard count from the ticker count: ceil(tickers / tickersPerShard) within
+    /// [minShards, maxShards]; spec.shards (kubectl scale, an HPA) can raise it, not lower it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
 }
 
 /// Where to read a ticker list.

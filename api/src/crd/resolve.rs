@@ -83,8 +83,13 @@ impl QuoteStreamSpec {
         }
     }
 
-    /// The shard count, checked against the number of tickers.
+    /// The shard count: with `spec.autoscale` from the ticker count ([`super::Autoscale`]),
+    /// otherwise `spec.shards`, checked against the number of tickers.
     pub fn shard_count(&self, tickers: &TickerSet) -> Result<NonZeroUsize, SpecError> {
+        if let Some(autoscale) = &self.autoscale {
+            return NonZeroUsize::new(autoscale.shards_for(tickers.len(), self.shards))
+                .ok_or(SpecError::NoTickers);
+        }
         usize::try_from(self.shards)
             .ok()
             .filter(|&n| n <= tickers.len())
@@ -122,6 +127,7 @@ mod tests {
             worker: None,
             history: None,
             schedule: None,
+            autoscale: None,
         }
     }
 

@@ -14,6 +14,10 @@ pub struct QuoteStreamStatus {
     /// Shards whose worker Deployment is ready (the scale subresource's replicas).
     #[serde(default)]
     pub ready_shards: i32,
+    /// Shards the operator runs: spec.shards, or the count spec.autoscale chose from the
+    /// ticker count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_shards: Option<i32>,
     /// Label selector of the worker pods (the scale subresource's selector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,

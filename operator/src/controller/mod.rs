@@ -520,7 +520,14 @@ impl StreamApi {
         ctx.metrics
             .set_stream_shards(&self.namespace, &self.name, total, ready);
         if previous_shards != total && previous_shards > 0 {
-            let note = format!("{previous_shards} -> {total} shards ({removed} removed)");
+            let why = match &qs.spec.autoscale {
+                Some(a) => format!(
+                    "; spec.autoscale: {tickers} tickers at {} per shard, spec.shards {}, bounds {}..{}",
+                    a.tickers_per_shard, qs.spec.shards, a.min_shards, a.max_shards
+                ),
+                None => String::new(),
+            };
+            let note = format!("{previous_shards} -> {total} shards ({removed} removed){why}");
             publish(ctx, &self.reference, EventType::Normal, "Scaled", note).await;
         }
         if previous_epoch.is_some_and(|e| e != plan.epoch) {

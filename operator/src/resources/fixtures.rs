@@ -74,6 +74,7 @@ pub fn stream(name: &str, shards: i32) -> QuoteStream {
             worker: None,
             history: None,
             schedule: None,
+            autoscale: None,
         },
     );
     s.metadata.namespace = Some("markets".into());

@@ -143,6 +143,7 @@ pub fn planned_status(
         );
     }
     status.ready_shards = i32::try_from(ready).unwrap_or(i32::MAX);
+    status.desired_shards = i32::try_from(total).ok();
     status.tickers = i32::try_from(plan.assignment.ticker_count()).ok();
     status.shards = shards;
     status.assignment = Some(AssignmentStatus {
