@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod storage;
 pub mod stream;
 mod tls;
+pub mod vendor_bars;
 mod wait;
 pub mod yahoo;
 pub mod yahoo_chart;

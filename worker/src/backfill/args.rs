@@ -16,7 +16,9 @@ use super::plan::Range;
 use super::progress::ProgressMode;
 use super::run::{Plan, Report, RunError, run};
 use super::sources::HistorySource;
+use super::sources::rest_base::rest_base;
 use super::sources::yahoo::YahooChart;
+use super::sources::{alpaca, polygon};
 
 /// The vendor to fetch history from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -151,10 +153,33 @@ impl BackfillArgs {
                     YahooChart::new(base).map_err(StartError::Usage)?,
                 ))
             }
-            other => Err(StartError::Usage(format!(
-                "--source {}: not available in this build yet; use --source yahoo",
-                other.vendor()
-            ))),
+            SourceArg::Alpaca => {
+                let base = rest_base(self.base_url.as_deref().unwrap_or(alpaca::DEFAULT_BASE_URL))
+                    .map_err(StartError::Usage)?;
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+                Ok(HistorySource::Alpaca(
+                    alpaca::AlpacaBars::new(
+                        base,
+                        env(contract::env::ALPACA_KEY_ID),
+                        env(contract::env::ALPACA_SECRET_KEY),
+                    )
+                    .map_err(StartError::Usage)?,
+                ))
+            }
+            SourceArg::Polygon => {
+                let base = rest_base(
+                    self.base_url
+                        .as_deref()
+                        .unwrap_or(polygon::DEFAULT_BASE_URL),
+                )
+                .map_err(StartError::Usage)?;
+                let key = std::env::var(contract::env::POLYGON_API_KEY)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty());
+                Ok(HistorySource::Polygon(
+                    polygon::PolygonAggs::new(base, key).map_err(StartError::Usage)?,
+                ))
+            }
         }
     }
 

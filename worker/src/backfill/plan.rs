@@ -35,6 +35,29 @@ pub fn yahoo_limits(interval: Interval) -> Limits {
     }
 }
 
+/// Alpaca: no range limit per request (answers are paged by `next_page_token`), bars as far
+/// back as the plan has them; one request chain per ten years.
+pub fn alpaca_limits(_interval: Interval) -> Limits {
+    Limits {
+        max_window_secs: 3653 * DAY,
+        max_age_secs: None,
+    }
+}
+
+/// Polygon: `limit` (at most 50 000) counts base bars — minutes for minute and hour
+/// aggregates — so intraday windows stay under 50 000 minutes (30 days); daily and longer
+/// aggregates count days (one window per ten years). `next_url` is followed all the same.
+pub fn polygon_limits(interval: Interval) -> Limits {
+    Limits {
+        max_window_secs: if interval.is_intraday() {
+            30 * DAY
+        } else {
+            3653 * DAY
+        },
+        max_age_secs: None,
+    }
+}
+
 /// The requested range, [from 00:00Z, the day after `to` 00:00Z).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {

@@ -2,6 +2,9 @@
 //! nulls, duplicates and bars outside the window included; [`super::clean`] applies one rule to
 //! all of them. Each vendor has a folder: its request, its paging, its decoder.
 
+pub mod alpaca;
+pub mod polygon;
+pub mod rest_base;
 pub mod yahoo;
 
 use jiff::Timestamp;
@@ -9,7 +12,7 @@ use quotestream_api::{Instrument, Vendor};
 
 use super::http::{FetchError, HistoryHttp};
 use super::interval::Interval;
-use super::plan::{Limits, yahoo_limits};
+use super::plan::{Limits, alpaca_limits, polygon_limits, yahoo_limits};
 
 /// One bar as the vendor sent it; a field the vendor sent as null is `None`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,12 +31,16 @@ pub struct RawBar {
 #[derive(Debug)]
 pub enum HistorySource {
     Yahoo(yahoo::YahooChart),
+    Alpaca(alpaca::AlpacaBars),
+    Polygon(polygon::PolygonAggs),
 }
 
 impl HistorySource {
     pub fn vendor(&self) -> Vendor {
         match self {
             Self::Yahoo(_) => Vendor::Yahoo,
+            Self::Alpaca(_) => Vendor::Alpaca,
+            Self::Polygon(_) => Vendor::Polygon,
         }
     }
 
@@ -41,6 +48,8 @@ impl HistorySource {
     pub fn limits(&self, interval: Interval) -> Limits {
         match self {
             Self::Yahoo(_) => yahoo_limits(interval),
+            Self::Alpaca(_) => alpaca_limits(interval),
+            Self::Polygon(_) => polygon_limits(interval),
         }
     }
 
@@ -55,6 +64,8 @@ impl HistorySource {
     ) -> Result<Vec<RawBar>, FetchError> {
         match self {
             Self::Yahoo(y) => y.fetch(http, instrument, start, end, interval).await,
+            Self::Alpaca(a) => a.fetch(http, instrument, start, end, interval).await,
+            Self::Polygon(p) => p.fetch(http, instrument, start, end, interval).await,
         }
     }
 }
