@@ -109,7 +109,7 @@ pub struct BackfillArgs {
     #[arg(long, default_value = "quotes.real_time")]
     pub table: String,
     /// The request budget (default: yahoo 2000, alpaca 12000, polygon 300).
-    #[arg(long, env = "QUOTESTREAM_BACKFILL_REQUESTS_PER_HOUR", value_parser = parse_per_hour)]
+    #[arg(long, env = contract::env::BACKFILL_REQUESTS_PER_HOUR, value_parser = parse_per_hour)]
     pub requests_per_hour: Option<f64>,
     /// Requests the budget lets out at once.
     #[arg(long, default_value_t = 4)]
