@@ -53,6 +53,12 @@ pub mod env {
     /// operator gives each backfill Job of a stream its share of `spec.history.requestsPerHour`.
     pub const BACKFILL_REQUESTS_PER_HOUR: &str = "QUOTESTREAM_BACKFILL_REQUESTS_PER_HOUR";
 
+    /// Where a worker that cannot start writes its one-line reason (`run --termination-log`; a
+    /// [`crate::sink_failure::SinkFailure`] line for a sink): the container's termination
+    /// message file, [`super::TERMINATION_LOG_PATH`], set by the operator. Unset (a person
+    /// running the binary): the reason goes to stderr only.
+    pub const TERMINATION_LOG: &str = "QUOTESTREAM_TERMINATION_LOG";
+
     /// The settings and credentials a worker reads from its environment (besides `run`'s
     /// flags, which clap reads).
     pub const WORKER_READS: &[&str] = &[
@@ -77,6 +83,9 @@ pub const CA_DIR: &str = "/etc/quotestream/ca";
 pub const REDIS_CA_FILE_NAME: &str = "redis.crt";
 /// Where the replay ConfigMap is mounted; the worker reads `<REPLAY_DIR>/<key>` by default.
 pub const REPLAY_DIR: &str = "/etc/quotestream/replay";
+/// The container's termination message file (Kubernetes' default `terminationMessagePath`);
+/// kubelet copies what the worker writes there into `lastState.terminated.message`.
+pub const TERMINATION_LOG_PATH: &str = "/dev/termination-log";
 /// Port of the worker's HTTP endpoints.
 pub const HTTP_PORT: u16 = 8080;
 /// The worker's default listen address (`run --listen`): every interface, [`HTTP_PORT`].
@@ -85,7 +94,8 @@ pub const LISTEN_ADDR: &str = "0.0.0.0:8080";
 pub const METRICS_PATH: &str = "/metrics";
 /// Liveness: 200 while the process serves (a sink outage is in the body, not the status).
 pub const HEALTH_PATH: &str = "/health";
-/// Readiness: 503 while starting and draining.
+/// Readiness: 503 while starting and draining, and while a sink has failed permanently (the
+/// JSON body names the sink, the reason and the setting to fix).
 pub const READY_PATH: &str = "/ready";
 /// The worker's drain budget on SIGTERM: below the pod's 30 s grace period, so the process
 /// exits by itself before kubelet kills it.

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod instrument;
 pub mod market;
 pub mod sharding;
+pub mod sink_failure;
 pub mod source_hosts;
 pub mod ticker;
 pub mod worker_config;

@@ -1,5 +1,6 @@
-//! What a PostgreSQL error means for a writer: retry (the server is down, restarting, busy) or
-//! reject (the rows themselves are bad), and how to say it in a log line an operator can act on.
+//! What a PostgreSQL error means for a writer: retry (the server is down, restarting, busy),
+//! reject (the rows themselves are bad) or stop (a password, a grant, a table, a database that
+//! only a person can fix), and how to say it in a log line an operator can act on.
 
 use tokio_postgres::error::{DbError, SqlState};
 
@@ -11,16 +12,28 @@ pub enum Verdict {
     /// The server refused the rows (SQLSTATE class 22 data exception or 23 integrity
     /// constraint): writing them again cannot succeed.
     Reject,
+    /// No write can succeed until someone changes the settings or the server ([`is_permanent`]):
+    /// retrying would only hold the batch (and everything behind it) forever.
+    Permanent,
 }
 
-/// Sorts an error. Everything that is not about the rows is retried, including permission and
-/// schema errors: a durable sink keeps its batch and says loudly what to fix rather than
-/// dropping quotes because someone revoked a grant.
+/// Sorts an error: rows refused, a permanent condition ([`is_permanent`]), or else retried
+/// (connection refused or reset, 57P01 admin shutdown, 40001 serialization, class 53
+/// insufficient resources, a lock, a timeout).
 pub fn classify(e: &tokio_postgres::Error) -> Verdict {
     match e.code().map(SqlState::code) {
         Some(code) if code.starts_with("22") || code.starts_with("23") => Verdict::Reject,
+        Some(code) if is_permanent(code) => Verdict::Permanent,
         _ => Verdict::Retry,
     }
+}
+
+/// SQLSTATEs that only a person can clear: class 28 (invalid authorization: a wrong password,
+/// no pg_hba.conf entry), 3D000 (no such database), 42501 (privilege revoked), 42P01 (the
+/// table was dropped), 42703 (a column was dropped) and 3F000 (no such schema).
+pub fn is_permanent(sqlstate: &str) -> bool {
+    sqlstate.starts_with("28")
+        || matches!(sqlstate, "3D000" | "42501" | "42P01" | "42703" | "3F000")
 }
 
 /// `SQLSTATE message (detail; hint)` for a server error, the error and its causes otherwise
@@ -82,6 +95,9 @@ pub fn fix_for(e: &tokio_postgres::Error) -> &'static str {
         "42501" => {
             "grant the user CREATE on the database (the worker creates the schema and table), or create them beforehand and grant USAGE, CREATE on the schema and SELECT, INSERT on the table"
         }
+        "42P01" | "42703" | "3F000" => {
+            "the table (or its schema, or a column) is gone: restore it, or set spec.sinks.postgres.table to a new table, which the worker creates at start"
+        }
         "53300" => "the server is out of connections: raise max_connections or use fewer shards",
         "55P03" => {
             "another worker holds the migration lock; if none is running, look for a stuck session in pg_locks"
@@ -120,6 +136,10 @@ pub enum PostgresError {
         server: String,
         reason: String,
         fix: &'static str,
+        /// The server's SQLSTATE, when the server answered.
+        sqlstate: Option<String>,
+        /// Retrying cannot help ([`is_permanent_error`]).
+        permanent: bool,
     },
     #[error("PostgreSQL {server}: migrating {table} failed at {step}: {reason}; {fix}")]
     Migration {
@@ -129,6 +149,10 @@ pub enum PostgresError {
         step: String,
         reason: String,
         fix: &'static str,
+        /// The server's SQLSTATE, when the server answered.
+        sqlstate: Option<String>,
+        /// Retrying cannot help ([`is_permanent_error`]).
+        permanent: bool,
     },
     #[error(
         "PostgreSQL {server}: table {table} cannot take quotes: {problem}; it was not created by quotestream's migrations: rename it or set spec.sinks.postgres.table to another table"
@@ -167,6 +191,68 @@ impl PostgresError {
             what,
             reason: describe(&e),
             fix: fix_for(&e),
+        }
+    }
+
+    /// Built from a failed connect or statement `e` while opening a session.
+    pub fn connect(server: String, e: &tokio_postgres::Error) -> Self {
+        Self::Connect {
+            server,
+            reason: describe(e),
+            fix: fix_for(e),
+            sqlstate: e.code().map(|c| c.code().to_owned()),
+            permanent: is_permanent_error(e),
+        }
+    }
+
+    /// Whether retrying cannot help: a permanent SQLSTATE ([`is_permanent`]), a server
+    /// certificate the settings reject, or a table that cannot take quotes. A timeout, a
+    /// refused connection or a history statement is not.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Connect { permanent, .. } | Self::Migration { permanent, .. } => *permanent,
+            Self::Table { .. } => true,
+            Self::Query { .. } | Self::Timeout { .. } => false,
+        }
+    }
+
+    /// The server's SQLSTATE, when the server answered.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Connect { sqlstate, .. } | Self::Migration { sqlstate, .. } => {
+                sqlstate.as_deref()
+            }
+            Self::Table { .. } | Self::Query { .. } | Self::Timeout { .. } => None,
+        }
+    }
+}
+
+/// [`is_permanent`] for the error's SQLSTATE, or a certificate the TLS settings reject (a person
+/// must change `sslrootcert` or the server's certificate; the next try would fail the same way).
+pub fn is_permanent_error(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(code) => is_permanent(code.code()),
+        None => matches!(tls_cause(e), Some(rustls::Error::InvalidCertificate(_))),
+    }
+}
+
+#[cfg(test)]
+mod permanence_tests {
+    use super::is_permanent;
+
+    #[test]
+    fn settings_problems_are_permanent_and_outages_are_not() {
+        for code in [
+            "28P01", "28000", "3D000", "42501", "42P01", "42703", "3F000",
+        ] {
+            assert!(is_permanent(code), "{code}");
+        }
+        // admin shutdown, serialization failure, too many connections, out of memory, lock
+        // not available, starting up, connection failure
+        for code in [
+            "57P01", "40001", "53300", "53200", "55P03", "57P03", "08006", "XX000",
+        ] {
+            assert!(!is_permanent(code), "{code}");
         }
     }
 }

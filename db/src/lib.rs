@@ -25,7 +25,9 @@ mod status;
 pub mod tls;
 
 pub use config::{PostgresConfig, PostgresConfigError, TableName};
-pub use error::{PostgresError, Verdict, classify, describe, fix_for};
+pub use error::{
+    PostgresError, Verdict, classify, describe, fix_for, is_permanent, is_permanent_error,
+};
 pub use history::{HistoryStore, VendorBar, Window, WriteCounts};
 pub use migrations::{MIGRATIONS, MigrationReport, ROLLUP_MIGRATIONS, Rollups};
 pub use session::{COPY_TYPES, PgSession, Row, connect_and_migrate, copy_rows};

@@ -21,7 +21,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::config::PostgresConfig;
-use crate::error::{PostgresError, describe, fix_for};
+use crate::error::{PostgresError, describe, fix_for, is_permanent_error};
 use crate::migrations::{MigrationReport, Rollups, migrate};
 use crate::rollup;
 use crate::schema;
@@ -116,11 +116,7 @@ async fn connect_and_migrate_client(
     config: &PostgresConfig,
 ) -> Result<(Client, MigrationReport), PostgresError> {
     let server = config.server();
-    let connect_err = |e: tokio_postgres::Error| PostgresError::Connect {
-        server: server.clone(),
-        reason: describe(&e),
-        fix: fix_for(&e),
-    };
+    let connect_err = |e: tokio_postgres::Error| PostgresError::connect(server.clone(), &e);
     let (mut client, connection) = config
         .pg
         .connect(config.connector.clone())
@@ -145,6 +141,8 @@ async fn connect_and_migrate_client(
             },
             reason: describe(&s.error),
             fix: fix_for(&s.error),
+            sqlstate: s.error.code().map(|c| c.code().to_owned()),
+            permanent: is_permanent_error(&s.error),
         })?;
     Ok((client, migrations))
 }

@@ -1195,9 +1195,13 @@ fn the_operator_gets_exactly_the_rights_it_needs_cluster_wide() {
         ("list", "secrets", all, false),
         ("watch", "secrets", all, false),
         ("update", "secrets", n_default, false),
+        // Pods are read (a backfill Job's or a worker's termination message), never written.
         ("list", "pods", n_default, true),
+        ("watch", "pods", n_default, true),
         ("create", "pods", n_default, false),
         ("delete", "pods", n_default, false),
+        ("patch", "pods", n_default, false),
+        ("patch", "pods", status, false),
         ("create", "pods/exec", n_default, false),
         ("delete", "namespaces", cluster, false),
         (

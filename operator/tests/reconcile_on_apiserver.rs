@@ -369,3 +369,107 @@ fn a_missing_ticker_configmap_degrades_the_stream_until_it_appears() {
     );
     assert_ne!(ok["reason"], "MissingConfigMap");
 }
+
+/// A worker that cannot start (here: a wrong PostgreSQL password) exits 1 with one line in its
+/// termination message; kubelet keeps it in the pod's `lastState.terminated.message`. No
+/// kubelet runs here, so the test creates the shard's pod and writes that status itself.
+#[test]
+fn a_worker_that_exits_with_a_sink_failure_degrades_the_stream_naming_the_sink_with_an_event() {
+    let cp = control_plane_with_crd();
+    let operator = Operator::admin(&cp);
+    let mut manifest = stream("vault", &["AAPL", "MSFT"], 1);
+    manifest["spec"]["sinks"] =
+        json!({"postgres": {"dsnSecretRef": {"name": "market-db", "key": "dsn"}}});
+    // A Secret the admin's default policy lets streams use.
+    apply(
+        &cp,
+        &json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "market-db", "namespace": NS,
+                             "labels": {"quotes.opa.io/stream-access": "true"}},
+                "stringData": {"dsn": "postgres://feeder:wrong@db:5432/market"}}),
+    );
+    apply(&cp, &manifest);
+    let deployment = eventually(
+        "deployment vault-shard-0",
+        WAIT,
+        || operator.log(),
+        || get_json(&cp, &["get", "deployment", "vault-shard-0", "-n", NS]),
+    );
+    // The pod template asks for the termination message where the worker writes it.
+    let worker = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(worker["terminationMessagePolicy"], "FallbackToLogsOnError");
+    assert_eq!(worker["terminationMessagePath"], "/dev/termination-log");
+    assert!(
+        worker["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "QUOTESTREAM_TERMINATION_LOG"
+                && e["value"] == "/dev/termination-log"),
+        "{worker}"
+    );
+
+    let line = "sink postgres failed [spec.sinks.postgres.dsnSecretRef]: cannot connect to PostgreSQL feeder@db:5432/market: 28P01 password authentication failed for user \"feeder\"; check the user and password in the Secret of spec.sinks.postgres.dsnSecretRef and the server's pg_hba.conf";
+    apply(
+        &cp,
+        &json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "vault-shard-0-5d8f7", "namespace": NS,
+                         "labels": {"quotes.opa.io/stream": "vault", "quotes.opa.io/shard": "0"}},
+            "spec": {"containers": [{"name": "worker", "image": "registry.local/quotestream-worker:test"}]},
+        }),
+    );
+    let status = json!({"status": {"phase": "Running", "containerStatuses": [{
+        "name": "worker", "ready": false, "restartCount": 2,
+        "image": "registry.local/quotestream-worker:test", "imageID": "",
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": line,
+                                     "startedAt": "2026-12-06T13:00:00Z", "finishedAt": "2026-12-06T13:00:01Z"}},
+    }]}});
+    kubectl(
+        &cp,
+        &[
+            "patch",
+            "pod",
+            "vault-shard-0-5d8f7",
+            "-n",
+            NS,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    );
+
+    let degraded =
+        support::cluster::condition(&cp, NS, "vault", "Degraded", "True", || operator.log());
+    assert_eq!(degraded["reason"], "SinkFailed", "{degraded}");
+    let message = degraded["message"].as_str().unwrap();
+    for part in [
+        "shard 0",
+        "sink postgres",
+        "spec.sinks.postgres.dsnSecretRef",
+        "28P01 password authentication failed",
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+    let event = eventually(
+        "a SinkFailed Event about qs/vault",
+        WAIT,
+        || operator.log(),
+        || {
+            support::cluster::events(&cp, NS, "vault")
+                .into_iter()
+                .find(|e| e["reason"] == "SinkFailed")
+        },
+    );
+    assert_eq!(event["type"], "Warning", "{event}");
+    assert!(
+        event["message"]
+            .as_str()
+            .or(event["note"].as_str())
+            .is_some_and(|n| n.contains("spec.sinks.postgres.dsnSecretRef")),
+        "{event}"
+    );
+}

@@ -268,6 +268,7 @@ fn spawn_sink(
         metrics: metrics.clone(),
         drain_deadline: Duration::from_secs(10),
         shutdown: CancellationToken::new(),
+        status: Default::default(),
     };
     Ok(tokio::spawn(sink.run(rx, ctx)))
 }

@@ -53,6 +53,7 @@ async fn run_sink(url: &str, batch_size: usize, batches: &[Batch]) -> anyhow::Re
         metrics: metrics.clone(),
         drain_deadline: Duration::from_secs(60),
         shutdown: CancellationToken::new(),
+        status: Default::default(),
     };
     let started = Instant::now();
     sink.run(rx, ctx).await?;

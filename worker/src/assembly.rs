@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quotestream_api::crd::Source as SourceSpec;
+use quotestream_api::sink_failure::SinkFailure;
 use quotestream_api::{TickerSet, WorkerConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -40,6 +41,10 @@ pub enum WorkerError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A sink that cannot work until a setting (or the server behind it) is fixed: at start,
+    /// the process exits 1 with this line, also in the container's termination message.
+    #[error(transparent)]
+    SinkFailed(#[from] SinkFailure),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -143,7 +148,8 @@ trait SinkConnector: Sized {
     fn into_sink(self, config: &WorkerConfig, health: &Health) -> Result<AnySink, WorkerError>;
 }
 
-/// Builds the sink `C` when its block is set; a settings error names the block.
+/// Builds the sink `C` when its block is set; a settings error is a [`SinkFailure`] of the
+/// block `spec.sinks.<name>` (its text names the field).
 fn build_sink<C: SinkConnector>(
     config: &WorkerConfig,
     options: &RunOptions,
@@ -152,7 +158,8 @@ fn build_sink<C: SinkConnector>(
     let Some(settings) = C::read(config, options) else {
         return Ok(None);
     };
-    let settings = settings.map_err(|e| WorkerError::Config(format!("sinks.{}: {e}", C::NAME)))?;
+    let settings =
+        settings.map_err(|e| SinkFailure::new(C::NAME, format!("spec.sinks.{}", C::NAME), e))?;
     settings.into_sink(config, health).map(Some)
 }
 
@@ -167,6 +174,10 @@ impl SinkConnector for RedisConfig {
         Some(Self::from_spec(spec, &options.env, producer))
     }
     fn into_sink(self, config: &WorkerConfig, health: &Health) -> Result<AnySink, WorkerError> {
+        // The client is built (and a CA file read) once now, so that a file the client cannot
+        // use stops the worker at start rather than the sink when it first runs.
+        self.client()
+            .map_err(|e| SinkFailure::new(Self::NAME, "spec.sinks.redis.caSecretRef", e))?;
         let shard_label = config.shard.to_string();
         Ok(AnySink::Redis(RedisSink::new(
             self,
@@ -357,6 +368,20 @@ impl Worker {
         }
     }
 
+    /// Connects the sinks that must be reachable before the worker streams (PostgreSQL:
+    /// connect and migrate). A permanent failure (a wrong password, a missing database, no
+    /// privilege) is returned: the process exits 1 naming the sink and the setting. A
+    /// transient one (the server is down or restarting) is logged; the sink retries once it
+    /// runs.
+    pub async fn connect(&mut self) -> Result<(), WorkerError> {
+        for sink in &mut self.sinks {
+            if let AnySink::Postgres(s) = sink {
+                s.connect_at_start().await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs until `shutdown` is cancelled (or the source or a sink fails), then drains.
     pub async fn run(self, shutdown: CancellationToken) -> Result<Summary, WorkerError> {
         let Self {
@@ -399,6 +424,7 @@ impl Worker {
                 metrics: metrics.clone(),
                 drain_deadline,
                 shutdown: sinks_shutdown.clone(),
+                status: health.sink(name),
             };
             sink_tasks.push((name, tokio::spawn(sink.run(rx, ctx))));
         }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use quotestream_api::contract;
-use quotestream_worker::assembly::{RunOptions, Worker};
+use quotestream_api::sink_failure::one_line;
+use quotestream_worker::assembly::{RunOptions, Worker, WorkerError};
 use quotestream_worker::backfill::BackfillArgs;
 use quotestream_worker::local::{self, LocalOptions, LocalStream};
 use quotestream_worker::quote::{validate, wire};
@@ -74,6 +75,10 @@ enum Command {
         /// then runs at the normal pace. Quotes keep their real timestamps.
         #[arg(long, value_name = "TIME")]
         schedule_clock: Option<jiff::Timestamp>,
+        /// File that gets the one-line reason when the worker cannot start (the container's
+        /// termination message, which the operator reads into the stream's status).
+        #[arg(long, env = contract::env::TERMINATION_LOG)]
+        termination_log: Option<PathBuf>,
     },
     /// Run the example S&P 500 stream locally: every shard in this process, synthetic quotes,
     /// a live summary; publishes to Redis too when REDIS_URL is set.
@@ -163,6 +168,7 @@ fn main() -> ExitCode {
     let local = matches!(cli.command, Command::Local { .. } | Command::Backfill(_));
     init_tracing(cli.log_format, local);
     quotestream_runtime::install_crypto_provider();
+    let mut termination_log = None;
     let result = match cli.command {
         Command::Backfill(args) => return backfill(*args),
         Command::Check { file } => {
@@ -183,7 +189,9 @@ fn main() -> ExitCode {
             reload_every,
             queue_bytes,
             schedule_clock,
+            termination_log: log,
         } => runtime().and_then(|rt| {
+            termination_log = log;
             let options = RunOptions {
                 grace,
                 max_clock_skew,
@@ -231,6 +239,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if let Some(path) = termination_log {
+                write_termination_message(&path, &err);
+            }
             ExitCode::FAILURE
         }
     }
@@ -282,6 +293,22 @@ fn backfill(args: BackfillArgs) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Writes why the worker stopped, in one line, where kubelet reads the termination message:
+/// a sink failure as its `SinkFailure::line` (the operator turns it into the stream's
+/// `Degraded` condition), anything else as the error's text.
+fn write_termination_message(path: &std::path::Path, err: &anyhow::Error) {
+    let line = match err.downcast_ref::<WorkerError>() {
+        Some(WorkerError::SinkFailed(failure)) => failure.line(),
+        _ => one_line(&format!("{err:#}")),
+    };
+    if let Err(e) = std::fs::write(path, line + "\n") {
+        eprintln!(
+            "error: writing the termination message to {}: {e}",
+            path.display()
+        );
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -297,7 +324,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let config = config_file::load(&path)?;
     let options = options.with_process_env();
-    let worker = Worker::new(config.clone(), options, None)?;
+    let mut worker = Worker::new(config.clone(), options, None)?;
     let shutdown = quotestream_runtime::shutdown_on_signal("draining");
     // Not the shutdown token: /metrics stays up while the sinks drain, so the last scrape
     // sees the final counters; it stops once the worker has logged its summary.
@@ -311,6 +338,13 @@ async fn run(
     .await
     .with_context(|| format!("listening on {listen}"))?;
     tracing::info!(%bound, "serving /metrics, /health, /ready");
+    // After the endpoints are up (/health answers while a slow database is reached), before
+    // any quote is taken: a permanent failure here exits 1 naming the sink and the setting.
+    if let Err(e) = worker.connect().await {
+        shutdown.cancel();
+        let _ = server.await;
+        return Err(e.into());
+    }
     let watcher = tokio::spawn(config_file::watch(
         path,
         config,

@@ -31,10 +31,13 @@ pub enum DropReason {
     /// The sink was still running at the hard stop of a shutdown (it did not keep to its drain
     /// deadline) and was stopped: what it held unconfirmed. Never expected; a sink bug.
     Abandoned,
+    /// The sink had failed permanently (a wrong password, a revoked grant, a dropped table):
+    /// it drops what reaches it until a re-check succeeds, rather than hold the worker back.
+    SinkFailed,
 }
 
 impl DropReason {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::QueueFull,
         Self::Unavailable,
         Self::Shutdown,
@@ -42,6 +45,7 @@ impl DropReason {
         Self::Contract,
         Self::Encode,
         Self::Abandoned,
+        Self::SinkFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl DropReason {
             Self::Contract => "contract",
             Self::Encode => "encode",
             Self::Abandoned => "abandoned",
+            Self::SinkFailed => "sink_failed",
         }
     }
 }

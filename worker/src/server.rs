@@ -45,10 +45,12 @@ async fn health_json(State(s): State<AppState>) -> impl IntoResponse {
     Json(s.health.report())
 }
 
+/// 200 or 503, with each sink's state as JSON (a failed sink names its setting and reason).
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+    let report = s.health.readiness();
+    let status = match report.ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(report))
 }

@@ -104,6 +104,7 @@ fn start(sink: PostgresSink, capacity: usize, drain_deadline: Duration) -> Runni
         metrics: metrics.clone(),
         drain_deadline,
         shutdown: tokio_util::sync::CancellationToken::new(),
+        status: Default::default(),
     };
     let task = tokio::spawn(async move { sink.run(rx, ctx).await.unwrap() });
     Running {

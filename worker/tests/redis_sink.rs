@@ -66,6 +66,7 @@ fn start(config: RedisConfig) -> Running {
         metrics: metrics.clone(),
         drain_deadline: Duration::from_secs(1),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        status: Default::default(),
     };
     let task = tokio::spawn(async move {
         sink.run(rx, ctx).await.unwrap();

@@ -103,6 +103,7 @@ fn start(
         metrics: metrics.clone(),
         drain_deadline,
         shutdown: shutdown.unwrap_or_default(),
+        status: Default::default(),
     };
     Running {
         tx: Some(tx),

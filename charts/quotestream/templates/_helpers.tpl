@@ -96,7 +96,8 @@ Role in the watched namespace. Why each rule exists:
   the watched namespaces.
 - jobs (batch): the spec.history backfill Jobs: create, watch, patch (the recorded mark),
   delete (history switched off); no update.
-- pods: list only, to read a failed backfill Job's termination message (by its job-name label).
+- pods: get/list/watch only, to read termination messages: a failed backfill Job's (by its
+  job-name label) and a worker's that cannot start (by the stream label).
 - events (core and events.k8s.io): create/patch only, for kubectl describe.
 - no secrets: the operator never reads one (workers get theirs through secretKeyRef).
 */}}
@@ -129,16 +130,19 @@ Role in the watched namespace. Why each rule exists:
   resources: [configmaps]
   verbs: [get, list, watch, create, patch, update, delete]
 # spec.history: the backfill Jobs (created, watched for their outcome, marked recorded,
-# deleted when history is switched off) and, of a failed Job, its pods' termination message.
+# deleted when history is switched off).
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [list]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# Pods, read only: a failed backfill Job's termination message, and a worker's that cannot
+# start (lastState.terminated.message), which the operator puts in the stream's Degraded
+# condition (watched, so the status shows it at once).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
 {{- if .Values.policy.secrets.requireLabel }}
 # The Secret policy reads the labels of the Secrets a stream names, one by name (metadata-only
 # requests); no list or watch, so the operator cannot enumerate Secrets.

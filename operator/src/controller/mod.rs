@@ -17,7 +17,7 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller, Error as ControllerError};
@@ -41,7 +41,10 @@ use crate::resources::handover::Handover;
 use crate::resources::meta::{FIELD_MANAGER, controlled_by, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
 use crate::resources::previous::{Skipped, read_previous};
-use crate::resources::status::{ShardObservation, failed_status, observe, planned_status};
+use crate::resources::status::{
+    DEGRADED, ShardObservation, failed_status, observe, planned_status, worker_failed,
+};
+use crate::resources::worker_failures::{WorkerFailure, worker_failures};
 
 /// Shared by every reconciliation.
 #[derive(Clone)]
@@ -104,6 +107,9 @@ pub async fn run(
     // makes metadata-only requests): the mapper needs the name, and other people's ConfigMaps
     // (up to 1 MiB each) are neither transferred nor held.
     let foreign_maps: Api<PartialObjectMeta<ConfigMap>> = scoped(&client, namespace);
+    // The workers' pods (by the stream label): a worker that exits at start says why in its
+    // termination message, and the stream's status shows it (`resources::worker_failures`).
+    let pods: Api<Pod> = scoped(&client, namespace);
     let owned = watcher::Config::default().labels(STREAM_LABEL);
     let ctx = Arc::new(Context::new(
         client,
@@ -123,7 +129,11 @@ pub async fn run(
     controller
         .owns(deployments, owned.clone())
         .owns(config_maps, owned.clone())
-        .owns(jobs, owned)
+        .owns(jobs, owned.clone())
+        .watches(pods, owned, |pod: Pod| {
+            let stream = pod.labels().get(STREAM_LABEL)?.clone();
+            Some(ObjectRef::<QuoteStream>::new(&stream).within(&pod.namespace()?))
+        })
         // A tickersFrom ConfigMap is the user's, not ours: map its changes to the streams naming it.
         .watches(
             foreign_maps,
@@ -312,6 +322,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         .apply_config_maps(&plan, |i| handover.first.contains(&i))
         .await?;
     let deployments = stream.apply_deployments(&plan).await?;
+    let failures = stream.worker_failures().await?;
     let released = handover.may_release(|index| {
         let name = shard_name(&stream.name, index);
         observe(deployments.iter().find(|d| d.name_any() == name)).ready
@@ -327,7 +338,17 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     };
 
     let all_ready = stream
-        .report(qs, ctx, &plan, &deployments, removed, tickers.len())
+        .report(
+            qs,
+            ctx,
+            &plan,
+            Workers {
+                deployments: &deployments,
+                failures: &failures,
+            },
+            removed,
+            tickers.len(),
+        )
         .await?;
     // spec.history: backfill Jobs for the tickers that lack history (`crate::history`).
     let history =
@@ -363,6 +384,13 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     Ok(Action::requeue(requeue))
 }
 
+/// What a reconcile saw of the stream's workers: their Deployments and the pods that stopped
+/// with a reason.
+struct Workers<'a> {
+    deployments: &'a [Deployment],
+    failures: &'a [WorkerFailure],
+}
+
 /// One stream's namespace, the APIs its reconcile uses, and its shards' selector.
 struct StreamApi {
     name: String,
@@ -371,6 +399,7 @@ struct StreamApi {
     deployments: Api<Deployment>,
     config_maps: Api<ConfigMap>,
     secrets: Api<Secret>,
+    pods: Api<Pod>,
     selector: ListParams,
     reference: ObjectReference,
     apply: PatchParams,
@@ -386,6 +415,7 @@ impl StreamApi {
             deployments: Api::namespaced(client.clone(), &namespace),
             config_maps: Api::namespaced(client.clone(), &namespace),
             secrets: Api::namespaced(client.clone(), &namespace),
+            pods: Api::namespaced(client.clone(), &namespace),
             selector: ListParams::default().labels(&format!("{STREAM_LABEL}={name}")),
             reference: qs.object_ref(&()),
             apply: PatchParams::apply(FIELD_MANAGER).force(),
@@ -462,6 +492,13 @@ impl StreamApi {
         Ok(self.deployments.list(&self.selector).await?.items)
     }
 
+    /// The workers that stopped with a reason, from the stream's pods.
+    async fn worker_failures(&self) -> Result<Vec<WorkerFailure>, Error> {
+        Ok(worker_failures(
+            &self.pods.list(&self.selector).await?.items,
+        ))
+    }
+
     /// Deletes the shards beyond `spec.shards` (their tickers are with their new, ready
     /// owners); returns how many Deployments went.
     async fn prune(
@@ -497,10 +534,14 @@ impl StreamApi {
         qs: &QuoteStream,
         ctx: &Context,
         plan: &StreamPlan,
-        deployments: &[Deployment],
+        workers: Workers<'_>,
         removed: usize,
         tickers: usize,
     ) -> Result<bool, Error> {
+        let Workers {
+            deployments,
+            failures,
+        } = workers;
         let observed: Vec<ShardObservation> = plan
             .shards
             .iter()
@@ -512,11 +553,37 @@ impl StreamApi {
             .and_then(|s| s.assignment.as_ref())
             .map(|a| a.epoch);
         let previous_shards = qs.status.as_ref().map_or(0, |s| s.shards.len());
-        let status = planned_status(qs, plan, &observed, &Time(jiff::Timestamp::now()));
+        let now = Time(jiff::Timestamp::now());
+        let mut status = planned_status(qs, plan, &observed, &now);
+        worker_failed(&mut status, failures, qs.metadata.generation, &now);
         let ready = status.ready_shards;
         let total = plan.shards.len();
         patch_status(&self.streams, &self.name, &status).await?;
 
+        // One Event per new failure (the condition changed), not one per reconcile.
+        if let Some(first) = failures.first() {
+            let degraded = |s: &QuoteStreamStatus| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == DEGRADED && c.status == "True")
+                    .map(|c| (c.reason.clone(), c.message.clone()))
+            };
+            let before = qs.status.as_ref().and_then(degraded);
+            let now = degraded(&status);
+            if before != now
+                && let Some((_, message)) = now
+            {
+                tracing::warn!(stream = %key(qs), reason = first.reason(), %message, "workers cannot start");
+                publish(
+                    ctx,
+                    &self.reference,
+                    EventType::Warning,
+                    first.reason(),
+                    message,
+                )
+                .await;
+            }
+        }
         ctx.metrics
             .set_stream_shards(&self.namespace, &self.name, total, ready);
         if previous_shards != total && previous_shards > 0 {

@@ -21,6 +21,7 @@ use crate::resources::previous::previous_assignment;
 
 const CONFIG_MAPS: &str = "/api/v1/namespaces/markets/configmaps";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/markets/deployments";
+const PODS: &str = "/api/v1/namespaces/markets/pods";
 const STATUS: &str = "/apis/quotes.opa.io/v1alpha1/namespaces/markets/quotestreams/sp500/status";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/markets/events";
 const SELECTOR: &str = "quotes.opa.io/stream=sp500";
@@ -122,11 +123,20 @@ impl Reconcile {
             .await
     }
 
-    /// The list of the stream's Deployments, answered with `listed`.
+    /// The list of the stream's Deployments, answered with `listed`, then of its worker pods
+    /// (answered with none: the shard pods of these scenarios run, or do not exist yet).
     async fn expect_deployments<T: serde::Serialize>(&mut self, listed: &[T]) {
         self.expect_list(DEPLOYMENTS)
             .await
             .ok(&list("apps/v1", "DeploymentList", listed));
+        self.expect_pods(&[]).await;
+    }
+
+    /// The list of the stream's pods, answered with `listed`.
+    async fn expect_pods(&mut self, listed: &[Value]) {
+        self.expect_list(PODS)
+            .await
+            .ok(&list("v1", "PodList", listed));
     }
 
     /// The status merge patch; answered with the stream carrying it. Returns the status.
@@ -671,4 +681,80 @@ async fn a_secret_is_read_as_metadata_only_and_one_without_the_label_degrades_th
     // Secrets are not watched: the stream is looked at again soon.
     let action = r.finish().await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+}
+
+/// Shard 1's worker pod crash-looping: its last run exited 1 with a sink failure line.
+fn crash_looping_pod(line: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "sp500-shard-1-7f9c", "namespace": "markets",
+                     "labels": {STREAM_LABEL: "sp500", "quotes.opa.io/shard": "1"}},
+        "spec": {"containers": [{"name": "worker", "image": "w"}]},
+        "status": {"containerStatuses": [{
+            "name": "worker", "ready": false, "restartCount": 3, "image": "w", "imageID": "",
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": line}},
+        }]},
+    })
+}
+
+/// One reconcile of an unchanged stream whose pods are `pods`; returns the status it wrote.
+async fn reconcile_with_pods(
+    qs: &QuoteStream,
+    before: &Stored,
+    pods: &[Value],
+) -> (Reconcile, Value) {
+    let mut r = Reconcile::start(qs);
+    r.expect_reads(&before.config_maps).await;
+    for i in 0..3 {
+        r.expect_shard_deployment(i).await.echo();
+    }
+    r.expect_list(DEPLOYMENTS)
+        .await
+        .ok(&list("apps/v1", "DeploymentList", &before.deployments));
+    r.expect_pods(pods).await;
+    for i in 0..3 {
+        r.expect_shard_config_map(i).await.echo();
+    }
+    let status = r.expect_status(qs).await;
+    (r, status)
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_start_degrades_the_stream_naming_the_sink_once() {
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true, false, true]);
+    let qs = with_status(stream("sp500", 3), &before.status);
+    let line = "sink postgres failed [spec.sinks.postgres.dsnSecretRef]: cannot connect to PostgreSQL feeder@db:5432/market: 28P01 password authentication failed for user \"feeder\"";
+    let (mut r, status) = reconcile_with_pods(&qs, &before, &[crash_looping_pod(line)]).await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "SinkFailed");
+    let message = degraded["message"].as_str().unwrap().to_owned();
+    for part in [
+        "shard 1",
+        "sink postgres",
+        "spec.sinks.postgres.dsnSecretRef",
+        "28P01",
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    let event = r.expect_event("Warning", "SinkFailed").await;
+    assert_eq!(event["note"], message);
+    r.finish().await.unwrap();
+
+    // The next reconcile sees the same failure: the status stays, no second Event.
+    let stored_status: QuoteStreamStatus = serde_json::from_value(status).unwrap();
+    let qs = with_status(stream("sp500", 3), &stored_status);
+    let (r, again) = reconcile_with_pods(&qs, &before, &[crash_looping_pod(line)]).await;
+    assert_eq!(condition(&again, "Degraded")["message"], message);
+    r.finish().await.unwrap();
+
+    // Fixed: the pod runs and is ready; the old message in lastState no longer counts.
+    let mut fixed = crash_looping_pod(line);
+    fixed["status"]["containerStatuses"][0]["ready"] = true.into();
+    fixed["status"]["containerStatuses"][0]["state"] = serde_json::json!({"running": {}});
+    let (r, cleared) = reconcile_with_pods(&qs, &before, &[fixed]).await;
+    assert_eq!(condition(&cleared, "Degraded")["status"], "False");
+    r.finish().await.unwrap();
 }

@@ -3,7 +3,9 @@
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use quotestream_api::contract::env::*;
-use quotestream_api::contract::{CA_DIR, LISTEN_ADDR, REDIS_CA_FILE_NAME, WORKER_GRACE};
+use quotestream_api::contract::{
+    CA_DIR, LISTEN_ADDR, REDIS_CA_FILE_NAME, TERMINATION_LOG_PATH, WORKER_GRACE,
+};
 use quotestream_api::crd::{AlpacaCredentials, SecretKeyRef, Sinks, Source, SourceType};
 use quotestream_api::worker_config::WORKER_CONFIG_PATH;
 
@@ -21,6 +23,7 @@ pub const RESERVED_ENV: &[&str] = &[
     REPLAY_FILE,
     SOURCE_HOSTS,
     BACKFILL_REQUESTS_PER_HOUR,
+    TERMINATION_LOG,
 ];
 
 /// The worker's environment: the fixed `run` settings, the hosts the source may reach (the
@@ -37,6 +40,9 @@ pub fn worker_env(
         value(CONFIG, WORKER_CONFIG_PATH),
         value(LISTEN, LISTEN_ADDR),
         value(GRACE, WORKER_GRACE),
+        // A worker that cannot start writes why there; kubelet copies it into the pod's
+        // `lastState.terminated.message`, which the operator reads into the stream's status.
+        value(TERMINATION_LOG, TERMINATION_LOG_PATH),
     ];
     if let Some(hosts) = source_hosts {
         env.push(value(SOURCE_HOSTS, hosts));
@@ -151,8 +157,12 @@ mod tests {
         assert_eq!(plain(&env, "QUOTESTREAM_LISTEN"), Some("0.0.0.0:8080"));
         assert_eq!(plain(&env, "QUOTESTREAM_GRACE"), Some("25s"));
         assert_eq!(
+            plain(&env, "QUOTESTREAM_TERMINATION_LOG"),
+            Some("/dev/termination-log")
+        );
+        assert_eq!(
             env.len(),
-            3,
+            4,
             "a Redis URL without password needs no Secret: {env:?}"
         );
     }

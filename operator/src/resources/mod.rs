@@ -5,7 +5,8 @@
 //! - [`configmap`] and [`deployment`]: the per-shard objects `<stream>-shard-<i>`;
 //! - [`status`]: the QuoteStream status and its conditions;
 //! - [`previous`]: the previous assignment, read back from the shard ConfigMaps;
-//! - [`handover`]: the order of a reshard's writes (make before break).
+//! - [`handover`]: the order of a reshard's writes (make before break);
+//! - [`worker_failures`]: why workers cannot start, from their pods' termination messages.
 
 pub mod conditions;
 pub mod configmap;
@@ -18,6 +19,7 @@ pub mod pod;
 pub mod previous;
 pub mod queue_budget;
 pub mod status;
+pub mod worker_failures;
 
 pub use plan::{OperatorSettings, PlanError, ShardPlan, StreamPlan};
 

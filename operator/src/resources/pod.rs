@@ -14,6 +14,7 @@ use quotestream_api::crd::SourceType;
 
 use quotestream_api::contract::{
     CA_DIR, CONFIG_DIR, HEALTH_PATH, HTTP_PORT, READY_PATH, REDIS_CA_FILE_NAME, REPLAY_DIR,
+    TERMINATION_LOG_PATH,
 };
 
 use super::env::worker_env;
@@ -23,7 +24,8 @@ use super::plan::{ShardPlan, StreamPlan};
 pub const WORKER_UID: i64 = 65532;
 /// Pod grace period; the worker drains within `QUOTESTREAM_GRACE` (25 s) of it.
 pub const TERMINATION_GRACE_SECONDS: i64 = 30;
-const CONTAINER: &str = "worker";
+/// The worker container's name (the operator reads its termination message back).
+pub const CONTAINER: &str = "worker";
 const PORT_NAME: &str = "http";
 const CONFIG_VOLUME: &str = "config";
 const REPLAY_VOLUME: &str = "replay";
@@ -59,6 +61,10 @@ pub fn pod_spec(plan: &StreamPlan, shard: &ShardPlan) -> PodSpec {
         resources: Some(w.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(container_security()),
         volume_mounts: Some(mounts),
+        // A worker that cannot start (a sink refused its settings) writes one line there
+        // (`QUOTESTREAM_TERMINATION_LOG`); a crash that wrote nothing leaves its last log lines.
+        termination_message_path: Some(TERMINATION_LOG_PATH.to_owned()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     };
     PodSpec {

@@ -8,6 +8,7 @@ use quotestream_api::{QuoteStream, QuoteStreamStatus};
 
 use super::conditions::{condition, set_condition};
 use super::plan::{PlanError, StreamPlan};
+use super::worker_failures::WorkerFailure;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -197,6 +198,33 @@ pub fn failed_status(
         condition(DEGRADED, true, reason, message, generation, now),
     );
     status
+}
+
+/// Marks `status` Degraded because workers cannot start (`failures`, not empty): the reason
+/// is `SinkFailed` when the first names a sink, and the message says which shard, which sink
+/// and which setting to fix. Ready and Progressing stay as the Deployments say.
+pub fn worker_failed(
+    status: &mut QuoteStreamStatus,
+    failures: &[WorkerFailure],
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let Some(first) = failures.first() else {
+        return;
+    };
+    let mut message = failures
+        .iter()
+        .take(3)
+        .map(WorkerFailure::describe)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures.len() > 3 {
+        message.push_str(&format!(" (and {} more pods)", failures.len() - 3));
+    }
+    set_condition(
+        &mut status.conditions,
+        condition(DEGRADED, true, first.reason(), message, generation, now),
+    );
 }
 
 /// The previous status with this generation and the stream's pod selector.

@@ -126,6 +126,40 @@ impl PostgresServer {
         Ok(self.dsn(name))
     }
 
+    /// Makes TCP logins of `role` check its password (SCRAM) instead of trusting them, as a
+    /// production server does: a wrong password is then refused with 28P01. Other roles stay
+    /// trusted.
+    pub fn require_password(&self, role: &str) -> Result<()> {
+        let hba = PathBuf::from(self.psql("postgres", "SHOW hba_file")?);
+        let rules = std::fs::read_to_string(&hba).map_err(io_err("reading pg_hba.conf"))?;
+        // The first matching line wins: this one goes before the trust lines.
+        let rules = format!(
+            "host all {role} 127.0.0.1/32 scram-sha-256\nhost all {role} ::1/128 scram-sha-256\n{rules}"
+        );
+        std::fs::write(&hba, rules).map_err(io_err("writing pg_hba.conf"))?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        // The postmaster rereads the file when it gets to the signal: wait until a login with
+        // a wrong password is refused.
+        let psql = find_program("psql", std::slice::from_ref(&self.bin))?;
+        let refused = || {
+            Command::new(&psql)
+                .args(["-X", "-w", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", role, "-d", "postgres", "-c", "SELECT 1"])
+                .env("PGPASSWORD", "not-the-password")
+                .output()
+                .is_ok_and(|o| {
+                    String::from_utf8_lossy(&o.stderr).contains("password authentication failed")
+                })
+        };
+        if wait_until(READY_TIMEOUT, refused) {
+            return Ok(());
+        }
+        Err(TestkitError::Failed {
+            what: format!("requiring a password of {role}"),
+            detail: "logins with a wrong password are still accepted after pg_reload_conf()".into(),
+        })
+    }
+
     /// Runs SQL with psql (unaligned, tuples only) and returns its output.
     pub fn psql(&self, database: &str, sql: &str) -> Result<String> {
         let psql = find_program("psql", std::slice::from_ref(&self.bin))?;

@@ -107,6 +107,10 @@ impl Guarded {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        // Exited by itself already (and reaped by `exited` or `wait_exit`): nothing to signal.
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         if self.stop_signal != "KILL" {
             let asked = Command::new("kill")
                 .args(["-s", self.stop_signal, &child.id().to_string()])

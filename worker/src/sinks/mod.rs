@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::health::SinkStatus;
 use crate::metrics::Metrics;
 use crate::queue::QueueReceiver;
 use crate::quote::Quote;
@@ -31,6 +32,8 @@ pub struct SinkContext {
     /// Cancelled when the worker starts shutting down (before the queue closes: a full queue
     /// closes only once the pipeline has given up on it).
     pub shutdown: CancellationToken,
+    /// Where the sink reports its state for `/ready` (up, retrying, failed).
+    pub status: SinkStatus,
 }
 
 /// A sink failure that stops the worker (bad configuration). Outages are retried, not returned.

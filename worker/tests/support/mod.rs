@@ -1,6 +1,7 @@
 //! Running a streaming source against a local vendor server, shared by the streaming-source
 //! tests (`streaming_sources.rs`, the suite every vendor runs, and `yahoo_stream_source.rs`,
-//! `alpaca_source.rs`, `polygon_source.rs`).
+//! `alpaca_source.rs`, `polygon_source.rs`); [`process`]: the worker binary as a process
+//! (`sink_failures.rs`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use quotestream_worker::sources::{Source, SourceContext, SourceError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub mod process;
 
 /// The alpaca source as the worker builds it: `spec.source.alpaca` naming Secret `alpaca-keys`
 /// and `url`, and the credentials in the environment (`secret_key` for the secret key).

@@ -6,6 +6,14 @@
 //! batch and dropped one by one with reason "rejected". At shutdown the sink writes what is
 //! left until the drain deadline, then counts the rest as dropped with reason "shutdown".
 //!
+//! Permanent failures (a wrong password, a revoked grant, a dropped table: `quotestream_db::
+//! is_permanent`) are not retried: holding the batch would fill the queue and then hold back
+//! the whole worker, Redis included, for something only a person can fix. The sink drops the
+//! batch in hand and everything that reaches it as `sink_failed`, reports itself failed (so
+//! `/ready` answers 503 naming the sink, the reason and the setting), and every
+//! [`RECHECK_EVERY`] tries a real write of the batch in hand again: once the grant is back the
+//! sink is up and the worker ready without a restart.
+//!
 //! Metrics (label sink="postgres"): `quotes_published` once the transaction committed (rows
 //! already stored count too: they are confirmed), `publish_duration` per committed write,
 //! `errors{type="publish"}` per failed attempt, `dropped_quotes{reason}`, and `retrying` at 1
@@ -18,8 +26,10 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
+use quotestream_api::sink_failure::SinkFailure;
 use quotestream_db::{
-    PgSession, PostgresConfig, Row, Verdict, classify, connect_and_migrate, describe,
+    PgSession, PostgresConfig, PostgresError, Row, Verdict, classify, connect_and_migrate,
+    describe, fix_for,
 };
 
 use super::NAME;
@@ -34,6 +44,11 @@ use crate::sinks::{Batch, Sink, SinkContext, SinkError};
 /// only between attempts (a closed queue), and must leave time to drain.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a failed sink tries a write again: soon enough that a restored grant is noticed
+/// within seconds, rare enough that a broken database sees one statement per period.
+const RECHECK_EVERY: Duration = Duration::from_secs(5);
+/// While failed, a re-check that fails again is logged once per this many.
+const LOG_RECHECKS_EVERY: u32 = 12;
 
 /// Writes quotes to a PostgreSQL table (a TimescaleDB hypertable where available).
 #[derive(Debug)]
@@ -43,12 +58,43 @@ pub struct PostgresSink {
     backoff: ExponentialBuilder,
     /// The shutdown clock, from the worker's context once the sink runs.
     drain: Option<Drain>,
+    /// Set while the sink has failed permanently.
+    failed: Option<Failed>,
+}
+
+/// A permanent failure in force: what it is and when the next write may try again.
+#[derive(Debug)]
+struct Failed {
+    failure: SinkFailure,
+    next_check: Instant,
+    /// Re-checks that failed again.
+    rechecks: u32,
 }
 
 /// Why one write attempt failed.
 enum Failure {
     Retry(String),
     Reject(String),
+    Permanent(SinkFailure),
+}
+
+/// The QuoteStream setting behind a permanent error with this SQLSTATE: the table for a
+/// missing table, column or schema; otherwise the connection string (user, password,
+/// database, TLS settings), whose user is also the one that needs the grants.
+fn setting_for(sqlstate: Option<&str>) -> &'static str {
+    match sqlstate {
+        Some("42P01" | "42703" | "3F000") => "spec.sinks.postgres.table",
+        _ => "spec.sinks.postgres.dsnSecretRef",
+    }
+}
+
+/// A session that could not be opened, as a sink failure.
+fn open_failure(e: &PostgresError) -> SinkFailure {
+    let setting = match e {
+        PostgresError::Table { .. } => "spec.sinks.postgres.table",
+        other => setting_for(other.sqlstate()),
+    };
+    SinkFailure::new(NAME, setting, e.to_string())
 }
 
 impl PostgresSink {
@@ -59,6 +105,28 @@ impl PostgresSink {
             session: None,
             backoff: crate::retry::backoff(RETRY_MIN, RETRY_MAX),
             drain: None,
+            failed: None,
+        }
+    }
+
+    /// Connects and migrates before the worker streams (unless a session was handed in). A
+    /// permanent failure is returned (the worker exits 1 naming the setting); a transient one
+    /// is logged and left to [`Sink::run`]'s retries.
+    pub async fn connect_at_start(&mut self) -> Result<(), SinkFailure> {
+        if self.session.is_some() {
+            return Ok(());
+        }
+        match connect_and_migrate(&self.config).await {
+            Ok(session) => {
+                tracing::info!(sink = NAME, server = %self.config.server(), "connected to PostgreSQL");
+                self.session = Some(session);
+                Ok(())
+            }
+            Err(e) if e.is_permanent() => Err(open_failure(&e)),
+            Err(e) => {
+                tracing::warn!(sink = NAME, error = %e, "PostgreSQL is not reachable at start; the sink keeps retrying once the worker runs");
+                Ok(())
+            }
         }
     }
 
@@ -127,6 +195,10 @@ impl PostgresSink {
                             .with_label_values(&[NAME])
                             .inc_by(range.len() as u64);
                         ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(0);
+                        ctx.status.up();
+                        if let Some(was) = self.failed.take() {
+                            tracing::info!(sink = NAME, setting = %was.failure.setting, "PostgreSQL sink recovered: a write succeeded again; quotes are written, the worker is ready");
+                        }
                         if failures > 0 {
                             tracing::info!(sink = NAME, failures, "PostgreSQL writes resumed");
                             failures = 0;
@@ -153,10 +225,21 @@ impl PostgresSink {
                         }
                         break;
                     }
+                    Err(Failure::Permanent(failure)) => {
+                        ctx.metrics.errors.with_label_values(&["publish"]).inc();
+                        let lost =
+                            range.len() + work.iter().map(ExactSizeIterator::len).sum::<usize>();
+                        ctx.metrics
+                            .dropped(NAME, DropReason::SinkFailed)
+                            .inc_by(lost as u64);
+                        self.fail(failure, ctx);
+                        return;
+                    }
                     Err(Failure::Retry(reason)) => {
                         failures += 1;
                         ctx.metrics.errors.with_label_values(&["publish"]).inc();
                         ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(1);
+                        ctx.status.retrying(reason.as_str());
                         // Without a ceiling on attempts the iterator never ends.
                         let delay = backoff.next().unwrap_or(RETRY_MAX);
                         // Every attempt is counted; the log says the first few, then every 20th.
@@ -215,9 +298,12 @@ impl PostgresSink {
             Some(s) if !s.is_closed() => s,
             slot => {
                 *slot = None;
-                let s = connect_and_migrate(&self.config)
-                    .await
-                    .map_err(|e| Failure::Retry(e.to_string()))?;
+                let s = connect_and_migrate(&self.config).await.map_err(|e| {
+                    match e.is_permanent() {
+                        true => Failure::Permanent(open_failure(&e)),
+                        false => Failure::Retry(e.to_string()),
+                    }
+                })?;
                 tracing::info!(sink = NAME, server = %self.config.server(), "connected to PostgreSQL");
                 slot.insert(s)
             }
@@ -233,6 +319,13 @@ impl PostgresSink {
             }
             Ok(Err(e)) => match classify(&e) {
                 Verdict::Reject => Err(Failure::Reject(describe(&e))),
+                // A server error: the transaction rolled back, the session stays usable for
+                // the re-checks.
+                Verdict::Permanent => Err(Failure::Permanent(SinkFailure::new(
+                    NAME,
+                    setting_for(e.code().map(|c| c.code())),
+                    format!("{}; {}", describe(&e), fix_for(&e)),
+                ))),
                 Verdict::Retry => {
                     // A server error leaves the session usable (the transaction rolled back);
                     // anything else (IO, protocol) leaves it in an unknown state.
@@ -250,6 +343,40 @@ impl PostgresSink {
                 )))
             }
         }
+    }
+
+    /// Enters (or stays in) the failed state: `/ready` names the failure, the next write is
+    /// tried after [`RECHECK_EVERY`].
+    fn fail(&mut self, failure: SinkFailure, ctx: &SinkContext) {
+        ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(0);
+        ctx.status.failed(&failure);
+        let next_check = Instant::now() + RECHECK_EVERY;
+        match &mut self.failed {
+            None => {
+                tracing::error!(sink = NAME, setting = %failure.setting, reason = %failure.reason, recheck_every = ?RECHECK_EVERY, "PostgreSQL sink failed permanently: its quotes are dropped (streamer_sink_dropped_quotes_total{{reason=\"sink_failed\"}}) and /ready answers 503 until a re-check succeeds; the other sinks go on");
+                self.failed = Some(Failed {
+                    failure,
+                    next_check,
+                    rechecks: 0,
+                });
+            }
+            Some(failed) => {
+                failed.rechecks += 1;
+                if failed.rechecks.is_multiple_of(LOG_RECHECKS_EVERY) || failed.failure != failure {
+                    tracing::warn!(sink = NAME, setting = %failure.setting, reason = %failure.reason, rechecks = failed.rechecks, "PostgreSQL sink still failed");
+                }
+                failed.failure = failure;
+                failed.next_check = next_check;
+            }
+        }
+    }
+
+    /// Whether the sink is failed and not yet due for a re-check: then a batch is dropped
+    /// without trying.
+    fn waiting_for_recheck(&self) -> bool {
+        self.failed
+            .as_ref()
+            .is_some_and(|f| Instant::now() < f.next_check)
     }
 
     /// How long the sink may still retry: `None` while the worker runs, the rest of the drain
@@ -334,7 +461,14 @@ impl Sink for PostgresSink {
             )
             .await;
             if !pending.is_empty() {
-                self.deliver(&pending, &queue, &ctx).await;
+                if self.waiting_for_recheck() {
+                    let lost: usize = pending.iter().map(|b| b.len()).sum();
+                    ctx.metrics
+                        .dropped(NAME, DropReason::SinkFailed)
+                        .inc_by(lost as u64);
+                } else {
+                    self.deliver(&pending, &queue, &ctx).await;
+                }
                 pending.clear();
             }
             if !open {

@@ -56,8 +56,8 @@ impl RedisConfig {
         env: &HashMap<String, String>,
         producer: String,
     ) -> Result<Self, String> {
-        let url = match contract::env_or_spec(env, REDIS_URL, spec.url.as_deref()) {
-            Some((url, _)) => url.to_owned(),
+        let (url, origin) = match contract::env_or_spec(env, REDIS_URL, spec.url.as_deref()) {
+            Some((url, origin)) => (url.to_owned(), origin),
             None => match &spec.url_secret_ref {
                 Some(r) => {
                     return Err(format!(
@@ -72,9 +72,21 @@ impl RedisConfig {
                 }
             },
         };
+        let field = match origin {
+            contract::Origin::Env(var) => format!("{var} (from spec.sinks.redis.urlSecretRef)"),
+            contract::Origin::Spec => "spec.sinks.redis.url".to_owned(),
+        };
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return Err(format!(
-                "Redis URL must start with redis:// or rediss:// (got {})",
+                "{field}: the Redis URL must start with redis:// or rediss:// (got {})",
+                redact(&url)
+            ));
+        }
+        // Parsed now, so a URL the client cannot use stops the worker at start (exit 1 naming
+        // the setting) instead of leaving a sink that never runs behind a ready worker.
+        if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+            return Err(format!(
+                "{field} is not a usable Redis URL ({}): {e}; the form is redis://[:password@]host[:port][/db], or rediss://… for TLS",
                 redact(&url)
             ));
         }
@@ -179,6 +191,34 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn an_unparsable_url_is_refused_naming_its_setting_without_the_password() {
+        for (url, secret, field) in [
+            (
+                "redis://:pw-s3cr3t@r:notaport/0",
+                false,
+                "spec.sinks.redis.url",
+            ),
+            (
+                "redis://:pw-s3cr3t@r:6379/zero",
+                true,
+                "REDIS_URL (from spec.sinks.redis.urlSecretRef)",
+            ),
+        ] {
+            let (spec, env) = match secret {
+                false => (spec(Some(url), false), HashMap::new()),
+                true => (
+                    spec(None, true),
+                    HashMap::from([(REDIS_URL.to_owned(), url.to_owned())]),
+                ),
+            };
+            let err = RedisConfig::from_spec(&spec, &env, "/p".into()).unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+            assert!(err.contains("not a usable Redis URL"), "{err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
     }
 
     #[test]

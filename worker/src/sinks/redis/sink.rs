@@ -30,7 +30,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::config::{RedisConfig, redact};
 use super::heartbeat::Heartbeat;
-use crate::health::Health;
+use crate::health::{Health, SinkStatus};
 use crate::metrics::DropReason;
 use crate::metrics::Metrics;
 use crate::process_stats::CpuSampler;
@@ -187,10 +187,13 @@ struct Counters {
     latency: Histogram,
     duration: Histogram,
     last_logged: Option<Instant>,
+    /// `/ready`'s view: `retrying` while publishes fail (Redis is best effort: never `failed`).
+    status: SinkStatus,
+    failing: bool,
 }
 
 impl Counters {
-    fn new(m: &Metrics, channel: &str) -> Self {
+    fn new(m: &Metrics, channel: &str, status: SinkStatus) -> Self {
         Self {
             publishes: m.redis_publishes.with_label_values(&[channel]),
             published: m.quotes_published.with_label_values(&[NAME]),
@@ -200,6 +203,8 @@ impl Counters {
             latency: m.redis_publish_latency.with_label_values(&[channel]),
             duration: m.publish_duration.with_label_values(&[NAME]),
             last_logged: None,
+            status,
+            failing: false,
         }
     }
 
@@ -218,6 +223,9 @@ impl Counters {
                 self.published.inc_by(quotes);
                 self.latency.observe(took.as_secs_f64());
                 self.duration.observe(took.as_secs_f64());
+                if std::mem::take(&mut self.failing) {
+                    self.status.up();
+                }
                 return pipe;
             }
             Err(e) => e,
@@ -225,6 +233,10 @@ impl Counters {
         self.errors.inc_by(quotes);
         self.dropped.inc_by(quotes);
         self.publish_errors.inc();
+        if !self.failing {
+            self.failing = true;
+            self.status.retrying(error.to_string());
+        }
         if self.last_logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             self.last_logged = Some(Instant::now());
             tracing::warn!(%error, lost = quotes, channel, "Redis unavailable: quotes not published (counted in redis_publish_errors_total; reconnecting in the background)");
@@ -251,7 +263,7 @@ impl Sink for RedisSink {
     async fn run(self, mut queue: QueueReceiver, ctx: SinkContext) -> Result<(), SinkError> {
         let mut conn = self.connect()?;
         let channel = self.config.channel.as_str();
-        let mut counters = Counters::new(&ctx.metrics, channel);
+        let mut counters = Counters::new(&ctx.metrics, channel, ctx.status.clone());
         let publish_errors = counters.publish_errors.clone();
         let mut encoder = Encoder {
             format: self.config.format,

@@ -22,6 +22,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use super::breaker::{Breaker, BreakerState, Permit};
 use super::client::{Answer, StorageClient, idempotency_key};
 use super::config::StorageConfig;
+use crate::health::SinkStatus;
 use crate::log_limit::LogLimiter;
 use crate::metrics::{DropReason, Metrics};
 use crate::queue::QueueReceiver;
@@ -117,6 +118,9 @@ struct Writer {
     circuit_open: IntGauge,
     retrying: IntGauge,
     metrics: Metrics,
+    /// `/ready`'s view: retrying (with the last answer) while a batch is kept, up otherwise.
+    /// Storage has no permanent failure: a 401/403 may come from a proxy and clear by itself.
+    status: SinkStatus,
 }
 
 impl Writer {
@@ -140,6 +144,7 @@ impl Writer {
             circuit_open,
             retrying,
             metrics: ctx.metrics.clone(),
+            status: ctx.status.clone(),
             config: sink.config,
             client: sink.client,
         }
@@ -252,6 +257,7 @@ impl Writer {
             match answer {
                 Answer::Accepted => {
                     self.retrying.set(0);
+                    self.status.up();
                     self.duration.observe(started.elapsed().as_secs_f64());
                     self.published.inc_by(quotes as u64);
                     self.breaker.on_success();
@@ -260,6 +266,7 @@ impl Writer {
                 }
                 Answer::Rejected { why } => {
                     self.retrying.set(0);
+                    self.status.up();
                     self.errors.inc();
                     // Storage answered, so it is up: this is the batch's problem, not an outage.
                     self.breaker.on_success();
@@ -287,6 +294,7 @@ impl Writer {
                 }
                 Answer::Retry { why, retry_after } => {
                     self.retrying.set(1);
+                    self.status.retrying(why.clone());
                     self.errors.inc();
                     self.breaker.on_failure(Instant::now());
                     self.report_breaker();
