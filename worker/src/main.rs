@@ -340,8 +340,13 @@ async fn run(
     tracing::info!(%bound, "serving /metrics, /health, /ready");
     // After the endpoints are up (/health answers while a slow database is reached), before
     // any quote is taken: a permanent failure here exits 1 naming the sink and the setting.
-    if let Err(e) = worker.connect().await {
-        shutdown.cancel();
+    // A SIGTERM meanwhile ends the wait; the worker then starts and drains at once.
+    let connected = tokio::select! {
+        r = worker.connect() => r,
+        _ = shutdown.cancelled() => Ok(()),
+    };
+    if let Err(e) = connected {
+        server_stop.cancel();
         let _ = server.await;
         return Err(e.into());
     }
