@@ -136,8 +136,9 @@ pub enum PostgresError {
         server: String,
         reason: String,
         fix: &'static str,
-        /// The server's SQLSTATE, when the server answered.
-        sqlstate: Option<String>,
+        /// The server's SQLSTATE, when the server answered (five ASCII characters, kept inline:
+        /// the error travels in `Result`s and stays small).
+        sqlstate: Option<[u8; 5]>,
         /// Retrying cannot help ([`is_permanent_error`]).
         permanent: bool,
     },
@@ -149,8 +150,9 @@ pub enum PostgresError {
         step: String,
         reason: String,
         fix: &'static str,
-        /// The server's SQLSTATE, when the server answered.
-        sqlstate: Option<String>,
+        /// The server's SQLSTATE, when the server answered (five ASCII characters, kept inline:
+        /// the error travels in `Result`s and stays small).
+        sqlstate: Option<[u8; 5]>,
         /// Retrying cannot help ([`is_permanent_error`]).
         permanent: bool,
     },
@@ -200,7 +202,7 @@ impl PostgresError {
             server,
             reason: describe(e),
             fix: fix_for(e),
-            sqlstate: e.code().map(|c| c.code().to_owned()),
+            sqlstate: sqlstate_of(e),
             permanent: is_permanent_error(e),
         }
     }
@@ -219,12 +221,17 @@ impl PostgresError {
     /// The server's SQLSTATE, when the server answered.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Self::Connect { sqlstate, .. } | Self::Migration { sqlstate, .. } => {
-                sqlstate.as_deref()
-            }
+            Self::Connect { sqlstate, .. } | Self::Migration { sqlstate, .. } => sqlstate
+                .as_ref()
+                .and_then(|code| std::str::from_utf8(code).ok()),
             Self::Table { .. } | Self::Query { .. } | Self::Timeout { .. } => None,
         }
     }
+}
+
+/// The error's SQLSTATE as [`PostgresError`] keeps it.
+pub fn sqlstate_of(e: &tokio_postgres::Error) -> Option<[u8; 5]> {
+    e.code()?.code().as_bytes().try_into().ok()
 }
 
 /// [`is_permanent`] for the error's SQLSTATE, or a certificate the TLS settings reject (a person

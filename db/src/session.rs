@@ -21,7 +21,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::config::PostgresConfig;
-use crate::error::{PostgresError, describe, fix_for, is_permanent_error};
+use crate::error::{PostgresError, describe, fix_for, is_permanent_error, sqlstate_of};
 use crate::migrations::{MigrationReport, Rollups, migrate};
 use crate::rollup;
 use crate::schema;
@@ -141,7 +141,7 @@ async fn connect_and_migrate_client(
             },
             reason: describe(&s.error),
             fix: fix_for(&s.error),
-            sqlstate: s.error.code().map(|c| c.code().to_owned()),
+            sqlstate: sqlstate_of(&s.error),
             permanent: is_permanent_error(&s.error),
         })?;
     Ok((client, migrations))
@@ -149,11 +149,7 @@ async fn connect_and_migrate_client(
 
 async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
     let server = config.server();
-    let connect_err = |e: tokio_postgres::Error| PostgresError::Connect {
-        server: server.clone(),
-        reason: describe(&e),
-        fix: fix_for(&e),
-    };
+    let connect_err = |e: tokio_postgres::Error| PostgresError::connect(server.clone(), &e);
     let (client, migrations) = connect_and_migrate_client(config).await?;
     let exact_types = check_table(&client, config).await?;
     client
