@@ -64,6 +64,11 @@ row_postgres() {
     fi
 }
 
+row_disk_buffer() {
+    section "Disk buffer: durable sinks with the buffer on versus off"
+    harness "$bin/examples/bench_disk_buffer" "${quick_flag[@]}"
+}
+
 row_store() {
     section "Storage service: POST /quotes/batch into PostgreSQL with rollups"
     harness "$bin/examples/bench_store" "${quick_flag[@]}"
@@ -223,7 +228,7 @@ row_micro() {
     rm -rf "$home"
 }
 
-ROWS=(row_redis row_storage row_postgres row_store row_query row_yahoo row_e2e row_stream row_alpaca row_memory row_peak_rss row_controlplane row_sharding row_images row_node row_micro)
+ROWS=(row_redis row_storage row_postgres row_disk_buffer row_store row_query row_yahoo row_e2e row_stream row_alpaca row_memory row_peak_rss row_controlplane row_sharding row_images row_node row_micro)
 if [ -n "${BENCH_ROWS:-}" ]; then read -r -a ROWS <<<"$BENCH_ROWS"; fi
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ pub mod env {
     /// Overrides the replay recording's path (local runs, tests); the Deployment relies on the
     /// default, `<REPLAY_DIR>/<key>`.
     pub const REPLAY_FILE: &str = "QUOTESTREAM_REPLAY_FILE";
+    /// Directory of the durable sinks' disk buffers (`run --buffer-dir`, default
+    /// [`super::BUFFER_DIR`], where the operator mounts an emptyDir when a sink asks for one).
+    pub const BUFFER_DIR: &str = "QUOTESTREAM_BUFFER_DIR";
     /// The Redis URL (filled from `spec.sinks.redis.urlSecretRef`).
     pub const REDIS_URL: &str = "REDIS_URL";
     /// Path of a PEM file of the CA certificates a `rediss://` connection trusts (instead of the
@@ -86,6 +89,9 @@ pub const REPLAY_DIR: &str = "/etc/quotestream/replay";
 /// The container's termination message file (Kubernetes' default `terminationMessagePath`);
 /// kubelet copies what the worker writes there into `lastState.terminated.message`.
 pub const TERMINATION_LOG_PATH: &str = "/dev/termination-log";
+/// Where the disk buffers live (`spec.sinks.<sink>.buffer.type: disk`): one directory per sink
+/// inside it, on an emptyDir volume the operator mounts there.
+pub const BUFFER_DIR: &str = "/var/lib/quotestream/buffer";
 /// Port of the worker's HTTP endpoints.
 pub const HTTP_PORT: u16 = 8080;
 /// The worker's default listen address (`run --listen`): every interface, [`HTTP_PORT`].

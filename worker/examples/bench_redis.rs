@@ -269,6 +269,7 @@ fn spawn_sink(
         drain_deadline: Duration::from_secs(10),
         shutdown: CancellationToken::new(),
         status: Default::default(),
+        acks: quotestream_worker::buffer::Acks::none(),
     };
     Ok(tokio::spawn(sink.run(rx, ctx)))
 }

@@ -32,6 +32,7 @@ fn sink_config(url: &str, batch_size: usize) -> anyhow::Result<StorageConfig> {
     let spec = StorageSpec {
         url: url.into(),
         batch_size: i32::try_from(batch_size)?,
+        buffer: None,
     };
     StorageConfig::from_spec(&spec, &std::collections::HashMap::new())
         .map_err(|e| anyhow::anyhow!("sinks.storage: {e}"))
@@ -54,6 +55,7 @@ async fn run_sink(url: &str, batch_size: usize, batches: &[Batch]) -> anyhow::Re
         drain_deadline: Duration::from_secs(60),
         shutdown: CancellationToken::new(),
         status: Default::default(),
+        acks: quotestream_worker::buffer::Acks::none(),
     };
     let started = Instant::now();
     sink.run(rx, ctx).await?;

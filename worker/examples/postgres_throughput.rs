@@ -66,6 +66,7 @@ async fn through_sink(config: &PostgresConfig, batches: &[Batch]) -> anyhow::Res
         drain_deadline: Duration::from_secs(60),
         shutdown: tokio_util::sync::CancellationToken::new(),
         status: Default::default(),
+        acks: quotestream_worker::buffer::Acks::none(),
     };
     let started = Instant::now();
     let task = tokio::spawn(PostgresSink::with_session(config.clone(), session).run(rx, ctx));

@@ -3,6 +3,7 @@
 //! then the sinks drain within the grace period).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::buffer::{DiskBuffer, DiskBufferConfig};
 use crate::health::Health;
 use crate::metrics::{DropReason, Metrics};
 use crate::pipeline;
@@ -61,6 +63,9 @@ pub struct RunOptions {
     pub queue_bytes: Option<u64>,
     /// The clock of the trading-hours schedule (`--schedule-clock`; the system clock by default).
     pub clock: Clock,
+    /// Directory of the durable sinks' disk buffers (`--buffer-dir`); used only by a sink whose
+    /// `buffer.type` is `disk`, in `<buffer_dir>/<sink>`.
+    pub buffer_dir: PathBuf,
     /// Secrets and overrides from the environment (`quotestream_api::contract::env::WORKER_READS`:
     /// `REDIS_URL`, `DATABASE_URL`, `STORAGE_URL`, the Alpaca credentials, `POLYGON_API_KEY`,
     /// `QUOTESTREAM_REPLAY_FILE`).
@@ -74,6 +79,7 @@ impl Default for RunOptions {
             max_clock_skew: Duration::from_secs(5),
             queue_bytes: None,
             clock: Clock::default(),
+            buffer_dir: PathBuf::from(quotestream_api::contract::BUFFER_DIR),
             env: HashMap::new(),
         }
     }
@@ -265,6 +271,8 @@ pub struct Worker {
     sinks: Vec<AnySink>,
     /// Bytes each sink queue may hold.
     queue_bytes: usize,
+    /// The disk buffers of the sinks that have one, by sink label.
+    buffers: Vec<(&'static str, DiskBuffer)>,
 }
 
 /// The per-sink queue budget of a worker told nothing: the operator's rule
@@ -332,7 +340,9 @@ impl Worker {
             ));
         }
         let queue_bytes = queue_bytes(&config, &options, sinks.len())?;
+        let buffers = open_buffers(&config, &options, &metrics)?;
         Ok(Self {
+            buffers,
             rate_limit: Arc::new(rate_limiter(&config)),
             config,
             interval,
@@ -395,6 +405,7 @@ impl Worker {
             source,
             sinks,
             queue_bytes,
+            mut buffers,
         } = self;
         // Shutdown budget, from SIGTERM (docs/worker.md, Reliability): until the drain deadline
         // (60% of the grace period) the pipeline forwards what it holds and the sinks deliver
@@ -425,8 +436,17 @@ impl Worker {
                 drain_deadline,
                 shutdown: sinks_shutdown.clone(),
                 status: health.sink(name),
+                acks: crate::buffer::Acks::none(),
             };
-            sink_tasks.push((name, tokio::spawn(sink.run(rx, ctx))));
+            let task = match buffers.iter().position(|(n, _)| *n == name) {
+                Some(i) => {
+                    let (_, buffer) = buffers.swap_remove(i);
+                    let run = buffer.run(rx, queue_bytes, ctx, |rx, ctx| sink.run(rx, ctx));
+                    tokio::spawn(run)
+                }
+                None => tokio::spawn(sink.run(rx, ctx)),
+            };
+            sink_tasks.push((name, task));
         }
 
         // A few batches of slack between source and pipeline; beyond that the source waits.
@@ -606,6 +626,48 @@ fn rate_limiter(config: &WorkerConfig) -> RateLimiter {
     } else {
         RateLimiter::unlimited()
     }
+}
+
+/// Opens the disk buffer of each durable sink whose `buffer.type` is `disk` (at start, so a
+/// bad setting or an unwritable directory stops the worker with the field's name).
+fn open_buffers(
+    config: &WorkerConfig,
+    options: &RunOptions,
+    metrics: &Metrics,
+) -> Result<Vec<(&'static str, DiskBuffer)>, WorkerError> {
+    let specs = [
+        (
+            crate::sinks::storage::NAME,
+            config
+                .sinks
+                .storage
+                .as_ref()
+                .and_then(|s| s.buffer.as_ref()),
+        ),
+        (
+            crate::sinks::postgres::NAME,
+            config
+                .sinks
+                .postgres
+                .as_ref()
+                .and_then(|s| s.buffer.as_ref()),
+        ),
+    ];
+    let mut buffers = Vec::new();
+    for (sink, spec) in specs {
+        let settings = DiskBufferConfig::from_spec(spec, sink, &options.buffer_dir)
+            .map_err(|e| WorkerError::Config(format!("sinks.{sink}.{e}")))?;
+        if let Some(settings) = settings {
+            let buffer = DiskBuffer::open(&settings, sink, metrics).map_err(|e| {
+                WorkerError::Config(format!(
+                    "{e} (--buffer-dir / {})",
+                    quotestream_api::contract::env::BUFFER_DIR
+                ))
+            })?;
+            buffers.push((sink, buffer));
+        }
+    }
+    Ok(buffers)
 }
 
 /// The source `spec.source.type` names, from the table.

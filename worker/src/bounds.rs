@@ -46,6 +46,13 @@ pub const QUEUE_BYTES: ByteBounds = ByteBounds {
     max: quotestream_api::worker_config::MAX_QUEUE_BYTES,
 };
 
+/// `sinks.<sink>.buffer.maxSize`: the bound of a disk buffer, from room for a few of the largest
+/// batches to far more disk than a pod gets.
+pub const BUFFER_MAX_SIZE: ByteBounds = ByteBounds {
+    min: quotestream_api::crd::MIN_BUFFER_MAX_SIZE_BYTES,
+    max: 1 << 50,
+};
+
 /// A range of sizes in bytes, written as a Kubernetes quantity (`16Mi`, `16M`, `16777216`), the
 /// form `resources.limits.memory` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod accounting;
 pub mod assembly;
 pub mod backfill;
 pub mod bounds;
+pub mod buffer;
 pub mod config_file;
 pub mod footprint;
 pub mod health;

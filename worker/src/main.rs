@@ -79,6 +79,10 @@ enum Command {
         /// termination message, which the operator reads into the stream's status).
         #[arg(long, env = contract::env::TERMINATION_LOG)]
         termination_log: Option<PathBuf>,
+        /// Directory of the disk buffers of sinks with `buffer.type: disk` (one directory per
+        /// sink inside it); the operator mounts an emptyDir here.
+        #[arg(long, env = contract::env::BUFFER_DIR, default_value = contract::BUFFER_DIR)]
+        buffer_dir: PathBuf,
     },
     /// Run the example S&P 500 stream locally: every shard in this process, synthetic quotes,
     /// a live summary; publishes to Redis too when REDIS_URL is set.
@@ -190,6 +194,7 @@ fn main() -> ExitCode {
             queue_bytes,
             schedule_clock,
             termination_log: log,
+            buffer_dir,
         } => runtime().and_then(|rt| {
             termination_log = log;
             let options = RunOptions {
@@ -197,6 +202,7 @@ fn main() -> ExitCode {
                 max_clock_skew,
                 queue_bytes,
                 clock: schedule_clock.map(Clock::starting_at).unwrap_or_default(),
+                buffer_dir,
                 ..RunOptions::default()
             };
             rt.block_on(run(config, listen, options, reload_every))

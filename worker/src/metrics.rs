@@ -34,10 +34,12 @@ pub enum DropReason {
     /// The sink had failed permanently (a wrong password, a revoked grant, a dropped table):
     /// it drops what reaches it until a re-check succeeds, rather than hold the worker back.
     SinkFailed,
+    /// The sink's disk buffer was full and its `whenFull` is `drop_newest`.
+    BufferFull,
 }
 
 impl DropReason {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::QueueFull,
         Self::Unavailable,
         Self::Shutdown,
@@ -46,6 +48,7 @@ impl DropReason {
         Self::Encode,
         Self::Abandoned,
         Self::SinkFailed,
+        Self::BufferFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl DropReason {
             Self::Encode => "encode",
             Self::Abandoned => "abandoned",
             Self::SinkFailed => "sink_failed",
+            Self::BufferFull => "buffer_full",
         }
     }
 }
@@ -119,6 +123,8 @@ pub struct Metrics {
     pub market_window_open: IntGauge,
     /// When the window next opens or closes (Unix seconds; 0 without a schedule).
     pub market_next_change: IntGauge,
+    /// The durable sinks' disk buffers (`crate::buffer`).
+    pub buffer: crate::buffer::BufferMetrics,
 }
 
 impl Metrics {
@@ -293,6 +299,7 @@ impl Metrics {
                 "streamer_market_next_change_timestamp_seconds",
                 "When the trading-hours window next opens or closes (Unix seconds; 0 without spec.schedule)",
             )?,
+            buffer: crate::buffer::BufferMetrics::register(&registry)?,
             registry,
         })
     }

@@ -105,6 +105,7 @@ fn start(sink: PostgresSink, capacity: usize, drain_deadline: Duration) -> Runni
         drain_deadline,
         shutdown: tokio_util::sync::CancellationToken::new(),
         status: Default::default(),
+        acks: quotestream_worker::buffer::Acks::none(),
     };
     let task = tokio::spawn(async move { sink.run(rx, ctx).await.unwrap() });
     Running {

@@ -67,6 +67,7 @@ fn start(config: RedisConfig) -> Running {
         drain_deadline: Duration::from_secs(1),
         shutdown: tokio_util::sync::CancellationToken::new(),
         status: Default::default(),
+        acks: quotestream_worker::buffer::Acks::none(),
     };
     let task = tokio::spawn(async move {
         sink.run(rx, ctx).await.unwrap();

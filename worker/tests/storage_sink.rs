@@ -71,6 +71,7 @@ fn config(url: &str, batch_size: i32) -> StorageConfig {
     let spec = StorageSpec {
         url: url.into(),
         batch_size,
+        buffer: None,
     };
     let mut c = StorageConfig::from_spec(&spec, &std::collections::HashMap::new()).unwrap();
     c.linger = Duration::from_millis(20);
@@ -104,6 +105,7 @@ fn start(
         drain_deadline,
         shutdown: shutdown.unwrap_or_default(),
         status: Default::default(),
+        acks: quotestream_worker::buffer::Acks::none(),
     };
     Running {
         tx: Some(tx),

@@ -25,8 +25,9 @@ pub use history::{
 pub use resolve::SpecError;
 pub use schedule::{ExchangeCalendar, Schedule};
 pub use sinks::{
-    DEFAULT_HEALTH_CHANNEL, DEFAULT_QUOTES_CHANNEL, DEFAULT_TABLE, PostgresSink, RedisFormat,
-    RedisSink, Sinks, StorageSink,
+    BUFFER_SIZE_PATTERN, BufferType, DEFAULT_BUFFER_MAX_SIZE, DEFAULT_BUFFER_MAX_SIZE_BYTES,
+    DEFAULT_HEALTH_CHANNEL, DEFAULT_QUOTES_CHANNEL, DEFAULT_TABLE, MIN_BUFFER_MAX_SIZE_BYTES,
+    PostgresSink, RedisFormat, RedisSink, SinkBuffer, Sinks, StorageSink, WhenFull,
 };
 pub use source::{
     AlpacaCredentials, AlpacaFeed, AlpacaSource, PolygonSource, RateLimit, ReplayFormat,

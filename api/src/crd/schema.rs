@@ -86,3 +86,12 @@ pub fn ws_url(_: &mut SchemaGenerator) -> Schema {
 pub fn redis_url(_: &mut SchemaGenerator) -> Schema {
     url_with_schemes("redis|rediss")
 }
+
+/// A byte size as a whole-number Kubernetes quantity (`512Mi`, `1Gi`).
+pub fn byte_quantity(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "pattern": super::sinks::BUFFER_SIZE_PATTERN,
+        "maxLength": 21,
+    })
+}

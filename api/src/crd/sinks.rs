@@ -100,6 +100,10 @@ pub struct StorageSink {
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 1000))]
     pub batch_size: i32,
+    /// Where quotes wait for storage: in memory (default) or in a disk buffer that survives a
+    /// crash of the worker (see SinkBuffer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<SinkBuffer>,
 }
 
 /// Write quotes to PostgreSQL (a TimescaleDB hypertable when the extension is present).
@@ -112,6 +116,63 @@ pub struct PostgresSink {
     #[serde(default = "default_table")]
     #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$"))]
     pub table: String,
+    /// Where quotes wait for PostgreSQL: in memory (default) or in a disk buffer that survives
+    /// a crash of the worker (see SinkBuffer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<SinkBuffer>,
+}
+
+/// The default `maxSize` of a disk buffer.
+pub const DEFAULT_BUFFER_MAX_SIZE: &str = "1Gi";
+/// [`DEFAULT_BUFFER_MAX_SIZE`] in bytes.
+pub const DEFAULT_BUFFER_MAX_SIZE_BYTES: u64 = 1 << 30;
+/// The smallest `maxSize` (1Mi): room for a few of the largest batches.
+pub const MIN_BUFFER_MAX_SIZE_BYTES: u64 = 1 << 20;
+/// The CRD's pattern for `maxSize`: a whole number with an optional binary or decimal suffix.
+pub const BUFFER_SIZE_PATTERN: &str = r"^[0-9]{1,19}(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+
+/// The buffer in front of a durable sink. `type: memory` (the default) keeps waiting quotes in
+/// the worker's memory: a crash of the worker loses them. `type: disk` appends them to a log on
+/// an emptyDir volume the operator mounts (sizeLimit maxSize plus a margin) and deletes them only
+/// once the sink confirms them: after a crash of the worker process (kill -9, OOM kill) the
+/// restarted container delivers them. The emptyDir lives as long as the pod: deleting or
+/// rescheduling the pod loses what is still buffered (a graceful shutdown first drains).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("(has(self.type) && self.type == 'disk') || (!has(self.maxSize) && !has(self.whenFull))")
+    .message("buffer.maxSize and buffer.whenFull apply to a disk buffer: set buffer.type: disk, or remove them"))]
+#[serde(rename_all = "camelCase")]
+pub struct SinkBuffer {
+    /// memory (default) or disk.
+    #[serde(rename = "type", default)]
+    pub kind: BufferType,
+    /// Disk buffer: the most bytes it may take on disk, a quantity (default 1Gi, at least 1Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::byte_quantity")]
+    pub max_size: Option<String>,
+    /// Disk buffer: what happens when it is full. block (default): the worker holds the source
+    /// back until the sink confirms more (nothing accepted is lost; Redis waits too).
+    /// drop_newest: batches that do not fit are dropped and counted in
+    /// streamer_sink_dropped_quotes_total{reason="buffer_full"} (Redis keeps streaming).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_full: Option<WhenFull>,
+}
+
+/// Where a sink's waiting quotes are kept.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BufferType {
+    #[default]
+    Memory,
+    Disk,
+}
+
+/// What a full disk buffer does.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    #[default]
+    Block,
+    DropNewest,
 }
 
 fn default_channel() -> String {

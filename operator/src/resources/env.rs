@@ -24,6 +24,7 @@ pub const RESERVED_ENV: &[&str] = &[
     SOURCE_HOSTS,
     BACKFILL_REQUESTS_PER_HOUR,
     TERMINATION_LOG,
+    BUFFER_DIR,
 ];
 
 /// The worker's environment: the fixed `run` settings, the hosts the source may reach (the

@@ -40,6 +40,7 @@ pub fn postgres_sink() -> PostgresSink {
     PostgresSink {
         dsn_secret_ref: secret("quotes-db", "dsn"),
         table: "quotes.real_time".into(),
+        buffer: None,
     }
 }
 

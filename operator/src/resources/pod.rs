@@ -4,17 +4,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
-    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use quotestream_api::crd::SourceType;
+use quotestream_api::crd::{BufferType, SinkBuffer, Sinks, SourceType};
 
 use quotestream_api::contract::{
-    CA_DIR, CONFIG_DIR, HEALTH_PATH, HTTP_PORT, READY_PATH, REDIS_CA_FILE_NAME, REPLAY_DIR,
-    TERMINATION_LOG_PATH,
+    BUFFER_DIR, CA_DIR, CONFIG_DIR, HEALTH_PATH, HTTP_PORT, READY_PATH, REDIS_CA_FILE_NAME,
+    REPLAY_DIR, TERMINATION_LOG_PATH,
 };
 
 use super::env::worker_env;
@@ -30,22 +30,35 @@ const PORT_NAME: &str = "http";
 const CONFIG_VOLUME: &str = "config";
 const REPLAY_VOLUME: &str = "replay";
 const CA_VOLUME: &str = "ca";
+const BUFFER_VOLUME: &str = "buffer";
+/// Room on the buffer volume beyond the sum of the buffers' `maxSize`: a buffer may exceed its
+/// bound by one record and its ack file, and kubelet evicts a pod whose emptyDir passes its
+/// sizeLimit.
+const BUFFER_MARGIN_BYTES: u64 = 64 << 20;
 
 /// The pod spec of `shard`.
 pub fn pod_spec(plan: &StreamPlan, shard: &ShardPlan) -> PodSpec {
     let w = &plan.worker;
     let (volumes, mounts) = volumes(plan, shard);
+    let mut env = worker_env(
+        &shard.config.source,
+        &shard.config.sinks,
+        plan.source_hosts.as_deref(),
+        w.env.as_deref().unwrap_or_default(),
+    );
+    if buffer_bytes(&shard.config.sinks).is_some() {
+        env.push(EnvVar {
+            name: quotestream_api::contract::env::BUFFER_DIR.to_owned(),
+            value: Some(BUFFER_DIR.to_owned()),
+            ..EnvVar::default()
+        });
+    }
     let container = Container {
         name: CONTAINER.to_owned(),
         image: Some(plan.image.clone()),
         image_pull_policy: w.image_pull_policy.clone(),
         command: Some(vec!["quotestream-worker".to_owned(), "run".to_owned()]),
-        env: Some(worker_env(
-            &shard.config.source,
-            &shard.config.sinks,
-            plan.source_hosts.as_deref(),
-            w.env.as_deref().unwrap_or_default(),
-        )),
+        env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME.to_owned()),
             container_port: i32::from(HTTP_PORT),
@@ -119,7 +132,48 @@ fn volumes(plan: &StreamPlan, shard: &ShardPlan) -> (Vec<Volume>, Vec<VolumeMoun
         });
         mounts.push(mount(CA_VOLUME, CA_DIR));
     }
+    // The durable sinks' disk buffers: an emptyDir (it outlives a crash of the container, not
+    // the pod), bounded by kubelet at the buffers' sizes plus a margin.
+    if let Some(bytes) = buffer_bytes(&shard.config.sinks) {
+        volumes.push(Volume {
+            name: BUFFER_VOLUME.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                // In whole Mi, rounded up.
+                size_limit: Some(Quantity(format!(
+                    "{}Mi",
+                    bytes.saturating_add(BUFFER_MARGIN_BYTES).div_ceil(1 << 20)
+                ))),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            read_only: Some(false),
+            ..mount(BUFFER_VOLUME, BUFFER_DIR)
+        });
+    }
     (volumes, mounts)
+}
+
+/// The bytes of the disk buffers `sinks` ask for (`None`: no sink has one). A `maxSize` the
+/// CRD's pattern let through but that overflows counts as the default; the worker refuses it.
+fn buffer_bytes(sinks: &Sinks) -> Option<u64> {
+    let disk = |b: Option<&SinkBuffer>| {
+        b.filter(|b| b.kind == BufferType::Disk).map(|b| {
+            b.max_size
+                .as_ref()
+                .and_then(|s| super::queue_budget::quantity_bytes(&Quantity(s.clone())))
+                .unwrap_or(quotestream_api::crd::DEFAULT_BUFFER_MAX_SIZE_BYTES)
+        })
+    };
+    let buffers = [
+        disk(sinks.storage.as_ref().and_then(|s| s.buffer.as_ref())),
+        disk(sinks.postgres.as_ref().and_then(|s| s.buffer.as_ref())),
+    ];
+    buffers
+        .into_iter()
+        .flatten()
+        .reduce(|a, b| a.saturating_add(b))
 }
 
 fn config_map_volume(volume: &str, config_map: &str) -> Volume {
@@ -188,7 +242,8 @@ pub(crate) fn pod_security() -> PodSecurityContext {
     }
 }
 
-/// The restricted Pod Security Standard, at container level (the worker writes no files).
+/// The restricted Pod Security Standard, at container level (a read-only root: the worker
+/// writes only to its disk buffer volume, when a sink has one).
 pub(crate) fn container_security() -> SecurityContext {
     SecurityContext {
         run_as_non_root: Some(true),

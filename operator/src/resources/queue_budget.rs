@@ -26,15 +26,15 @@ pub fn queue_bytes(worker: &WorkerTemplate, sinks: &Sinks) -> Result<Option<u64>
     let Some(limit) = resources.limits.as_ref().and_then(|l| l.get("memory")) else {
         return Ok(None);
     };
-    let bytes = memory_bytes(limit).ok_or_else(|| BadMemoryLimit {
+    let bytes = quantity_bytes(limit).ok_or_else(|| BadMemoryLimit {
         value: limit.0.clone(),
     })?;
     Ok(Some(queue_bytes_per_sink(bytes, sinks.configured())))
 }
 
 /// The bytes a memory quantity stands for (a fraction rounded down; `None` for text that is not
-/// a quantity, or a negative one).
-fn memory_bytes(q: &Quantity) -> Option<u64> {
+/// a quantity, or a negative one). Also the disk buffers' `maxSize` (pod.rs).
+pub(crate) fn quantity_bytes(q: &Quantity) -> Option<u64> {
     let bytes = kube_quantity::ParsedQuantity::try_from(q)
         .ok()?
         .to_bytes_f64()?;

@@ -148,10 +148,12 @@ pub fn plan(
             key: DATABASE_URL.into(),
         },
         table: quotestream_api::crd::DEFAULT_TABLE.into(),
+        buffer: None,
     });
     spec.sinks.storage = env.get(STORAGE_URL).map(|url| StorageSink {
         url: url.clone(),
         batch_size: 500,
+        buffer: None,
     });
     let assignment = balanced_split(&tickers, shards);
     let per_hour = spec.source.rate_limit.requests_per_hour as f64 / shards.get() as f64;

@@ -34,6 +34,9 @@ pub struct SinkContext {
     pub shutdown: CancellationToken,
     /// Where the sink reports its state for `/ready` (up, retrying, failed).
     pub status: SinkStatus,
+    /// How a durable sink confirms the batches it took once they are stored (in order), so a
+    /// disk buffer in front of it can let them go; does nothing without one.
+    pub acks: crate::buffer::Acks,
 }
 
 /// A sink failure that stops the worker (bad configuration). Outages are retried, not returned.

@@ -193,3 +193,53 @@ fn the_redis_ca_secret_key_is_mounted_where_the_worker_variable_points() {
         "the variable names the mounted file"
     );
 }
+
+#[test]
+fn a_disk_buffer_gets_an_empty_dir_sized_by_its_max_size_and_the_path_in_env() {
+    use quotestream_api::crd::{BufferType, SinkBuffer};
+    let mut s = stream("s", 2);
+    let mut pg = crate::resources::fixtures::postgres_sink();
+    pg.buffer = Some(SinkBuffer {
+        kind: BufferType::Disk,
+        max_size: Some("512Mi".into()),
+        when_full: None,
+    });
+    s.spec.sinks.postgres = Some(pg);
+    let pod = spec_of(&s);
+    let c = &pod.containers[0];
+    let mount = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/var/lib/quotestream/buffer")
+        .expect("buffer mount");
+    assert_eq!(mount.read_only, Some(false));
+    let volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    let empty_dir = volume.empty_dir.as_ref().expect("an emptyDir");
+    assert_eq!(
+        empty_dir.size_limit.as_ref().map(|q| q.0.as_str()),
+        Some("576Mi"),
+        "512Mi plus the 64Mi margin"
+    );
+    let env = c.env.as_ref().unwrap();
+    assert!(env.iter().any(|e| e.name == "QUOTESTREAM_BUFFER_DIR"
+        && e.value.as_deref() == Some("/var/lib/quotestream/buffer")));
+
+    // A memory buffer (or none) mounts nothing.
+    let plain = spec_of(&stream("s", 2));
+    assert!(
+        plain
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|v| v.empty_dir.is_none())
+    );
+}

@@ -139,8 +139,13 @@ impl PostgresSink {
     }
 
     /// Writes one gathered batch (see the module docs); returns when every row is written,
-    /// rejected or, after the drain deadline, dropped.
-    async fn deliver(&mut self, pending: &[Batch], queue: &QueueReceiver, ctx: &SinkContext) {
+    /// rejected or, after the drain deadline, dropped: true when none was left unsent.
+    async fn deliver(
+        &mut self,
+        pending: &[Batch],
+        queue: &QueueReceiver,
+        ctx: &SinkContext,
+    ) -> bool {
         let mut rejected = Rejected::default();
         let capacity = pending.iter().map(|b| b.len()).sum();
         let mut rows = Vec::with_capacity(capacity);
@@ -157,12 +162,15 @@ impl PostgresSink {
                 }
             }
         }
-        self.write_all(&rows, &quotes, queue, ctx, &mut rejected)
+        let done = self
+            .write_all(&rows, &quotes, queue, ctx, &mut rejected)
             .await;
         rejected.summarize();
+        done
     }
 
-    /// Writes `rows` (of `quotes`, index for index; see [`PostgresSink::deliver`]).
+    /// Writes `rows` (of `quotes`, index for index; see [`PostgresSink::deliver`]); false when
+    /// the drain deadline left some unsent.
     async fn write_all(
         &mut self,
         rows: &[Row<'_>],
@@ -170,9 +178,9 @@ impl PostgresSink {
         queue: &QueueReceiver,
         ctx: &SinkContext,
         rejected: &mut Rejected,
-    ) {
+    ) -> bool {
         if rows.is_empty() {
-            return;
+            return true;
         }
         // Ranges of `rows` still to write; a rejected range is split in two (kept in order).
         let mut work: Vec<Range<usize>> = Vec::new();
@@ -186,7 +194,7 @@ impl PostgresSink {
                     if let Some(drain) = &self.drain {
                         drain.give_up(ctx, NAME, lost, queue);
                     }
-                    return;
+                    return false;
                 }
                 match self.bounded_attempt(&rows[range.clone()], queue, ctx).await {
                     Ok(inserted) => {
@@ -233,7 +241,8 @@ impl PostgresSink {
                             .dropped(NAME, DropReason::SinkFailed)
                             .inc_by(lost as u64);
                         self.fail(failure, ctx);
-                        return;
+                        // Given up and counted, like the re-check wait: not retried.
+                        return true;
                     }
                     Err(Failure::Retry(reason)) => {
                         failures += 1;
@@ -264,6 +273,7 @@ impl PostgresSink {
                 }
             }
         }
+        true
     }
 
     /// [`PostgresSink::attempt`], cut short at the drain deadline once shutdown has begun —
@@ -466,8 +476,11 @@ impl Sink for PostgresSink {
                     ctx.metrics
                         .dropped(NAME, DropReason::SinkFailed)
                         .inc_by(lost as u64);
-                } else {
-                    self.deliver(&pending, &queue, &ctx).await;
+                    // Given up (counted): a disk buffer in front may let them go.
+                    ctx.acks.confirm(pending.len());
+                } else if self.deliver(&pending, &queue, &ctx).await {
+                    // Written or refused for good: a disk buffer in front may let them go.
+                    ctx.acks.confirm(pending.len());
                 }
                 pending.clear();
             }

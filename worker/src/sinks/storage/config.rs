@@ -230,6 +230,7 @@ mod tests {
         StorageSpec {
             url: url.into(),
             batch_size,
+            buffer: None,
         }
     }
 

@@ -79,11 +79,14 @@ impl Sink for StorageSink {
                 w.drain.give_up(&ctx, NAME, batch::len(&held), &queue);
                 return Ok(());
             };
+            let batches = held.len();
             let quotes: Vec<Quote> = held.drain(..).flat_map(|b| b.to_vec()).collect();
             if let Err(unsent) = w.flush(&quotes, &queue).await {
                 w.drain.give_up(&ctx, NAME, unsent, &queue);
                 return Ok(());
             }
+            // Stored or refused for good: a disk buffer in front may let them go.
+            ctx.acks.confirm(batches);
             if !open {
                 return Ok(());
             }
