@@ -62,6 +62,13 @@ fn rfc3339(s: i64) -> String {
 }
 
 async fn bars(store: &Store, symbol: &str, query: &str) -> Vec<Value> {
+    let (status, url, body) = try_bars(store, symbol, query).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    body["bars"].as_array().cloned().unwrap_or_default()
+}
+
+/// The answer of `/v1/bars` (status, URL, body), retried while the store answers 503.
+async fn try_bars(store: &Store, symbol: &str, query: &str) -> (u16, String, Value) {
     let url = format!(
         "{}/v1/bars/{}?{query}&limit=10000",
         store.url(),
@@ -78,8 +85,7 @@ async fn bars(store: &Store, symbol: &str, query: &str) -> Vec<Value> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, body) = answer;
-    assert_eq!(status, 200, "{url}: {body}");
-    body["bars"].as_array().cloned().unwrap_or_default()
+    (status, url, body)
 }
 
 /// A price as served equals the vendor's: serde_json's default float parser (the worker's and
@@ -306,28 +312,24 @@ async fn a_vendor_bar_wins_over_the_live_rollup_of_the_same_bucket() {
     ];
     let (status, _, body) = support::post(&client(), &store, support::batch(quotes), &[]).await;
     assert_eq!(status, 200, "{body}");
-    let live = bars(
-        &store,
-        "AAPL",
-        "timeframe=1Day&start=2025-12-01&end=2025-12-02",
-    )
-    .await;
-    let ready = {
-        let mut live = live;
-        for _ in 0..200 {
-            if live.len() == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            live = bars(
-                &store,
-                "AAPL",
-                "timeframe=1Day&start=2025-12-01&end=2025-12-02",
-            )
-            .await;
+    // The rollup merger folds the batch in the background: until it has, the symbol is
+    // unknown (404) or its days are not all there. Bounded wait (10 s).
+    let mut answer = (0, String::new(), Value::Null);
+    for _ in 0..200 {
+        answer = try_bars(
+            &store,
+            "AAPL",
+            "timeframe=1Day&start=2025-12-01&end=2025-12-02",
+        )
+        .await;
+        if answer.0 == 200 && answer.2["bars"].as_array().map(Vec::len) == Some(2) {
+            break;
         }
-        live
-    };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, url, body) = answer;
+    assert_eq!(status, 200, "{url}: {body}");
+    let ready = body["bars"].as_array().cloned().unwrap_or_default();
     assert_eq!(ready.len(), 2, "the live rollup has both days: {ready:?}");
     assert_eq!(ready[0]["n"], 2);
 
