@@ -32,6 +32,9 @@ pub mod env {
     pub const BUFFER_DIR: &str = "QUOTESTREAM_BUFFER_DIR";
     /// The Redis URL (filled from `spec.sinks.redis.urlSecretRef`).
     pub const REDIS_URL: &str = "REDIS_URL";
+    /// The AUTH password of the data nodes of a Sentinel or Cluster Redis (filled from
+    /// `spec.sinks.redis.passwordSecretRef`).
+    pub const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
     /// Path of a PEM file of the CA certificates a `rediss://` connection trusts (instead of the
     /// system's): a Redis with a private CA.
     pub const REDIS_CA_FILE: &str = "QUOTESTREAM_REDIS_CA_FILE";
@@ -66,6 +69,7 @@ pub mod env {
     /// flags, which clap reads).
     pub const WORKER_READS: &[&str] = &[
         REDIS_URL,
+        REDIS_PASSWORD,
         REDIS_CA_FILE,
         DATABASE_URL,
         STORAGE_URL,

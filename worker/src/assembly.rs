@@ -182,7 +182,7 @@ impl SinkConnector for RedisConfig {
     fn into_sink(self, config: &WorkerConfig, health: &Health) -> Result<AnySink, WorkerError> {
         // The client is built (and a CA file read) once now, so that a file the client cannot
         // use stops the worker at start rather than the sink when it first runs.
-        self.client()
+        self.ca_pem()
             .map_err(|e| SinkFailure::new(Self::NAME, "spec.sinks.redis.caSecretRef", e))?;
         let shard_label = config.shard.to_string();
         Ok(AnySink::Redis(RedisSink::new(

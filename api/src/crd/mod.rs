@@ -27,7 +27,8 @@ pub use schedule::{ExchangeCalendar, Schedule};
 pub use sinks::{
     BUFFER_SIZE_PATTERN, BufferType, DEFAULT_BUFFER_MAX_SIZE, DEFAULT_BUFFER_MAX_SIZE_BYTES,
     DEFAULT_HEALTH_CHANNEL, DEFAULT_QUOTES_CHANNEL, DEFAULT_TABLE, MIN_BUFFER_MAX_SIZE_BYTES,
-    PostgresSink, RedisFormat, RedisSink, SinkBuffer, Sinks, StorageSink, WhenFull,
+    PostgresSink, RedisCluster, RedisFormat, RedisSentinel, RedisSink, SinkBuffer, Sinks,
+    StorageSink, WhenFull,
 };
 pub use source::{
     AlpacaCredentials, AlpacaFeed, AlpacaSource, PolygonSource, RateLimit, ReplayFormat,

@@ -95,3 +95,18 @@ pub fn byte_quantity(_: &mut SchemaGenerator) -> Schema {
         "maxLength": 21,
     })
 }
+
+/// `host:port` (a name, an IPv4 address or a bracketed IPv6 address), for Redis nodes.
+pub const HOST_PORT_PATTERN: &str =
+    r"^([A-Za-z0-9]([-.A-Za-z0-9]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$";
+
+/// A list of `host:port` addresses (Sentinels, cluster seed nodes): at least one, no duplicates.
+pub fn host_port_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": { "type": "string", "pattern": HOST_PORT_PATTERN, "maxLength": 263 },
+        "minItems": 1,
+        "maxItems": 32,
+        "x-kubernetes-list-type": "set",
+    })
+}

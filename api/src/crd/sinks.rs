@@ -41,10 +41,18 @@ impl Sinks {
 
 /// Publish each quote to a Redis Pub/Sub channel.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)")
-    .message("set exactly one of sinks.redis.url and sinks.redis.urlSecretRef (use the Secret when the URL has a password)"))]
+#[x_kube(validation = Rule::new("(has(self.url) ? 1 : 0) + (has(self.urlSecretRef) ? 1 : 0) + (has(self.sentinel) ? 1 : 0) + (has(self.cluster) ? 1 : 0) == 1")
+    .message("set exactly one of sinks.redis.url, sinks.redis.urlSecretRef (one server; use the Secret when the URL has a password), sinks.redis.sentinel and sinks.redis.cluster"))]
 #[x_kube(validation = Rule::new("!has(self.caSecretRef) || !has(self.url) || self.url.startsWith('rediss://')")
     .message("sinks.redis.caSecretRef is used only over TLS: make sinks.redis.url a rediss:// URL"))]
+#[x_kube(validation = Rule::new("!has(self.caSecretRef) || !has(self.sentinel) || (has(self.sentinel.tls) && self.sentinel.tls)")
+    .message("sinks.redis.caSecretRef is used only over TLS: set sinks.redis.sentinel.tls: true"))]
+#[x_kube(validation = Rule::new("!has(self.caSecretRef) || !has(self.cluster) || (has(self.cluster.tls) && self.cluster.tls)")
+    .message("sinks.redis.caSecretRef is used only over TLS: set sinks.redis.cluster.tls: true"))]
+#[x_kube(validation = Rule::new("!has(self.passwordSecretRef) || has(self.sentinel) || has(self.cluster)")
+    .message("sinks.redis.passwordSecretRef is for sinks.redis.sentinel and sinks.redis.cluster; one server's password goes in the URL of sinks.redis.urlSecretRef"))]
+#[x_kube(validation = Rule::new("!has(self.sharded) || !self.sharded || has(self.cluster)")
+    .message("sinks.redis.sharded (SPUBLISH) needs sinks.redis.cluster: sharded Pub/Sub exists only in a Redis Cluster"))]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSink {
     /// redis:// or rediss:// URL without a password, e.g. redis://redis.cache:6379/0.
@@ -59,6 +67,24 @@ pub struct RedisSink {
     /// /etc/quotestream/ca/redis.crt, which QUOTESTREAM_REDIS_CA_FILE names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Redis behind Sentinel: the worker asks the Sentinels for the current master and follows
+    /// a failover (docs/worker.md, "Redis Sentinel and Cluster").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<RedisSentinel>,
+    /// A Redis Cluster: the worker learns the slot map from these seed nodes and follows a
+    /// failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<RedisCluster>,
+    /// A Secret key holding the AUTH password of the data nodes of sinks.redis.sentinel or
+    /// sinks.redis.cluster (the Sentinels themselves are asked without AUTH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// Publish with sharded Pub/Sub (SPUBLISH, Redis 7+) instead of PUBLISH: only with
+    /// sinks.redis.cluster, and only when every consumer subscribes with SSUBSCRIBE at the
+    /// channel's shard. Classic PUBLISH in a cluster reaches subscribers on every node (each
+    /// message crosses the cluster bus to all nodes); SPUBLISH stays inside the channel's shard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sharded: bool,
     /// Channel for quotes (default quotes.realtime).
     #[serde(default = "default_channel")]
     #[schemars(length(min = 1, max = 256))]
@@ -78,6 +104,35 @@ pub struct RedisSink {
     /// ^[A-Z]{1,5}(\.[A-Z])?$.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_share_classes: bool,
+}
+
+/// A Redis master found through Sentinel.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSentinel {
+    /// The name the Sentinels monitor the master under (`sentinel monitor <name> ...`).
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub master_name: String,
+    /// The Sentinels, host:port each (e.g. redis-sentinel-0.redis:26379); asked in order.
+    #[schemars(schema_with = "schema::host_port_list")]
+    pub addresses: Vec<String>,
+    /// Connect to the master over TLS (the Sentinels in plain text); trusts
+    /// sinks.redis.caSecretRef when set, else the system's CAs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+}
+
+/// A Redis Cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisCluster {
+    /// Seed nodes, host:port each; the rest of the cluster is learnt from them.
+    #[schemars(schema_with = "schema::host_port_list")]
+    pub addresses: Vec<String>,
+    /// Connect to the nodes over TLS; trusts sinks.redis.caSecretRef when set, else the
+    /// system's CAs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 /// Message formats of the Redis sink.

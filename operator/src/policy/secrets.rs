@@ -120,6 +120,9 @@ pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
         if let Some(r) = &redis.ca_secret_ref {
             add("spec.sinks.redis.caSecretRef".into(), &r.name);
         }
+        if let Some(r) = &redis.password_secret_ref {
+            add("spec.sinks.redis.passwordSecretRef".into(), &r.name);
+        }
     }
     if let Some(pg) = &spec.sinks.postgres {
         add(

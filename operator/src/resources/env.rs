@@ -15,6 +15,7 @@ pub const RESERVED_ENV: &[&str] = &[
     LISTEN,
     GRACE,
     REDIS_URL,
+    REDIS_PASSWORD,
     REDIS_CA_FILE,
     DATABASE_URL,
     ALPACA_KEY_ID,
@@ -50,6 +51,13 @@ pub fn worker_env(
     }
     if let Some(r) = sinks.redis.as_ref().and_then(|r| r.url_secret_ref.as_ref()) {
         env.push(from_secret(REDIS_URL, r));
+    }
+    if let Some(r) = sinks
+        .redis
+        .as_ref()
+        .and_then(|r| r.password_secret_ref.as_ref())
+    {
+        env.push(from_secret(REDIS_PASSWORD, r));
     }
     // The CA itself is a file (pod.rs mounts the Secret key); the variable names it.
     if sinks
@@ -175,6 +183,10 @@ mod tests {
             url: None,
             url_secret_ref: Some(secret("redis-auth", "url")),
             ca_secret_ref: Some(secret("redis-ca", "ca.crt")),
+            sentinel: None,
+            cluster: None,
+            password_secret_ref: None,
+            sharded: false,
             channel: "quotes.realtime".into(),
             format: RedisFormat::Cloudevents,
             health_channel: "system.health".into(),

@@ -18,6 +18,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// Certificate and key of a TLS-only server (`--port 0 --tls-port`).
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// More `redis-server` arguments (a replica's `--replicaof`, a cluster node's settings).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -42,7 +44,21 @@ impl RedisServer {
         Self::start_inner(password, None)
     }
 
+    /// Starts a server with more `redis-server` arguments (e.g. `--replicaof`, or a cluster
+    /// node's `--cluster-enabled yes`), in a directory of its own.
+    pub fn start_with_args(extra: &[String]) -> Result<Self> {
+        Self::start_full(None, None, extra.to_vec())
+    }
+
     fn start_inner(password: Option<String>, certs: Option<&TestCerts>) -> Result<Self> {
+        Self::start_full(password, certs, Vec::new())
+    }
+
+    fn start_full(
+        password: Option<String>,
+        certs: Option<&TestCerts>,
+        extra: Vec<String>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("qs-redis-")
             .tempdir()
@@ -52,16 +68,27 @@ impl RedisServer {
             None => None,
         };
         let port = free_port().map_err(io_err("picking a free port"))?;
-        let process = launch(port, dir.path(), password.as_deref(), tls.as_ref())?;
+        let process = launch(port, dir.path(), password.as_deref(), tls.as_ref(), &extra)?;
         let mut server = Self {
             port,
             dir,
             process,
             password,
             tls,
+            extra,
         };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// The server's directory (a cluster node keeps its nodes.conf there).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        !self.process.exited()
     }
 
     pub fn port(&self) -> u16 {
@@ -115,6 +142,7 @@ impl RedisServer {
             self.dir.path(),
             self.password.as_deref(),
             self.tls.as_ref(),
+            &self.extra,
         )?;
         self.wait_ready()
     }
@@ -186,6 +214,7 @@ fn launch(
     dir: &std::path::Path,
     password: Option<&str>,
     tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    extra: &[String],
 ) -> Result<Guarded> {
     let program = find_program("redis-server", &[])?;
     let mut cmd = Command::new(program);
@@ -213,5 +242,6 @@ fn launch(
     if let Some(p) = password {
         cmd.args(["--requirepass", p]);
     }
+    cmd.args(extra);
     Guarded::spawn(cmd, &dir.join(format!("redis-{port}.log")))
 }

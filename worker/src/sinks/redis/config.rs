@@ -6,13 +6,99 @@ use std::time::Duration;
 
 use quotestream_api::contract::{
     self,
-    env::{REDIS_CA_FILE, REDIS_URL},
+    env::{REDIS_CA_FILE, REDIS_PASSWORD, REDIS_URL},
 };
 use quotestream_api::crd::{RedisFormat, RedisSink};
 
+/// Where the sink publishes: one server, a master found through Sentinel, or a Cluster.
+#[derive(Clone, PartialEq)]
+pub enum Target {
+    /// One server at a redis:// or rediss:// URL.
+    Server { url: String },
+    /// The master the Sentinels at `sentinels` (host:port) know as `master_name`.
+    Sentinel {
+        master_name: String,
+        sentinels: Vec<String>,
+        tls: bool,
+        password: Option<String>,
+    },
+    /// A Redis Cluster learnt from the seed nodes `nodes` (host:port).
+    Cluster {
+        nodes: Vec<String>,
+        tls: bool,
+        password: Option<String>,
+        /// SPUBLISH (sharded Pub/Sub) instead of PUBLISH.
+        sharded: bool,
+    },
+}
+
+/// Passwords are never shown: `Debug` (what `?config` logs) redacts them.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let password = |p: &Option<String>| p.as_ref().map(|_| "***");
+        match self {
+            Self::Server { url } => f.debug_struct("Server").field("url", &redact(url)).finish(),
+            Self::Sentinel {
+                master_name,
+                sentinels,
+                tls,
+                password: p,
+            } => f
+                .debug_struct("Sentinel")
+                .field("master_name", master_name)
+                .field("sentinels", sentinels)
+                .field("tls", tls)
+                .field("password", &password(p))
+                .finish(),
+            Self::Cluster {
+                nodes,
+                tls,
+                password: p,
+                sharded,
+            } => f
+                .debug_struct("Cluster")
+                .field("nodes", nodes)
+                .field("tls", tls)
+                .field("password", &password(p))
+                .field("sharded", sharded)
+                .finish(),
+        }
+    }
+}
+
+impl Target {
+    /// What logs and errors name: the URL (redacted), or the Sentinels or seed nodes.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Server { url } => redact(url),
+            Self::Sentinel {
+                master_name,
+                sentinels,
+                ..
+            } => format!("master {master_name} of Sentinels {}", sentinels.join(",")),
+            Self::Cluster { nodes, .. } => format!("cluster of {}", nodes.join(",")),
+        }
+    }
+
+    fn tls(&self) -> bool {
+        match self {
+            Self::Server { url } => url.starts_with("rediss://"),
+            Self::Sentinel { tls, .. } | Self::Cluster { tls, .. } => *tls,
+        }
+    }
+
+    /// The publish command: SPUBLISH for a sharded cluster, PUBLISH otherwise.
+    pub fn publish_command(&self) -> &'static str {
+        match self {
+            Self::Cluster { sharded: true, .. } => "SPUBLISH",
+            _ => "PUBLISH",
+        }
+    }
+}
+
 #[derive(Clone, PartialEq)]
 pub struct RedisConfig {
-    pub url: String,
+    pub target: Target,
     pub channel: String,
     pub health_channel: String,
     pub format: RedisFormat,
@@ -34,7 +120,7 @@ pub struct RedisConfig {
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact(&self.url))
+            .field("target", &self.target)
             .field("channel", &self.channel)
             .field("health_channel", &self.health_channel)
             .field("format", &self.format)
@@ -56,50 +142,51 @@ impl RedisConfig {
         env: &HashMap<String, String>,
         producer: String,
     ) -> Result<Self, String> {
-        let (url, origin) = match contract::env_or_spec(env, REDIS_URL, spec.url.as_deref()) {
-            Some((url, origin)) => (url.to_owned(), origin),
-            None => match &spec.url_secret_ref {
-                Some(r) => {
-                    return Err(format!(
-                        "{REDIS_URL} is not set: the Deployment sets it from Secret {} key {} (spec.sinks.redis.urlSecretRef)",
-                        r.name, r.key
-                    ));
-                }
-                None => {
-                    return Err(
-                        "set spec.sinks.redis.url or spec.sinks.redis.urlSecretRef".to_owned()
-                    );
-                }
-            },
-        };
-        let field = match origin {
-            contract::Origin::Env(var) => format!("{var} (from spec.sinks.redis.urlSecretRef)"),
-            contract::Origin::Spec => "spec.sinks.redis.url".to_owned(),
-        };
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        let password = contract::env_or_spec(env, REDIS_PASSWORD, None).map(|(p, _)| p.to_owned());
+        if password.is_none()
+            && let Some(r) = &spec.password_secret_ref
+        {
             return Err(format!(
-                "{field}: the Redis URL must start with redis:// or rediss:// (got {})",
-                redact(&url)
+                "{REDIS_PASSWORD} is not set: the Deployment sets it from Secret {} key {} (spec.sinks.redis.passwordSecretRef)",
+                r.name, r.key
             ));
         }
-        // Parsed now, so a URL the client cannot use stops the worker at start (exit 1 naming
-        // the setting) instead of leaving a sink that never runs behind a ready worker.
-        if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
-            return Err(format!(
-                "{field} is not a usable Redis URL ({}): {e}; the form is redis://[:password@]host[:port][/db], or rediss://… for TLS",
-                redact(&url)
-            ));
+        let target = match (&spec.sentinel, &spec.cluster) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "set only one of spec.sinks.redis.sentinel and spec.sinks.redis.cluster"
+                        .to_owned(),
+                );
+            }
+            (Some(s), None) => Target::Sentinel {
+                master_name: s.master_name.clone(),
+                sentinels: addresses("spec.sinks.redis.sentinel.addresses", &s.addresses)?,
+                tls: s.tls,
+                password,
+            },
+            (None, Some(c)) => Target::Cluster {
+                nodes: addresses("spec.sinks.redis.cluster.addresses", &c.addresses)?,
+                tls: c.tls,
+                password,
+                sharded: spec.sharded,
+            },
+            (None, None) => Target::Server {
+                url: server_url(spec, env)?,
+            },
+        };
+        if spec.sharded && !matches!(target, Target::Cluster { .. }) {
+            return Err("spec.sinks.redis.sharded (SPUBLISH) needs spec.sinks.redis.cluster: sharded Pub/Sub exists only in a Redis Cluster".to_owned());
         }
         let ca_file =
             contract::env_or_spec(env, REDIS_CA_FILE, None).map(|(p, _)| PathBuf::from(p));
-        if ca_file.is_some() && !url.starts_with("rediss://") {
+        if ca_file.is_some() && !target.tls() {
             return Err(format!(
-                "{REDIS_CA_FILE} is set but the Redis URL is not rediss:// (got {}): a CA is only used over TLS; use rediss://",
-                redact(&url)
+                "{REDIS_CA_FILE} is set but the connection to {} is not over TLS: a CA is only used over TLS; use rediss:// (or tls: true for sentinel or cluster)",
+                target.describe()
             ));
         }
         Ok(Self {
-            url,
+            target,
             ca_file,
             channel: spec.channel.clone(),
             health_channel: spec.health_channel.clone(),
@@ -113,13 +200,11 @@ impl RedisConfig {
 }
 
 impl RedisConfig {
-    /// The client for [`RedisConfig::url`]: over TLS with [`RedisConfig::ca_file`] as the
-    /// trusted roots when it is set. The file is read here, so a missing or unusable one is an
-    /// error that names it.
-    pub fn client(&self) -> Result<redis::Client, String> {
+    /// The CA certificates (PEM) of [`RedisConfig::ca_file`], when it is set. The file is read
+    /// here, so a missing or unusable one is an error that names it.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>, String> {
         let Some(path) = &self.ca_file else {
-            return redis::Client::open(self.url.as_str())
-                .map_err(|e| format!("Redis URL {}: {e}", redact(&self.url)));
+            return Ok(None);
         };
         let bad = |why: String| format!("{REDIS_CA_FILE} {}: {why}", path.display());
         let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
@@ -128,15 +213,83 @@ impl RedisConfig {
                 "no -----BEGIN CERTIFICATE----- block in it; mount the CA certificate (PEM)".into(),
             ));
         }
+        Ok(Some(pem))
+    }
+
+    /// The client for one server at `url`: over TLS with [`RedisConfig::ca_file`] as the
+    /// trusted roots when it is set.
+    pub fn client(&self, url: &str) -> Result<redis::Client, String> {
+        let Some(pem) = self.ca_pem()? else {
+            return redis::Client::open(url).map_err(|e| format!("Redis URL {}: {e}", redact(url)));
+        };
         redis::Client::build_with_tls(
-            self.url.as_str(),
+            url,
             redis::TlsCertificates {
                 client_tls: None,
                 root_cert: Some(pem),
             },
         )
-        .map_err(|e| bad(format!("with Redis URL {}: {e}", redact(&self.url))))
+        .map_err(|e| format!("{REDIS_CA_FILE} with Redis URL {}: {e}", redact(url)))
     }
+}
+
+/// The URL of one server: `REDIS_URL` (the Deployment fills it from `urlSecretRef`; `make run`
+/// sets it) or else `spec.sinks.redis.url` ([`contract::env_or_spec`]).
+fn server_url(spec: &RedisSink, env: &HashMap<String, String>) -> Result<String, String> {
+    let (url, origin) = match contract::env_or_spec(env, REDIS_URL, spec.url.as_deref()) {
+        Some((url, origin)) => (url.to_owned(), origin),
+        None => match &spec.url_secret_ref {
+            Some(r) => {
+                return Err(format!(
+                    "{REDIS_URL} is not set: the Deployment sets it from Secret {} key {} (spec.sinks.redis.urlSecretRef)",
+                    r.name, r.key
+                ));
+            }
+            None => {
+                return Err(
+                    "set spec.sinks.redis.url, spec.sinks.redis.urlSecretRef, spec.sinks.redis.sentinel or spec.sinks.redis.cluster".to_owned(),
+                );
+            }
+        },
+    };
+    let field = match origin {
+        contract::Origin::Env(var) => format!("{var} (from spec.sinks.redis.urlSecretRef)"),
+        contract::Origin::Spec => "spec.sinks.redis.url".to_owned(),
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(format!(
+            "{field}: the Redis URL must start with redis:// or rediss:// (got {})",
+            redact(&url)
+        ));
+    }
+    // Parsed now, so a URL the client cannot use stops the worker at start (exit 1 naming
+    // the setting) instead of leaving a sink that never runs behind a ready worker.
+    if let Err(e) = redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+        return Err(format!(
+            "{field} is not a usable Redis URL ({}): {e}; the form is redis://[:password@]host[:port][/db], or rediss://… for TLS",
+            redact(&url)
+        ));
+    }
+    Ok(url)
+}
+
+/// Sentinel or cluster node addresses: host:port each, at least one (the CRD's schema checks
+/// the same; a worker run from a file gets the same answer).
+fn addresses(field: &str, list: &[String]) -> Result<Vec<String>, String> {
+    if list.is_empty() {
+        return Err(format!("{field} is empty: list at least one host:port"));
+    }
+    for a in list {
+        let ok = a.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return Err(format!(
+                "{field}: {a:?} is not host:port (e.g. redis-sentinel-0.redis:26379)"
+            ));
+        }
+    }
+    Ok(list.to_vec())
 }
 
 /// A URL with any password replaced, for logs and errors; a value that is not a URL is not
@@ -171,7 +324,12 @@ mod tests {
             "/p".into(),
         )
         .unwrap();
-        assert_eq!(c.url, "rediss://:pw@r:6380/0");
+        assert_eq!(
+            c.target,
+            Target::Server {
+                url: "rediss://:pw@r:6380/0".into()
+            }
+        );
         assert_eq!(c.channel, "quotes.realtime");
         assert_eq!(c.health_channel, "system.health");
     }
@@ -247,7 +405,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.ca_file.as_deref(), Some(std::path::Path::new(missing)));
-        let err = c.client().unwrap_err();
+        let err = c.ca_pem().unwrap_err();
         assert!(
             err.contains(REDIS_CA_FILE) && err.contains(missing),
             "{err}"
@@ -260,7 +418,7 @@ mod tests {
             "/p".into(),
         )
         .unwrap();
-        let err = c.client().unwrap_err();
+        let err = c.ca_pem().unwrap_err();
         let _ = std::fs::remove_file(&not_pem);
         assert!(err.contains("no -----BEGIN CERTIFICATE-----"), "{err}");
     }

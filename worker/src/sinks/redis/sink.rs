@@ -25,10 +25,10 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use prometheus::{Histogram, IntCounter};
 use quotestream_api::Ticker;
 use quotestream_api::crd::RedisFormat;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::MissedTickBehavior;
 
-use super::config::{RedisConfig, redact};
+use super::config::RedisConfig;
+use super::connection::Connection;
 use super::heartbeat::Heartbeat;
 use crate::health::{Health, SinkStatus};
 use crate::metrics::DropReason;
@@ -66,21 +66,8 @@ impl RedisSink {
         }
     }
 
-    fn connect(&self) -> Result<ConnectionManager, SinkError> {
-        let config_err = |reason: String| SinkError::Config { sink: NAME, reason };
-        let client = self.config.client().map_err(config_err)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(5))
-            .set_number_of_retries(3)
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
-        ConnectionManager::new_lazy_with_config(client, manager).map_err(|e| {
-            config_err(format!(
-                "Redis connection to {}: {e}",
-                redact(&self.config.url)
-            ))
-        })
+    fn connect(&self) -> Result<Connection, SinkError> {
+        Connection::new(&self.config).map_err(|reason| SinkError::Config { sink: NAME, reason })
     }
 }
 
@@ -89,6 +76,8 @@ struct Encoder<'a> {
     format: RedisFormat,
     producer: &'a str,
     channel: &'a str,
+    /// PUBLISH, or SPUBLISH for sharded Pub/Sub in a cluster.
+    command: &'static str,
     json: Vec<u8>,
     /// Contract 004's ticker pattern is `^[A-Z]{1,5}$`: share classes are kept off unless
     /// `spec.sinks.redis.allowShareClasses` opts in.
@@ -131,9 +120,9 @@ impl Encoder<'_> {
             // Sized once: the command holds the raw bytes of its three arguments.
             let mut cmd = redis::Cmd::with_capacity(
                 3,
-                "PUBLISH".len() + self.channel.len() + self.json.len(),
+                self.command.len() + self.channel.len() + self.json.len(),
             );
-            cmd.arg("PUBLISH")
+            cmd.arg(self.command)
                 .arg(self.channel)
                 .arg(self.json.as_slice());
             // Not `.ignore()`d: that keeps a HashSet of indices (5% of the sink's CPU in the
@@ -156,7 +145,7 @@ struct Sent {
 type Reply = Pin<Box<dyn Future<Output = Sent> + Send>>;
 
 /// The round trip of `pipe`. It is submitted to the connection the first time it is polled.
-fn send(mut conn: ConnectionManager, pipe: redis::Pipeline, quotes: u64) -> Reply {
+fn send(mut conn: Connection, pipe: redis::Pipeline, quotes: u64) -> Reply {
     Box::pin(async move {
         let started = Instant::now();
         let result = pipe.query_async::<()>(&mut conn).await;
@@ -269,6 +258,7 @@ impl Sink for RedisSink {
             format: self.config.format,
             producer: &self.config.producer,
             channel,
+            command: self.config.target.publish_command(),
             json: Vec::with_capacity(512),
             allow_share_classes: self.config.allow_share_classes,
             kept_off: 0,
@@ -318,7 +308,8 @@ impl Sink for RedisSink {
                     );
                     failures_at_last_beat = failures;
                     if let Ok(payload) = serde_json::to_vec(&beat) {
-                        let mut cmd = redis::cmd("PUBLISH");
+                        // Heartbeats go the same way as quotes (SPUBLISH when sharded).
+                        let mut cmd = redis::cmd(self.config.target.publish_command());
                         cmd.arg(&self.config.health_channel).arg(payload);
                         let publish = cmd.query_async::<()>(&mut conn);
                         // A hung Redis answers after the response timeout; a shutdown
