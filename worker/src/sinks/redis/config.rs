@@ -422,4 +422,85 @@ mod tests {
         let _ = std::fs::remove_file(&not_pem);
         assert!(err.contains("no -----BEGIN CERTIFICATE-----"), "{err}");
     }
+
+    fn parse(spec: serde_json::Value, env: &[(&str, &str)]) -> Result<RedisConfig, String> {
+        let spec: RedisSink = serde_json::from_value(spec).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        RedisConfig::from_spec(&spec, &env, "/p".into())
+    }
+
+    #[test]
+    fn sentinel_takes_its_password_from_the_environment_and_never_shows_it() {
+        let spec = serde_json::json!({
+            "sentinel": {"masterName": "quotes", "addresses": ["s-0:26379", "[fd00::1]:26379"]},
+            "passwordSecretRef": {"name": "redis-auth", "key": "password"},
+        });
+        let err = parse(spec.clone(), &[]).unwrap_err();
+        assert!(
+            err.contains("REDIS_PASSWORD is not set")
+                && err.contains("Secret redis-auth key password"),
+            "{err}"
+        );
+        let c = parse(spec, &[(REDIS_PASSWORD, "pw-s3cr3t")]).unwrap();
+        assert_eq!(
+            c.target,
+            Target::Sentinel {
+                master_name: "quotes".into(),
+                sentinels: vec!["s-0:26379".into(), "[fd00::1]:26379".into()],
+                tls: false,
+                password: Some("pw-s3cr3t".into()),
+            }
+        );
+        assert_eq!(c.target.publish_command(), "PUBLISH");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn cluster_publishes_with_spublish_when_sharded() {
+        let c = parse(
+            serde_json::json!({"cluster": {"addresses": ["r-0:6379"]}, "sharded": true}),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.target.publish_command(), "SPUBLISH");
+        let c = parse(
+            serde_json::json!({"cluster": {"addresses": ["r-0:6379"]}}),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.target.publish_command(), "PUBLISH");
+    }
+
+    #[test]
+    fn bad_topologies_are_refused_naming_the_field() {
+        let err = parse(serde_json::json!({"cluster": {"addresses": ["r-0"]}}), &[]).unwrap_err();
+        assert!(
+            err.contains("spec.sinks.redis.cluster.addresses") && err.contains("host:port"),
+            "{err}"
+        );
+        let err = parse(
+            serde_json::json!({"sentinel": {"masterName": "q", "addresses": []}}),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("spec.sinks.redis.sentinel.addresses is empty"),
+            "{err}"
+        );
+        let err = parse(
+            serde_json::json!({"url": "redis://r:6379/0", "sharded": true}),
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("spec.sinks.redis.sharded"), "{err}");
+        let err = parse(
+            serde_json::json!({"cluster": {"addresses": ["r-0:6379"]}}),
+            &[(REDIS_CA_FILE, "/ca.pem")],
+        )
+        .unwrap_err();
+        assert!(err.contains("tls: true"), "{err}");
+    }
 }
