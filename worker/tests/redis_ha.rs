@@ -73,6 +73,7 @@ fn start(spec: Value) -> Running {
         metrics: metrics.clone(),
         drain_deadline: Duration::from_secs(2),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        status: Default::default(),
     };
     let task = tokio::spawn(async move {
         sink.run(rx, ctx).await.unwrap();
