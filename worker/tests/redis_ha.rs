@@ -74,6 +74,7 @@ fn start(spec: Value) -> Running {
         drain_deadline: Duration::from_secs(2),
         shutdown: tokio_util::sync::CancellationToken::new(),
         status: Default::default(),
+        acks: quotestream_worker::buffer::Acks::none(),
     };
     let task = tokio::spawn(async move {
         sink.run(rx, ctx).await.unwrap();
