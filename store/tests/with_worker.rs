@@ -65,8 +65,9 @@ impl WorkerRun {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, a clean exit, and the (published to storage, dropped) of its summary line:
-    /// `summary=Summary { fetched: F, published: [("storage", P)], dropped: D }`.
+    /// SIGTERM, a clean exit, and the (published to storage, dropped) of its closing line:
+    /// `worker stopped: every quote accounted for fetched=F … sinks=storage published=P
+    /// dropped=D …` (the worker's one sink here is storage, so the totals are its own).
     fn stop(mut self) -> (u64, u64) {
         signal(self.child.id(), "TERM");
         let status = wait_exit(&mut self.child, WAIT);
@@ -92,7 +93,8 @@ impl WorkerRun {
                 .parse()
                 .unwrap()
         };
-        (number_after("(\"storage\", "), number_after("dropped: "))
+        assert!(summary.contains("sinks=storage "), "one sink, storage: {summary}");
+        (number_after("published="), number_after("dropped="))
     }
 }
 
