@@ -93,7 +93,10 @@ impl WorkerRun {
                 .parse()
                 .unwrap()
         };
-        assert!(summary.contains("sinks=storage "), "one sink, storage: {summary}");
+        assert!(
+            summary.contains("sinks=storage "),
+            "one sink, storage: {summary}"
+        );
         (number_after("published="), number_after("dropped="))
     }
 }
