@@ -73,15 +73,6 @@ async fn a_stalled_durable_sink_fills_its_queue_to_the_byte_budget_and_nothing_i
     connect_and_migrate(&PostgresConfig::new(Some(dsn.clone()), TABLE).unwrap())
         .await
         .unwrap();
-    // The stall: a transaction holding a lock that every INSERT waits for.
-    let (locker, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    locker
-        .batch_execute(&format!("BEGIN; LOCK TABLE {TABLE} IN EXCLUSIVE MODE"))
-        .await
-        .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let recording = dir.path().join("quotes.ndjson");
@@ -99,7 +90,11 @@ async fn a_stalled_durable_sink_fills_its_queue_to_the_byte_budget_and_nothing_i
                 "postgres": {"dsnSecretRef": {"name": "pg", "key": "dsn"}, "table": TABLE}
             },
             // The flag below overrides it: the budget in force is 1Mi.
-            "queueBytes": 64 << 20
+            "queueBytes": 64 << 20,
+            // Holds the source until the lock below is in place: the worker connects and
+            // prepares its statements at start (which a table lock would block), and its
+            // window opens 8 s after start (`--schedule-clock`).
+            "schedule": {"calendar": "NYSE"}
         })
         .to_string(),
     )
@@ -110,6 +105,7 @@ async fn a_stalled_durable_sink_fills_its_queue_to_the_byte_budget_and_nothing_i
         .arg(&config)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--grace", "5s"])
         .args(["--queue-bytes", "1Mi"])
+        .args(["--schedule-clock", "2026-12-07T14:29:52Z"])
         .env("QUOTESTREAM_REPLAY_FILE", &recording)
         .env("DATABASE_URL", &dsn)
         .env("RUST_LOG", "info");
@@ -117,6 +113,27 @@ async fn a_stalled_durable_sink_fills_its_queue_to_the_byte_budget_and_nothing_i
     let mut worker = Guarded::spawn_with_stop(cmd, &log, "TERM").unwrap();
     let scrape = Scrape { port };
     let worker_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Started, sinks connected, the source waiting for the open: now the stall, a transaction
+    // holding a lock that every INSERT waits for.
+    let paused = wait_until(WAIT, || {
+        metric_sum(&scrape.text(), "streamer_market_window_open", &[]) == Some(0.0)
+    });
+    assert!(paused, "the worker never started:\n{}", worker_log());
+    let (locker, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    locker
+        .batch_execute(&format!("BEGIN; LOCK TABLE {TABLE} IN EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+    assert_eq!(
+        value(&scrape.text(), "streamer_quotes_fetched_total", &[]),
+        0.0,
+        "the source started before the lock was in place (startup took over 8 s):\n{}",
+        worker_log()
+    );
 
     // Fill: the PostgreSQL queue reaches its budget less at most one replay batch (1000
     // quotes, about 190 KB), every scrape on the way within the budget.
