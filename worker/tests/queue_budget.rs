@@ -117,7 +117,11 @@ async fn a_stalled_durable_sink_fills_its_queue_to_the_byte_budget_and_nothing_i
     // Started, sinks connected, the source waiting for the open: now the stall, a transaction
     // holding a lock that every INSERT waits for.
     let paused = wait_until(WAIT, || {
-        metric_sum(&scrape.text(), "streamer_market_window_open", &[]) == Some(0.0)
+        // The gate has run (it sets the next open; the gauge starts at 0).
+        let text = scrape.text();
+        metric_sum(&text, "streamer_market_next_change_timestamp_seconds", &[])
+            .is_some_and(|t| t > 0.0)
+            && metric_sum(&text, "streamer_market_window_open", &[]) == Some(0.0)
     });
     assert!(paused, "the worker never started:\n{}", worker_log());
     let (locker, connection) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
