@@ -20,6 +20,11 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `run` on `config` with `env` added to the environment.
     pub fn start(config: &Value, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(config, env, &[])
+    }
+
+    /// [`WorkerProcess::start`] with more `run` flags (`--schedule-clock …`).
+    pub fn start_with_args(config: &Value, env: &[(&str, &str)], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("worker.json");
         std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
@@ -31,6 +36,7 @@ impl WorkerProcess {
             .args(["--listen", &format!("127.0.0.1:{port}"), "--grace", "5s"])
             .arg("--termination-log")
             .arg(&termination_log)
+            .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied());
         let process =
