@@ -89,6 +89,11 @@ row_stream() {
     harness "$bin/examples/bench_stream" "${quick_flag[@]}"
 }
 
+row_backfill() {
+    section "History: backfill 500 instruments × 2 years daily + 30 days of 1-minute bars, versus Python"
+    harness "$bin/examples/bench_backfill" "${quick_flag[@]}"
+}
+
 row_alpaca() {
     section "Alpaca streaming source: decoding and delivery rate"
     harness "$bin/examples/bench_alpaca"
@@ -228,14 +233,14 @@ row_micro() {
     rm -rf "$home"
 }
 
-ROWS=(row_redis row_storage row_postgres row_disk_buffer row_store row_query row_yahoo row_e2e row_stream row_alpaca row_memory row_peak_rss row_controlplane row_sharding row_images row_node row_micro)
+ROWS=(row_redis row_storage row_postgres row_disk_buffer row_store row_query row_yahoo row_e2e row_stream row_backfill row_alpaca row_memory row_peak_rss row_controlplane row_sharding row_images row_node row_micro)
 if [ -n "${BENCH_ROWS:-}" ]; then read -r -a ROWS <<<"$BENCH_ROWS"; fi
 
 # ---------------------------------------------------------------------------------------------
 
 note "building ($profile)"
 cargo build "${cargo_profile[@]}" -q -p quotestream-worker -p quotestream-api -p quotestream-operator -p quotestream-store --examples --bins
-# The Python baselines (bench_yahoo, bench_e2e) run this interpreter.
+# The Python baselines (bench_yahoo, bench_e2e, bench_backfill, …) run this interpreter.
 BENCH_PYTHON=$(scripts/bench/python-env.sh)
 export BENCH_PYTHON
 {

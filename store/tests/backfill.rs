@@ -602,6 +602,60 @@ async fn failures_name_the_ticker_and_the_reason() {
     assert_eq!(yahoo.chart_requests().len(), before);
 }
 
+/// The cluster admin's host list (`QUOTESTREAM_SOURCE_HOSTS`, which the operator gives the
+/// Job) holds for `--base-url` as for the live sources: a vendor address outside it ends the
+/// run with exit 2 before any request or database connection, naming the flag and the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_url_outside_the_allowed_hosts_is_refused_before_any_request() {
+    let yahoo = YahooServer::start().await.unwrap();
+    yahoo.set_now(Some(ts(NOW)));
+    // Nothing listens on port 1: a run that got as far as the database would fail otherwise.
+    let dsn = "postgres://nobody@127.0.0.1:1/none";
+    let stream_url = yahoo.base_url().replace("http://", "ws://");
+    for (source, base_url, hosts) in [
+        ("yahoo", yahoo.base_url(), "*.yahoo.com"),
+        (
+            "polygon",
+            stream_url.clone(),
+            "api.massive.com,socket.massive.com",
+        ),
+        ("alpaca", stream_url, "data.alpaca.markets"),
+    ] {
+        let out = backfill_command(
+            dsn,
+            &base_url,
+            &[
+                "--tickers",
+                "AAPL",
+                "--from",
+                "2025-12-01",
+                "--to",
+                "2025-12-31",
+                "--now",
+                NOW,
+                "--source",
+                source,
+            ],
+        )
+        .env("QUOTESTREAM_SOURCE_HOSTS", hosts)
+        .env("POLYGON_API_KEY", "key")
+        .env("APCA_API_KEY_ID", "id")
+        .env("APCA_API_SECRET_KEY", "secret")
+        .output()
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{source}: {stderr}");
+        assert!(
+            stderr.contains("--base-url")
+                && stderr.contains("127.0.0.1")
+                && stderr.contains("QUOTESTREAM_SOURCE_HOSTS"),
+            "{source}: {stderr}"
+        );
+    }
+    assert!(yahoo.chart_requests().is_empty(), "no request left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alpaca_pages_and_polygon_next_urls_are_followed_for_stocks_indices_and_crypto() {
     use quotestream_testkit::vendor_bars::{

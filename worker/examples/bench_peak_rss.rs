@@ -13,11 +13,11 @@
 mod bench_common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use bench_common::{pick, quick, thousands};
 use quotestream_api::contract::env::{DATABASE_URL, REPLAY_FILE};
 use quotestream_api::worker_config::{DEFAULT_MEMORY_LIMIT_BYTES, queue_bytes_per_sink};
@@ -33,21 +33,6 @@ const CHANNEL: &str = "quotes.realtime";
 const TABLE: &str = "quotes.real_time";
 /// Longest a run may take before the harness gives up on it.
 const RUN_LIMIT: Duration = Duration::from_secs(1800);
-
-/// `target/<profile>/quotestream-worker`, next to this example's directory.
-fn worker_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|profile| profile.join("quotestream-worker"));
-    match bin {
-        Some(bin) if bin.is_file() => Ok(bin),
-        _ => bail!(
-            "build the worker first: cargo build --release -p quotestream-worker --bins --examples (looked for {bin:?})"
-        ),
-    }
-}
 
 /// `n` contract 004 quotes over [`TICKERS`] tickers (one per ticker per second), one JSON per
 /// line, in time order: what a replay ConfigMap holds. Returns the file's size.
@@ -129,7 +114,7 @@ async fn worker_run(
         .to_string(),
     )?;
     let port = free_port()?;
-    let mut cmd = Command::new(worker_binary()?);
+    let mut cmd = Command::new(bench_common::worker_binary()?);
     cmd.args(["run", "--config"])
         .arg(&config)
         .args(["--listen", &format!("127.0.0.1:{port}")])

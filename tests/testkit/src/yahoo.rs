@@ -279,6 +279,11 @@ impl YahooServer {
         self.lock().chart.log.clone()
     }
 
+    /// Every chart request since the last call, emptying the log (long benchmarks).
+    pub fn take_chart_requests(&self) -> Vec<ChartRequest> {
+        std::mem::take(&mut self.lock().chart.log)
+    }
+
     /// Stops the server.
     pub fn stop(self) {
         drop(self);

@@ -272,6 +272,23 @@ pub fn chart_bar(symbol: &str, time: i64) -> ChartBar {
     }
 }
 
+/// Whether the bar of `symbol` at `time` comes as nulls under
+/// [`crate::yahoo::YahooServer::set_null_every`]`(Some(n))`: deterministic, so a benchmark can
+/// list the gaps it explains.
+pub fn null_every_hits(symbol: &str, time: i64, n: u64) -> bool {
+    n > 0 && (crate::yahoo::fnv1a(symbol) ^ time as u64).is_multiple_of(n)
+}
+
+/// The second copy of a bar sent twice ([`crate::yahoo::YahooServer::set_duplicate_bars`]):
+/// Yahoo's revision, a cent higher close. The one a backfill must keep.
+pub fn revised(bar: ChartBar) -> ChartBar {
+    ChartBar {
+        close: yahoo_float(bar.close + 0.01),
+        high: yahoo_float(bar.high.max(bar.close + 0.01)),
+        ..bar
+    }
+}
+
 /// Yahoo's prices are single-precision floats printed as doubles (164.97999572753906).
 fn yahoo_float(x: f64) -> f64 {
     f64::from(((x * 100.0).round() / 100.0) as f32)
@@ -384,9 +401,9 @@ pub(crate) fn chart_body(
     };
     for t in bar_times(symbol, interval, period1, period2) {
         let null = shaping.nulls.contains(&t)
-            || shaping.null_every.is_some_and(|n| {
-                n > 0 && (crate::yahoo::fnv1a(symbol) ^ t as u64).is_multiple_of(n)
-            });
+            || shaping
+                .null_every
+                .is_some_and(|n| null_every_hits(symbol, t, n));
         if null {
             push(None, t);
             continue;
@@ -394,12 +411,7 @@ pub(crate) fn chart_body(
         let bar = chart_bar(symbol, t);
         push(Some(bar), t);
         if shaping.duplicates.contains(&t) {
-            let revised = ChartBar {
-                close: yahoo_float(bar.close + 0.01),
-                high: yahoo_float(bar.high.max(bar.close + 0.01)),
-                ..bar
-            };
-            push(Some(revised), t);
+            push(Some(revised(bar)), t);
         }
     }
     if shaping.live_bar {

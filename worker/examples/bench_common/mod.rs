@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::{Context, bail, ensure};
 use jiff::Timestamp;
 use quotestream_worker::quote::{Quote, RawQuote, validate};
 
@@ -112,6 +112,21 @@ pub fn build_note() -> &'static str {
 pub fn warn_if_debug() {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; run with --release for meaningful numbers");
+    }
+}
+
+/// `target/<profile>/quotestream-worker`, next to this example's directory.
+pub fn worker_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|profile| profile.join("quotestream-worker"));
+    match bin {
+        Some(bin) if bin.is_file() => Ok(bin),
+        _ => bail!(
+            "build the worker first: cargo build --release -p quotestream-worker --bins --examples (looked for {bin:?})"
+        ),
     }
 }
 

@@ -3,10 +3,13 @@
 //! `DATABASE_URL`; exit 0 when every ticker is done, 1 naming the tickers that failed and why,
 //! 2 when the arguments or the database refuse the run.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
+use quotestream_api::crd::SourceType;
+use quotestream_api::source_hosts::HostAllowList;
 use quotestream_api::{Instrument, Vendor, contract, instrument};
 use quotestream_db::PostgresConfig;
 
@@ -19,6 +22,7 @@ use super::sources::HistorySource;
 use super::sources::rest_base::rest_base;
 use super::sources::yahoo::YahooChart;
 use super::sources::{alpaca, polygon};
+use crate::sources::hosts::{allowed_hosts, check_host};
 
 /// The vendor to fetch history from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,6 +33,15 @@ pub enum SourceArg {
 }
 
 impl SourceArg {
+    /// The live source type whose host list the run obeys (`QUOTESTREAM_SOURCE_HOSTS`).
+    pub fn source_type(self) -> SourceType {
+        match self {
+            Self::Yahoo => SourceType::Yahoo,
+            Self::Alpaca => SourceType::Alpaca,
+            Self::Polygon => SourceType::Polygon,
+        }
+    }
+
     pub fn vendor(self) -> Vendor {
         match self {
             Self::Yahoo => Vendor::Yahoo,
@@ -142,13 +155,32 @@ pub enum StartError {
 }
 
 impl BackfillArgs {
-    fn source(&self) -> Result<HistorySource, StartError> {
+    /// The hosts the run may reach, as the live sources': the cluster admin's list that the
+    /// operator passes the Job in `QUOTESTREAM_SOURCE_HOSTS`, else the vendor's own and
+    /// loopback. The operator refuses a `spec.history.baseUrl` outside it already; this is the
+    /// second line, and the only one for a run by hand.
+    fn hosts(&self, env: &HashMap<String, String>) -> Result<HostAllowList, StartError> {
+        allowed_hosts(self.source.source_type(), env).map_err(|e| StartError::Usage(e.to_string()))
+    }
+
+    /// The vendor's client, once the address it will reach (for alpaca and polygon the bars
+    /// API that a stream URL names) is one of `hosts`.
+    fn source(&self, hosts: &HostAllowList) -> Result<HistorySource, StartError> {
+        let allowed = |url: &str| {
+            check_host(hosts, "--base-url", url).map_err(|e| {
+                StartError::Usage(format!(
+                    "{e} (a run by hand allows hosts with {}=HOST,…)",
+                    contract::env::SOURCE_HOSTS
+                ))
+            })
+        };
         match self.source {
             SourceArg::Yahoo => {
                 let base = self
                     .base_url
                     .as_deref()
                     .unwrap_or(crate::sources::yahoo::DEFAULT_BASE_URL);
+                allowed(base)?;
                 Ok(HistorySource::Yahoo(
                     YahooChart::new(base).map_err(StartError::Usage)?,
                 ))
@@ -156,6 +188,7 @@ impl BackfillArgs {
             SourceArg::Alpaca => {
                 let base = rest_base(self.base_url.as_deref().unwrap_or(alpaca::DEFAULT_BASE_URL))
                     .map_err(StartError::Usage)?;
+                allowed(base.as_str())?;
                 let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
                 Ok(HistorySource::Alpaca(
                     alpaca::AlpacaBars::new(
@@ -173,6 +206,7 @@ impl BackfillArgs {
                         .unwrap_or(polygon::DEFAULT_BASE_URL),
                 )
                 .map_err(StartError::Usage)?;
+                allowed(base.as_str())?;
                 let key = std::env::var(contract::env::POLYGON_API_KEY)
                     .ok()
                     .filter(|v| !v.trim().is_empty());
@@ -186,7 +220,9 @@ impl BackfillArgs {
     /// Runs the backfill the arguments describe.
     pub async fn execute(self) -> Result<Report, StartError> {
         let range = Range::new(self.from, self.to).map_err(|e| StartError::Usage(e.to_string()))?;
-        let source = self.source()?;
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let hosts = self.hosts(&env)?;
+        let source = self.source(&hosts)?;
         let now = self.now.unwrap_or_else(Timestamp::now);
         range
             .check_age(
@@ -203,7 +239,7 @@ impl BackfillArgs {
             max_retries: self.max_retries,
             ..RetryPolicy::default()
         };
-        let http = HistoryHttp::new(per_hour, self.burst, retry, Duration::from_secs(30))
+        let http = HistoryHttp::new(per_hour, self.burst, retry, Duration::from_secs(30), hosts)
             .map_err(StartError::Usage)?;
         let db = PostgresConfig::new(Some(self.database_url.clone()), &self.table)
             .map_err(|e| StartError::Usage(format!("DATABASE_URL / --table: {e}")))?

@@ -11,6 +11,8 @@ use backon::BackoffBuilder;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
+use quotestream_api::source_hosts::HostAllowList;
+
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::sources::yahoo::{USER_AGENT, excerpt, read_body};
@@ -100,16 +102,19 @@ pub struct HistoryHttp {
 }
 
 impl HistoryHttp {
-    /// `requests_per_hour` with a burst of `burst` requests (the live polling source's rule).
+    /// `requests_per_hour` with a burst of `burst` requests (the live polling source's rule);
+    /// redirects followed only to `hosts` (the run's base URL is checked against them before).
     pub fn new(
         requests_per_hour: f64,
         burst: u32,
         retry: RetryPolicy,
         timeout: Duration,
+        hosts: HostAllowList,
     ) -> Result<Self, String> {
         quotestream_runtime::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
+            .redirect(crate::sources::hosts::redirect_policy(hosts))
             .timeout(timeout)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;

@@ -42,6 +42,23 @@ pub fn check_host(
     })
 }
 
+/// Redirects a client follows: at most [`MAX_REDIRECTS`], each only to a host in `hosts` (an
+/// allowed server must not bounce the client, and its credentials, elsewhere).
+pub fn redirect_policy(hosts: HostAllowList) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        match hosts.check(attempt.url().as_str()) {
+            Ok(()) => attempt.follow(),
+            Err(refused) => attempt.error(format!("a redirect not followed: {refused}")),
+        }
+    })
+}
+
+/// Redirects one request may follow (reqwest's default).
+pub const MAX_REDIRECTS: usize = 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +80,53 @@ mod tests {
         let bad = HashMap::from([(SOURCE_HOSTS.to_owned(), "ws://x/".to_owned())]);
         let e = allowed_hosts(SourceType::Polygon, &bad).unwrap_err();
         assert_eq!(e.field(), SOURCE_HOSTS);
+    }
+
+    #[tokio::test]
+    async fn redirects_leave_only_for_allowed_hosts() {
+        use axum::response::Redirect;
+        let app = axum::Router::new()
+            .route(
+                "/away",
+                axum::routing::get(|| async { Redirect::to("http://bars.example.invalid/x") }),
+            )
+            .route(
+                "/here",
+                axum::routing::get(|| async { Redirect::to("/done") }),
+            )
+            .route("/done", axum::routing::get(|| async { "done" }));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        quotestream_runtime::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .redirect(redirect_policy(HostAllowList::default_for(
+                SourceType::Yahoo,
+            )))
+            .build()
+            .unwrap();
+        let followed = client
+            .get(format!("http://{addr}/here"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            followed.text().await.unwrap(),
+            "done",
+            "loopback is allowed"
+        );
+        let refused = client
+            .get(format!("http://{addr}/away"))
+            .send()
+            .await
+            .unwrap_err();
+        let text = format!("{refused:?}");
+        assert!(
+            text.contains("a redirect not followed") && text.contains("bars.example.invalid"),
+            "{text}"
+        );
+        server.abort();
     }
 }

@@ -107,16 +107,7 @@ impl YahooClient {
         let endpoint = |path: &str| check_url("yahoo base URL", &format!("{base}{path}"));
         // A redirect is followed only to an allowed host (Yahoo's cookie page may redirect
         // through its consent pages; an allowed server must not bounce the client elsewhere).
-        let hosts = config.hosts.clone();
-        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
-            }
-            match hosts.check(attempt.url().as_str()) {
-                Ok(()) => attempt.follow(),
-                Err(refused) => attempt.error(format!("a redirect not followed: {refused}")),
-            }
-        });
+        let redirects = crate::sources::hosts::redirect_policy(config.hosts.clone());
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(redirects)
@@ -214,9 +205,6 @@ impl YahooClient {
         }
     }
 }
-
-/// Redirects one request may follow (reqwest's default).
-const MAX_REDIRECTS: usize = 10;
 
 /// What logs and errors say about a reply body: Yahoo's own error text when the body has the
 /// shape of a Yahoo error, its outage page by name, otherwise only the size — never the body
