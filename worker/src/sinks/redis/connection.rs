@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
 };
@@ -31,6 +33,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// within about a second.
 const MIN_REDISCOVER_DELAY: Duration = Duration::from_millis(100);
 const MAX_REDISCOVER_DELAY: Duration = Duration::from_secs(1);
+/// How long asking the Sentinels and connecting to the master they name may take together.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// One of the three ways to reach Redis; cheap to clone (all share the connection).
 #[derive(Clone)]
@@ -165,13 +169,22 @@ impl ConnectionLike for Connection {
 /// Sentinels are asked again before the next command (at most every
 /// [`MAX_REDISCOVER_DELAY`] while they name a master that cannot be reached), so after a
 /// failover the sink publishes to the promoted replica.
+///
+/// Asking the Sentinels runs in a task of its own, and no lock is held across an `.await`: a
+/// command future the sink has submitted but is not polling (it awaits a heartbeat meanwhile)
+/// must not hold up the heartbeat's own command. An earlier version held an async mutex across
+/// the discovery, and the sink deadlocked on its first heartbeat.
 #[derive(Clone)]
 pub struct SentinelConnection {
-    shared: Arc<tokio::sync::Mutex<Discovery>>,
+    state: Arc<std::sync::Mutex<Discovery>>,
+    /// Only the discovery task uses it (one at a time), so this lock never waits on a command.
+    sentinels: Arc<tokio::sync::Mutex<SentinelClient>>,
 }
 
+/// A connection to the master, with its generation.
+type Found = Result<(u64, MultiplexedConnection), RedisError>;
+
 struct Discovery {
-    sentinels: SentinelClient,
     /// The connection to the current master and its generation (to drop only the one that
     /// failed, not a newer one another command found meanwhile).
     current: Option<(u64, MultiplexedConnection)>,
@@ -179,75 +192,115 @@ struct Discovery {
     /// After a failed attempt: not before this instant, and the error to answer until then.
     retry: Option<(Instant, RedisError)>,
     delay: Duration,
+    /// The discovery under way, which every command without a connection awaits.
+    discovering: Option<Shared<BoxFuture<'static, Found>>>,
 }
 
 impl SentinelConnection {
     fn new(sentinels: SentinelClient) -> Self {
         Self {
-            shared: Arc::new(tokio::sync::Mutex::new(Discovery {
-                sentinels,
+            state: Arc::new(std::sync::Mutex::new(Discovery {
                 current: None,
                 generation: 0,
                 retry: None,
                 delay: MIN_REDISCOVER_DELAY,
+                discovering: None,
             })),
+            sentinels: Arc::new(tokio::sync::Mutex::new(sentinels)),
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, Discovery> {
+        // A panic elsewhere while holding it leaves plain data behind: still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The connection to the master, found through the Sentinels when there is none.
-    async fn master(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
-        let mut d = self.shared.lock().await;
-        if let Some((generation, conn)) = &d.current {
-            return Ok((*generation, conn.clone()));
+    async fn master(&self) -> Found {
+        let discovering = {
+            let mut d = self.state();
+            if let Some((generation, conn)) = &d.current {
+                return Ok((*generation, conn.clone()));
+            }
+            if let Some((at, error)) = &d.retry
+                && Instant::now() < *at
+            {
+                return Err(error.clone());
+            }
+            match &d.discovering {
+                Some(under_way) => under_way.clone(),
+                None => {
+                    let started = self.discover().shared();
+                    d.discovering = Some(started.clone());
+                    started
+                }
+            }
+        };
+        discovering.await
+    }
+
+    /// Starts asking the Sentinels in a task of its own; its outcome is recorded in the state
+    /// (the new connection, or when to try again) and handed to every command awaiting it.
+    fn discover(&self) -> BoxFuture<'static, Found> {
+        let state = self.clone();
+        let task = tokio::spawn(async move {
+            let connected = tokio::time::timeout(DISCOVERY_TIMEOUT, state.connect_to_master())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the Sentinels did not name a reachable master in time",
+                    )))
+                });
+            let mut d = state.state();
+            d.discovering = None;
+            match connected {
+                Ok(conn) => {
+                    d.generation += 1;
+                    let generation = d.generation;
+                    d.current = Some((generation, conn.clone()));
+                    d.retry = None;
+                    d.delay = MIN_REDISCOVER_DELAY;
+                    tracing::info!(
+                        generation,
+                        "connected to the Redis master the Sentinels name"
+                    );
+                    Ok((generation, conn))
+                }
+                Err(e) => {
+                    d.retry = Some((Instant::now() + d.delay, e.clone()));
+                    d.delay = (d.delay * 2).min(MAX_REDISCOVER_DELAY);
+                    tracing::debug!(error = %e, "the Sentinels named no reachable master");
+                    Err(e)
+                }
+            }
+        });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(RedisError::from(std::io::Error::other(format!(
+                    "asking the Sentinels failed: {e}"
+                ))))
+            })
         }
-        if let Some((at, error)) = &d.retry
-            && Instant::now() < *at
-        {
-            return Err(error.clone());
-        }
+        .boxed()
+    }
+
+    /// Asks the Sentinels for the master and connects to it.
+    async fn connect_to_master(&self) -> Result<MultiplexedConnection, RedisError> {
+        let client = self.sentinels.lock().await.async_get_client().await?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let found =
-            match tokio::time::timeout(CONNECT_TIMEOUT * 2, d.sentinels.async_get_client()).await {
-                Ok(found) => found,
-                Err(_) => Err(RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the Sentinels did not name a reachable master in time",
-                ))),
-            };
-        let connected = match found {
-            Ok(client) => {
-                client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match connected {
-            Ok(conn) => {
-                d.generation += 1;
-                let generation = d.generation;
-                d.current = Some((generation, conn.clone()));
-                d.retry = None;
-                d.delay = MIN_REDISCOVER_DELAY;
-                tracing::info!(
-                    generation,
-                    "connected to the Redis master the Sentinels name"
-                );
-                Ok((generation, conn))
-            }
-            Err(e) => {
-                d.retry = Some((Instant::now() + d.delay, e.clone()));
-                d.delay = (d.delay * 2).min(MAX_REDISCOVER_DELAY);
-                Err(e)
-            }
-        }
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 
     /// Drops the connection of `generation` when `error` says it is no use any more: gone,
     /// timed out, or talking to a node that is no longer the master.
-    async fn failed(&self, generation: u64, error: &RedisError) {
+    fn failed(&self, generation: u64, error: &RedisError) {
         let demoted = matches!(error.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"));
         if !(demoted
             || error.is_unrecoverable_error()
@@ -257,7 +310,7 @@ impl SentinelConnection {
         {
             return;
         }
-        let mut d = self.shared.lock().await;
+        let mut d = self.state();
         if d.current.as_ref().is_some_and(|(g, _)| *g == generation) {
             d.current = None;
             tracing::info!(generation, %error, "connection to the Redis master lost: asking the Sentinels again");
@@ -269,7 +322,7 @@ impl SentinelConnection {
             let (generation, mut conn) = self.master().await?;
             let result = conn.req_packed_command(cmd).await;
             if let Err(e) = &result {
-                self.failed(generation, e).await;
+                self.failed(generation, e);
             }
             result
         })
@@ -285,7 +338,7 @@ impl SentinelConnection {
             let (generation, mut conn) = self.master().await?;
             let result = conn.req_packed_commands(cmd, offset, count).await;
             if let Err(e) = &result {
-                self.failed(generation, e).await;
+                self.failed(generation, e);
             }
             result
         })
