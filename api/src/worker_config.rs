@@ -55,10 +55,13 @@ pub struct WorkerConfig {
 /// The memory limit the worker sizes its queues for when nothing says otherwise: the operator's
 /// default `spec.worker.resources.limits.memory`, 128 Mi.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 128 << 20;
-/// The share of the memory limit the sink queues may take together: a quarter. The rest is the
-/// process itself (runtime, connections, the source's buffers, the batches a sink has in hand:
-/// about 10-15 MiB) and headroom for the allocator, whose footprint exceeds what is live.
-pub const QUEUE_SHARE_OF_LIMIT: u64 = 4;
+/// The share of the memory limit the sink queues may take together: a sixteenth. The rest is
+/// the process itself (runtime, connections, the source's buffers, the batches a sink has in
+/// hand: about 10-15 MiB) and headroom for the allocator, whose footprint exceeds what is live.
+/// Measured (`make bench`, row_peak_rss): a quarter (16 MiB per sink in a 128 Mi pod) peaked at
+/// 33-44 MB at full speed; a sixteenth peaks at 26-29 MB with the same throughput, since a
+/// queue of 4 MiB still holds about 20 of the replay's 1000-quote batches.
+pub const QUEUE_SHARE_OF_LIMIT: u64 = 16;
 /// The smallest per-sink queue budget: below it a queue holds less than two of the replay's
 /// 1000-quote batches.
 pub const MIN_QUEUE_BYTES: u64 = 256 << 10;
@@ -66,9 +69,9 @@ pub const MIN_QUEUE_BYTES: u64 = 256 << 10;
 pub const MAX_QUEUE_BYTES: u64 = 64 << 30;
 
 /// The byte budget of each sink queue for a pod whose memory limit is `limit_bytes` and whose
-/// worker runs `sinks` sinks: a quarter of the limit, split evenly across the sinks, within
-/// [`MIN_QUEUE_BYTES`]..=[`MAX_QUEUE_BYTES`]. 128 Mi with Redis + PostgreSQL gives 16 MiB per
-/// sink; with the three sinks, 10.7 MiB.
+/// worker runs `sinks` sinks: a sixteenth of the limit, split evenly across the sinks, within
+/// [`MIN_QUEUE_BYTES`]..=[`MAX_QUEUE_BYTES`]. 128 Mi with Redis + PostgreSQL gives 4 MiB per
+/// sink; with the three sinks, 2.7 MiB.
 pub fn queue_bytes_per_sink(limit_bytes: u64, sinks: usize) -> u64 {
     let sinks = u64::try_from(sinks.max(1)).unwrap_or(u64::MAX);
     (limit_bytes / QUEUE_SHARE_OF_LIMIT / sinks).clamp(MIN_QUEUE_BYTES, MAX_QUEUE_BYTES)
@@ -136,11 +139,11 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_budget_is_a_quarter_of_the_limit_split_across_the_sinks() {
+    fn the_queue_budget_is_a_sixteenth_of_the_limit_split_across_the_sinks() {
         const MI: u64 = 1 << 20;
-        assert_eq!(queue_bytes_per_sink(DEFAULT_MEMORY_LIMIT_BYTES, 2), 16 * MI);
-        assert_eq!(queue_bytes_per_sink(DEFAULT_MEMORY_LIMIT_BYTES, 1), 32 * MI);
-        assert_eq!(queue_bytes_per_sink(1 << 30, 4), 64 * MI);
+        assert_eq!(queue_bytes_per_sink(DEFAULT_MEMORY_LIMIT_BYTES, 2), 4 * MI);
+        assert_eq!(queue_bytes_per_sink(DEFAULT_MEMORY_LIMIT_BYTES, 1), 8 * MI);
+        assert_eq!(queue_bytes_per_sink(1 << 30, 4), 16 * MI);
         assert_eq!(
             queue_bytes_per_sink(0, 0),
             MIN_QUEUE_BYTES,

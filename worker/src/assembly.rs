@@ -871,8 +871,8 @@ mod tests {
         };
         assert_eq!(
             built(&unset, None).unwrap(),
-            32 << 20,
-            "one sink in a 128 Mi pod: a quarter of the limit"
+            8 << 20,
+            "one sink in a 128 Mi pod: a sixteenth of the limit"
         );
         let tiny = WorkerConfig {
             queue_bytes: Some(1000),

@@ -67,7 +67,7 @@ enum Command {
         reload_every: Duration,
         /// Bytes each sink queue may hold, a Kubernetes quantity (256Ki-64Gi; e.g. 16Mi).
         /// Default: worker.json's queueBytes (the operator derives it from the pod's memory
-        /// limit), else a quarter of 128Mi split across the sinks.
+        /// limit), else a sixteenth of 128Mi split across the sinks.
         #[arg(long, env = contract::env::QUEUE_BYTES, value_parser = parse_queue_bytes)]
         queue_bytes: Option<u64>,
         /// Run the trading-hours schedule (spec.schedule) as if it were this instant now, an

@@ -1,6 +1,6 @@
 //! The worker's queue budget (`queueBytes` in worker.json), derived from the memory limit its
 //! container gets, so the sink queues fit the pod however large the operator's user makes it.
-//! The rule is [`queue_bytes_per_sink`]: a quarter of the limit, split evenly across the sinks.
+//! The rule is [`queue_bytes_per_sink`]: a sixteenth of the limit, split evenly across the sinks.
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use quotestream_api::crd::{Sinks, WorkerTemplate};
@@ -74,21 +74,21 @@ mod tests {
     }
 
     #[test]
-    fn a_quarter_of_the_limit_split_across_the_sinks() {
+    fn a_sixteenth_of_the_limit_split_across_the_sinks() {
         let two = redis_and_postgres();
         assert_eq!(
             queue_bytes(&WorkerTemplate::default(), &two),
-            Ok(Some(16 * MI)),
+            Ok(Some(4 * MI)),
             "the default 128Mi pod, Redis + PostgreSQL"
         );
-        assert_eq!(queue_bytes(&limited("1Gi"), &two), Ok(Some(128 * MI)));
+        assert_eq!(queue_bytes(&limited("1Gi"), &two), Ok(Some(32 * MI)));
         assert_eq!(
             queue_bytes(&limited("512Mi"), &redis_sinks()),
-            Ok(Some(128 * MI))
+            Ok(Some(32 * MI))
         );
         assert_eq!(
             queue_bytes(&limited("1G"), &two),
-            Ok(Some(1_000_000_000 / 8)),
+            Ok(Some(1_000_000_000 / 32)),
             "decimal units too"
         );
         assert_eq!(

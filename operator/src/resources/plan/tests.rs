@@ -256,11 +256,11 @@ fn worker_json_carries_the_queue_budget_derived_from_the_memory_limit() {
         let json: serde_json::Value = serde_json::from_str(&p.shards[0].config_json).unwrap();
         (json["queueBytes"].as_u64(), p.shards[0].config_hash.clone())
     };
-    // The default pod (128Mi) with Redis alone: a quarter of the limit for its one queue.
+    // The default pod (128Mi) with Redis alone: a sixteenth of the limit for its one queue.
     let mut s = stream("s", 1);
     let (default, default_hash) = budget(&s);
-    assert_eq!(default, Some(32 * MI));
-    // Redis + PostgreSQL in 1Gi: a quarter split across the two queues.
+    assert_eq!(default, Some(8 * MI));
+    // Redis + PostgreSQL in 1Gi: a sixteenth split across the two queues.
     s.spec.sinks.postgres = Some(postgres_sink());
     s.spec.worker = Some(WorkerTemplate {
         resources: Some(ResourceRequirements {
@@ -273,7 +273,7 @@ fn worker_json_carries_the_queue_budget_derived_from_the_memory_limit() {
         ..WorkerTemplate::default()
     });
     let (big, big_hash) = budget(&s);
-    assert_eq!(big, Some(128 * MI));
+    assert_eq!(big, Some(32 * MI));
     assert_ne!(big_hash, default_hash, "a new budget rolls the pods");
     if let Some(r) = s.spec.worker.as_mut().and_then(|w| w.resources.as_mut()) {
         r.limits = Some(std::collections::BTreeMap::from([(
