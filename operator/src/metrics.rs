@@ -46,6 +46,29 @@ pub struct Metrics {
     /// Times this replica stopped leading without being asked to, by reason
     /// (`crate::leader::StepDown::reason`): [`Metrics::leader_step_downs`].
     leader_step_downs: IntCounterVec,
+    /// Writes sent to the API server by reconciles, by resource and verb: [`Metrics::writes`].
+    writes: IntCounterVec,
+    /// Writes not sent because the live object already equals the desired one:
+    /// [`Metrics::unchanged`].
+    unchanged: IntCounterVec,
+}
+
+/// The `resource` label of the write metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    ConfigMap,
+    Deployment,
+    Status,
+}
+
+impl Written {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ConfigMap => "configmap",
+            Self::Deployment => "deployment",
+            Self::Status => "status",
+        }
+    }
 }
 
 impl Metrics {
@@ -100,6 +123,22 @@ impl Metrics {
         )?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(leader_step_downs.clone()))?;
+        let writes = IntCounterVec::new(
+            Opts::new(
+                "quotestream_api_writes_total",
+                "Writes the reconciles sent to the API server, by resource (configmap, deployment, status) and verb (apply, patch, delete)",
+            ),
+            &["resource", "verb"],
+        )?;
+        let unchanged = IntCounterVec::new(
+            Opts::new(
+                "quotestream_unchanged_skipped_total",
+                "Writes not sent because the live object already equals the desired one, by resource",
+            ),
+            &["resource"],
+        )?;
+        registry.register(Box::new(writes.clone()))?;
+        registry.register(Box::new(unchanged.clone()))?;
         Ok(Self {
             registry,
             reconciliations,
@@ -110,6 +149,8 @@ impl Metrics {
             shards_ready,
             leader,
             leader_step_downs,
+            writes,
+            unchanged,
         })
     }
 
@@ -132,6 +173,16 @@ impl Metrics {
     /// Reconcile failures for `reason` (one of the error types' fixed reasons).
     pub fn reconcile_errors(&self, reason: &'static str) -> IntCounter {
         self.reconcile_errors.with_label_values(&[reason])
+    }
+
+    /// Writes of `resource` with `verb` (`apply`, `patch`, `delete`) sent to the API server.
+    pub fn writes(&self, resource: Written, verb: &'static str) -> IntCounter {
+        self.writes.with_label_values(&[resource.as_str(), verb])
+    }
+
+    /// Writes of `resource` skipped because nothing changed.
+    pub fn unchanged(&self, resource: Written) -> IntCounter {
+        self.unchanged.with_label_values(&[resource.as_str()])
     }
 
     /// Sets a stream's per-stream gauges.

@@ -80,6 +80,15 @@ pub struct RunArgs {
     /// then needs no `get secrets`).
     #[arg(long, env = "QUOTESTREAM_ALLOW_ANY_SECRET", default_value_t = false)]
     pub allow_any_secret: bool,
+    /// Writes to the API server in flight at most, across every stream, and streams
+    /// reconciled at once (1: one write at a time, the old sequential reconcile).
+    #[arg(
+        long,
+        env = "QUOTESTREAM_API_CONCURRENCY",
+        default_value_t = crate::resources::plan::DEFAULT_API_CONCURRENCY,
+        value_name = "N"
+    )]
+    pub api_concurrency: std::num::NonZeroU16,
 }
 
 impl RunArgs {
@@ -104,6 +113,7 @@ impl RunArgs {
         Ok(OperatorSettings {
             worker_image,
             policy,
+            api_concurrency: self.api_concurrency,
         })
     }
 }

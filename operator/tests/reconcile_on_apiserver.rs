@@ -4,7 +4,8 @@
 //! exactly the tickers the shared assignment function moves (the minimum), never leaves a
 //! ticker unowned, keeps the losing shards' tickers until the new shards are ready, and does
 //! not roll untouched shards; a missing ticker ConfigMap degrades the stream; deleting the
-//! stream removes everything it created and its metric series.
+//! stream removes everything it created and its metric series; a resync of an unchanged
+//! stream writes nothing (no request, no new resourceVersion) and a hand edit is put back.
 //!
 //! There is no kubelet here: a test reports a Deployment ready itself (`mark_ready`).
 
@@ -471,5 +472,134 @@ fn a_worker_that_exits_with_a_sink_failure_degrades_the_stream_naming_the_sink_w
             .or(event["note"].as_str())
             .is_some_and(|n| n.contains("spec.sinks.postgres.dsnSecretRef")),
         "{event}"
+    );
+}
+
+/// The sum of every series of the counter `name` on the operator's /metrics.
+fn counter_sum(operator: &Operator, name: &str) -> f64 {
+    let prefix = format!("{name}{{");
+    operator
+        .metrics()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// name → resourceVersion of the stream's shard ConfigMaps and Deployments.
+fn resource_versions(cp: &ControlPlane, stream: &str) -> BTreeMap<String, String> {
+    let selector = format!("quotes.opa.io/stream={stream}");
+    let list = get_json(
+        cp,
+        &["get", "configmaps,deployments", "-n", NS, "-l", &selector],
+    )
+    .unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let kind = o["kind"].as_str().unwrap();
+            let name = o["metadata"]["name"].as_str().unwrap();
+            let version = o["metadata"]["resourceVersion"].as_str().unwrap();
+            (format!("{kind}/{name}"), version.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_resync_of_an_unchanged_stream_writes_nothing_and_a_hand_edit_is_reverted() {
+    let cp = control_plane_with_crd();
+    let operator = Operator::admin(&cp);
+    let steady = Subject {
+        cp: &cp,
+        operator: &operator,
+        name: "steady",
+    };
+    steady.create(4);
+    // Ready is the status of the last write the stream needs; everything after is a resync.
+    let writes = counter_sum(&operator, "quotestream_api_writes_total");
+    assert!(
+        writes >= 9.0,
+        "4 ConfigMaps, 4 Deployments, a status: {writes}"
+    );
+    let skipped = counter_sum(&operator, "quotestream_unchanged_skipped_total");
+    let versions = resource_versions(&cp, "steady");
+    assert_eq!(versions.len(), 8, "{versions:?}");
+
+    // A change of the stream that is no change of its spec: a reconcile, and nothing to do.
+    let reconciled = steady.reconciles();
+    let annotated = kubectl(
+        &cp,
+        &[
+            "annotate",
+            "qs/steady",
+            "-n",
+            NS,
+            "example.com/resync=1",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    eventually(
+        "a reconcile after the annotation",
+        WAIT,
+        || steady.context(),
+        || (steady.reconciles() > reconciled).then_some(()),
+    );
+    assert_eq!(
+        counter_sum(&operator, "quotestream_api_writes_total"),
+        writes,
+        "a no-op resync sends no write\n{}",
+        operator.metrics().unwrap_or_default()
+    );
+    assert!(
+        counter_sum(&operator, "quotestream_unchanged_skipped_total") >= skipped + 9.0,
+        "each shard object and the status was compared and skipped"
+    );
+    assert_eq!(resource_versions(&cp, "steady"), versions);
+    let qs = get_json(&cp, &["get", "qs/steady", "-n", NS]).unwrap();
+    assert_eq!(
+        qs["metadata"]["resourceVersion"], annotated["metadata"]["resourceVersion"],
+        "the status was not written either"
+    );
+
+    // A hand edit of a field the operator owns is a change: it is put back.
+    let edit = json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "worker", "image": "registry.local/someone-else:latest"}]}}}});
+    kubectl(
+        &cp,
+        &[
+            "patch",
+            "deployment",
+            "steady-shard-2",
+            "-n",
+            NS,
+            "-p",
+            &edit.to_string(),
+        ],
+        None,
+    );
+    eventually(
+        "the hand-edited image reverted",
+        WAIT,
+        || steady.context(),
+        || {
+            let d = get_json(&cp, &["get", "deployment", "steady-shard-2", "-n", NS])?;
+            let image = &d["spec"]["template"]["spec"]["containers"][0]["image"];
+            (image == support::operator::TEST_WORKER_IMAGE).then_some(())
+        },
+    );
+    let changed: Vec<String> = resource_versions(&cp, "steady")
+        .into_iter()
+        .filter(|(name, version)| versions[name] != *version)
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        changed,
+        ["Deployment/steady-shard-2"],
+        "only the edited one is written"
     );
 }

@@ -6,6 +6,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("QuoteStream has no {0}")]
     Metadata(&'static str),
+    #[error("serialising a desired object: {0}")]
+    Serialize(#[source] serde_json::Error),
 }
 
 impl Error {
@@ -19,6 +21,7 @@ impl Error {
         match self {
             Self::Kube(_) => "ApiError",
             Self::Metadata(_) => "InvalidMetadata",
+            Self::Serialize(_) => "InternalError",
         }
     }
 }

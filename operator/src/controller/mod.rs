@@ -2,6 +2,7 @@
 //! (`crate::resources`), removes shards beyond `spec.shards`, and reports status, conditions and
 //! Events. Errors requeue with exponential backoff per stream.
 
+mod apply;
 mod error;
 mod forget;
 #[cfg(test)]
@@ -20,7 +21,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller, Error as ControllerError};
+use kube::runtime::controller::{
+    Action, Config as ControllerConfig, Controller, Error as ControllerError,
+};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -32,9 +35,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::Error;
 
-use crate::metrics::{Metrics, Outcome};
+use apply::{Applier, Writes, by_name};
+
+use crate::metrics::{Metrics, Outcome, Written};
 use crate::policy::{SecretPolicy, secret_references};
-use crate::resources::conditions::{MAX_MESSAGE_BYTES, bounded};
+use crate::resources::conditions::{MAX_MESSAGE_BYTES, bounded, keep_transition_times};
 use crate::resources::configmap::config_map;
 use crate::resources::deployment::deployment;
 use crate::resources::handover::Handover;
@@ -53,6 +58,8 @@ pub struct Context {
     settings: OperatorSettings,
     metrics: Metrics,
     recorder: Recorder,
+    /// The operator-wide limit of writes in flight (`--api-concurrency`).
+    writes: Writes,
     /// The retry backoff of each stream whose last reconcile failed.
     backoffs: Arc<Mutex<HashMap<String, ExponentialBackoff>>>,
 }
@@ -74,6 +81,7 @@ impl Context {
         );
         Self {
             client,
+            writes: Writes::new(settings.api_concurrency),
             settings,
             metrics,
             recorder,
@@ -118,7 +126,12 @@ pub async fn run(
         std::env::var("POD_NAME").ok(),
     ));
 
-    let controller = Controller::new(streams, watcher::Config::default());
+    // At most --api-concurrency streams are reconciled at once (each makes one read or Event at
+    // a time besides its shard writes, which share the same operator-wide limit): at most
+    // twice that many requests in flight, whatever the number of streams.
+    let concurrency = ctx.settings.api_concurrency.get();
+    let controller = Controller::new(streams, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency));
     let store = controller.store();
     let forgetting = tokio::spawn({
         let (ctx, stop) = (ctx.clone(), shutdown.clone());
@@ -319,7 +332,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     // idempotent on (ticker, timestamp)).
     let handover = Handover::new(&plan, previous.as_ref());
     stream
-        .apply_config_maps(&plan, |i| handover.first.contains(&i))
+        .apply_config_maps(&plan, |i| handover.first.contains(&i), &existing_maps)
         .await?;
     let deployments = stream.apply_deployments(&plan).await?;
     let failures = stream.worker_failures().await?;
@@ -329,7 +342,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     });
     let removed = if released {
         stream
-            .apply_config_maps(&plan, |i| !handover.first.contains(&i))
+            .apply_config_maps(&plan, |i| !handover.first.contains(&i), &existing_maps)
             .await?;
         stream.prune(&plan, &deployments, &existing_maps).await?
     } else {
@@ -403,6 +416,8 @@ struct StreamApi {
     selector: ListParams,
     reference: ObjectReference,
     apply: PatchParams,
+    writes: Writes,
+    metrics: Metrics,
 }
 
 impl StreamApi {
@@ -419,6 +434,8 @@ impl StreamApi {
             selector: ListParams::default().labels(&format!("{STREAM_LABEL}={name}")),
             reference: qs.object_ref(&()),
             apply: PatchParams::apply(FIELD_MANAGER).force(),
+            writes: ctx.writes.clone(),
+            metrics: ctx.metrics.clone(),
             name,
             namespace,
         })
@@ -466,30 +483,53 @@ impl StreamApi {
         Ok(None)
     }
 
-    /// Applies the ConfigMaps of the shards `which` selects, in shard order.
+    /// Applies the ConfigMaps of the shards `which` selects that differ from `live` (the
+    /// stream's ConfigMaps as listed), several at once; returns when all are written.
     async fn apply_config_maps(
         &self,
         plan: &StreamPlan,
         which: impl Fn(u32) -> bool,
+        live: &[ConfigMap],
     ) -> Result<(), Error> {
-        for shard in plan.shards.iter().filter(|s| which(s.index)) {
-            let cm = config_map(plan, shard);
-            self.config_maps
-                .patch(&shard.name, &self.apply, &Patch::Apply(&cm))
-                .await?;
-        }
+        let desired = plan
+            .shards
+            .iter()
+            .filter(|s| which(s.index))
+            .map(|shard| config_map(plan, shard));
+        self.applier(&self.config_maps, Written::ConfigMap)
+            .apply_changed(desired, &by_name(live))
+            .await?;
         Ok(())
     }
 
-    /// Applies every shard's Deployment; returns the stream's Deployments as they are now.
+    /// Applies every shard Deployment that differs from the listed one, several at once;
+    /// returns the stream's Deployments as they are now (the shards' and any beyond them).
     async fn apply_deployments(&self, plan: &StreamPlan) -> Result<Vec<Deployment>, Error> {
-        for shard in &plan.shards {
-            let d = deployment(plan, shard);
-            self.deployments
-                .patch(&shard.name, &self.apply, &Patch::Apply(&d))
-                .await?;
+        let listed = self.deployments.list(&self.selector).await?.items;
+        let desired = plan.shards.iter().map(|shard| deployment(plan, shard));
+        let mut now = self
+            .applier(&self.deployments, Written::Deployment)
+            .apply_changed(desired, &by_name(&listed))
+            .await?;
+        let planned: std::collections::HashSet<&str> =
+            plan.shards.iter().map(|s| s.name.as_str()).collect();
+        now.extend(
+            listed
+                .into_iter()
+                .filter(|d| !planned.contains(d.name_any().as_str())),
+        );
+        Ok(now)
+    }
+
+    /// Writes `resource` objects through `api` with the operator's apply parameters and limit.
+    fn applier<'a, K: Resource>(&'a self, api: &'a Api<K>, resource: Written) -> Applier<'a, K> {
+        Applier {
+            api,
+            params: &self.apply,
+            writes: &self.writes,
+            metrics: &self.metrics,
+            resource,
         }
-        Ok(self.deployments.list(&self.selector).await?.items)
     }
 
     /// The workers that stopped with a reason, from the stream's pods.
@@ -513,15 +553,18 @@ impl StreamApi {
         let beyond =
             |meta| controlled_by(meta, uid) && shard_index(meta).is_some_and(|i| i >= wanted);
         let mut removed = 0;
+        let background = DeleteParams::background();
         for d in deployments.iter().filter(|d| beyond(&d.metadata)) {
-            self.deployments
-                .delete(&d.name_any(), &DeleteParams::background())
+            self.metrics.writes(Written::Deployment, "delete").inc();
+            self.writes
+                .send(self.deployments.delete(&d.name_any(), &background))
                 .await?;
             removed += 1;
         }
         for cm in config_maps.iter().filter(|cm| beyond(&cm.metadata)) {
-            self.config_maps
-                .delete(&cm.name_any(), &DeleteParams::background())
+            self.metrics.writes(Written::ConfigMap, "delete").inc();
+            self.writes
+                .send(self.config_maps.delete(&cm.name_any(), &background))
                 .await?;
         }
         Ok(removed)
@@ -556,9 +599,12 @@ impl StreamApi {
         let now = Time(jiff::Timestamp::now());
         let mut status = planned_status(qs, plan, &observed, &now);
         worker_failed(&mut status, failures, qs.metadata.generation, &now);
+        if let Some(before) = &qs.status {
+            keep_transition_times(&mut status.conditions, &before.conditions);
+        }
         let ready = status.ready_shards;
         let total = plan.shards.len();
-        patch_status(&self.streams, &self.name, &status).await?;
+        self.write_status(qs, &status).await?;
 
         // One Event per new failure (the condition changed), not one per reconcile.
         if let Some(first) = failures.first() {
@@ -619,7 +665,7 @@ impl StreamApi {
         error: &PlanError,
     ) -> Result<Action, Error> {
         let status = failed_status(qs, error, &[], &Time(jiff::Timestamp::now()));
-        patch_status(&self.streams, &self.name, &status).await?;
+        self.write_status(qs, &status).await?;
         ctx.metrics.reconcile_errors(error.reason()).inc();
         let note = error.to_string();
         publish(
@@ -639,13 +685,34 @@ impl StreamApi {
         };
         Ok(Action::requeue(Duration::from_secs(again)))
     }
+
+    /// Patches the stream's status unless it already is `status` (a resync of an unchanged
+    /// stream writes nothing; `status.history` is the history step's and not compared).
+    async fn write_status(
+        &self,
+        qs: &QuoteStream,
+        status: &QuoteStreamStatus,
+    ) -> Result<(), Error> {
+        let without_history = |s: &QuoteStreamStatus| QuoteStreamStatus {
+            history: None,
+            ..s.clone()
+        };
+        if qs.status.as_ref().map(without_history) == Some(without_history(status)) {
+            self.metrics.unchanged(Written::Status).inc();
+            return Ok(());
+        }
+        self.metrics.writes(Written::Status, "patch").inc();
+        self.writes
+            .send(patch_status(&self.streams, &self.name, status))
+            .await
+    }
 }
 
 async fn patch_status(
     streams: &Api<QuoteStream>,
     name: &str,
     status: &QuoteStreamStatus,
-) -> Result<(), Error> {
+) -> Result<(), kube::Error> {
     // status.history is the history step's alone (`crate::history`, from a fresh read): left
     // out here, a stale copy of it can never overwrite a newer one.
     let status = QuoteStreamStatus {

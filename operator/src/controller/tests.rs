@@ -2,7 +2,8 @@
 //! the scripted API server of [`super::mock_api`] and states every call it must make, in order,
 //! with the essentials of each (method, path, field manager, body), then that it makes no more.
 //! The objects "already in the cluster" are built with the same `resources` functions a
-//! previous reconcile would have used.
+//! previous reconcile would have used, as it applied them (`applied::stamped`). The scenarios
+//! run with `--api-concurrency 1`, so the calls come in a fixed order.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::mock_api::{self, ApiServer, Call, list};
 use super::*;
+use crate::resources::applied::stamped;
 use crate::resources::fixtures::{sp500, stream};
 use crate::resources::previous::previous_assignment;
 
@@ -51,7 +53,7 @@ impl Reconcile {
         let metrics = Metrics::new().unwrap();
         let ctx = Context::new(
             client,
-            OperatorSettings::default(),
+            sequential(),
             metrics.clone(),
             Some("operator-0".into()),
         );
@@ -123,13 +125,11 @@ impl Reconcile {
             .await
     }
 
-    /// The list of the stream's Deployments, answered with `listed`, then of its worker pods
-    /// (answered with none: the shard pods of these scenarios run, or do not exist yet).
+    /// The list of the stream's Deployments (before any is applied), answered with `listed`.
     async fn expect_deployments<T: serde::Serialize>(&mut self, listed: &[T]) {
         self.expect_list(DEPLOYMENTS)
             .await
             .ok(&list("apps/v1", "DeploymentList", listed));
-        self.expect_pods(&[]).await;
     }
 
     /// The list of the stream's pods, answered with `listed`.
@@ -180,6 +180,19 @@ impl Reconcile {
         }
         result
     }
+}
+
+/// The operator's defaults with one write at a time (`--api-concurrency 1`).
+fn sequential() -> OperatorSettings {
+    OperatorSettings {
+        api_concurrency: std::num::NonZeroU16::MIN,
+        ..OperatorSettings::default()
+    }
+}
+
+/// `object` as the API server stores it after the operator applied it.
+fn as_applied<K: serde::Serialize + serde::de::DeserializeOwned>(object: &K) -> K {
+    serde_json::from_value(stamped(object).unwrap()).unwrap()
 }
 
 /// The ConfigMap `sp500` key `tickers`: the S&P 500 list the fixture streams name.
@@ -234,12 +247,16 @@ fn stored(
         .collect();
     let at = Time(Timestamp::from_second(1_780_000_000).unwrap());
     Stored {
-        config_maps: plan.shards.iter().map(|s| config_map(&plan, s)).collect(),
+        config_maps: plan
+            .shards
+            .iter()
+            .map(|s| as_applied(&config_map(&plan, s)))
+            .collect(),
         deployments: plan
             .shards
             .iter()
             .zip(ready)
-            .map(|(s, &r)| running(deployment(&plan, s), r))
+            .map(|(s, &r)| running(as_applied(&deployment(&plan, s)), r))
             .collect(),
         status: planned_status(qs, &plan, &observed, &at),
     }
@@ -292,17 +309,16 @@ async fn a_new_stream_gets_its_shards_applied_then_its_status_and_a_created_even
     }
     let all = sorted(sp500().iter().map(|t| t.to_string()));
     assert_eq!(sorted(assigned), all, "each ticker on exactly one shard");
-    let mut created = Vec::new();
+    r.expect_deployments::<Deployment>(&[]).await;
     for i in 0..3 {
         let call = r.expect_shard_deployment(i).await;
         assert_eq!(
             call.body["spec"]["selector"]["matchLabels"]["quotes.opa.io/shard"],
             i.to_string()
         );
-        created.push(call.body.clone());
         call.echo();
     }
-    r.expect_deployments(&created).await;
+    r.expect_pods(&[]).await;
 
     let status = r.expect_status(&qs).await;
     assert_eq!(status["readyShards"], 0);
@@ -337,35 +353,16 @@ async fn a_new_stream_gets_its_shards_applied_then_its_status_and_a_created_even
 }
 
 #[tokio::test]
-async fn an_unchanged_stream_reapplies_identical_objects_and_publishes_nothing() {
+async fn an_unchanged_stream_is_read_and_nothing_is_written() {
     let before = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
     let qs = with_status(stream("sp500", 3), &before.status);
     let mut r = Reconcile::start(&qs);
 
+    // Reads only: every shard object and the status already are what this reconcile would
+    // write, transition times included.
     r.expect_reads(&before.config_maps).await;
-    // No shard gains a ticker: Deployments first. Each apply carries exactly what is stored,
-    // which the API server turns into a no-op (no new resourceVersion, no rollout).
-    for i in 0..3 {
-        let call = r.expect_shard_deployment(i).await;
-        assert_eq!(
-            call.body["spec"],
-            serde_json::to_value(&before.deployments[i].spec).unwrap()
-        );
-        call.echo();
-    }
     r.expect_deployments(&before.deployments).await;
-    for i in 0..3 {
-        let call = r.expect_shard_config_map(i).await;
-        assert_eq!(
-            call.body["data"],
-            serde_json::to_value(&before.config_maps[i].data).unwrap()
-        );
-        call.echo();
-    }
-    // The status patch equals the stored status, transition times included: also a no-op.
-    let status = r.expect_status(&qs).await;
-    assert_eq!(status, serde_json::to_value(&before.status).unwrap());
-    assert_eq!(condition(&status, "Ready")["status"], "True");
+    r.expect_pods(&[]).await;
 
     let metrics = r.metrics.clone();
     let action = r.finish().await.unwrap();
@@ -375,6 +372,12 @@ async fn an_unchanged_stream_reapplies_identical_objects_and_publishes_nothing()
         .with_label_values(&["markets", "sp500"]);
     assert_eq!(ready.get(), 3);
     assert_eq!(metrics.reconciliations(Outcome::Ok).get(), 1);
+    let skipped = |w| metrics.unchanged(w).get();
+    assert_eq!(
+        [Written::ConfigMap, Written::Deployment, Written::Status].map(skipped),
+        [3, 3, 1]
+    );
+    assert!(!metrics.render().contains("quotestream_api_writes_total{"));
 }
 
 #[tokio::test]
@@ -406,10 +409,9 @@ async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_ow
     }
     let all = sorted(sp500().iter().map(|t| t.to_string()));
     assert_eq!(sorted(new), all, "shard 2's tickers moved, none lost");
-    for i in 0..2 {
-        r.expect_shard_deployment(i).await.echo();
-    }
+    // A ticker-only change leaves the Deployments as they are: none is written.
     r.expect_deployments(&before.deployments).await;
+    r.expect_pods(&[]).await;
     // 2. Only now shard 2 goes: its Deployment, then its ConfigMap, in the background.
     let call = r.expect(Method::DELETE, &deployment_path(&shard(2))).await;
     assert_eq!(call.body["propagationPolicy"], "Background");
@@ -446,20 +448,11 @@ async fn scale_up_keeps_the_losing_shards_lists_until_the_new_shard_is_ready() {
     let moved = worker_config(&call.body).tickers;
     assert!(!moved.is_empty());
     call.echo();
-    let mut applied = Vec::new();
-    for i in 0..3 {
-        let call = r.expect_shard_deployment(i).await;
-        applied.push(call.body.clone());
-        call.echo();
-    }
-    // Shard 2's Deployment exists but its worker is not ready yet…
-    let mut listed: Vec<Value> = two
-        .deployments
-        .iter()
-        .map(|d| serde_json::to_value(d).unwrap())
-        .collect();
-    listed.push(applied[2].clone());
-    r.expect_deployments(&listed).await;
+    // Only the new shard's Deployment is written (the others are unchanged); it exists but
+    // its worker is not ready yet…
+    r.expect_deployments(&two.deployments).await;
+    r.expect_shard_deployment(2).await.echo();
+    r.expect_pods(&[]).await;
     // …so shards 0 and 1 are not written: they keep streaming the moving tickers.
     let status = r.expect_status(&qs).await;
     assert_eq!(status["readyShards"], 2);
@@ -490,16 +483,11 @@ async fn the_losing_shards_let_go_once_the_new_shard_is_ready() {
     let mut r = Reconcile::start(&qs);
 
     r.expect_reads(&config_maps).await;
-    // Shard 2 still takes tickers the stored lists of 0 and 1 hold: it is written first again
-    // (the same list), then every Deployment.
-    let mut owned = Vec::new();
-    let call = r.expect_shard_config_map(2).await;
-    owned.extend(worker_config(&call.body).tickers);
-    call.echo();
-    for i in 0..3 {
-        r.expect_shard_deployment(i).await.echo();
-    }
+    // Shard 2 still takes tickers the stored lists of 0 and 1 hold: it would be written first,
+    // but already has its list; the Deployments too are as they should be.
+    let mut owned = worker_config(&serde_json::to_value(&config_maps[2]).unwrap()).tickers;
     r.expect_deployments(&three.deployments).await;
+    r.expect_pods(&[]).await;
     // Now the shrinking lists are written: every ticker has exactly one owner again.
     for i in 0..2 {
         let call = r.expect_shard_config_map(i).await;
@@ -509,8 +497,8 @@ async fn the_losing_shards_let_go_once_the_new_shard_is_ready() {
         call.echo();
     }
     assert_eq!(sorted(owned), sorted(sp500().iter().map(|t| t.to_string())));
-    let status = r.expect_status(&qs).await;
-    assert_eq!(status["readyShards"], 3);
+    // The status (3 of 3 ready) is already the stored one: not written again.
+    assert_eq!(three.status.ready_shards, 3);
 
     let action = r.finish().await.unwrap();
     assert_eq!(
@@ -698,24 +686,26 @@ fn crash_looping_pod(line: &str) -> Value {
     })
 }
 
-/// One reconcile of an unchanged stream whose pods are `pods`; returns the status it wrote.
+/// One reconcile of an unchanged stream whose pods are `pods` (its shard objects are as
+/// applied: only reads); returns the status it wrote.
 async fn reconcile_with_pods(
     qs: &QuoteStream,
     before: &Stored,
     pods: &[Value],
 ) -> (Reconcile, Value) {
+    let r = reads_with_pods(qs, before, pods).await;
+    with_status_written(r, qs).await
+}
+
+async fn reads_with_pods(qs: &QuoteStream, before: &Stored, pods: &[Value]) -> Reconcile {
     let mut r = Reconcile::start(qs);
     r.expect_reads(&before.config_maps).await;
-    for i in 0..3 {
-        r.expect_shard_deployment(i).await.echo();
-    }
-    r.expect_list(DEPLOYMENTS)
-        .await
-        .ok(&list("apps/v1", "DeploymentList", &before.deployments));
+    r.expect_deployments(&before.deployments).await;
     r.expect_pods(pods).await;
-    for i in 0..3 {
-        r.expect_shard_config_map(i).await.echo();
-    }
+    r
+}
+
+async fn with_status_written(mut r: Reconcile, qs: &QuoteStream) -> (Reconcile, Value) {
     let status = r.expect_status(qs).await;
     (r, status)
 }
@@ -743,12 +733,14 @@ async fn a_worker_that_cannot_start_degrades_the_stream_naming_the_sink_once() {
     assert_eq!(event["note"], message);
     r.finish().await.unwrap();
 
-    // The next reconcile sees the same failure: the status stays, no second Event.
+    // The next reconcile sees the same failure: the status stays (not even written again),
+    // no second Event.
     let stored_status: QuoteStreamStatus = serde_json::from_value(status).unwrap();
     let qs = with_status(stream("sp500", 3), &stored_status);
-    let (r, again) = reconcile_with_pods(&qs, &before, &[crash_looping_pod(line)]).await;
-    assert_eq!(condition(&again, "Degraded")["message"], message);
+    let r = reads_with_pods(&qs, &before, &[crash_looping_pod(line)]).await;
+    let metrics = r.metrics.clone();
     r.finish().await.unwrap();
+    assert_eq!(metrics.unchanged(Written::Status).get(), 1);
 
     // Fixed: the pod runs and is ready; the old message in lastState no longer counts.
     let mut fixed = crash_looping_pod(line);

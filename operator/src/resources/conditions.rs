@@ -61,6 +61,21 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
     }
 }
 
+/// Gives each condition of `conditions` whose status equals its status in `before` (the
+/// status as stored) the stored `lastTransitionTime`: a condition set twice in one reconcile
+/// (Degraded cleared by the plan, set again by a failing worker) did not transition, and a
+/// status that did not change must compare equal so that it is not written again.
+pub fn keep_transition_times(conditions: &mut [Condition], before: &[Condition]) {
+    for c in conditions {
+        if let Some(old) = before
+            .iter()
+            .find(|o| o.type_ == c.type_ && o.status == c.status)
+        {
+            c.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::jiff::Timestamp;
@@ -136,5 +151,31 @@ mod tests {
             ),
         );
         assert_eq!(cs.len(), 2);
+    }
+
+    #[test]
+    fn a_condition_set_back_in_one_reconcile_keeps_its_stored_transition_time() {
+        let degraded = |value, secs| {
+            condition(
+                "Degraded",
+                value,
+                "SinkFailed",
+                "m".into(),
+                Some(1),
+                &at(secs),
+            )
+        };
+        let stored = vec![degraded(true, 10)];
+        // Cleared by the plan, set again by a failing worker: set_condition saw two flips.
+        let mut cs = stored.clone();
+        set_condition(&mut cs, degraded(false, 20));
+        set_condition(&mut cs, degraded(true, 20));
+        assert_eq!(cs[0].last_transition_time, at(20));
+        keep_transition_times(&mut cs, &stored);
+        assert_eq!(cs, stored, "no transition: equal to what is stored");
+        // A real flip keeps its new time.
+        let mut flipped = vec![degraded(false, 30)];
+        keep_transition_times(&mut flipped, &stored);
+        assert_eq!(flipped[0].last_transition_time, at(30));
     }
 }

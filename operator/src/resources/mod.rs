@@ -1,6 +1,7 @@
 //! The objects the operator server-side-applies for a QuoteStream, built as pure functions of
 //! (QuoteStream, resolved ticker set, previous assignment, operator settings):
 //!
+//! - [`applied`]: whether a desired object differs from the live one (unchanged: no write);
 //! - [`plan`]: the assignment and each shard's `WorkerConfig` plus its rollout hash;
 //! - [`configmap`] and [`deployment`]: the per-shard objects `<stream>-shard-<i>`;
 //! - [`status`]: the QuoteStream status and its conditions;
@@ -8,6 +9,7 @@
 //! - [`handover`]: the order of a reshard's writes (make before break);
 //! - [`worker_failures`]: why workers cannot start, from their pods' termination messages.
 
+pub mod applied;
 pub mod conditions;
 pub mod configmap;
 pub mod deployment;

@@ -2,7 +2,7 @@
 //! each shard's `WorkerConfig` (the exact `worker.json` of its ConfigMap) and the hash that
 //! decides whether the shard's pods must be rolled.
 
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU16, NonZeroUsize};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
@@ -24,7 +24,16 @@ pub struct OperatorSettings {
     pub worker_image: String,
     /// What the cluster admin allows a stream to make the operator do.
     pub policy: Policy,
+    /// Writes the operator has in flight at most, and streams it reconciles at once
+    /// (`--api-concurrency`; docs/operator.md#scale).
+    pub api_concurrency: NonZeroU16,
 }
+
+/// `--api-concurrency` by default: with as many streams reconciled at once (each with one read
+/// or Event in flight) at most 32 requests, below the 49 seats of the smallest default
+/// priority level a client lands in (`global-default`; `workload-low`, where ServiceAccounts
+/// land, has 245) with the API server's default 600-request concurrency.
+pub const DEFAULT_API_CONCURRENCY: NonZeroU16 = NonZeroU16::new(16).unwrap();
 
 impl OperatorSettings {
     /// The worker image the operator was released with (what `make images` names it).
@@ -42,6 +51,7 @@ impl Default for OperatorSettings {
         Self {
             policy: Policy::defaults_for(&worker_image),
             worker_image,
+            api_concurrency: DEFAULT_API_CONCURRENCY,
         }
     }
 }
