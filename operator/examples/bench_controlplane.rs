@@ -17,6 +17,22 @@
 //!
 //! A 2-shard stream is created, made ready and deleted first, unmeasured (warm-up).
 //!
+//! Then the scale table, side by side in the same run: two more operator processes, each
+//! confined to a namespace of its own (`--namespace`), one with `--api-concurrency 1` (one
+//! write at a time: the sequential reconcile) and one with the default (16). For 64 and 1024
+//! shards (`--quick`: 4 and 16), three runs, alternating the two: create a stream of 100 000
+//! tickers (`--quick`: 1 000; from a `tickersFrom` ConfigMap, the way a universe that large is
+//! given) and time create → Ready as above; then a no-op resync (an annotation on the stream:
+//! one reconcile with nothing to change), counting the writes it sends
+//! (`quotestream_api_writes_total`); then delete it and wait until the garbage collector has
+//! removed its shards. Reconcile p50/p99 come from each operator's histogram over its runs of
+//! the smaller size. Last, each operator gets 100 streams (`--quick`: 10) of 4 shards and 512
+//! tickers; once all are Ready its resident memory (VmRSS, and the peak VmHWM) is read from
+//! /proc. These operators run as the operator's ServiceAccount (bound to cluster-admin here),
+//! so API Priority and Fairness classifies them as it would in a cluster (the `service-accounts`
+//! FlowSchema, priority level `workload-low`), and the API server's count of requests APF
+//! rejected or queued for that level is printed with the table.
+//!
 //! Reconcile durations come from the operator's own histogram
 //! (`quotestream_reconcile_duration_seconds`), scraped before and after each N, quantiles
 //! interpolated within buckets as Prometheus' `histogram_quantile` does. Prints markdown; it
@@ -33,7 +49,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
@@ -47,6 +63,15 @@ use serde_json::json;
 
 const NS: &str = "default";
 const TICKERS: usize = 512;
+/// The scale table's two operators: (label, namespace, `--api-concurrency`).
+const MODES: [(&str, &str, &str); 2] = [
+    ("sequential (`--api-concurrency 1`)", "sequential", "1"),
+    ("bounded (default, 16)", "bounded", "16"),
+];
+/// The ConfigMap (in each mode's namespace) holding the scale streams' tickers.
+const UNIVERSE: &str = "universe";
+/// Shards of each of the many streams whose operator memory is measured.
+const MANY_SHARDS: usize = 4;
 const RUNS: usize = 3;
 /// Bound of every wait: far above any expected time, so that a stuck run fails clearly.
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -55,13 +80,51 @@ const HISTOGRAM: &str = "quotestream_reconcile_duration_seconds";
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes: &[usize] = if quick { &[4] } else { &[4, 16, 64] };
+    let scale = if quick {
+        Scale {
+            sizes: [4, 16],
+            tickers: 1_000,
+            streams: 10,
+        }
+    } else {
+        Scale {
+            sizes: [64, 1024],
+            tickers: 100_000,
+            streams: 100,
+        }
+    };
     let operator_bin = operator_binary()?;
     let load_before = load_average();
     let started = Instant::now();
     let cp = ControlPlane::start().context("starting the control plane (make controlplane)")?;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     cp.install_crd(&repo.join("crds/quotestream.yaml"))?;
-    let operator = OperatorProcess::start(&operator_bin, &cp)?;
+    // The scale operators run as the operator's ServiceAccount, with every right.
+    let bound = cp.kubectl(
+        "admin",
+        &[
+            "create",
+            "clusterrolebinding",
+            "bench-operator",
+            "--clusterrole=cluster-admin",
+            "--serviceaccount=quotestream-system:quotestream-operator",
+        ],
+    )?;
+    if !bound.status.success() {
+        bail!(
+            "binding the operator identity: {}",
+            String::from_utf8_lossy(&bound.stderr)
+        );
+    }
+    let operator = OperatorProcess::start(&operator_bin, &cp, "admin", &["--namespace", NS])?;
+    let mut modes = Vec::new();
+    for (_, namespace, concurrency) in MODES {
+        let args = ["--namespace", namespace, "--api-concurrency", concurrency];
+        modes.push(Mode {
+            namespace,
+            operator: OperatorProcess::start(&operator_bin, &cp, "operator", &args)?,
+        });
+    }
     let setup = started.elapsed();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,9 +140,11 @@ fn main() -> anyhow::Result<()> {
             eprintln!("bench_controlplane: {n} shards ...");
             rows.push(measure(&client, &operator, n).await?);
         }
+        let scaled = measure_scale(&client, &modes, &scale).await?;
         marker.abort();
-        anyhow::Ok(rows)
+        anyhow::Ok((rows, scaled))
     })?;
+    let (rows, scaled) = rows;
 
     println!(
         "One kube-apiserver + etcd + garbage collector (`tests/controlplane`, Kubernetes {}) and the release operator binary as a process, on this machine ({} cores, load average {} before and {} after the run); no kubelet: the harness reports each shard Deployment ready as soon as it sees it, so the times are the control plane's alone. {TICKERS} tickers per stream; every time is the median of {RUNS} runs (the runs in parentheses), after an unmeasured warm-up stream. Setup (control plane start, CRD, operator ready): {:.1} s. Run: `target/release/examples/bench_controlplane{}`.\n",
@@ -108,8 +173,9 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\nReconciles: every successful reconcile of the N-shard streams (creation, both reshards, the requeues and the reconciles the operator's own writes trigger), from `{HISTOGRAM}{{result=\"ok\"}}`; p50/p99 are interpolated within the histogram's buckets (5, 10, 25, 50, 100, 250 ms, …), as `histogram_quantile` does, so they are only as fine as those buckets; the mean (sum ÷ count) is exact."
+        "\nReconciles: every successful reconcile of the N-shard streams (creation, both reshards, the requeues and the reconciles the operator's own writes trigger), from `{HISTOGRAM}{{result=\"ok\"}}`; p50/p99 are interpolated within the histogram's buckets (5, 10, 25, 50, 100, 150, 200, 300, 500 ms, …), as `histogram_quantile` does, so they are only as fine as those buckets; the mean (sum ÷ count) is exact."
     );
+    print_scale(&scale, &scaled);
     Ok(())
 }
 
@@ -151,14 +217,16 @@ struct OperatorProcess {
 }
 
 impl OperatorProcess {
-    fn start(bin: &Path, cp: &ControlPlane) -> anyhow::Result<Self> {
+    /// The operator as `identity` (a kubeconfig of the control plane) with `args` added.
+    fn start(bin: &Path, cp: &ControlPlane, identity: &str, args: &[&str]) -> anyhow::Result<Self> {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
         let log = File::create(dir.path().join("operator.log"))?;
         let child = Command::new(bin)
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--worker-image", "registry.local/quotestream-worker:bench"])
-            .env("KUBECONFIG", cp.kubeconfig("admin"))
+            .args(args)
+            .env("KUBECONFIG", cp.kubeconfig(identity))
             // Per-reconcile info lines would cost the operator time of their own.
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -184,12 +252,41 @@ impl OperatorProcess {
         Ok(this)
     }
 
-    fn histogram(&self) -> anyhow::Result<Histogram> {
+    fn metrics(&self) -> anyhow::Result<String> {
         let (status, body) = http_get(self.port, "/metrics").context("no answer on /metrics")?;
         if status != 200 {
             bail!("/metrics answered {status}");
         }
-        Ok(Histogram::parse(&body, r#"result="ok""#))
+        Ok(body)
+    }
+
+    fn histogram(&self) -> anyhow::Result<Histogram> {
+        Ok(Histogram::parse(&self.metrics()?, r#"result="ok""#))
+    }
+
+    /// The sum of every series of the counter `name`.
+    fn counter(&self, name: &str) -> anyhow::Result<f64> {
+        let prefix = format!("{name}{{");
+        Ok(self
+            .metrics()?
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    /// (VmRSS, VmHWM) in bytes, from /proc.
+    fn memory(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+                .with_context(|| format!("{name} in /proc/<pid>/status"))
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 }
 
@@ -200,39 +297,49 @@ impl Drop for OperatorProcess {
     }
 }
 
-/// Plays Deployment controller and kubelet: every shard Deployment that is not reported ready
-/// for its current generation is, at once.
+/// Plays Deployment controller and kubelet, in every namespace: every shard Deployment that is
+/// not reported ready for its current generation is, at once (up to 32 at a time, as many
+/// kubelets would).
 async fn mark_deployments_ready(client: Client) {
-    let api: Api<Deployment> = Api::namespaced(client, NS);
+    let all: Api<Deployment> = Api::all(client.clone());
     let config = watcher::Config::default().labels(STREAM_LABEL);
-    let mut events = watcher::watcher(api.clone(), config)
+    watcher::watcher(all, config)
         .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        let d = match event {
-            Ok(Event::Apply(d) | Event::InitApply(d)) => d,
-            Ok(_) => continue,
-            Err(e) => {
-                eprintln!("bench_controlplane: deployment watch: {e}");
-                continue;
+        .for_each_concurrent(32, |event| {
+            let client = client.clone();
+            async move {
+                let d = match event {
+                    Ok(Event::Apply(d) | Event::InitApply(d)) => d,
+                    Ok(_) => return,
+                    Err(e) => {
+                        eprintln!("bench_controlplane: deployment watch: {e}");
+                        return;
+                    }
+                };
+                let generation = d.metadata.generation;
+                let status = d.status.as_ref();
+                let ready = status.is_some_and(|s| {
+                    s.observed_generation == generation && s.ready_replicas == Some(1)
+                });
+                if ready || d.metadata.deletion_timestamp.is_some() {
+                    return;
+                }
+                let api: Api<Deployment> =
+                    Api::namespaced(client, &d.namespace().unwrap_or_default());
+                let body = json!({"status": {"observedGeneration": generation, "replicas": 1,
+                    "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
+                match api
+                    .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                {
+                    // Deleted since the event (a run's stream went): nothing to mark.
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => eprintln!("bench_controlplane: marking {} ready: {e}", d.name_any()),
+                    Ok(_) => {}
+                }
             }
-        };
-        let generation = d.metadata.generation;
-        let status = d.status.as_ref();
-        let ready = status
-            .is_some_and(|s| s.observed_generation == generation && s.ready_replicas == Some(1));
-        if ready || d.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let body = json!({"status": {"observedGeneration": generation, "replicas": 1,
-            "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}});
-        if let Err(e) = api
-            .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&body))
-            .await
-        {
-            eprintln!("bench_controlplane: marking {} ready: {e}", d.name_any());
-        }
-    }
+        })
+        .await;
 }
 
 /// One shard count's results.
@@ -298,9 +405,14 @@ async fn warm_up(client: &Client) -> anyhow::Result<()> {
 
 /// A stream of [`TICKERS`] tickers over `shards` shards.
 fn stream(name: &str, shards: usize) -> anyhow::Result<QuoteStream> {
+    stream_in(NS, name, shards)
+}
+
+/// A stream of [`TICKERS`] tickers over `shards` shards in `namespace`.
+fn stream_in(namespace: &str, name: &str, shards: usize) -> anyhow::Result<QuoteStream> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"tickers": symbols(TICKERS), "shards": shards, "interval": "1s",
                  "source": {"type": "synthetic"},
                  "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
@@ -381,18 +493,22 @@ async fn check_settled(client: &Client, name: &str, shards: usize) -> anyhow::Re
     Ok(())
 }
 
-/// `n` distinct valid symbols: AAA, AAB, …
+/// `n` distinct valid symbols: AAA, AAB, … (three letters, up to 17 576), then AAAA, AAAB, ….
 fn symbols(n: usize) -> Vec<String> {
     let letters: Vec<char> = ('A'..='Z').collect();
     let mut out = Vec::with_capacity(n);
-    'all: for a in &letters {
-        for b in &letters {
-            for c in &letters {
-                if out.len() == n {
-                    break 'all;
-                }
-                out.push(format!("{a}{b}{c}"));
+    for len in [3u32, 4, 5] {
+        for i in 0..26usize.pow(len) {
+            if out.len() == n {
+                return out;
             }
+            let mut rest = i;
+            let mut symbol = String::with_capacity(len as usize);
+            for _ in 0..len {
+                symbol.insert(0, letters[rest % 26]);
+                rest /= 26;
+            }
+            out.push(symbol);
         }
     }
     out
@@ -500,4 +616,277 @@ fn runs(times: &[Duration]) -> String {
         .map(|t| format!("{:.2}", t.as_secs_f64()))
         .collect();
     format!("{:.2} s ({})", median.as_secs_f64(), each.join(" / "))
+}
+
+/// The sizes of the scale table.
+struct Scale {
+    /// Shard counts; reconcile quantiles are of the first.
+    sizes: [usize; 2],
+    /// Tickers of each scale stream (its `tickersFrom` ConfigMap).
+    tickers: usize,
+    /// Streams at once for the memory column.
+    streams: usize,
+}
+
+/// One operator of the scale table, alone in its namespace.
+struct Mode {
+    namespace: &'static str,
+    operator: OperatorProcess,
+}
+
+/// One operator's results in the scale table.
+#[derive(Default)]
+struct ScaleRow {
+    /// create → Ready per size.
+    ready: [Vec<Duration>; 2],
+    /// Writes of each no-op resync, per size.
+    resync_writes: [Vec<f64>; 2],
+    /// Reconciles during the runs of the first size.
+    reconciles: Histogram,
+    /// Time until all of the many streams were Ready.
+    many_ready: Duration,
+    /// (VmRSS, VmHWM) with the many streams Ready.
+    memory: (u64, u64),
+}
+
+/// What the API server's flow control did with the operators' requests (priority level
+/// `workload-low`, where the `service-accounts` FlowSchema puts them).
+struct Flow {
+    dispatched: f64,
+    rejected: f64,
+    waited: f64,
+    seats: f64,
+}
+
+const LEVEL: &str = r#"priority_level="workload-low""#;
+
+async fn measure_scale(
+    client: &Client,
+    modes: &[Mode],
+    scale: &Scale,
+) -> anyhow::Result<(Vec<ScaleRow>, Flow)> {
+    let universe = symbols(scale.tickers).join("\n");
+    for mode in modes {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": mode.namespace}}))?;
+        namespaces.create(&PostParams::default(), &ns).await?;
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), mode.namespace);
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": UNIVERSE, "namespace": mode.namespace},
+            "data": {"tickers": universe}
+        }))?;
+        maps.create(&PostParams::default(), &cm).await?;
+    }
+    let flow_before = flow_control(client).await?;
+    let mut rows: Vec<ScaleRow> = modes.iter().map(|_| ScaleRow::default()).collect();
+    for (k, &n) in scale.sizes.iter().enumerate() {
+        let before = modes
+            .iter()
+            .map(|m| m.operator.histogram())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for run in 0..RUNS {
+            for (mode, row) in modes.iter().zip(rows.iter_mut()) {
+                eprintln!(
+                    "bench_controlplane: scale {n} shards, {}, run {run} ...",
+                    mode.namespace
+                );
+                let (ready, writes) = scale_run(client, mode, n, run).await?;
+                row.ready[k].push(ready);
+                row.resync_writes[k].push(writes);
+            }
+        }
+        if k == 0 {
+            for ((mode, row), before) in modes.iter().zip(rows.iter_mut()).zip(&before) {
+                row.reconciles = mode.operator.histogram()?.minus(before);
+            }
+        }
+    }
+    for (mode, row) in modes.iter().zip(rows.iter_mut()) {
+        eprintln!(
+            "bench_controlplane: {} streams, {} ...",
+            scale.streams, mode.namespace
+        );
+        let (ready, memory) = many_streams(client, mode, scale.streams).await?;
+        row.many_ready = ready;
+        row.memory = memory;
+    }
+    let flow = flow_control(client).await?;
+    Ok((
+        rows,
+        Flow {
+            dispatched: flow.dispatched - flow_before.dispatched,
+            rejected: flow.rejected - flow_before.rejected,
+            waited: flow.waited - flow_before.waited,
+            seats: flow.seats,
+        },
+    ))
+}
+
+/// One run: create → Ready, a no-op resync (returns its writes), delete and wait until the
+/// shards are gone.
+async fn scale_run(
+    client: &Client,
+    mode: &Mode,
+    shards: usize,
+    run: usize,
+) -> anyhow::Result<(Duration, f64)> {
+    let streams: Api<QuoteStream> = Api::namespaced(client.clone(), mode.namespace);
+    let name = format!("scale-{shards}-{run}");
+    let manifest: QuoteStream = serde_json::from_value(json!({
+        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+        "metadata": {"name": name, "namespace": mode.namespace},
+        "spec": {"tickersFrom": {"configMapKeyRef": {"name": UNIVERSE, "key": "tickers"}},
+                 "shards": shards, "interval": "1s", "source": {"type": "synthetic"},
+                 "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
+    }))?;
+    let t = Instant::now();
+    let uid = streams
+        .create(&PostParams::default(), &manifest)
+        .await?
+        .uid()
+        .unwrap_or_default();
+    wait_ready(&streams, &name, shards).await?;
+    let ready = t.elapsed();
+
+    // A no-op resync: a change of the stream that is no change of its spec.
+    let reconciled = mode.operator.histogram()?.count;
+    let writes = mode.operator.counter("quotestream_api_writes_total")?;
+    let annotate =
+        json!({"metadata": {"annotations": {"bench.quotes.opa.io/resync": run.to_string()}}});
+    streams
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await?;
+    let deadline = Instant::now() + TIMEOUT;
+    while mode.operator.histogram()?.count <= reconciled {
+        if Instant::now() > deadline {
+            bail!("{name}: no reconcile within {TIMEOUT:?} of the resync");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let written = mode.operator.counter("quotestream_api_writes_total")? - writes;
+    if written > 0.0 {
+        let counters: Vec<String> = mode
+            .operator
+            .metrics()?
+            .lines()
+            .filter(|l| l.starts_with("quotestream_api_writes_total{"))
+            .map(str::to_owned)
+            .collect();
+        eprintln!(
+            "bench_controlplane: {name}: {written} writes in a no-op resync; now {counters:?}"
+        );
+    }
+
+    delete(&streams, &name, &uid).await?;
+    wait_gone(client, mode.namespace, &format!("{STREAM_LABEL}={name}")).await?;
+    Ok((ready, written))
+}
+
+/// `count` streams of [`MANY_SHARDS`] shards at once: the time until all are Ready and the
+/// operator's memory then; deletes them afterwards.
+async fn many_streams(
+    client: &Client,
+    mode: &Mode,
+    count: usize,
+) -> anyhow::Result<(Duration, (u64, u64))> {
+    let streams: Api<QuoteStream> = Api::namespaced(client.clone(), mode.namespace);
+    let t = Instant::now();
+    for i in 0..count {
+        let manifest = stream_in(mode.namespace, &format!("many-{i}"), MANY_SHARDS)?;
+        streams.create(&PostParams::default(), &manifest).await?;
+    }
+    for i in 0..count {
+        wait_ready(&streams, &format!("many-{i}"), MANY_SHARDS).await?;
+    }
+    let ready = t.elapsed();
+    let memory = mode.operator.memory()?;
+    streams
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    wait_gone(client, mode.namespace, STREAM_LABEL).await?;
+    Ok((ready, memory))
+}
+
+/// Waits until no Deployment or ConfigMap in `namespace` matches `selector` (the garbage
+/// collector has removed a deleted stream's shards), so the next run starts on a quiet API
+/// server.
+async fn wait_gone(client: &Client, namespace: &str, selector: &str) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().labels(selector).limit(1);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deployments.list_metadata(&params).await?.items.len()
+            + maps.list_metadata(&params).await?.items.len();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{namespace}: objects labelled {selector} still there after {TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The API server's flow-control counters for [`LEVEL`].
+async fn flow_control(client: &Client) -> anyhow::Result<Flow> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(LEVEL))
+            .filter(|l| l[name.len()..].starts_with('{'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok(Flow {
+        dispatched: sum("apiserver_flowcontrol_request_wait_duration_seconds_count"),
+        rejected: sum("apiserver_flowcontrol_rejected_requests_total"),
+        waited: sum("apiserver_flowcontrol_request_wait_duration_seconds_sum"),
+        seats: sum("apiserver_flowcontrol_nominal_limit_seats"),
+    })
+}
+
+fn print_scale(scale: &Scale, (rows, flow): &(Vec<ScaleRow>, Flow)) {
+    let [small, large] = scale.sizes;
+    println!(
+        "\n### Scale: sequential and bounded reconcile side by side\n\nThe same control plane, two more operator processes, each alone in its namespace and running as the operator's ServiceAccount; the runs alternate between them. Streams of {} tickers (a `tickersFrom` ConfigMap); every time is the median of {RUNS} runs (in parentheses). The Deployments are reported ready by the harness as above (up to 32 at once).\n",
+        scale.tickers
+    );
+    println!(
+        "| operator | create → Ready, {small} shards | create → Ready, {large} shards | writes of a no-op resync ({small} / {large} shards) | reconcile p50 / p99 / mean, {small} shards | {} streams × {MANY_SHARDS} shards: all Ready | operator RSS with them (peak) |",
+        scale.streams
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for ((label, _, _), r) in MODES.iter().zip(rows) {
+        let writes = |w: &[f64]| {
+            w.iter()
+                .map(|v| format!("{v:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "| {label} | {} | {} | {} / {} | {} / {} / {} ({} reconciles) | {:.2} s | {:.1} MB ({:.1} MB) |",
+            runs(&r.ready[0]),
+            runs(&r.ready[1]),
+            writes(&r.resync_writes[0]),
+            writes(&r.resync_writes[1]),
+            ms(r.reconciles.quantile(0.5)),
+            ms(r.reconciles.quantile(0.99)),
+            ms(r.reconciles.mean()),
+            r.reconciles.count,
+            r.many_ready.as_secs_f64(),
+            r.memory.0 as f64 / 1e6,
+            r.memory.1 as f64 / 1e6,
+        );
+    }
+    let mean_wait = if flow.dispatched > 0.0 {
+        flow.waited / flow.dispatched * 1000.0
+    } else {
+        0.0
+    };
+    println!(
+        "\nAPI Priority and Fairness, priority level `workload-low` ({:.0} nominal seats on this API server), over the scale runs: {:.0} requests dispatched, {:.0} rejected, mean wait in the queue {mean_wait:.2} ms (`apiserver_flowcontrol_*`). Writes: `quotestream_api_writes_total`, every write request a reconcile sends; a no-op resync is a change of the stream's metadata (an annotation), which makes one reconcile with nothing to write.",
+        flow.seats, flow.dispatched, flow.rejected
+    );
 }

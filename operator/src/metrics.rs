@@ -90,8 +90,9 @@ impl Metrics {
                 "quotestream_reconcile_duration_seconds",
                 "Time of one reconciliation",
             )
+            // Fine around 100-500 ms, where a reconcile of tens of shards falls.
             .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             &["result"],
         )?;

@@ -506,6 +506,17 @@ fn the_policy_values_become_operator_flags() {
     ]);
     assert!(!out.status.success(), "a pattern with a space is accepted");
 
+    // The write concurrency: the operator's default, or the value.
+    let args = operator_args(&template(&[]));
+    assert!(
+        args.contains(&"--api-concurrency=16".to_owned()),
+        "{args:?}"
+    );
+    let args = operator_args(&template(&["apiConcurrency=4"]));
+    assert!(args.contains(&"--api-concurrency=4".to_owned()), "{args:?}");
+    let out = helm(&["template", "q", &chart(), "--set", "apiConcurrency=0"]);
+    assert!(!out.status.success(), "apiConcurrency 0 is accepted");
+
     // The Secret policy: on with the default label, or off.
     let args = operator_args(&template(&[]));
     assert!(

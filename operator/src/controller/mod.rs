@@ -62,6 +62,10 @@ pub struct Context {
     writes: Writes,
     /// The retry backoff of each stream whose last reconcile failed.
     backoffs: Arc<Mutex<HashMap<String, ExponentialBackoff>>>,
+    /// Per stream, the status this operator last wrote and the stream's resourceVersion just
+    /// before that write: while the cache still shows that version it has not seen the write
+    /// yet, and the written status is the one to compare with (`StreamApi::write_status`).
+    written: Arc<Mutex<HashMap<String, (String, QuoteStreamStatus)>>>,
 }
 
 impl Context {
@@ -86,6 +90,7 @@ impl Context {
             metrics,
             recorder,
             backoffs: Arc::default(),
+            written: Arc::default(),
         }
     }
 }
@@ -194,6 +199,9 @@ impl Context {
         self.metrics.forget_stream(namespace, name);
         if let Ok(mut b) = self.backoffs.lock() {
             b.remove(&format!("{namespace}/{name}"));
+        }
+        if let Ok(mut w) = self.written.lock() {
+            w.remove(&format!("{namespace}/{name}"));
         }
     }
 }
@@ -604,7 +612,7 @@ impl StreamApi {
         }
         let ready = status.ready_shards;
         let total = plan.shards.len();
-        self.write_status(qs, &status).await?;
+        self.write_status(qs, ctx, &status).await?;
 
         // One Event per new failure (the condition changed), not one per reconcile.
         if let Some(first) = failures.first() {
@@ -665,7 +673,7 @@ impl StreamApi {
         error: &PlanError,
     ) -> Result<Action, Error> {
         let status = failed_status(qs, error, &[], &Time(jiff::Timestamp::now()));
-        self.write_status(qs, &status).await?;
+        self.write_status(qs, ctx, &status).await?;
         ctx.metrics.reconcile_errors(error.reason()).inc();
         let note = error.to_string();
         publish(
@@ -688,23 +696,43 @@ impl StreamApi {
 
     /// Patches the stream's status unless it already is `status` (a resync of an unchanged
     /// stream writes nothing; `status.history` is the history step's and not compared).
+    ///
+    /// The stream comes from the watch cache, which may not have seen this operator's last
+    /// status write yet (a reconcile triggered by a Deployment event right after it): then
+    /// the status to compare with is the one written, not the cached one.
     async fn write_status(
         &self,
         qs: &QuoteStream,
+        ctx: &Context,
         status: &QuoteStreamStatus,
     ) -> Result<(), Error> {
         let without_history = |s: &QuoteStreamStatus| QuoteStreamStatus {
             history: None,
             ..s.clone()
         };
-        if qs.status.as_ref().map(without_history) == Some(without_history(status)) {
+        let desired = without_history(status);
+        let version = qs.resource_version().unwrap_or_default();
+        let stream = key(qs);
+        let pending = ctx
+            .written
+            .lock()
+            .ok()
+            .and_then(|w| w.get(&stream).cloned())
+            .filter(|(before, _)| *before == version)
+            .map(|(_, written)| written);
+        let current = pending.or_else(|| qs.status.as_ref().map(without_history));
+        if current.as_ref() == Some(&desired) {
             self.metrics.unchanged(Written::Status).inc();
             return Ok(());
         }
         self.metrics.writes(Written::Status, "patch").inc();
         self.writes
             .send(patch_status(&self.streams, &self.name, status))
-            .await
+            .await?;
+        if let Ok(mut w) = ctx.written.lock() {
+            w.insert(stream, (version, desired));
+        }
+        Ok(())
     }
 }
 
