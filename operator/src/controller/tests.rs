@@ -49,14 +49,13 @@ struct Reconcile {
 
 impl Reconcile {
     fn start(qs: &QuoteStream) -> Self {
+        Self::start_with(qs, sequential())
+    }
+
+    fn start_with(qs: &QuoteStream, settings: OperatorSettings) -> Self {
         let (client, api) = mock_api::client();
         let metrics = Metrics::new().unwrap();
-        let ctx = Context::new(
-            client,
-            sequential(),
-            metrics.clone(),
-            Some("operator-0".into()),
-        );
+        let ctx = Context::new(client, settings, metrics.clone(), Some("operator-0".into()));
         // The task holds the only Context, so the client goes away when reconcile returns.
         let task = tokio::spawn(reconcile(Arc::new(qs.clone()), Arc::new(ctx)));
         Self { api, task, metrics }
@@ -749,4 +748,52 @@ async fn a_worker_that_cannot_start_degrades_the_stream_naming_the_sink_once() {
     let (r, cleared) = reconcile_with_pods(&qs, &before, &[fixed]).await;
     assert_eq!(condition(&cleared, "Degraded")["status"], "False");
     r.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_concurrency_a_groups_writes_are_in_flight_together_and_the_next_group_waits() {
+    let qs = stream("sp500", 3);
+    let settings = OperatorSettings {
+        api_concurrency: std::num::NonZeroU16::new(3).unwrap(),
+        ..OperatorSettings::default()
+    };
+    let mut r = Reconcile::start_with(&qs, settings);
+    r.expect_reads(&[]).await;
+    // All three ConfigMap applies arrive before any is answered (one at a time, the second
+    // would wait for the first's answer)…
+    let mut in_flight = Vec::new();
+    for _ in 0..3 {
+        let call = r.api.next().await.expect("a ConfigMap apply");
+        assert_eq!(call.method, Method::PATCH, "{call:?}");
+        assert_eq!(call.body["kind"], "ConfigMap", "{call:?}");
+        in_flight.push(call);
+    }
+    let mut names: Vec<String> = in_flight
+        .iter()
+        .map(|c| c.body["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [shard(0), shard(1), shard(2)]);
+    // …and the Deployments (make before break) come only once every one is answered, in
+    // whatever order.
+    for call in in_flight.into_iter().rev() {
+        call.echo();
+    }
+    r.expect_deployments::<Deployment>(&[]).await;
+    let mut deployments = Vec::new();
+    for _ in 0..3 {
+        let call = r.api.next().await.expect("a Deployment apply");
+        assert_eq!(call.body["kind"], "Deployment", "{call:?}");
+        deployments.push(call);
+    }
+    for call in deployments {
+        call.echo();
+    }
+    r.expect_pods(&[]).await;
+    r.expect_status(&qs).await;
+    r.expect_event("Normal", "Created").await;
+    let metrics = r.metrics.clone();
+    r.finish().await.unwrap();
+    assert_eq!(metrics.writes(Written::ConfigMap, "apply").get(), 3);
+    assert_eq!(metrics.writes(Written::Deployment, "apply").get(), 3);
 }
