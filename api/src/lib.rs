@@ -11,6 +11,7 @@ pub mod crd;
 pub mod duration;
 pub mod instrument;
 pub mod market;
+pub mod readiness;
 pub mod sharding;
 pub mod sink_failure;
 pub mod source_hosts;

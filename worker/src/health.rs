@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use jiff::Timestamp;
+pub use quotestream_api::readiness::{ReadyReport, SinkState};
 use quotestream_api::sink_failure::SinkFailure;
 use serde::Serialize;
 
@@ -29,30 +30,6 @@ struct Inner {
 
 /// Each sink's state, by label.
 type Board = Arc<Mutex<BTreeMap<&'static str, SinkState>>>;
-
-/// What a sink is doing, as `/ready` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum SinkState {
-    /// Writing (or idle and able to).
-    Up,
-    /// A transient failure (an outage, a restart): the batch in hand is kept and retried.
-    /// The worker stays ready: another pod would meet the same outage.
-    Retrying { reason: String },
-    /// A permanent failure: quotes for this sink are dropped (`reason="sink_failed"`) until a
-    /// periodic re-check succeeds; the worker is not ready.
-    Failed { setting: String, reason: String },
-}
-
-/// The `/ready` document.
-#[derive(Debug, Serialize)]
-pub struct ReadyReport {
-    pub ready: bool,
-    /// Why not, in one line (the first failed sink's [`SinkFailure::line`], or the process).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub sinks: BTreeMap<&'static str, SinkState>,
-}
 
 /// One sink's slot on the board: what the sink reports while it runs. A detached status
 /// (`SinkStatus::default()`, for a sink run outside a worker) records nothing.
@@ -143,24 +120,11 @@ impl Health {
 
     /// Ready while the worker runs and no sink has failed permanently.
     pub fn readiness(&self) -> ReadyReport {
-        let sinks = lock(&self.inner.sinks).clone();
-        let failed = sinks.iter().find_map(|(name, state)| match state {
-            SinkState::Failed { setting, reason } => {
-                Some(SinkFailure::new(*name, setting.as_str(), reason.as_str()).line())
-            }
-            _ => None,
-        });
-        let running = self.inner.ready.load(Ordering::Relaxed);
-        let reason = match (failed, running) {
-            (Some(line), _) => Some(line),
-            (None, false) => Some("starting or draining".to_owned()),
-            (None, true) => None,
-        };
-        ReadyReport {
-            ready: reason.is_none(),
-            reason,
-            sinks,
-        }
+        let sinks = lock(&self.inner.sinks)
+            .iter()
+            .map(|(name, state)| ((*name).to_owned(), state.clone()))
+            .collect();
+        ReadyReport::new(sinks, self.inner.ready.load(Ordering::Relaxed))
     }
 
     pub fn uptime_seconds(&self) -> u64 {
