@@ -90,7 +90,7 @@ row_stream() {
 }
 
 row_backfill() {
-    section "History: backfill 500 instruments × 2 years daily + 30 days of 1-minute bars, versus Python"
+    section "History: backfill 500 instruments × 2 years daily + 29 days of 1-minute bars, versus Python"
     harness "$bin/examples/bench_backfill" "${quick_flag[@]}"
 }
 

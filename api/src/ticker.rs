@@ -11,9 +11,14 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-/// The pattern every ticker in a QuoteStream matches (the contract pattern plus an optional
-/// one-letter share class). It is also put into the CRD's OpenAPI schema.
-pub const TICKER_PATTERN: &str = r"^[A-Z]{1,5}(\.[A-Z])?$";
+/// The pattern every ticker in a QuoteStream matches: a stock (the contract pattern plus an
+/// optional one-letter share class), an index (`^GSPC`) or a crypto pair (`BTC-USD`) — the
+/// canonical instrument ids of [`crate::instrument`]. It is also put into the CRD's OpenAPI
+/// schema.
+pub const TICKER_PATTERN: &str = crate::instrument::INSTRUMENT_PATTERN;
+
+/// Longest ticker: a crypto pair of a 10-character base and a 4-letter quote currency.
+pub const TICKER_MAX_LEN: usize = 15;
 
 /// Why a symbol is not a valid ticker. Every variant names the offending input and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,12 +32,17 @@ pub enum TickerError {
     )]
     ShareClassSeparator(String, char, String),
     #[error(
-        "ticker {0:?} does not match {TICKER_PATTERN}: 1-5 letters A-Z, optionally a dot and one class letter (e.g. AAPL, BRK.B)"
+        "ticker {0:?} does not match {TICKER_PATTERN}: a stock of 1-5 letters A-Z, optionally a dot and one class letter (AAPL, BRK.B), an index (^GSPC) or a crypto pair (BTC-USD)"
     )]
     Pattern(String),
+    /// An index or crypto id that is not canonical (a vendor's spelling, an unknown quote
+    /// currency): the instrument's own message, which says what to write.
+    #[error("ticker {0:?}: {1}")]
+    Instrument(String, String),
 }
 
-/// A validated ticker symbol in canonical form (`AAPL`, `BRK.B`).
+/// A validated ticker symbol in canonical form: a stock (`AAPL`, `BRK.B`), an index (`^GSPC`)
+/// or a crypto pair (`BTC-USD`), as [`crate::instrument::Instrument`] spells them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticker(String);
 
@@ -45,6 +55,12 @@ impl Ticker {
         }
         if is_canonical(symbol) {
             return Ok(Self(symbol.to_owned()));
+        }
+        if looks_like_index_or_crypto(symbol) {
+            return match crate::instrument::Instrument::parse(symbol) {
+                Ok(_) => Ok(Self(symbol.to_owned())),
+                Err(e) => Err(TickerError::Instrument(symbol.to_owned(), e.to_string())),
+            };
         }
         let upper = symbol.to_ascii_uppercase();
         if upper != symbol && is_canonical(&upper) {
@@ -72,9 +88,22 @@ impl Ticker {
         self.0.split_once('.').map(|(_, class)| class)
     }
 
-    /// True when the ticker matches the contracts' strict pattern `^[A-Z]{1,5}$`.
+    /// True when the ticker matches the contracts' strict pattern `^[A-Z]{1,5}$`: a plain
+    /// stock, not a share class, an index or a crypto pair.
     pub fn is_contract_symbol(&self) -> bool {
-        self.share_class().is_none()
+        self.0.bytes().all(|b| b.is_ascii_uppercase())
+    }
+
+    /// What kind of instrument the ticker names.
+    pub fn class(&self) -> crate::instrument::AssetClass {
+        use crate::instrument::AssetClass;
+        if self.0.starts_with('^') {
+            AssetClass::Index
+        } else if self.0.contains('-') {
+            AssetClass::Crypto
+        } else {
+            AssetClass::Stock
+        }
     }
 }
 
@@ -88,6 +117,12 @@ impl AsRef<str> for Ticker {
     fn as_ref(&self) -> &str {
         &self.0
     }
+}
+
+/// An index (`^…`) or a crypto pair (`BASE-QUOTE` with a quote of 3 or more characters; a
+/// one-letter part after a dash is a share class written Yahoo's way, refused with the fix).
+fn looks_like_index_or_crypto(s: &str) -> bool {
+    s.starts_with('^') || s.split_once('-').is_some_and(|(_, quote)| quote.len() >= 3)
 }
 
 fn is_canonical(s: &str) -> bool {
@@ -279,6 +314,36 @@ mod tests {
     }
 
     #[test]
+    fn indices_and_crypto_pairs_are_tickers_but_not_contract_symbols() {
+        use crate::instrument::AssetClass;
+        for s in ["^GSPC", "^DJI", "BTC-USD", "ETH-USDT"] {
+            let t = Ticker::parse(s).unwrap();
+            assert_eq!(t.as_str(), s);
+            assert!(!t.is_contract_symbol(), "{s}");
+        }
+        assert_eq!(Ticker::parse("^GSPC").unwrap().class(), AssetClass::Index);
+        assert_eq!(
+            Ticker::parse("BTC-USD").unwrap().class(),
+            AssetClass::Crypto
+        );
+        assert_eq!(Ticker::parse("BRK.B").unwrap().class(), AssetClass::Stock);
+        // A vendor's name of an index is refused with the canonical id to write; an unknown
+        // quote currency and a share class written with a dash say what is wrong.
+        let e = Ticker::parse("^SPX").unwrap_err().to_string();
+        assert!(e.contains("^GSPC"), "{e}");
+        let e = Ticker::parse("BTC-XYZ").unwrap_err().to_string();
+        assert!(e.contains("BTC-XYZ"), "{e}");
+        assert!(matches!(
+            Ticker::parse("BRK-B"),
+            Err(TickerError::ShareClassSeparator(..))
+        ));
+        assert!(matches!(
+            Ticker::parse("X:BTCUSD"),
+            Err(TickerError::Pattern(_))
+        ));
+    }
+
+    #[test]
     fn list_parsing_accepts_lines_commas_and_comments() {
         let set = TickerSet::parse_list("AAPL, MSFT\n# tech\n\nGOOGL # alphabet\n").unwrap();
         let names: Vec<_> = set.iter().map(Ticker::as_str).collect();
@@ -309,14 +374,21 @@ mod tests {
 
     proptest! {
         #[test]
-        fn canonical_pattern_is_exactly_the_documented_regex(s in "[A-Za-z.\\-]{0,8}") {
+        fn canonical_pattern_is_exactly_the_documented_regex(s in "[A-Za-z.\\-]{0,8}|[A-Z]{2,4}-(USD|EUR|XYZ|usd)") {
             let re_match = {
                 let (root, class) = match s.split_once('.') {
                     Some((r, c)) => (r, Some(c)),
                     None => (s.as_str(), None),
                 };
-                (1..=5).contains(&root.len()) && root.chars().all(|c| c.is_ascii_uppercase())
-                    && class.is_none_or(|c| c.len() == 1 && c.chars().all(|c| c.is_ascii_uppercase()))
+                let stock = (1..=5).contains(&root.len()) && root.chars().all(|c| c.is_ascii_uppercase())
+                    && class.is_none_or(|c| c.len() == 1 && c.chars().all(|c| c.is_ascii_uppercase()));
+                // The crypto branch of INSTRUMENT_PATTERN (no `^` or digits in this alphabet).
+                let crypto = s.split_once('-').is_some_and(|(base, quote)| {
+                    (2..=10).contains(&base.len())
+                        && base.chars().all(|c| c.is_ascii_uppercase())
+                        && ["USD", "USDT", "USDC", "EUR", "GBP", "JPY", "CAD", "AUD", "BTC", "ETH"].contains(&quote)
+                });
+                stock || crypto
             };
             prop_assert_eq!(Ticker::parse(&s).is_ok(), re_match);
         }

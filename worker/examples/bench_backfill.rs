@@ -1,5 +1,5 @@
 //! The history row of `make bench`: `quotestream-worker backfill` (the real binary) fetching
-//! 500 instruments × 2 years of daily bars + 30 days of 1-minute bars from the local Yahoo
+//! 500 instruments × 2 years of daily bars + 29 days of 1-minute bars from the local Yahoo
 //! chart server (`quotestream_testkit::yahoo_chart`, 50 ms per request) into PostgreSQL 15,
 //! next to a Python peer done the seeds' way (scripts/bench/backfill_peer.py: one request per
 //! symbol and window, pandas, SQLAlchemy inserts) against the same server in the same run.
@@ -54,8 +54,9 @@ const RUN_LIMIT: Duration = Duration::from_secs(1800);
 /// What is fetched: (interval, first day, last day). The daily range ends the day before
 /// the minutes': at [`NOW`] (midnight UTC) a stock's daily bar of the day just ended is still
 /// "in progress" by the backfill's rule (its start, the 09:30 New York open, plus a day), so
-/// it would be left for the next run and not checkpointed; the minute range is Yahoo's 30
-/// days up to [`NOW`].
+/// it would be left for the next run and not checkpointed. The minute range is the 29 whole
+/// days before [`NOW`]: Yahoo keeps 30 days of minutes, and the backfill refuses a `--from`
+/// less than 10 minutes inside that limit (the 30th day back starts exactly at it).
 struct Size {
     stocks: usize,
     indices: Vec<&'static str>,
@@ -81,7 +82,7 @@ fn size() -> Size {
             crypto: 30,
             ranges: [
                 ("1d", "2024-11-10", "2026-11-09"),
-                ("1m", "2026-10-12", "2026-11-10"),
+                ("1m", "2026-10-13", "2026-11-10"),
             ],
         }
     }

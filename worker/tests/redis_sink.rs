@@ -439,3 +439,29 @@ async fn share_classes_are_kept_off_redis_unless_the_sink_opts_in() {
     assert_eq!(contract_drops(&extended.metrics), 0);
     extended.stop().await;
 }
+
+/// An index (`^GSPC`) or a crypto pair (`BTC-USD`) in spec.tickers is never published on
+/// Redis, `allowShareClasses` or not: contract 004 cannot carry it. Each quote is counted as a
+/// contract drop (the PostgreSQL sink still stores it).
+#[tokio::test]
+async fn indices_and_crypto_are_never_published_on_redis() {
+    let redis = RedisServer::start().unwrap();
+    let mut sub = subscribe(&redis.url(), "quotes.realtime").await;
+    let mut messages = sub.on_message();
+    let mut c = config(redis.url(), RedisFormat::Plain, Duration::from_secs(3600));
+    c.allow_share_classes = true;
+    let sink = start(c);
+    sink.send(vec![
+        quote("^GSPC", 1_768_919_415_123),
+        quote("BTC-USD", 1_768_919_415_124),
+        quote("AAPL", 1_768_919_415_125),
+    ])
+    .await;
+    assert_eq!(
+        next_json(&mut messages).await["ticker"],
+        "AAPL",
+        "the first message is AAPL: the index and the pair were kept off"
+    );
+    assert_eq!(contract_drops(&sink.metrics), 2);
+    sink.stop().await;
+}

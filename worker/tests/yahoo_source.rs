@@ -224,6 +224,29 @@ async fn share_classes_are_asked_with_a_dash_and_come_back_dotted() {
     run.stop().await;
 }
 
+/// Indices and crypto pairs in spec.tickers are asked and come back under their canonical
+/// ids, which are Yahoo's own spellings (`^GSPC`, `BTC-USD`).
+#[tokio::test]
+async fn indices_and_crypto_pairs_are_polled_under_their_ids() {
+    let server = YahooServer::start().await.unwrap();
+    let mut run = start(server, set(["AAPL", "^GSPC", "BTC-USD"]), ONE_CYCLE).await;
+    let quotes = run.collect(3).await;
+    let ids = ["AAPL", "BTC-USD", "^GSPC"].map(String::from);
+    assert_eq!(tickers_of(&quotes), ids.clone().into());
+    let asked: BTreeSet<String> = run.server.requests()[0].symbols.iter().cloned().collect();
+    assert_eq!(asked, ids.into());
+    let index = quotes.iter().find(|q| q.ticker == "^GSPC").unwrap();
+    assert_eq!(
+        index.price,
+        fake_quote("^GSPC", index.timestamp.as_second()).price
+    );
+    for raw in quotes {
+        validate(raw, Timestamp::now()).unwrap();
+    }
+    assert_eq!(run.errors(MISSING_QUOTE_ERROR), 0);
+    run.stop().await;
+}
+
 #[tokio::test]
 async fn an_expired_crumb_is_renewed_and_polling_goes_on() {
     let server = YahooServer::start().await.unwrap();

@@ -153,8 +153,10 @@ pub const MAX_SHARDS: i32 = 1024;
 #[serde(rename_all = "camelCase")]
 pub struct QuoteStreamSpec {
     /// Ticker symbols to stream, upper case, e.g. AAPL. Share classes are written with a dot
-    /// (BRK.B, BF.B); quotestream maps them to each vendor's spelling. Each symbol at most once.
-    /// For long lists use tickersFrom (both may be combined; a symbol in both is an error).
+    /// (BRK.B, BF.B); indices and crypto pairs by their canonical ids (^GSPC, BTC-USD: sources
+    /// yahoo, yahoo-stream, synthetic, replay). quotestream maps them to each vendor's spelling.
+    /// Each symbol at most once. For long lists use tickersFrom (both may be combined; a symbol
+    /// in both is an error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::ticker_list")]
     pub tickers: Option<Vec<String>>,

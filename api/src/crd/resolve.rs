@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{ConfigMapKeyRef, QuoteStreamSpec};
 use crate::duration::{self, DurationError};
+use crate::instrument::AssetClass;
 use crate::ticker::{Ticker, TickerListError, TickerSet};
 
 /// Why a spec cannot be acted on. Each message names the field and the fix.
@@ -34,6 +35,14 @@ pub enum SpecError {
     },
     #[error("spec.tickers or spec.tickersFrom must list at least one ticker")]
     NoTickers,
+    #[error(
+        "ticker {ticker} is {what}, which spec.source.type {vendor} does not stream (it reads the vendor's stock feed only): use source yahoo or yahoo-stream for indices and crypto, or remove {ticker}"
+    )]
+    UnsupportedInstrument {
+        ticker: Ticker,
+        what: &'static str,
+        vendor: &'static str,
+    },
     #[error(
         "spec.shards ({shards}) must be between 1 and the number of tickers ({tickers}): lower spec.shards or add tickers"
     )]
@@ -69,7 +78,7 @@ impl QuoteStreamSpec {
             }
             None => None,
         };
-        match (inline, from_map) {
+        let set = match (inline, from_map) {
             (Some(a), Some((b, name, key))) => {
                 a.union_disjoint(b).map_err(|ticker| SpecError::Overlap {
                     ticker,
@@ -80,7 +89,19 @@ impl QuoteStreamSpec {
             (Some(a), None) => Ok(a),
             (None, Some((b, _, _))) => Ok(b),
             (None, None) => Err(SpecError::NoTickers),
+        }?;
+        let source = self.source.kind;
+        if let Some(t) = set.iter().find(|t| !source.streams(t.class())) {
+            return Err(SpecError::UnsupportedInstrument {
+                ticker: t.clone(),
+                what: match t.class() {
+                    AssetClass::Index => "an index",
+                    _ => "a crypto pair",
+                },
+                vendor: source.name(),
+            });
         }
+        Ok(set)
     }
 
     /// The shard count: with `spec.autoscale` from the ticker count ([`super::Autoscale`]),
@@ -129,6 +150,35 @@ mod tests {
             schedule: None,
             autoscale: None,
         }
+    }
+
+    #[test]
+    fn indices_and_crypto_need_a_source_that_streams_them() {
+        let mut s = spec(Some(&["AAPL", "^GSPC", "BTC-USD"]), false, 1);
+        for kind in [
+            SourceType::Yahoo,
+            SourceType::YahooStream,
+            SourceType::Synthetic,
+            SourceType::Replay,
+        ] {
+            s.source = Source::of(kind);
+            assert_eq!(s.ticker_set(None).unwrap().len(), 3, "{kind:?}");
+        }
+        s.source = Source::of(SourceType::Alpaca);
+        let e = s.ticker_set(None).unwrap_err().to_string();
+        assert!(
+            e.contains("BTC-USD is a crypto pair") && e.contains("alpaca") && e.contains("yahoo"),
+            "{e}"
+        );
+        // The ConfigMap list is held to the same rule.
+        let mut s = spec(None, true, 1);
+        s.source = Source::of(SourceType::Polygon);
+        let e = s.ticker_set(Some("MSFT\n^GSPC\n")).unwrap_err().to_string();
+        assert!(
+            e.contains("^GSPC is an index") && e.contains("polygon"),
+            "{e}"
+        );
+        assert_eq!(s.ticker_set(Some("MSFT\nBRK.B\n")).unwrap().len(), 2);
     }
 
     #[test]

@@ -4,13 +4,13 @@
 use schemars::{Schema, SchemaGenerator, json_schema};
 
 use crate::duration::DURATION_PATTERN;
-use crate::ticker::TICKER_PATTERN;
+use crate::ticker::{TICKER_MAX_LEN, TICKER_PATTERN};
 
 /// `spec.tickers`: a set (the API server rejects duplicates itself) of canonical symbols.
 pub fn ticker_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
-        "items": { "type": "string", "pattern": TICKER_PATTERN, "maxLength": 7 },
+        "items": { "type": "string", "pattern": TICKER_PATTERN, "maxLength": TICKER_MAX_LEN },
         "minItems": 1,
         "maxItems": super::MAX_INLINE_TICKERS,
         "x-kubernetes-list-type": "set",

@@ -120,6 +120,15 @@ impl SourceType {
         }
     }
 
+    /// Whether the live source can stream instruments of `class`: the Yahoo sources (polling
+    /// and streaming) quote indices (`^GSPC`) and crypto (`BTC-USD`) under the same ids, the
+    /// synthetic and replay sources take any id; the alpaca and polygon sources read their
+    /// vendors' stock feeds only (indices and crypto are other feeds there, not supported).
+    pub fn streams(self, class: crate::instrument::AssetClass) -> bool {
+        class == crate::instrument::AssetClass::Stock
+            || !matches!(self, Self::Alpaca | Self::Polygon)
+    }
+
     /// Whether the source keeps a WebSocket open and receives every tick as it happens.
     pub fn is_streaming(self) -> bool {
         matches!(self, Self::YahooStream | Self::Alpaca | Self::Polygon)

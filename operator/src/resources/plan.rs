@@ -139,6 +139,7 @@ impl PlanError {
                 | SpecError::Overlap { .. }
                 | SpecError::NoTickers,
             ) => "TickerListInvalid",
+            Self::Spec(SpecError::UnsupportedInstrument { .. }) => "UnsupportedInstrument",
             Self::Spec(SpecError::ConfigMapListMissing { .. }) => "MissingConfigMap",
             Self::Spec(SpecError::Shards { .. }) => "InvalidShardCount",
             Self::Spec(SpecError::Interval(_)) => "InvalidInterval",

@@ -191,7 +191,7 @@ pub fn parse_contract_json(line: &str) -> Result<super::RawQuote, ParseError> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContractViolation {
     #[error(
-        "INV-002: ticker {0} has a share class and does not match ^[A-Z]{{1,5}}$; the storage API cannot take it (it still goes to Redis and PostgreSQL)"
+        "INV-002: ticker {0} (a share class, an index or a crypto pair) does not match ^[A-Z]{{1,5}}$; the storage API cannot take it (the PostgreSQL sink still stores it)"
     )]
     ShareClassTicker(String),
     #[error("INV-005: source {0:?} is not one the storage API accepts ({STORAGE_SOURCES:?})")]

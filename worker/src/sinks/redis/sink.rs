@@ -95,12 +95,15 @@ impl Encoder<'_> {
     fn fill(&mut self, pipe: &mut redis::Pipeline, quotes: &[Quote]) -> u64 {
         let mut added = 0;
         for q in quotes {
-            if !self.allow_share_classes && !q.ticker.is_contract_symbol() {
+            // Share classes may be let through (spec.sinks.redis.allowShareClasses); indices
+            // and crypto pairs never: no consumer of contract 004 expects `^` or `-`.
+            let let_through = self.allow_share_classes && q.ticker.share_class().is_some();
+            if !q.ticker.is_contract_symbol() && !let_through {
                 self.kept_off += 1;
                 if self.logged.len() < MAX_LOGGED_SHARE_CLASSES
                     && self.logged.insert(q.ticker.clone())
                 {
-                    tracing::warn!(ticker = %q.ticker, "share-class ticker kept off Redis: contract 004 says ^[A-Z]{{1,5}}$ (set spec.sinks.redis.allowShareClasses to publish it); every such quote is counted in streamer_sink_dropped_quotes_total{{sink=\"redis\",reason=\"contract\"}} (logged once per ticker)");
+                    tracing::warn!(ticker = %q.ticker, "ticker kept off Redis: contract 004 says ^[A-Z]{{1,5}}$ (a share class is published with spec.sinks.redis.allowShareClasses; an index or crypto pair never); every such quote is counted in streamer_sink_dropped_quotes_total{{sink=\"redis\",reason=\"contract\"}} (logged once per ticker)");
                 }
                 continue;
             }

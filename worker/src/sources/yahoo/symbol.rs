@@ -9,11 +9,12 @@ pub fn to_yahoo(ticker: &Ticker) -> String {
     ticker.as_str().replace('.', "-")
 }
 
-/// The canonical ticker of a Yahoo Finance symbol (`BRK-B` → `BRK.B`).
+/// The canonical ticker of a Yahoo Finance symbol (`BRK-B` → `BRK.B`; indices `^GSPC` and
+/// crypto pairs `BTC-USD` are spelt the same in both).
 pub fn from_yahoo(symbol: &str) -> Result<Ticker, TickerError> {
     match symbol.split_once('-') {
-        Some((root, class)) => Ticker::parse(&format!("{root}.{class}")),
-        None => Ticker::parse(symbol),
+        Some((root, class)) if class.len() == 1 => Ticker::parse(&format!("{root}.{class}")),
+        _ => Ticker::parse(symbol),
     }
 }
 
@@ -29,6 +30,15 @@ mod tests {
         assert_eq!(to_yahoo(&t), "BRK-B");
         assert_eq!(from_yahoo("BRK-B").unwrap(), t);
         assert_eq!(to_yahoo(&Ticker::parse("MSFT").unwrap()), "MSFT");
+    }
+
+    #[test]
+    fn indices_and_crypto_keep_their_yahoo_names() {
+        for id in ["^GSPC", "BTC-USD", "ETH-USDT"] {
+            let t = Ticker::parse(id).unwrap();
+            assert_eq!(to_yahoo(&t), id);
+            assert_eq!(from_yahoo(id).unwrap(), t);
+        }
     }
 
     proptest! {
