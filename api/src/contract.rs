@@ -107,6 +107,10 @@ pub const HEALTH_PATH: &str = "/health";
 /// Readiness: 503 while starting and draining, and while a sink has failed permanently (the
 /// JSON body names the sink, the reason and the setting to fix).
 pub const READY_PATH: &str = "/ready";
+/// The ticker list in force ([`crate::worker_config::AppliedList`], JSON): the operator reads it
+/// from a shard's pods to know that the shard streams the tickers handed to it, before it lets
+/// their previous owner release them (docs/operator.md, acknowledged hand-over).
+pub const ASSIGNMENT_PATH: &str = "/assignment";
 /// The worker's drain budget on SIGTERM: below the pod's 30 s grace period, so the process
 /// exits by itself before kubelet kills it.
 pub const WORKER_GRACE: &str = "25s";

@@ -2,6 +2,7 @@
 //! `<stream>-shard-<i>`, key `worker.json`) and the worker reads. This type *is* the
 //! operator ↔ worker contract; see docs/architecture.md.
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::crd::{Schedule, Sinks, Source};
@@ -121,6 +122,38 @@ impl WorkerConfig {
     }
 }
 
+/// The worker's acknowledgement of a ticker list: what it serves on
+/// [`crate::contract::ASSIGNMENT_PATH`] and the operator reads before a hand-over's previous
+/// owners let the moving tickers go. No API rights are involved: the operator already reads
+/// the stream's pods, and asks each gaining shard's ready pod over the pod network.
+/// The ticker list a worker streams: the `worker.json` it last applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedList {
+    pub shard: u32,
+    /// `worker.json`'s assignment epoch.
+    pub epoch: i64,
+    /// `worker.json`'s `fingerprint`: the XXH64 of the shard's ticker list. The operator
+    /// compares it with the list it wrote.
+    pub fingerprint: String,
+    pub tickers: usize,
+    /// When the worker's source was handed this list (the worker's clock).
+    pub applied_at: Timestamp,
+}
+
+impl AppliedList {
+    /// The list of `config`, applied at `at`.
+    pub fn of(config: &WorkerConfig, at: Timestamp) -> Self {
+        Self {
+            shard: config.shard,
+            epoch: config.epoch,
+            fingerprint: config.fingerprint.clone(),
+            tickers: config.tickers.len(),
+            applied_at: at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +215,21 @@ mod tests {
             "interval": "2s", "sinks": {"redis": {"url": "redis://other:6379/0"}}, "tickers": []
         }));
         assert_eq!(before.restart_changes(&after), ["interval", "sinks"]);
+    }
+
+    #[test]
+    fn the_acknowledgement_is_camel_case_with_an_rfc3339_time() {
+        let doc = AppliedList {
+            shard: 3,
+            epoch: 7,
+            fingerprint: "00000000000000aa".into(),
+            tickers: 120,
+            applied_at: "2026-12-06T16:00:00.5Z".parse().unwrap(),
+        };
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["appliedAt"], "2026-12-06T16:00:00.5Z");
+        assert_eq!(json["fingerprint"], "00000000000000aa");
+        let back: AppliedList = serde_json::from_value(json).unwrap();
+        assert_eq!(back, doc);
     }
 }

@@ -225,6 +225,8 @@ impl OperatorProcess {
         let child = Command::new(bin)
             .args(["run", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--worker-image", "registry.local/quotestream-worker:bench"])
+            // No kubelet, no pods: nothing could acknowledge a hand-over; release on readiness.
+            .arg("--handover-timeout=0s")
             .args(args)
             .env("KUBECONFIG", cp.kubeconfig(identity))
             // Per-reconcile info lines would cost the operator time of their own.

@@ -46,6 +46,14 @@ pub struct Metrics {
     /// Times this replica stopped leading without being asked to, by reason
     /// (`crate::leader::StepDown::reason`): [`Metrics::leader_step_downs`].
     leader_step_downs: IntCounterVec,
+    /// Per ticker handed over with acknowledgement: the longest it can have had no owner.
+    pub(crate) handover_gap: Histogram,
+    /// From a hand-over's first reconcile to its release.
+    pub(crate) handover_wait: Histogram,
+    /// Tickers handed over, by result: [`Metrics::handed_over`].
+    handover_tickers: IntCounterVec,
+    /// Tickers listed by two shards while a hand-over waits, per stream.
+    pub(crate) handover_pending: IntGaugeVec,
     /// Writes sent to the API server by reconciles, by resource and verb: [`Metrics::writes`].
     writes: IntCounterVec,
     /// Writes not sent because the live object already equals the desired one:
@@ -124,6 +132,39 @@ impl Metrics {
         )?;
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(leader_step_downs.clone()))?;
+        let handover_gap = Histogram::with_opts(
+            HistogramOpts::new(
+                "quotestream_handover_gap_seconds",
+                "Per ticker moved between shards: how much later its new owner acknowledged it than its old owner was released (0: never unowned)",
+            )
+            // The first bucket is 0 itself: le="0" equal to the count means no gap at all.
+            .buckets(vec![0.0, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0]),
+        )?;
+        let handover_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "quotestream_handover_wait_seconds",
+                "From a hand-over's first reconcile until its old owners were released",
+            )
+            .buckets(vec![0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
+        )?;
+        let handover_tickers = IntCounterVec::new(
+            Opts::new(
+                "quotestream_handover_tickers_total",
+                "Tickers moved between shards, by result: acknowledged (the new owner streamed them first), unacknowledged (released after the timeout)",
+            ),
+            &["result"],
+        )?;
+        let handover_pending = IntGaugeVec::new(
+            Opts::new(
+                "quotestream_handover_pending_tickers",
+                "Tickers owned by two shards while a hand-over waits for its receivers, per stream",
+            ),
+            &["namespace", "stream"],
+        )?;
+        registry.register(Box::new(handover_gap.clone()))?;
+        registry.register(Box::new(handover_wait.clone()))?;
+        registry.register(Box::new(handover_tickers.clone()))?;
+        registry.register(Box::new(handover_pending.clone()))?;
         let writes = IntCounterVec::new(
             Opts::new(
                 "quotestream_api_writes_total",
@@ -141,6 +182,10 @@ impl Metrics {
         registry.register(Box::new(writes.clone()))?;
         registry.register(Box::new(unchanged.clone()))?;
         Ok(Self {
+            handover_gap,
+            handover_wait,
+            handover_tickers,
+            handover_pending,
             registry,
             reconciliations,
             reconcile_errors,
@@ -158,6 +203,11 @@ impl Metrics {
     /// Step-downs for `reason` (a fixed set, see the metric's help).
     pub fn leader_step_downs(&self, reason: &'static str) -> IntCounter {
         self.leader_step_downs.with_label_values(&[reason])
+    }
+
+    /// Tickers handed over with `result` (`acknowledged` or `unacknowledged`).
+    pub fn handed_over(&self, result: &'static str) -> IntCounter {
+        self.handover_tickers.with_label_values(&[result])
     }
 
     /// Reconciliations that ended with `outcome`.
@@ -203,6 +253,7 @@ impl Metrics {
         // Err only means that the series did not exist.
         let _ = self.shards_desired.remove_label_values(&labels);
         let _ = self.shards_ready.remove_label_values(&labels);
+        let _ = self.handover_pending.remove_label_values(&labels);
     }
 
     /// The Prometheus text exposition of every metric.

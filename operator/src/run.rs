@@ -89,6 +89,22 @@ pub struct RunArgs {
         value_name = "N"
     )]
     pub api_concurrency: std::num::NonZeroU16,
+    /// How long ready shards taking tickers over may leave their new lists unacknowledged on
+    /// their pods' /assignment before the old owners let go anyway (a Go duration up to 1h).
+    /// 0s: do not ask, release once they are ready (when the operator cannot reach the
+    /// workers' port).
+    #[arg(long, env = "QUOTESTREAM_HANDOVER_TIMEOUT", default_value = "5m", value_parser = parse_handover_timeout)]
+    pub handover_timeout: std::time::Duration,
+}
+
+fn parse_handover_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = quotestream_api::duration::parse(s).map_err(|e| e.to_string())?;
+    if d > std::time::Duration::from_secs(3600) {
+        return Err(format!(
+            "{s} is more than 1h: a reshard would wait that long for a worker that cannot answer"
+        ));
+    }
+    Ok(d)
 }
 
 impl RunArgs {
@@ -114,6 +130,7 @@ impl RunArgs {
             worker_image,
             policy,
             api_concurrency: self.api_concurrency,
+            handover_timeout: self.handover_timeout,
         })
     }
 }
@@ -278,5 +295,21 @@ async fn check_crd(client: &Client, namespace: Option<&str>) -> anyhow::Result<(
         ),
         Ok(Err(e)) => Err(e).context("listing QuoteStreams (check the operator's RBAC)"),
         Err(_) => anyhow::bail!("the API server did not answer within 30s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_handover_timeout;
+
+    #[test]
+    fn the_handover_timeout_is_a_go_duration_up_to_an_hour() {
+        assert_eq!(parse_handover_timeout("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_handover_timeout("0s"), Ok(Duration::ZERO));
+        let long = parse_handover_timeout("2h").unwrap_err();
+        assert!(long.contains("more than 1h"), "{long}");
+        assert!(parse_handover_timeout("5 minutes").is_err());
     }
 }

@@ -630,8 +630,19 @@ fn the_network_policies_confine_the_operator_and_the_workers() {
         egress,
         [
             vec![("TCP".to_owned(), 443), ("TCP".to_owned(), 6443)],
-            dns.to_vec()
+            dns.to_vec(),
+            vec![("TCP".to_owned(), 8080)]
         ]
+    );
+    // The hand-over acknowledgement: only the worker pods' port.
+    let to_workers = &operator["spec"]["egress"][2]["to"][0];
+    assert_eq!(
+        to_workers["podSelector"]["matchLabels"]["app.kubernetes.io/managed-by"],
+        "quotestream-operator"
+    );
+    assert_eq!(
+        to_workers["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "quotestream-worker"
     );
 
     // The workers' policy lives where the shard pods are: the release namespace by default.
@@ -647,8 +658,23 @@ fn the_network_policies_confine_the_operator_and_the_workers() {
         "quotes.opa.io/stream"
     );
     let ingress = workers["spec"]["ingress"].as_array().unwrap();
-    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        ingress.len(),
+        2,
+        "scrapers, and the operator's acknowledgement"
+    );
     assert_eq!(rule_ports(&ingress[0]), [("TCP".to_owned(), 8080)]);
+    assert_eq!(rule_ports(&ingress[1]), [("TCP".to_owned(), 8080)]);
+    let from_operator = &ingress[1]["from"][0];
+    assert_eq!(
+        from_operator["podSelector"]["matchLabels"],
+        operator_deployment["spec"]["selector"]["matchLabels"],
+        "only the operator's pods"
+    );
+    assert_eq!(
+        from_operator["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        NAMESPACE
+    );
     let egress = workers["spec"]["egress"].as_array().unwrap();
     assert_eq!(rule_ports(&egress[0]), dns.to_vec());
     assert_eq!(

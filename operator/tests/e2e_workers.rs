@@ -12,6 +12,13 @@
 //! rolls every shard make-before-break; deleting the stream stops every worker cleanly (exit 0),
 //! with everything published on Redis also in PostgreSQL.
 //!
+//! The kubelet refreshes mounted ConfigMaps only every [`CONFIG_REFRESH`] (as a real kubelet's
+//! periodic sync does, later still), so a shard that takes tickers over sees its new list well
+//! after its Deployment is ready: the hand-over is acknowledged (the operator reads the list in
+//! force from the workers' `/assignment`), and the workers' own logs show that no ticker is
+//! ever owned by no worker (`ownership_gaps`), which the operator's
+//! `quotestream_handover_gap_seconds` reports too.
+//!
 //! The worker binary is not a dependency of this crate (Cargo builds only this package's
 //! binaries for its tests): `cargo test --workspace --all-targets` (`make test`) builds it with
 //! the rest; to run this test alone, `cargo build -p quotestream-worker` first.
@@ -42,6 +49,8 @@ const TICKERS: [&str; 12] = [
 const REDIS_PASSWORD: &str = "e2e-redis-secret";
 /// Bound of every wait for the system to reach a state (they usually take well under 5 s).
 const WAIT: Duration = Duration::from_secs(30);
+/// How often the test kubelet refreshes mounted ConfigMaps (a real one: `syncFrequency`, 1 min).
+const CONFIG_REFRESH: Duration = Duration::from_secs(1);
 /// The longest a ticker may go unpublished while its owner changes (see `assert_no_gap`).
 const HANDOVER_GAP: Duration = Duration::from_secs(3);
 /// What a worker logs when `worker.json` changed in a way it cannot apply without a restart:
@@ -77,6 +86,8 @@ struct Resharded {
     pods: BTreeMap<String, Pod>,
     /// The largest time a ticker went unpublished during the hand-over.
     gap: Duration,
+    /// How many tickers changed owner.
+    moved: usize,
     /// For each moved ticker: old owner's last quote minus new owner's first, in ms.
     overlap: BTreeMap<String, i128>,
     took: Duration,
@@ -227,6 +238,7 @@ impl World<'_> {
         let overlap = handover_overlaps(&self.tape.heard(), &owners(before), &owners(&lists), t);
         self.wait_ready(to as u64);
         Resharded {
+            moved: plan.moved.len(),
             lists,
             pods,
             gap,
@@ -234,6 +246,78 @@ impl World<'_> {
             took: t.elapsed(),
         }
     }
+}
+
+/// Per ticker, how long no worker owned it between its first owner's start and `until`, from
+/// the workers' logs: a worker owns its list from `worker running` (`list=`), gains and
+/// releases tickers with `ticker list updated without restart` (`gained=`, `released=`), and
+/// releases everything at `shutdown requested` (its source stops then). Each line is logged
+/// after the change it reports is in force, and a gaining shard logs before it acknowledges.
+fn ownership_gaps(kubelet: &Kubelet, until: jiff::Timestamp) -> BTreeMap<String, Duration> {
+    // (time, ticker, +1 gained / -1 released)
+    let mut changes: Vec<(jiff::Timestamp, String, i32)> = Vec::new();
+    for pod in kubelet.pods() {
+        let mut owned: BTreeSet<String> = BTreeSet::new();
+        for line in kubelet.log(&pod.name).lines() {
+            let Some(at) = line
+                .split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            else {
+                continue;
+            };
+            let field = |name: &str| -> Vec<String> {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .map(|v| {
+                        v.split(',')
+                            .filter(|t| !t.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let (gained, released) = if line.contains("worker running") {
+                (field("list="), Vec::new())
+            } else if line.contains("ticker list updated without restart") {
+                (field("gained="), field("released="))
+            } else if line.contains("shutdown requested") {
+                (Vec::new(), owned.iter().cloned().collect())
+            } else {
+                continue;
+            };
+            for t in gained {
+                owned.insert(t.clone());
+                changes.push((at, t, 1));
+            }
+            for t in released {
+                owned.remove(&t);
+                changes.push((at, t, -1));
+            }
+        }
+    }
+    // Gains before releases at the same instant: a hand-over logged in one microsecond is one.
+    changes.sort_by(|a, b| (a.0, &a.1, -a.2).cmp(&(b.0, &b.1, -b.2)));
+    let mut owners: BTreeMap<String, (i32, Option<jiff::Timestamp>)> = BTreeMap::new();
+    let mut gaps: BTreeMap<String, Duration> = BTreeMap::new();
+    for (at, ticker, delta) in changes {
+        let (count, unowned_since) = owners.entry(ticker.clone()).or_insert((0, None));
+        let gap = gaps.entry(ticker).or_default();
+        if let Some(since) = unowned_since.take() {
+            *gap += Duration::try_from(at.duration_since(since)).unwrap_or_default();
+        }
+        *count += delta;
+        if *count == 0 {
+            *unowned_since = Some(at);
+        }
+    }
+    for (ticker, (_, unowned_since)) in owners {
+        if let Some(since) = unowned_since {
+            *gaps.entry(ticker).or_default() +=
+                Duration::try_from(until.duration_since(since)).unwrap_or_default();
+        }
+    }
+    gaps
 }
 
 /// The largest time between two consecutive quotes of a ticker heard between `from` and `to`
@@ -380,7 +464,7 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
     let dsn = pg.create_database("quotes").unwrap();
     let cp = control_plane_with_crd();
     let tape = Tape::record(&redis.url(), "quotes.realtime").unwrap();
-    let operator = Operator::admin(&cp);
+    let operator = Operator::admin_acknowledging(&cp);
     let kubelet = Kubelet::start(KubeletConfig {
         kubeconfig: cp.kubeconfig("admin"),
         namespace: NS.into(),
@@ -398,6 +482,7 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
             .map(str::to_owned)
             .to_vec()
         },
+        config_refresh: CONFIG_REFRESH,
     })
     .unwrap();
     let world = World {
@@ -522,6 +607,32 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
     world.wait_ready(2);
     let rolling = t3.elapsed();
 
+    // Every ticker had an owner from the first worker's start until now, by the workers' own
+    // account (their logs), and the operator measured no gap for any ticker it handed over.
+    let ownership = ownership_gaps(&kubelet, jiff::Timestamp::now());
+    assert!(
+        ownership.values().all(Duration::is_zero),
+        "a ticker was owned by no worker (workers' logs): {ownership:?}\n{}",
+        world.diagnose()
+    );
+    assert_eq!(ownership.len(), TICKERS.len(), "{ownership:?}");
+    let metrics = operator.metrics().unwrap_or_default();
+    let series = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let measured = series("quotestream_handover_gap_seconds_count");
+    let at_zero = series("quotestream_handover_gap_seconds_bucket{le=\"0\"}");
+    let gap_sum = series("quotestream_handover_gap_seconds_sum");
+    assert!(
+        measured >= (up.moved + down.moved) as f64 && at_zero == measured && gap_sum == 0.0,
+        "the operator measured every handed-over ticker with a zero gap: count {measured}, le=0 {at_zero}, sum {gap_sum}\n{metrics}"
+    );
+    let acknowledged = series("quotestream_handover_tickers_total{result=\"acknowledged\"}");
+    assert_eq!(acknowledged, measured, "no hand-over timed out:\n{metrics}");
+
     // 5. Deleting the stream: the garbage collector deletes the Deployments, the kubelet stops
     //    the workers, and each drains and exits 0.
     let t4 = Instant::now();
@@ -597,6 +708,7 @@ fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
 
     eprintln!(
         "e2e timings: setup {setup:?}, three shards streaming {streaming:?}; \
+         operator's quotestream_handover_gap_seconds: {measured} tickers, sum {gap_sum} s; \
          3 -> 5 {:?} (largest gap {:?}; old owner's last quote minus new owner's first, per moved ticker, ms: {:?}); \
          5 -> 2 {:?} (largest gap {:?}; overlaps {:?}); \
          rollout {rolling:?} (largest gap {rollout_gap:?}), delete {deleting:?}; \

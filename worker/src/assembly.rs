@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::{DiskBuffer, DiskBufferConfig};
+use crate::config_file::InForce;
 use crate::health::Health;
 use crate::metrics::{DropReason, Metrics};
 use crate::pipeline;
@@ -264,6 +265,8 @@ pub struct Worker {
     options: RunOptions,
     metrics: Metrics,
     health: Health,
+    /// The ticker list in force, for `/assignment`.
+    in_force: InForce,
     tickers: watch::Sender<TickerSet>,
     /// The shard's request budget, shared with the source and reloaded on a reshard.
     rate_limit: Arc<RateLimiter>,
@@ -349,6 +352,7 @@ impl Worker {
             options,
             metrics,
             health,
+            in_force: InForce::default(),
             tickers,
             source,
             sinks,
@@ -364,11 +368,17 @@ impl Worker {
         &self.health
     }
 
+    /// The ticker list in force (`/assignment`).
+    pub fn in_force(&self) -> &InForce {
+        &self.in_force
+    }
+
     /// A handle to change what a reshard changes while the worker runs (no restart).
     pub fn reload_handle(&self) -> ReloadHandle {
         ReloadHandle {
             tickers: self.tickers.clone(),
             metrics: self.metrics.clone(),
+            in_force: self.in_force.clone(),
             rate_limit: self
                 .config
                 .source
@@ -400,6 +410,7 @@ impl Worker {
             options,
             metrics,
             health,
+            in_force,
             tickers,
             rate_limit,
             source,
@@ -493,8 +504,9 @@ impl Worker {
                 })
             }
         };
+        in_force.set(&config);
         health.set_ready(true);
-        tracing::info!(stream = %config.stream, shard = config.shard, tickers = tickers.borrow().len(), source = ?config.source.kind, queue_bytes, "worker running");
+        tracing::info!(stream = %config.stream, shard = config.shard, tickers = tickers.borrow().len(), source = ?config.source.kind, queue_bytes, epoch = config.epoch, fingerprint = %config.fingerprint, list = %crate::config_file::names(config.tickers.iter()), "worker running");
 
         let source_result = tokio::select! {
             _ = shutdown.cancelled() => None,
@@ -576,11 +588,24 @@ impl Worker {
 pub struct ReloadHandle {
     tickers: watch::Sender<TickerSet>,
     metrics: Metrics,
+    /// Where the list in force is acknowledged (`/assignment`).
+    in_force: InForce,
     /// None for sources that make no requests (their budget is not limited).
     rate_limit: Option<Arc<RateLimiter>>,
 }
 
 impl ReloadHandle {
+    /// Acknowledges `config`'s ticker list as the one in force (its tickers were handed to the
+    /// source): what the operator waits for before the list's previous owners let go.
+    pub fn acknowledge(&self, config: &WorkerConfig) {
+        self.in_force.set(config);
+    }
+
+    /// The list acknowledged last (what `/assignment` serves).
+    pub fn acknowledged(&self) -> Option<quotestream_api::worker_config::AppliedList> {
+        self.in_force.get()
+    }
+
     /// Replaces the shard's tickers; returns whether they changed.
     pub fn set_tickers(&self, tickers: TickerSet) -> bool {
         let n = tickers.len();

@@ -3,9 +3,11 @@
 //! ticker list, the rate-limit share) to the running worker without a restart.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quotestream_api::WorkerConfig;
+use quotestream_api::worker_config::AppliedList;
 use tokio_util::sync::CancellationToken;
 
 use crate::assembly::{ReloadHandle, WorkerError, parse_tickers};
@@ -87,19 +89,33 @@ pub fn apply(current: &WorkerConfig, next: &WorkerConfig, live: &ReloadHandle) -
         needs_restart: current.restart_changes(next),
         ..Reload::default()
     };
-    if next.tickers != current.tickers {
+    let accepted = if next.tickers != current.tickers {
         match parse_tickers(&next.tickers) {
             Ok(set) => {
                 let n = set.len();
                 reload.tickers = live.set_tickers(set);
                 if reload.tickers {
-                    tracing::info!(tickers = n, epoch = next.epoch, fingerprint = %next.fingerprint, "ticker list updated without restart");
+                    // Which tickers this shard took over and let go: with the other shards'
+                    // lines, each ticker's owners over time (the end-to-end test reads them).
+                    let had = |t: &&String| current.tickers.contains(*t);
+                    let has = |t: &&String| next.tickers.contains(*t);
+                    let gained = names(next.tickers.iter().filter(|t| !had(t)));
+                    let released = names(current.tickers.iter().filter(|t| !has(t)));
+                    tracing::info!(tickers = n, epoch = next.epoch, fingerprint = %next.fingerprint, %gained, %released, "ticker list updated without restart");
                 }
+                true
             }
             Err(e) => {
-                tracing::error!(error = %e, "new ticker list rejected; keeping the current one")
+                tracing::error!(error = %e, "new ticker list rejected; keeping the current one");
+                false
             }
         }
+    } else {
+        true
+    };
+    // The list in force is acknowledged only once the source has it (a rejected list is not).
+    if accepted && (next.epoch, &next.fingerprint) != (current.epoch, &current.fingerprint) {
+        live.acknowledge(next);
     }
     if next.requests_per_hour != current.requests_per_hour {
         reload.requests_per_hour = live.set_requests_per_hour(next.requests_per_hour);
@@ -113,6 +129,43 @@ pub fn apply(current: &WorkerConfig, next: &WorkerConfig, live: &ReloadHandle) -
         }
     }
     reload
+}
+
+/// The ticker list in force: set when the source is handed a list (at start and on each
+/// reload), served on `/assignment`, where the operator reads it to acknowledge a hand-over.
+#[derive(Debug, Clone, Default)]
+pub struct InForce(Arc<Mutex<Option<AppliedList>>>);
+
+impl InForce {
+    /// Records `config`'s list as the one the source streams from now on.
+    pub fn set(&self, config: &WorkerConfig) {
+        let list = AppliedList::of(config, jiff::Timestamp::now());
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(list);
+    }
+
+    /// The list in force; `None` before the source runs.
+    pub fn get(&self) -> Option<AppliedList> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// How many ticker names one log line lists; the rest are counted.
+const LOGGED_NAMES: usize = 64;
+
+/// `AAPL,MSFT,…` for a log line: at most [`LOGGED_NAMES`] names, then `(+N more)`.
+pub fn names<'a>(tickers: impl Iterator<Item = &'a String>) -> String {
+    let all: Vec<&str> = tickers.map(String::as_str).collect();
+    let mut line = all[..all.len().min(LOGGED_NAMES)].join(",");
+    if all.len() > LOGGED_NAMES {
+        line.push_str(&format!(" (+{} more)", all.len() - LOGGED_NAMES));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -163,6 +216,37 @@ mod tests {
             }
         );
         assert_eq!(live.requests_per_hour(), Some(360.0));
+    }
+
+    #[test]
+    fn a_new_list_is_acknowledged_once_applied_and_a_rejected_one_never() {
+        let before = config(serde_json::json!({}));
+        let live = live(&before);
+        assert_eq!(live.acknowledged(), None, "nothing before the source runs");
+        apply(&before, &resharded(), &live);
+        let acked = live.acknowledged().unwrap();
+        assert_eq!(
+            (acked.epoch, acked.fingerprint.as_str(), acked.tickers),
+            (5, "00000000000000bb", 2)
+        );
+        let bad = config(serde_json::json!({
+            "tickers": ["AAPL", "not a ticker"], "epoch": 6, "fingerprint": "00000000000000cc"
+        }));
+        apply(&resharded(), &bad, &live);
+        assert_eq!(
+            live.acknowledged().unwrap().fingerprint,
+            "00000000000000bb",
+            "a list the worker rejected is not acknowledged: its tickers keep their old owners"
+        );
+    }
+
+    #[test]
+    fn log_lines_name_a_bounded_number_of_tickers() {
+        let few: Vec<String> = ["AAPL", "MSFT"].map(String::from).to_vec();
+        assert_eq!(names(few.iter()), "AAPL,MSFT");
+        let many: Vec<String> = (0..70).map(|i| format!("T{i}")).collect();
+        let line = names(many.iter());
+        assert!(line.ends_with("T63 (+6 more)"), "{line}");
     }
 
     #[test]

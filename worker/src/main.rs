@@ -339,6 +339,7 @@ async fn run(
         listen,
         worker.metrics().clone(),
         worker.health().clone(),
+        worker.in_force().clone(),
         server_stop.clone(),
     )
     .await

@@ -2,6 +2,7 @@
 //! (`crate::resources`), removes shards beyond `spec.shards`, and reports status, conditions and
 //! Events. Errors requeue with exponential backoff per stream.
 
+mod acks;
 mod apply;
 mod error;
 mod forget;
@@ -42,7 +43,7 @@ use crate::policy::{SecretPolicy, secret_references};
 use crate::resources::conditions::{MAX_MESSAGE_BYTES, bounded, keep_transition_times};
 use crate::resources::configmap::config_map;
 use crate::resources::deployment::deployment;
-use crate::resources::handover::Handover;
+use crate::resources::handover::{Handover, Release};
 use crate::resources::meta::{FIELD_MANAGER, controlled_by, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
 use crate::resources::previous::{Skipped, read_previous};
@@ -66,6 +67,8 @@ pub struct Context {
     /// before that write: while the cache still shows that version it has not seen the write
     /// yet, and the written status is the one to compare with (`StreamApi::write_status`).
     written: Arc<Mutex<HashMap<String, (String, QuoteStreamStatus)>>>,
+    /// The hand-overs waiting for their receivers' acknowledgement.
+    acks: Arc<acks::Acks>,
 }
 
 impl Context {
@@ -91,6 +94,7 @@ impl Context {
             recorder,
             backoffs: Arc::default(),
             written: Arc::default(),
+            acks: Arc::default(),
         }
     }
 }
@@ -203,6 +207,7 @@ impl Context {
         if let Ok(mut w) = self.written.lock() {
             w.remove(&format!("{namespace}/{name}"));
         }
+        self.acks.finish(&format!("{namespace}/{name}"));
     }
 }
 
@@ -343,18 +348,38 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         .apply_config_maps(&plan, |i| handover.first.contains(&i), &existing_maps)
         .await?;
     let deployments = stream.apply_deployments(&plan).await?;
-    let failures = stream.worker_failures().await?;
-    let released = handover.may_release(|index| {
-        let name = shard_name(&stream.name, index);
-        observe(deployments.iter().find(|d| d.name_any() == name)).ready
-    });
+    let pods = stream.pods.list(&stream.selector).await?.items;
+    let failures = worker_failures(&pods);
+    // Acknowledged: a receiver is ready *and* one of its ready pods streams the list written
+    // for it (`controller::acks`), so kubelet's late ConfigMap refresh cannot open a gap.
+    let decision = ctx
+        .acks
+        .decide(
+            &key(qs),
+            &plan,
+            &handover,
+            |index| {
+                let name = shard_name(&stream.name, index);
+                observe(deployments.iter().find(|d| d.name_any() == name)).ready
+            },
+            &pods,
+            ctx.settings.handover_timeout,
+        )
+        .await;
+    ctx.metrics
+        .handover_pending
+        .with_label_values(&[stream.namespace.as_str(), stream.name.as_str()])
+        .set(i64::try_from(handover.moving_tickers()).unwrap_or(i64::MAX));
+    let released = !matches!(decision.release, Release::Wait { .. });
     let removed = if released {
         stream
             .apply_config_maps(&plan, |i| !handover.first.contains(&i), &existing_maps)
             .await?;
-        stream.prune(&plan, &deployments, &existing_maps).await?
+        let removed = stream.prune(&plan, &deployments, &existing_maps).await?;
+        stream.handed_over(ctx, &handover, &decision).await;
+        removed
     } else {
-        tracing::info!(stream = %stream.name, waiting_for = ?handover.receivers, "shards taking tickers over are not ready: the others keep their tickers until then");
+        tracing::info!(stream = %stream.name, waiting = ?decision.release, "shards taking tickers over are not ready or have not acknowledged their new lists: the others keep their tickers until then");
         0
     };
 
@@ -377,16 +402,15 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     for note in history.notes {
         publish(ctx, &stream.reference, note.type_, note.reason, note.text).await;
     }
-    // Readiness changes arrive as Deployment events; a requeue covers missed ones, quickly
-    // while a hand-over waits for new shards.
+    // Readiness changes arrive as Deployment events; a requeue covers missed ones. A worker's
+    // acknowledgement is no API event, so a waiting hand-over asks again every second.
     let requeue = if !released {
-        2
+        Duration::from_secs(1)
     } else if all_ready {
-        300
+        Duration::from_secs(300)
     } else {
-        15
+        Duration::from_secs(15)
     };
-    let requeue = Duration::from_secs(requeue);
     // status.market changes at each session bound: come back just after the next one.
     let requeue = match qs
         .spec
@@ -540,11 +564,47 @@ impl StreamApi {
         }
     }
 
-    /// The workers that stopped with a reason, from the stream's pods.
-    async fn worker_failures(&self) -> Result<Vec<WorkerFailure>, Error> {
-        Ok(worker_failures(
-            &self.pods.list(&self.selector).await?.items,
-        ))
+    /// After a release: the metrics, and an Event naming what moved and the measured gap
+    /// (Normal `HandedOver`), or that the receivers never acknowledged (Warning
+    /// `HandoverUnacknowledged`).
+    async fn handed_over(&self, ctx: &Context, handover: &Handover, decision: &acks::Decision) {
+        ctx.acks
+            .finish(&format!("{}/{}", self.namespace, self.name));
+        if handover.receivers.is_empty() {
+            return;
+        }
+        let gap = acks::record_release(&ctx.metrics, handover, decision, jiff::Timestamp::now());
+        let (tickers, to, waited) = (
+            handover.moving_tickers(),
+            &handover.receivers,
+            decision.waited,
+        );
+        let timeout = ctx.settings.handover_timeout;
+        let (type_, reason, note) = match gap {
+            None if timeout.is_zero() => (
+                EventType::Normal,
+                "HandedOver",
+                format!(
+                    "{tickers} tickers handed to shards {to:?} once ready (--handover-timeout=0s: not acknowledged, the gap is not measured)"
+                ),
+            ),
+            Some(gap) => (
+                EventType::Normal,
+                "HandedOver",
+                format!(
+                    "{tickers} tickers handed to shards {to:?}, acknowledged after {waited:.1?}; ownership gap {gap:.3} s"
+                ),
+            ),
+            None => (
+                EventType::Warning,
+                "HandoverUnacknowledged",
+                format!(
+                    "shards {to:?} ready but did not acknowledge their new lists on /assignment within {timeout:?} (is the operator allowed to reach the workers' port 8080?); {tickers} tickers released unacknowledged: they may be unstreamed until those shards reload"
+                ),
+            ),
+        };
+        tracing::info!(stream = %self.name, tickers, receivers = ?to, ?waited, ?gap, "hand-over released");
+        publish(ctx, &self.reference, type_, reason, note).await;
     }
 
     /// Deletes the shards beyond `spec.shards` (their tickers are with their new, ready

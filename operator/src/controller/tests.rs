@@ -131,6 +131,15 @@ impl Reconcile {
             .ok(&list("apps/v1", "DeploymentList", listed));
     }
 
+    /// The list of the stream's Deployments, answered with `listed`, then of its pods,
+    /// answered with `pods`.
+    async fn expect_workers<T: serde::Serialize>(&mut self, listed: &[T], pods: &[Value]) {
+        self.expect_list(DEPLOYMENTS)
+            .await
+            .ok(&list("apps/v1", "DeploymentList", listed));
+        self.expect_pods(pods).await;
+    }
+
     /// The list of the stream's pods, answered with `listed`.
     async fn expect_pods(&mut self, listed: &[Value]) {
         self.expect_list(PODS)
@@ -276,6 +285,33 @@ fn running(mut d: Deployment, ready: bool) -> Deployment {
     d
 }
 
+/// A ready worker pod of shard `i` whose `/assignment` reports `config`'s list: a real HTTP
+/// server on loopback, where the pod IP and `http` port point (what a worker serves,
+/// `quotestream_api::worker_config::AppliedList`).
+async fn worker_streaming(i: usize, config: &WorkerConfig) -> Value {
+    use quotestream_api::contract::ASSIGNMENT_PATH;
+    use quotestream_api::worker_config::AppliedList;
+    let report = AppliedList::of(config, Timestamp::now());
+    let app = axum::Router::new().route(
+        ASSIGNMENT_PATH,
+        axum::routing::get(move || {
+            let report = report.clone();
+            async move { axum::Json(report) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Runs until the test's runtime ends.
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    serde_json::json!({
+        "metadata": {"name": format!("{}-7d9f-x{i}", shard(i)), "namespace": "markets",
+                     "labels": {STREAM_LABEL: "sp500", "quotes.opa.io/shard": i.to_string()}},
+        "spec": {"containers": [{"name": "worker", "ports": [{"name": "http", "containerPort": port}]}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1",
+                   "conditions": [{"type": "Ready", "status": "True"}]}
+    })
+}
+
 fn with_status(mut qs: QuoteStream, status: &QuoteStreamStatus) -> QuoteStream {
     qs.status = Some(status.clone());
     qs
@@ -394,8 +430,10 @@ async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_ow
     r.expect_reads(&before.config_maps).await;
     // 1. The remaining shards take over shard 2's tickers and keep their own.
     let mut new = Vec::new();
+    let mut written = Vec::new();
     for (i, old) in old.iter().take(2).enumerate() {
         let call = r.expect_shard_config_map(i).await;
+        written.push(call.body.clone());
         let config = worker_config(&call.body);
         let kept: BTreeSet<_> = config.tickers.iter().collect();
         assert!(
@@ -409,8 +447,12 @@ async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_ow
     let all = sorted(sp500().iter().map(|t| t.to_string()));
     assert_eq!(sorted(new), all, "shard 2's tickers moved, none lost");
     // A ticker-only change leaves the Deployments as they are: none is written.
-    r.expect_deployments(&before.deployments).await;
-    r.expect_pods(&[]).await;
+    // Both remaining workers stream their new lists (they read them from the mounted files).
+    let mut pods = Vec::new();
+    for (i, cm) in written.iter().enumerate() {
+        pods.push(worker_streaming(i, &worker_config(cm)).await);
+    }
+    r.expect_workers(&before.deployments, &pods).await;
     // 2. Only now shard 2 goes: its Deployment, then its ConfigMap, in the background.
     let call = r.expect(Method::DELETE, &deployment_path(&shard(2))).await;
     assert_eq!(call.body["propagationPolicy"], "Background");
@@ -418,6 +460,21 @@ async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_ow
     let call = r.expect(Method::DELETE, &config_map_path(&shard(2))).await;
     assert_eq!(call.body["propagationPolicy"], "Background");
     call.ok(&before.config_maps[2]);
+    let handed = r.expect_event("Normal", "HandedOver").await;
+    let moved = old[2].tickers.len();
+    assert!(
+        handed["note"].as_str().unwrap().starts_with(&format!(
+            "{moved} tickers handed to shards {{0, 1}}, acknowledged after "
+        )),
+        "{handed}"
+    );
+    assert!(
+        handed["note"]
+            .as_str()
+            .unwrap()
+            .ends_with("ownership gap 0.000 s"),
+        "{handed}"
+    );
 
     let status = r.expect_status(&qs).await;
     assert_eq!(status["shards"].as_array().map(Vec::len), Some(2));
@@ -431,8 +488,78 @@ async fn scale_down_deletes_the_removed_shard_only_after_its_tickers_have_new_ow
         "assignment epoch 2 (503 tickers over 2 shards)"
     );
 
+    let metrics = r.metrics.clone();
     let action = r.finish().await.unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let text = metrics.render();
+    assert!(
+        text.contains(&format!(
+            "quotestream_handover_gap_seconds_bucket{{le=\"0\"}} {moved}"
+        )),
+        "every moved ticker measured, none with a gap:\n{text}"
+    );
+    assert_eq!(metrics.handed_over("acknowledged").get(), moved as u64);
+}
+
+#[tokio::test]
+async fn a_ready_shard_still_streaming_its_old_list_keeps_the_removed_shard_running() {
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
+    let mut qs = with_status(stream("sp500", 2), &before.status);
+    qs.metadata.generation = Some(4);
+    let mut r = Reconcile::start(&qs);
+
+    r.expect_reads(&before.config_maps).await;
+    let mut pods = Vec::new();
+    for i in 0..2 {
+        r.expect_shard_config_map(i).await.echo();
+    }
+    // (A ticker-only change writes no Deployment.) Shard 0 acknowledges its new list; shard 1 is ready but kubelet has not refreshed its
+    // mounted file: it still streams its old list.
+    let new0 = stored(
+        &qs,
+        &sp500(),
+        previous_assignment("sp500", &before.config_maps)
+            .map(|p| p.assignment)
+            .as_ref(),
+        &[true; 2],
+    );
+    pods.push(
+        worker_streaming(
+            0,
+            &worker_config(&serde_json::to_value(&new0.config_maps[0]).unwrap()),
+        )
+        .await,
+    );
+    pods.push(
+        worker_streaming(
+            1,
+            &worker_config(&serde_json::to_value(&before.config_maps[1]).unwrap()),
+        )
+        .await,
+    );
+    r.expect_workers(&before.deployments, &pods).await;
+    // No DELETE: shard 2 keeps streaming the tickers shard 1 does not stream yet.
+    let status = r.expect_status(&qs).await;
+    assert_eq!(status["readyShards"], 2);
+    r.expect_event("Normal", "Scaled").await;
+    r.expect_event("Normal", "Resharded").await;
+    let metrics = r.metrics.clone();
+    let action = r.finish().await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(1)),
+        "asks again in a second: an acknowledgement is no API event"
+    );
+    let pending = metrics
+        .handover_pending
+        .with_label_values(&["markets", "sp500"])
+        .get();
+    let removed = worker_config(&serde_json::to_value(&before.config_maps[2]).unwrap());
+    assert_eq!(
+        pending as usize,
+        removed.tickers.len(),
+        "shard 2's tickers are owned twice until shard 1 acknowledges"
+    );
 }
 
 #[tokio::test]
@@ -463,7 +590,7 @@ async fn scale_up_keeps_the_losing_shards_lists_until_the_new_shard_is_ready() {
     let action = r.finish().await.unwrap();
     assert_eq!(
         action,
-        Action::requeue(Duration::from_secs(2)),
+        Action::requeue(Duration::from_secs(1)),
         "polls the hand-over"
     );
 }
@@ -483,10 +610,12 @@ async fn the_losing_shards_let_go_once_the_new_shard_is_ready() {
 
     r.expect_reads(&config_maps).await;
     // Shard 2 still takes tickers the stored lists of 0 and 1 hold: it would be written first,
-    // but already has its list; the Deployments too are as they should be.
-    let mut owned = worker_config(&serde_json::to_value(&config_maps[2]).unwrap()).tickers;
-    r.expect_deployments(&three.deployments).await;
-    r.expect_pods(&[]).await;
+    // but already has its list; the Deployments too are as they should be. Its worker
+    // streams that list.
+    let config2 = worker_config(&serde_json::to_value(&config_maps[2]).unwrap());
+    let mut owned = config2.tickers.clone();
+    let pod2 = worker_streaming(2, &config2).await;
+    r.expect_workers(&three.deployments, &[pod2]).await;
     // Now the shrinking lists are written: every ticker has exactly one owner again.
     for i in 0..2 {
         let call = r.expect_shard_config_map(i).await;
@@ -496,6 +625,14 @@ async fn the_losing_shards_let_go_once_the_new_shard_is_ready() {
         call.echo();
     }
     assert_eq!(sorted(owned), sorted(sp500().iter().map(|t| t.to_string())));
+    let handed = r.expect_event("Normal", "HandedOver").await;
+    assert!(
+        handed["note"].as_str().unwrap().starts_with(&format!(
+            "{} tickers handed to shards {{2}}",
+            config2.tickers.len()
+        )),
+        "{handed}"
+    );
     // The status (3 of 3 ready) is already the stored one: not written again.
     assert_eq!(three.status.ready_shards, 3);
 
@@ -503,7 +640,7 @@ async fn the_losing_shards_let_go_once_the_new_shard_is_ready() {
     assert_eq!(
         action,
         Action::requeue(Duration::from_secs(300)),
-        "no event: nothing new"
+        "no other event: nothing else new"
     );
 }
 

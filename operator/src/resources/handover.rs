@@ -6,13 +6,26 @@
 //! newer epoch, so the previous assignment already credits them with the moving tickers), and
 //! only the lists show that the old owners still stream them too. So the decision is the same
 //! in every reconcile until the hand-over completes.
+//!
+//! The old owners let go only once every receiver is ready *and has acknowledged* its new list:
+//! a ready pod of the shard serves, on `/assignment`, the fingerprint of the list it streams
+//! ([`quotestream_api::worker_config::AppliedList`]), equal to the one the operator wrote. Ready
+//! alone is not enough: kubelet refreshes a mounted ConfigMap up to a minute late, so a ready
+//! shard may still stream its old list.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use quotestream_api::Ticker;
 
 use super::plan::StreamPlan;
 use super::previous::Previous;
+
+/// How long ready receivers may stay unacknowledged before their old owners are released
+/// anyway (`--handover-timeout`, with a Warning Event): longer than kubelet's ConfigMap refresh
+/// (up to about two minutes with the default sync period and cache TTL), short enough that a
+/// reshard in a cluster whose NetworkPolicy keeps the operator from the workers completes.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The order of one reconcile's writes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -21,8 +34,28 @@ pub struct Handover {
     /// ConfigMap does not list yet (new shards included), and the receivers.
     pub first: BTreeSet<u32>,
     /// Shards that take over a ticker another shard's ConfigMap still lists. Every other shard
-    /// keeps its current list — and removed shards keep running — until all of these are ready.
+    /// keeps its current list — and removed shards keep running — until all of these are ready
+    /// and have acknowledged their new lists.
     pub receivers: BTreeSet<u32>,
+    /// Per receiver, how many of its planned tickers another shard's ConfigMap still lists.
+    pub moving: BTreeMap<u32, usize>,
+}
+
+/// What a reconcile does with the shards that would let tickers go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Keep every ticker where it is listed: a receiver is not ready, or has not acknowledged
+    /// its list yet (both listed).
+    Wait {
+        not_ready: Vec<u32>,
+        unacknowledged: Vec<u32>,
+    },
+    /// Every receiver streams its new list: the others may let go (also when nothing moves).
+    Acknowledged,
+    /// The receivers are ready but some did not acknowledge within the timeout (their
+    /// `/assignment` unreachable, say, a NetworkPolicy without the operator's rule): released
+    /// anyway, so that a reshard cannot hang, with a warning; the gap is then not known.
+    TimedOut { unacknowledged: Vec<u32> },
 }
 
 impl Handover {
@@ -41,12 +74,14 @@ impl Handover {
                 continue;
             };
             let listers = |t: &Ticker| listed_by.get(t).map(Vec::as_slice).unwrap_or(&[]);
-            if planned
+            let moving = planned
                 .iter()
-                .any(|t| listers(t).iter().any(|s| *s != shard))
-            {
+                .filter(|t| listers(t).iter().any(|s| *s != shard))
+                .count();
+            if moving > 0 {
                 handover.receivers.insert(shard);
                 handover.first.insert(shard);
+                handover.moving.insert(shard, moving);
             }
             if planned.iter().any(|t| !listers(t).contains(&shard)) {
                 handover.first.insert(shard);
@@ -58,6 +93,43 @@ impl Handover {
     /// Whether the other shards may let go now, given which shards' workers are ready.
     pub fn may_release(&self, ready: impl Fn(u32) -> bool) -> bool {
         self.receivers.iter().all(|s| ready(*s))
+    }
+
+    /// Tickers that are listed twice until this hand-over completes.
+    pub fn moving_tickers(&self) -> usize {
+        self.moving.values().sum()
+    }
+
+    /// Whether the other shards may let go now: every receiver ready (its Deployment) and
+    /// acknowledged (a ready pod streams the list written for it), or, once the hand-over has
+    /// waited `timeout`, ready alone.
+    pub fn decide(
+        &self,
+        ready: impl Fn(u32) -> bool,
+        acknowledged: impl Fn(u32) -> bool,
+        waited: Duration,
+        timeout: Duration,
+    ) -> Release {
+        let not_ready: Vec<u32> = self
+            .receivers
+            .iter()
+            .copied()
+            .filter(|s| !ready(*s))
+            .collect();
+        let unacknowledged: Vec<u32> = self
+            .receivers
+            .iter()
+            .copied()
+            .filter(|s| !acknowledged(*s))
+            .collect();
+        match (not_ready.is_empty(), unacknowledged.is_empty()) {
+            (true, true) => Release::Acknowledged,
+            (true, false) if waited >= timeout => Release::TimedOut { unacknowledged },
+            _ => Release::Wait {
+                not_ready,
+                unacknowledged,
+            },
+        }
     }
 }
 

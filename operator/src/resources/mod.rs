@@ -6,9 +6,11 @@
 //! - [`configmap`] and [`deployment`]: the per-shard objects `<stream>-shard-<i>`;
 //! - [`status`]: the QuoteStream status and its conditions;
 //! - [`previous`]: the previous assignment, read back from the shard ConfigMaps;
-//! - [`handover`]: the order of a reshard's writes (make before break);
+//! - [`handover`]: the order of a reshard's writes (make before break), and
+//!   [`acknowledgement`]: which pods confirm that a shard streams its new list;
 //! - [`worker_failures`]: why workers cannot start, from their pods' termination messages.
 
+pub mod acknowledgement;
 pub mod applied;
 pub mod conditions;
 pub mod configmap;

@@ -27,6 +27,10 @@ pub struct OperatorSettings {
     /// Writes the operator has in flight at most, and streams it reconciles at once
     /// (`--api-concurrency`; docs/operator.md#scale).
     pub api_concurrency: NonZeroU16,
+    /// How long ready shards taking tickers over may leave their new lists unacknowledged
+    /// before the old owners are released anyway (`--handover-timeout`); zero releases on
+    /// readiness alone (`super::handover`).
+    pub handover_timeout: std::time::Duration,
 }
 
 /// `--api-concurrency` by default: with as many streams reconciled at once (each with one read
@@ -52,6 +56,7 @@ impl Default for OperatorSettings {
             policy: Policy::defaults_for(&worker_image),
             worker_image,
             api_concurrency: DEFAULT_API_CONCURRENCY,
+            handover_timeout: super::handover::DEFAULT_ACK_TIMEOUT,
         }
     }
 }

@@ -26,7 +26,8 @@ pub const WORKER_UID: i64 = 65532;
 pub const TERMINATION_GRACE_SECONDS: i64 = 30;
 /// The worker container's name (the operator reads its termination message back).
 pub const CONTAINER: &str = "worker";
-const PORT_NAME: &str = "http";
+/// The worker container's port name (the probes and the hand-over acknowledgement use it).
+pub const PORT_NAME: &str = "http";
 const CONFIG_VOLUME: &str = "config";
 const REPLAY_VOLUME: &str = "replay";
 const CA_VOLUME: &str = "ca";

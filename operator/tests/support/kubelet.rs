@@ -9,7 +9,11 @@
 //!   from starting, with an event);
 //! - ConfigMap volumes: a directory per volume, rewritten atomically (write, then rename) when
 //!   the ConfigMap changes; paths under a mount path in env values and args are translated to
-//!   that directory (what the mount namespace does for a container);
+//!   that directory (what the mount namespace does for a container), refreshed every
+//!   [`KubeletConfig::config_refresh`] (kubelet's periodic sync);
+//! - pod objects: created from the template when the process starts, their status (Ready,
+//!   `podIP` 127.0.0.1, the `http` port replaced by the process's own) written once the probe
+//!   passes, deleted when the process is told to stop;
 //! - the pod network: each pod gets a free loopback port, passed to the process with
 //!   [`KubeletConfig::extra_args`]; the readiness probe's HTTP GET goes there;
 //! - Deployment semantics: one pod per Deployment; a changed pod template rolls it
@@ -59,6 +63,9 @@ pub struct KubeletConfig {
     /// Arguments appended to the command, given the pod's port: what a pod gets from its own
     /// network namespace (its port is free) has to be told to a local process.
     pub extra_args: fn(u16) -> Vec<String>,
+    /// How often changed ConfigMaps reach the mounted volumes: kubelet's periodic sync
+    /// (`syncFrequency`, 1 min by default), at least one [`SYNC_EVERY`].
+    pub config_refresh: Duration,
 }
 
 /// Why a pod's process ended.

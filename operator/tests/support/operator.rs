@@ -28,7 +28,23 @@ pub struct Operator {
 impl Operator {
     /// `quotestream-operator run --worker-image TEST_WORKER_IMAGE` as admin, all namespaces, no
     /// leader election: the operator the reconcile tests talk to.
+    ///
+    /// These tests run no pods (Deployments are reported ready by hand), so nothing could
+    /// acknowledge a hand-over: `--handover-timeout=0s` releases on readiness, as documented.
     pub fn admin(cp: &ControlPlane) -> Self {
+        let args = [
+            "run",
+            "--worker-image",
+            TEST_WORKER_IMAGE,
+            "--handover-timeout=0s",
+        ]
+        .map(String::from);
+        Self::start(cp, "admin", "quotestream-operator-test", &args)
+    }
+
+    /// [`Operator::admin`] with the default acknowledged hand-over: for tests whose kubelet
+    /// runs worker pods that answer `/assignment`.
+    pub fn admin_acknowledging(cp: &ControlPlane) -> Self {
         let args = ["run", "--worker-image", TEST_WORKER_IMAGE].map(String::from);
         Self::start(cp, "admin", "quotestream-operator-test", &args)
     }

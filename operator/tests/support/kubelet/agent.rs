@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod as ApiPod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -31,6 +31,13 @@ pub(super) struct Agent {
     deployments: Api<Deployment>,
     config_maps: Api<ConfigMap>,
     secrets: Api<Secret>,
+    /// The pods' objects: what a kubelet reports about its pods (the operator reads their
+    /// readiness, IP and port to ask a worker which ticker list it streams).
+    pods: Api<ApiPod>,
+    /// Pod objects to delete at the next sync (their process was told to stop, or ended).
+    leaving: Vec<String>,
+    /// When the mounted ConfigMaps were last refreshed.
+    refreshed: Option<Instant>,
     procs: Vec<Proc>,
     started: u64,
     crashed: HashMap<String, Instant>,
@@ -57,7 +64,10 @@ impl Agent {
         Ok(Self {
             deployments: Api::namespaced(client.clone(), &ns),
             config_maps: Api::namespaced(client.clone(), &ns),
-            secrets: Api::namespaced(client, &ns),
+            secrets: Api::namespaced(client.clone(), &ns),
+            pods: Api::namespaced(client, &ns),
+            leaving: Vec::new(),
+            refreshed: None,
             config,
             root,
             node,
@@ -132,7 +142,15 @@ impl Agent {
         for d in &live {
             self.reconcile(d, &maps).await;
         }
-        self.refresh_volumes(&maps);
+        self.delete_leaving().await;
+        // Mounted ConfigMaps follow only every `config_refresh`, as kubelet's periodic sync.
+        if self
+            .refreshed
+            .is_none_or(|at| at.elapsed() >= self.config.config_refresh)
+        {
+            self.refreshed = Some(Instant::now());
+            self.refresh_volumes(&maps);
+        }
         self.probe().await;
         self.report(&live).await;
         Ok(())
@@ -158,6 +176,7 @@ impl Agent {
                 }
             };
             let p = self.procs.remove(i);
+            self.leaving.push(p.pod.clone());
             let exit = PodExit {
                 reason: p.stopping.map_or(StopReason::Crashed, |(_, r)| r),
                 code: status.code(),
@@ -256,6 +275,7 @@ impl Agent {
                     .as_ref()
                     .and_then(|m| m.annotations.clone())
                     .unwrap_or_default();
+                self.create_object(d, &pod, proc.port).await;
                 lock(&self.node).pods.push(Pod {
                     name: pod,
                     deployment: name,
@@ -283,6 +303,9 @@ impl Agent {
         }
         p.stopping = Some((Instant::now(), reason));
         p.ready = false;
+        // Its object goes at once (it has no node, so no graceful deletion): a terminating pod
+        // acknowledges nothing.
+        self.leaving.push(p.pod.clone());
         let sent = Command::new("kill")
             .args(["-TERM", &p.child.id().to_string()])
             .status();
@@ -356,6 +379,78 @@ impl Agent {
         }
         for pod in ready {
             self.update_pod(&pod, |p| p.ready_at = Some(Instant::now()));
+            self.report_ready(&pod).await;
+        }
+    }
+
+    /// Creates the pod's object from the Deployment's template, its `http` port the one its
+    /// process listens on (what the pod's own network namespace would give it).
+    async fn create_object(&self, d: &Deployment, pod: &str, port: u16) {
+        let template = serde_json::to_value(&d.spec.template).unwrap_or_default();
+        let mut spec = template["spec"].clone();
+        if let Some(containers) = spec["containers"].as_array_mut() {
+            for c in containers {
+                if let Some(ports) = c["ports"].as_array_mut() {
+                    for p in ports.iter_mut().filter(|p| p["name"] == "http") {
+                        p["containerPort"] = json!(port);
+                    }
+                }
+            }
+        }
+        let object = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "labels": template["metadata"]["labels"],
+                         "annotations": template["metadata"]["annotations"]},
+            "spec": spec,
+        });
+        let object: ApiPod = match serde_json::from_value(object) {
+            Ok(o) => o,
+            Err(e) => return self.event(format!("{pod}: pod object: {e}")),
+        };
+        let params = PostParams::default();
+        let call = self.pods.create(&params, &object);
+        if let Err(e) = bounded(&format!("creating pod {pod}"), call).await {
+            self.event(e);
+        }
+    }
+
+    /// Writes a ready pod's status: running on loopback, Ready.
+    async fn report_ready(&self, pod: &str) {
+        let container = self
+            .pods
+            .get_opt(pod)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.spec)
+            .and_then(|s| s.containers.into_iter().next());
+        let Some(container) = container else {
+            return;
+        };
+        let body = json!({"status": {
+            "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+            "containerStatuses": [{"name": container.name, "image": container.image.unwrap_or_default(),
+                                   "imageID": "", "ready": true, "restartCount": 0, "started": true,
+                                   "state": {"running": {}}}],
+        }});
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let call = self.pods.patch_status(pod, &params, &patch);
+        if let Err(e) = bounded(&format!("writing the status of pod {pod}"), call).await {
+            self.event(e);
+        }
+    }
+
+    /// Deletes the objects of the pods that are stopping or stopped.
+    async fn delete_leaving(&mut self) {
+        for pod in std::mem::take(&mut self.leaving) {
+            let params = DeleteParams::default();
+            let call = self.pods.delete(&pod, &params);
+            match bounded(&format!("deleting pod {pod}"), call).await {
+                Ok(_) => {}
+                Err(e) if e.contains("NotFound") || e.contains("not found") => {}
+                Err(e) => self.event(e),
+            }
         }
     }
 

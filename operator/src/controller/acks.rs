@@ -1,0 +1,181 @@
+//! The acknowledged hand-over's requests and bookkeeping: asks the ready pods of each shard
+//! taking tickers over which list they stream (`GET /assignment` on the pod's `http` port),
+//! remembers since when each stream's hand-over waits, and measures what a release leaves: the
+//! per-ticker ownership gap (`quotestream_handover_gap_seconds`) and the wait.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use quotestream_api::worker_config::AppliedList;
+
+use crate::metrics::Metrics;
+use crate::resources::acknowledgement::{ack_endpoints, acknowledges, gap_seconds};
+use crate::resources::handover::{Handover, Release};
+use crate::resources::plan::StreamPlan;
+
+/// Bound of one `/assignment` request: a pod that does not answer in time is asked again at the
+/// next reconcile (one second later while a hand-over waits).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The hand-overs in progress, per stream, and the client that asks the workers.
+#[derive(Debug)]
+pub struct Acks {
+    /// `Err`: the client could not be built (no TLS provider); every hand-over then waits for
+    /// the timeout, and says why.
+    http: Result<reqwest::Client, String>,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    /// The assignment being handed over: a newer one starts a new wait.
+    fingerprint: String,
+    since: Instant,
+}
+
+/// What a reconcile learnt about its hand-over.
+#[derive(Debug)]
+pub struct Decision {
+    pub release: Release,
+    /// The acknowledging report of each receiver that gave one.
+    pub acknowledged: BTreeMap<u32, AppliedList>,
+    /// Since the hand-over's first reconcile (by this replica).
+    pub waited: Duration,
+}
+
+impl Acks {
+    pub fn new() -> Self {
+        // Pod IPs are never reached through a proxy; plain HTTP inside the cluster network.
+        quotestream_runtime::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| format!("HTTP client for the workers' /assignment: {e}"));
+        Self {
+            http,
+            pending: Mutex::default(),
+        }
+    }
+
+    fn waited(&self, key: &str, fingerprint: &str) -> Duration {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Duration::ZERO;
+        };
+        let entry = pending.entry(key.to_owned()).or_insert_with(|| Pending {
+            fingerprint: fingerprint.to_owned(),
+            since: Instant::now(),
+        });
+        if entry.fingerprint != fingerprint {
+            *entry = Pending {
+                fingerprint: fingerprint.to_owned(),
+                since: Instant::now(),
+            };
+        }
+        entry.since.elapsed()
+    }
+
+    /// Forgets the stream's hand-over (released, or nothing to hand over).
+    pub fn finish(&self, key: &str) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(key);
+        }
+    }
+
+    /// Asks every ready pod of every receiver (no request when nothing moves) and decides.
+    pub async fn decide(
+        &self,
+        key: &str,
+        plan: &StreamPlan,
+        handover: &Handover,
+        ready: impl Fn(u32) -> bool,
+        pods: &[Pod],
+        timeout: Duration,
+    ) -> Decision {
+        let mut acknowledged = BTreeMap::new();
+        // With the acknowledgement off (`--handover-timeout=0s`) nobody is asked.
+        let receivers = handover.receivers.iter().filter(|_| !timeout.is_zero());
+        for &shard in receivers {
+            let Some(planned) = plan.shards.iter().find(|s| s.index == shard) else {
+                continue;
+            };
+            for endpoint in ack_endpoints(pods, shard) {
+                match self.ask(&endpoint.url).await {
+                    Ok(report) if acknowledges(&report, planned) => {
+                        acknowledged.insert(shard, report);
+                        break;
+                    }
+                    Ok(report) => {
+                        tracing::debug!(stream = key, pod = %endpoint.pod, streams = %report.fingerprint, wanted = %planned.config.fingerprint, "shard does not stream its new list yet")
+                    }
+                    Err(e) => {
+                        tracing::debug!(stream = key, pod = %endpoint.pod, url = %endpoint.url, error = %e, "hand-over acknowledgement not read")
+                    }
+                }
+            }
+        }
+        let waited = match handover.receivers.is_empty() {
+            true => Duration::ZERO,
+            false => self.waited(key, &plan.fingerprint),
+        };
+        let release = handover.decide(ready, |s| acknowledged.contains_key(&s), waited, timeout);
+        Decision {
+            release,
+            acknowledged,
+            waited,
+        }
+    }
+
+    async fn ask(&self, url: &str) -> Result<AppliedList, String> {
+        let http = self.http.as_ref().map_err(Clone::clone)?;
+        let answer = async {
+            http.get(url)
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<AppliedList>()
+                .await
+        };
+        answer.await.map_err(|e| e.to_string())
+    }
+}
+
+impl Default for Acks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Records a release in the metrics; returns the largest per-ticker gap (None when the release
+/// was not acknowledged, so no gap is known).
+pub fn record_release(
+    metrics: &Metrics,
+    handover: &Handover,
+    decision: &Decision,
+    released: jiff::Timestamp,
+) -> Option<f64> {
+    if handover.receivers.is_empty() {
+        return Some(0.0);
+    }
+    metrics.handover_wait.observe(decision.waited.as_secs_f64());
+    let moved = handover.moving_tickers() as u64;
+    if !matches!(decision.release, Release::Acknowledged) {
+        metrics.handed_over("unacknowledged").inc_by(moved);
+        return None;
+    }
+    metrics.handed_over("acknowledged").inc_by(moved);
+    let mut worst: f64 = 0.0;
+    for (shard, tickers) in &handover.moving {
+        let Some(report) = decision.acknowledged.get(shard) else {
+            continue;
+        };
+        let gap = gap_seconds(report.applied_at, released);
+        worst = worst.max(gap);
+        for _ in 0..*tickers {
+            metrics.handover_gap.observe(gap);
+        }
+    }
+    Some(worst)
+}
