@@ -517,6 +517,29 @@ fn the_policy_values_become_operator_flags() {
     let out = helm(&["template", "q", &chart(), "--set", "apiConcurrency=0"]);
     assert!(!out.status.success(), "apiConcurrency 0 is accepted");
 
+    // The hand-over acknowledgement's timeout: the operator's default, or the value.
+    let args = operator_args(&template(&[]));
+    assert!(
+        args.contains(&"--handover-timeout=5m".to_owned()),
+        "{args:?}"
+    );
+    let args = operator_args(&template(&["handoverTimeout=0s"]));
+    assert!(
+        args.contains(&"--handover-timeout=0s".to_owned()),
+        "{args:?}"
+    );
+    let out = helm(&[
+        "template",
+        "q",
+        &chart(),
+        "--set",
+        "handoverTimeout=5 minutes",
+    ]);
+    assert!(
+        !out.status.success(),
+        "handoverTimeout '5 minutes' is accepted"
+    );
+
     // The Secret policy: on with the default label, or off.
     let args = operator_args(&template(&[]));
     assert!(
