@@ -7,17 +7,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use quotestream_api::worker_config::AppliedList;
 
 use crate::metrics::Metrics;
-use crate::resources::acknowledgement::{ack_endpoints, acknowledges, gap_seconds};
+use crate::resources::acknowledgement::{AckEndpoint, ack_endpoints, acknowledges, gap_seconds};
 use crate::resources::handover::{Handover, Release};
-use crate::resources::plan::StreamPlan;
+use crate::resources::plan::{ShardPlan, StreamPlan};
 
 /// Bound of one `/assignment` request: a pod that does not answer in time is asked again at the
 /// next reconcile (one second later while a hand-over waits).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Requests in flight at once per reconcile.
+const CONCURRENT_REQUESTS: usize = 32;
 
 /// The hand-overs in progress, per stream, and the client that asks the workers.
 #[derive(Debug)]
@@ -94,25 +97,47 @@ impl Acks {
         pods: &[Pod],
         timeout: Duration,
     ) -> Decision {
-        let mut acknowledged = BTreeMap::new();
         // With the acknowledgement off (`--handover-timeout=0s`) nobody is asked.
-        let receivers = handover.receivers.iter().filter(|_| !timeout.is_zero());
-        for &shard in receivers {
-            let Some(planned) = plan.shards.iter().find(|s| s.index == shard) else {
-                continue;
-            };
-            for endpoint in ack_endpoints(pods, shard) {
-                match self.ask(&endpoint.url).await {
-                    Ok(report) if acknowledges(&report, planned) => {
-                        acknowledged.insert(shard, report);
-                        break;
+        // Owned items: the requests run as one stream inside the reconcile's future.
+        let asked: Vec<(usize, AckEndpoint)> = plan
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| handover.receivers.contains(&s.index) && !timeout.is_zero())
+            .flat_map(|(at, s)| {
+                ack_endpoints(pods, s.index)
+                    .into_iter()
+                    .map(move |e| (at, e))
+            })
+            .collect();
+        let http = self.http.clone();
+        // At most CONCURRENT_REQUESTS at once: a scale-out to hundreds of shards, or pods that
+        // do not answer (each costs up to REQUEST_TIMEOUT), must not hold the reconcile for
+        // minutes.
+        let answers: Vec<(usize, AckEndpoint, Result<AppliedList, String>)> =
+            futures_util::stream::iter(asked)
+                .map(|(at, endpoint)| {
+                    let http = http.clone();
+                    async move {
+                        let answer = ask(http, &endpoint.url).await;
+                        (at, endpoint, answer)
                     }
-                    Ok(report) => {
-                        tracing::debug!(stream = key, pod = %endpoint.pod, streams = %report.fingerprint, wanted = %planned.config.fingerprint, "shard does not stream its new list yet")
-                    }
-                    Err(e) => {
-                        tracing::debug!(stream = key, pod = %endpoint.pod, url = %endpoint.url, error = %e, "hand-over acknowledgement not read")
-                    }
+                })
+                .buffer_unordered(CONCURRENT_REQUESTS)
+                .collect()
+                .await;
+        let mut acknowledged = BTreeMap::new();
+        for (at, endpoint, answer) in answers {
+            let planned: &ShardPlan = &plan.shards[at];
+            match answer {
+                Ok(report) if acknowledges(&report, planned) => {
+                    acknowledged.insert(planned.index, report);
+                }
+                Ok(report) => {
+                    tracing::debug!(stream = key, pod = %endpoint.pod, streams = %report.fingerprint, wanted = %planned.config.fingerprint, "shard does not stream its new list yet")
+                }
+                Err(e) => {
+                    tracing::debug!(stream = key, pod = %endpoint.pod, url = %endpoint.url, error = %e, "hand-over acknowledgement not read")
                 }
             }
         }
@@ -127,19 +152,20 @@ impl Acks {
             waited,
         }
     }
+}
 
-    async fn ask(&self, url: &str) -> Result<AppliedList, String> {
-        let http = self.http.as_ref().map_err(Clone::clone)?;
-        let answer = async {
-            http.get(url)
-                .send()
-                .await?
-                .error_for_status()?
-                .json::<AppliedList>()
-                .await
-        };
-        answer.await.map_err(|e| e.to_string())
-    }
+/// `GET url`, the worker's [`AppliedList`].
+async fn ask(http: Result<reqwest::Client, String>, url: &str) -> Result<AppliedList, String> {
+    let http = http?;
+    let answer = async {
+        http.get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<AppliedList>()
+            .await
+    };
+    answer.await.map_err(|e| e.to_string())
 }
 
 impl Default for Acks {
