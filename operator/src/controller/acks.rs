@@ -63,9 +63,10 @@ impl Acks {
         }
     }
 
-    fn waited(&self, key: &str, fingerprint: &str) -> Duration {
+    /// Since when the stream's hand-over of `fingerprint` waits (now, if it is new).
+    fn since(&self, key: &str, fingerprint: &str) -> Instant {
         let Ok(mut pending) = self.pending.lock() else {
-            return Duration::ZERO;
+            return Instant::now();
         };
         let entry = pending.entry(key.to_owned()).or_insert_with(|| Pending {
             fingerprint: fingerprint.to_owned(),
@@ -77,7 +78,7 @@ impl Acks {
                 since: Instant::now(),
             };
         }
-        entry.since.elapsed()
+        entry.since
     }
 
     /// Forgets the stream's hand-over (released, or nothing to hand over).
@@ -97,6 +98,8 @@ impl Acks {
         pods: &[Pod],
         timeout: Duration,
     ) -> Decision {
+        // The wait counts from before this reconcile's requests (they take time too).
+        let since = (!handover.receivers.is_empty()).then(|| self.since(key, &plan.fingerprint));
         // With the acknowledgement off (`--handover-timeout=0s`) nobody is asked.
         // Owned items: the requests run as one stream inside the reconcile's future.
         let asked: Vec<(usize, AckEndpoint)> = plan
@@ -141,10 +144,7 @@ impl Acks {
                 }
             }
         }
-        let waited = match handover.receivers.is_empty() {
-            true => Duration::ZERO,
-            false => self.waited(key, &plan.fingerprint),
-        };
+        let waited = since.map_or(Duration::ZERO, |s| s.elapsed());
         let release = handover.decide(ready, |s| acknowledged.contains_key(&s), waited, timeout);
         Decision {
             release,

@@ -562,6 +562,95 @@ async fn a_ready_shard_still_streaming_its_old_list_keeps_the_removed_shard_runn
     );
 }
 
+/// A scale-down 3 → 2 whose remaining shards are ready but whose pods do not answer on
+/// `/assignment` (a closed port: a NetworkPolicy without the operator's rule, say), reconciled
+/// with `handover_timeout`; returns the Event it recorded about the hand-over and the metrics.
+async fn unanswered_scale_down(handover_timeout: Duration) -> (Value, Metrics) {
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
+    let mut qs = with_status(stream("sp500", 2), &before.status);
+    qs.metadata.generation = Some(4);
+    let settings = OperatorSettings {
+        handover_timeout,
+        ..sequential()
+    };
+    let mut r = Reconcile::start_with(&qs, settings);
+    r.expect_reads(&before.config_maps).await;
+    for i in 0..2 {
+        r.expect_shard_config_map(i).await.echo();
+    }
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let silent: Vec<Value> = (0..2)
+        .map(|i| {
+            serde_json::json!({
+                "metadata": {"name": format!("{}-x", shard(i)), "namespace": "markets",
+                             "labels": {STREAM_LABEL: "sp500", "quotes.opa.io/shard": i.to_string()}},
+                "spec": {"containers": [{"name": "worker", "ports": [{"name": "http", "containerPort": closed}]}]},
+                "status": {"podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+            })
+        })
+        .collect();
+    r.expect_workers(&before.deployments, &silent).await;
+    r.expect(Method::DELETE, &deployment_path(&shard(2)))
+        .await
+        .ok(&before.deployments[2]);
+    r.expect(Method::DELETE, &config_map_path(&shard(2)))
+        .await
+        .ok(&before.config_maps[2]);
+    let event = r.expect(Method::POST, EVENTS).await;
+    let body = event.body.clone();
+    event.echo();
+    r.expect_status(&qs).await;
+    r.expect_event("Normal", "Scaled").await;
+    r.expect_event("Normal", "Resharded").await;
+    let metrics = r.metrics.clone();
+    r.finish().await.unwrap();
+    (body, metrics)
+}
+
+#[tokio::test]
+async fn ready_shards_that_never_acknowledge_are_released_after_the_timeout_with_a_warning() {
+    let (event, metrics) = unanswered_scale_down(Duration::from_nanos(1)).await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("HandoverUnacknowledged")),
+        "{event}"
+    );
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains("shards {0, 1} ready but did not acknowledge"),
+        "{note}"
+    );
+    assert!(note.contains("port 8080"), "names the likely cause: {note}");
+    assert!(metrics.handed_over("unacknowledged").get() > 0);
+    assert_eq!(metrics.handed_over("acknowledged").get(), 0);
+    assert!(
+        metrics
+            .render()
+            .contains("quotestream_handover_gap_seconds_count 0"),
+        "no gap is claimed for an unacknowledged release"
+    );
+
+    // --handover-timeout=0s: acknowledgement off, nobody asked, a Normal Event.
+    let (event, _) = unanswered_scale_down(Duration::ZERO).await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("HandedOver")),
+        "{event}"
+    );
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("--handover-timeout=0s"),
+        "{event}"
+    );
+}
+
 #[tokio::test]
 async fn scale_up_keeps_the_losing_shards_lists_until_the_new_shard_is_ready() {
     let two = stored(&stream("sp500", 2), &sp500(), None, &[true; 2]);
