@@ -26,9 +26,9 @@
 //! one reconcile with nothing to change), counting the writes it sends
 //! (`quotestream_api_writes_total`); then delete it and wait until the garbage collector has
 //! removed its shards. Reconcile p50/p99 come from each operator's histogram over its runs of
-//! the smaller size. Last, each operator gets 100 streams (`--quick`: 10) of 4 shards and 512
-//! tickers; once all are Ready its resident memory (VmRSS, and the peak VmHWM) is read from
-//! /proc. These operators run as the operator's ServiceAccount (bound to cluster-admin here),
+//! the smaller size. Before those runs each operator gets 100 streams (`--quick`: 10) of 4
+//! shards and 512 tickers; once all are Ready its resident memory (VmRSS, and the peak VmHWM)
+//! is read from /proc (they are deleted before the runs); the peak is read again at the end. These operators run as the operator's ServiceAccount (bound to cluster-admin here),
 //! so API Priority and Fairness classifies them as it would in a cluster (the `service-accounts`
 //! FlowSchema, priority level `workload-low`), and the API server's count of requests APF
 //! rejected or queued for that level is printed with the table.
@@ -649,6 +649,8 @@ struct ScaleRow {
     many_ready: Duration,
     /// (VmRSS, VmHWM) with the many streams Ready.
     memory: (u64, u64),
+    /// VmHWM after every run (the largest stream included).
+    peak: u64,
 }
 
 /// What the API server's flow control did with the operators' requests (priority level
@@ -681,6 +683,16 @@ async fn measure_scale(
     }
     let flow_before = flow_control(client).await?;
     let mut rows: Vec<ScaleRow> = modes.iter().map(|_| ScaleRow::default()).collect();
+    // Memory first, while the operators have seen nothing larger than these streams.
+    for (mode, row) in modes.iter().zip(rows.iter_mut()) {
+        eprintln!(
+            "bench_controlplane: {} streams, {} ...",
+            scale.streams, mode.namespace
+        );
+        let (ready, memory) = many_streams(client, mode, scale.streams).await?;
+        row.many_ready = ready;
+        row.memory = memory;
+    }
     for (k, &n) in scale.sizes.iter().enumerate() {
         let before = modes
             .iter()
@@ -704,13 +716,7 @@ async fn measure_scale(
         }
     }
     for (mode, row) in modes.iter().zip(rows.iter_mut()) {
-        eprintln!(
-            "bench_controlplane: {} streams, {} ...",
-            scale.streams, mode.namespace
-        );
-        let (ready, memory) = many_streams(client, mode, scale.streams).await?;
-        row.many_ready = ready;
-        row.memory = memory;
+        row.peak = mode.operator.memory()?.1;
     }
     let flow = flow_control(client).await?;
     Ok((
@@ -856,10 +862,10 @@ fn print_scale(scale: &Scale, (rows, flow): &(Vec<ScaleRow>, Flow)) {
         scale.tickers
     );
     println!(
-        "| operator | create → Ready, {small} shards | create → Ready, {large} shards | writes of a no-op resync ({small} / {large} shards) | reconcile p50 / p99 / mean, {small} shards | {} streams × {MANY_SHARDS} shards: all Ready | operator RSS with them (peak) |",
+        "| operator | create → Ready, {small} shards | create → Ready, {large} shards | writes of a no-op resync ({small} / {large} shards) | reconcile p50 / p99 / mean, {small} shards | {} streams × {MANY_SHARDS} shards: all Ready | operator RSS with them (peak) | operator peak RSS after the {large}-shard runs |",
         scale.streams
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for ((label, _, _), r) in MODES.iter().zip(rows) {
         let writes = |w: &[f64]| {
             w.iter()
@@ -868,7 +874,7 @@ fn print_scale(scale: &Scale, (rows, flow): &(Vec<ScaleRow>, Flow)) {
                 .join(", ")
         };
         println!(
-            "| {label} | {} | {} | {} / {} | {} / {} / {} ({} reconciles) | {:.2} s | {:.1} MB ({:.1} MB) |",
+            "| {label} | {} | {} | {} / {} | {} / {} / {} ({} reconciles) | {:.2} s | {:.1} MB ({:.1} MB) | {:.1} MB |",
             runs(&r.ready[0]),
             runs(&r.ready[1]),
             writes(&r.resync_writes[0]),
@@ -880,6 +886,7 @@ fn print_scale(scale: &Scale, (rows, flow): &(Vec<ScaleRow>, Flow)) {
             r.many_ready.as_secs_f64(),
             r.memory.0 as f64 / 1e6,
             r.memory.1 as f64 / 1e6,
+            r.peak as f64 / 1e6,
         );
     }
     let mean_wait = if flow.dispatched > 0.0 {
