@@ -667,7 +667,7 @@ impl StreamApi {
         let now = Time(jiff::Timestamp::now());
         let mut status = planned_status(qs, plan, &observed, &now);
         worker_failed(&mut status, failures, qs.metadata.generation, &now);
-        if let Some(before) = &qs.status {
+        if let Some(before) = stored_status(qs, ctx) {
             keep_transition_times(&mut status.conditions, &before.conditions);
         }
         let ready = status.ready_shards;
@@ -771,16 +771,7 @@ impl StreamApi {
             ..s.clone()
         };
         let desired = without_history(status);
-        let version = qs.resource_version().unwrap_or_default();
-        let stream = key(qs);
-        let pending = ctx
-            .written
-            .lock()
-            .ok()
-            .and_then(|w| w.get(&stream).cloned())
-            .filter(|(before, _)| *before == version)
-            .map(|(_, written)| written);
-        let current = pending.or_else(|| qs.status.as_ref().map(without_history));
+        let current = stored_status(qs, ctx).map(|s| without_history(&s));
         if current.as_ref() == Some(&desired) {
             self.metrics.unchanged(Written::Status).inc();
             return Ok(());
@@ -790,10 +781,25 @@ impl StreamApi {
             .send(patch_status(&self.streams, &self.name, status))
             .await?;
         if let Ok(mut w) = ctx.written.lock() {
-            w.insert(stream, (version, desired));
+            let version = qs.resource_version().unwrap_or_default();
+            w.insert(key(qs), (version, desired));
         }
         Ok(())
     }
+}
+
+/// The stream's status as stored: the one this operator last wrote while the watch cache still
+/// shows the version from before that write (it has not caught up), else the cached one.
+fn stored_status(qs: &QuoteStream, ctx: &Context) -> Option<QuoteStreamStatus> {
+    let version = qs.resource_version().unwrap_or_default();
+    let written = ctx
+        .written
+        .lock()
+        .ok()
+        .and_then(|w| w.get(&key(qs)).cloned())
+        .filter(|(before, _)| *before == version)
+        .map(|(_, written)| written);
+    written.or_else(|| qs.status.clone())
 }
 
 async fn patch_status(

@@ -1023,3 +1023,41 @@ async fn with_concurrency_a_groups_writes_are_in_flight_together_and_the_next_gr
     assert_eq!(metrics.writes(Written::ConfigMap, "apply").get(), 3);
     assert_eq!(metrics.writes(Written::Deployment, "apply").get(), 3);
 }
+
+#[tokio::test]
+async fn a_status_just_written_is_not_written_again_while_the_cache_lags_behind_it() {
+    let now = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
+    // The stream as the watch cache has it: from before the operator's next status write
+    // (shard 1 not ready yet).
+    let starting = stored(&stream("sp500", 3), &sp500(), None, &[true, false, true]);
+    let mut qs = with_status(stream("sp500", 3), &starting.status);
+    qs.metadata.resource_version = Some("41".into());
+    let (client, api) = mock_api::client();
+    let metrics = Metrics::new().unwrap();
+    let ctx = Arc::new(Context::new(client, sequential(), metrics.clone(), None));
+
+    // Shard 1 became ready: the status says so.
+    let task = tokio::spawn(reconcile(Arc::new(qs.clone()), ctx.clone()));
+    let mut r = Reconcile {
+        api,
+        task,
+        metrics: metrics.clone(),
+    };
+    r.expect_reads(&now.config_maps).await;
+    r.expect_deployments(&now.deployments).await;
+    r.expect_pods(&[]).await;
+    let status = r.expect_status(&qs).await;
+    assert_eq!(status["readyShards"], 3);
+    (&mut r.task).await.unwrap().unwrap();
+
+    // The next event comes before the cache has that write (same resourceVersion, old
+    // status): the status written is what counts, and it is not sent again.
+    r.task = tokio::spawn(reconcile(Arc::new(qs.clone()), ctx.clone()));
+    r.expect_reads(&now.config_maps).await;
+    r.expect_deployments(&now.deployments).await;
+    r.expect_pods(&[]).await;
+    drop(ctx); // the client goes with the task, so finish sees the end of the calls
+    r.finish().await.unwrap();
+    assert_eq!(metrics.writes(Written::Status, "patch").get(), 1);
+    assert_eq!(metrics.unchanged(Written::Status).get(), 1);
+}
