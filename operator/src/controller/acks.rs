@@ -16,18 +16,16 @@ use crate::resources::acknowledgement::{AckEndpoint, ack_endpoints, acknowledges
 use crate::resources::handover::{Handover, Release};
 use crate::resources::plan::{ShardPlan, StreamPlan};
 
-/// Bound of one `/assignment` request: a pod that does not answer in time is asked again at the
-/// next reconcile (one second later while a hand-over waits).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// Requests in flight at once per reconcile.
-const CONCURRENT_REQUESTS: usize = 32;
+// A pod that does not answer in time (`worker_client::REQUEST_TIMEOUT`) is asked again at the
+// next reconcile (one second later while a hand-over waits).
+use super::worker_client::{CONCURRENT_REQUESTS, WorkerClient};
 
 /// The hand-overs in progress, per stream, and the client that asks the workers.
 #[derive(Debug)]
 pub struct Acks {
-    /// `Err`: the client could not be built (no TLS provider); every hand-over then waits for
-    /// the timeout, and says why.
-    http: Result<reqwest::Client, String>,
+    /// A client that could not be built (no TLS provider) fails every request: hand-overs
+    /// then wait for the timeout, and say why.
+    workers: WorkerClient,
     pending: Mutex<HashMap<String, Pending>>,
 }
 
@@ -49,16 +47,9 @@ pub struct Decision {
 }
 
 impl Acks {
-    pub fn new() -> Self {
-        // Pod IPs are never reached through a proxy; plain HTTP inside the cluster network.
-        quotestream_runtime::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| format!("HTTP client for the workers' /assignment: {e}"));
+    pub fn new(workers: WorkerClient) -> Self {
         Self {
-            http,
+            workers,
             pending: Mutex::default(),
         }
     }
@@ -113,18 +104,17 @@ impl Acks {
                     .map(move |e| (at, e))
             })
             .collect();
-        let http = self.http.clone();
         // At most CONCURRENT_REQUESTS at once: a scale-out to hundreds of shards, or pods that
         // do not answer (each costs up to REQUEST_TIMEOUT), must not hold the reconcile for
         // minutes.
         let answers: Vec<(usize, AckEndpoint, Result<AppliedList, String>)> =
             futures_util::stream::iter(asked)
-                .map(|(at, endpoint)| {
-                    let http = http.clone();
-                    async move {
-                        let answer = ask(http, &endpoint.url).await;
-                        (at, endpoint, answer)
-                    }
+                .map(|(at, endpoint)| async move {
+                    let answer = self
+                        .workers
+                        .get_json::<AppliedList>(&endpoint.url, None)
+                        .await;
+                    (at, endpoint, answer)
                 })
                 .buffer_unordered(CONCURRENT_REQUESTS)
                 .collect()
@@ -154,23 +144,9 @@ impl Acks {
     }
 }
 
-/// `GET url`, the worker's [`AppliedList`].
-async fn ask(http: Result<reqwest::Client, String>, url: &str) -> Result<AppliedList, String> {
-    let http = http?;
-    let answer = async {
-        http.get(url)
-            .send()
-            .await?
-            .error_for_status()?
-            .json::<AppliedList>()
-            .await
-    };
-    answer.await.map_err(|e| e.to_string())
-}
-
 impl Default for Acks {
     fn default() -> Self {
-        Self::new()
+        Self::new(WorkerClient::new())
     }
 }
 

@@ -10,6 +10,7 @@ mod forget;
 mod mock_api;
 #[cfg(test)]
 mod tests;
+mod worker_client;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,8 @@ pub struct Context {
     written: Arc<Mutex<HashMap<String, (String, QuoteStreamStatus)>>>,
     /// The hand-overs waiting for their receivers' acknowledgement.
     acks: Arc<acks::Acks>,
+    /// Asks workers that run but are not ready why (`/ready`).
+    workers: worker_client::WorkerClient,
 }
 
 impl Context {
@@ -95,6 +98,7 @@ impl Context {
             backoffs: Arc::default(),
             written: Arc::default(),
             acks: Arc::default(),
+            workers: worker_client::WorkerClient::new(),
         }
     }
 }
@@ -349,7 +353,10 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         .await?;
     let deployments = stream.apply_deployments(&plan).await?;
     let pods = stream.pods.list(&stream.selector).await?.items;
-    let failures = worker_failures(&pods);
+    // Workers that cannot start (termination messages), then sinks that failed while their
+    // worker runs (its `/ready`).
+    let mut failures = worker_failures(&pods);
+    failures.extend(ctx.workers.failed_sinks(&pods).await);
     // Acknowledged: a receiver is ready *and* one of its ready pods streams the list written
     // for it (`controller::acks`), so kubelet's late ConfigMap refresh cannot open a gap.
     let decision = ctx
@@ -687,7 +694,7 @@ impl StreamApi {
             if before != now
                 && let Some((_, message)) = now
             {
-                tracing::warn!(stream = %key(qs), reason = first.reason(), %message, "workers cannot start");
+                tracing::warn!(stream = %key(qs), reason = first.reason(), %message, "workers report a failure");
                 publish(
                     ctx,
                     &self.reference,

@@ -976,6 +976,107 @@ async fn a_worker_that_cannot_start_degrades_the_stream_naming_the_sink_once() {
     r.finish().await.unwrap();
 }
 
+/// Shard 1's worker pod running but not ready because its PostgreSQL sink failed while
+/// running: a real HTTP server on loopback answers `/ready` with 503 and the worker's report
+/// (`quotestream_api::readiness::ReadyReport`), where the pod IP and `http` port point.
+async fn worker_with_a_failed_sink(setting: &str, reason: &str) -> Value {
+    use quotestream_api::readiness::{ReadyReport, SinkState};
+    let sinks = std::collections::BTreeMap::from([
+        ("redis".to_owned(), SinkState::Up),
+        (
+            "postgres".to_owned(),
+            SinkState::Failed {
+                setting: setting.into(),
+                reason: reason.into(),
+            },
+        ),
+    ]);
+    worker_not_ready(ReadyReport::new(sinks, true)).await
+}
+
+/// Shard 1's worker pod running but not ready, its `/ready` answering 503 with `report`.
+async fn worker_not_ready(report: quotestream_api::readiness::ReadyReport) -> Value {
+    use quotestream_api::contract::READY_PATH;
+    let app = axum::Router::new().route(
+        READY_PATH,
+        axum::routing::get(move || {
+            let report = report.clone();
+            async move { (http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(report)) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Runs until the test's runtime ends.
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "sp500-shard-1-7f9c", "namespace": "markets",
+                     "labels": {STREAM_LABEL: "sp500", "quotes.opa.io/shard": "1"}},
+        "spec": {"containers": [{"name": "worker", "image": "w",
+                                 "ports": [{"name": "http", "containerPort": port}]}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1",
+                   "conditions": [{"type": "Ready", "status": "False"}],
+                   "containerStatuses": [{
+            "name": "worker", "ready": false, "restartCount": 0, "image": "w", "imageID": "",
+            "state": {"running": {"startedAt": "2026-12-06T14:30:00Z"}},
+        }]},
+    })
+}
+
+#[tokio::test]
+async fn a_sink_that_fails_while_its_worker_runs_degrades_the_stream_naming_the_sink() {
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true, false, true]);
+    let qs = with_status(stream("sp500", 3), &before.status);
+    let pod = worker_with_a_failed_sink(
+        "spec.sinks.postgres.dsnSecretRef",
+        "42501 permission denied for table real_time: grant INSERT to the sink's user",
+    )
+    .await;
+    let (mut r, status) = reconcile_with_pods(&qs, &before, &[pod]).await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(degraded["status"], "True", "{status}");
+    assert_eq!(degraded["reason"], "SinkFailed");
+    let message = degraded["message"].as_str().unwrap().to_owned();
+    for part in [
+        "shard 1",
+        "sink postgres",
+        "spec.sinks.postgres.dsnSecretRef",
+        "42501",
+    ] {
+        assert!(message.contains(part), "{part} not in {message}");
+    }
+    let event = r.expect_event("Warning", "SinkFailed").await;
+    assert_eq!(event["note"], message);
+    r.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_that_is_not_ready_for_another_reason_is_no_failure() {
+    use quotestream_api::readiness::{ReadyReport, SinkState};
+    let before = stored(&stream("sp500", 3), &sp500(), None, &[true, false, true]);
+    let qs = with_status(stream("sp500", 3), &before.status);
+    // Starting: its /ready names no failed sink (an outage is `retrying`, not a failure).
+    let sinks = std::collections::BTreeMap::from([(
+        "postgres".to_owned(),
+        SinkState::Retrying {
+            reason: "connection refused".into(),
+        },
+    )]);
+    let starting = worker_not_ready(ReadyReport::new(sinks, false)).await;
+    // And one whose port is closed: it says nothing.
+    let mut silent = worker_with_a_failed_sink("spec.sinks.postgres.table", "gone").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    silent["metadata"]["name"] = "sp500-shard-1-8a2b".into();
+    silent["spec"]["containers"][0]["ports"][0]["containerPort"] =
+        closed.local_addr().unwrap().port().into();
+    drop(closed);
+    // Nothing to report: the status (not Degraded before) is not even written.
+    let r = reads_with_pods(&qs, &before, &[starting, silent]).await;
+    let metrics = r.metrics.clone();
+    r.finish().await.unwrap();
+    assert_eq!(metrics.unchanged(Written::Status).get(), 1);
+}
+
 #[tokio::test]
 async fn with_concurrency_a_groups_writes_are_in_flight_together_and_the_next_group_waits() {
     let qs = stream("sp500", 3);

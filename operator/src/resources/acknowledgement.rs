@@ -36,18 +36,24 @@ pub fn ack_endpoints(pods: &[Pod], shard: u32) -> Vec<AckEndpoint> {
         })
         .filter(|p| is_ready(p))
         .filter_map(|p| {
-            let ip = p.status.as_ref()?.pod_ip.as_deref()?;
-            let host = match ip.contains(':') {
-                true => format!("[{ip}]"),
-                false => ip.to_owned(),
-            };
             Some(AckEndpoint {
                 shard,
                 pod: p.metadata.name.clone().unwrap_or_default(),
-                url: format!("http://{host}:{}{ASSIGNMENT_PATH}", http_port(p)),
+                url: worker_url(p, ASSIGNMENT_PATH)?,
             })
         })
         .collect()
+}
+
+/// `http://<pod IP>:<http port><path>`: where the pod's worker serves `path`; `None` before
+/// the pod has an IP.
+pub fn worker_url(pod: &Pod, path: &str) -> Option<String> {
+    let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
+    let host = match ip.contains(':') {
+        true => format!("[{ip}]"),
+        false => ip.to_owned(),
+    };
+    Some(format!("http://{host}:{}{path}", http_port(pod)))
 }
 
 /// The pod's `Ready` condition.

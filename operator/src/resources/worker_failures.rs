@@ -6,12 +6,17 @@
 //!
 //! Only a container that is not ready counts: once the worker starts and passes `/ready` (the
 //! password fixed), the old message in `lastState` is history, not the present.
+//!
+//! A sink that fails while its worker runs does not stop the worker (Redis keeps publishing):
+//! the worker answers `/ready` with 503 naming the sink and the setting. [`unready_workers`]
+//! says which pods to ask (`controller::worker_client`).
 
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::ResourceExt;
 use quotestream_api::crd::SHARD_LABEL;
 use quotestream_api::sink_failure::SinkFailure;
 
+use super::acknowledgement::worker_url;
 use super::pod::CONTAINER;
 
 /// The condition reason for a sink the worker named.
@@ -55,6 +60,49 @@ impl WorkerFailure {
             ),
         }
     }
+}
+
+/// A worker that runs but is not ready: it may say why at its `/ready`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadyWorker {
+    pub pod: String,
+    pub shard: Option<String>,
+    /// `http://<pod IP>:<port><path>`.
+    pub url: String,
+}
+
+impl UnreadyWorker {
+    /// The failure of one of its sinks, as the stream's status shows it.
+    pub fn failed(&self, sink: SinkFailure) -> WorkerFailure {
+        WorkerFailure {
+            pod: self.pod.clone(),
+            shard: self.shard.clone(),
+            message: sink.line(),
+            sink: Some(sink),
+        }
+    }
+}
+
+/// The pods among `pods` whose worker container runs but is not ready (not terminating, with
+/// an IP), and where each serves `path`.
+pub fn unready_workers(pods: &[Pod], path: &str) -> Vec<UnreadyWorker> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER))
+                .is_some_and(|c| !c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        })
+        .filter_map(|p| {
+            Some(UnreadyWorker {
+                pod: p.name_any(),
+                shard: p.labels().get(SHARD_LABEL).cloned(),
+                url: worker_url(p, path)?,
+            })
+        })
+        .collect()
 }
 
 /// The failures among `pods` (the stream's, by its label), in pod-name order.
