@@ -28,7 +28,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use quotestream_testkit::{ControlPlane, PostgresServer, RedisServer};
@@ -56,21 +55,6 @@ const HANDOVER_GAP: Duration = Duration::from_secs(3);
 /// What a worker logs when `worker.json` changed in a way it cannot apply without a restart:
 /// never on a reshard.
 const CANNOT_APPLY: &str = "configuration changed beyond what a running worker applies";
-
-/// `target/<profile>/quotestream-worker`, next to this test binary's `deps/` directory.
-fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|profile| profile.join("quotestream-worker"));
-    match bin {
-        Some(bin) if bin.is_file() => bin,
-        _ => {
-            panic!("build the worker first: cargo build -p quotestream-worker (looked for {bin:?})")
-        }
-    }
-}
 
 /// Everything a failure message needs.
 struct World<'a> {
@@ -458,7 +442,7 @@ fn rows(pg: &PostgresServer) -> BTreeSet<(String, String)> {
 #[test]
 fn shard_deployments_run_as_workers_that_reshard_roll_and_stop_cleanly() {
     let t0 = Instant::now();
-    let worker = worker_binary();
+    let worker = support::worker_binary();
     let redis = RedisServer::start_with_password(REDIS_PASSWORD).unwrap();
     let pg = PostgresServer::start().unwrap();
     let dsn = pg.create_database("quotes").unwrap();

@@ -465,3 +465,122 @@ fn a_history_url_outside_the_vendor_hosts_degrades_the_stream_and_runs_nothing()
         },
     );
 }
+
+/// The Job the operator writes runs: its pod template's command, args and environment (the
+/// DSN resolved from the Secret, as kubelet does) executed as the real `quotestream-worker`
+/// against the local Yahoo chart server and a real PostgreSQL. Its exit code decides the Job's
+/// status, and the bars it stored are the ones the vendor serves.
+#[test]
+fn the_backfill_job_the_operator_writes_runs_to_completion() {
+    let pg = quotestream_testkit::PostgresServer::start().unwrap();
+    let dsn = pg.create_database("history").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let yahoo = runtime
+        .block_on(quotestream_testkit::yahoo::YahooServer::start())
+        .unwrap();
+    let cp = control_plane_with_crd();
+    apply(
+        &cp,
+        &json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "quotes-db", "namespace": NS,
+                         "labels": {"quotes.opa.io/stream-access": "true"}},
+            "stringData": {"dsn": dsn}
+        }),
+    );
+    let mut op = Operator::admin(&cp);
+    op.wait_ready();
+    apply(
+        &cp,
+        &stream(
+            &["AAPL", "^GSPC"],
+            json!({"daily": "30d", "baseUrl": yahoo.base_url()}),
+        ),
+    );
+    let job = running_jobs(&cp, &op, 1).remove(0);
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let command = [strings(&container["command"]), strings(&container["args"])].concat();
+    assert_eq!(command[0], "quotestream-worker", "{command:?}");
+    // The environment as kubelet builds it: values, and the Secret's key for a reference.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in container["env"].as_array().into_iter().flatten() {
+        let name = var["name"].as_str().unwrap().to_owned();
+        let value = match &var["valueFrom"]["secretKeyRef"] {
+            Value::Null => var["value"].as_str().unwrap_or_default().to_owned(),
+            secret => {
+                let s = get_json(
+                    &cp,
+                    &["get", "secret", secret["name"].as_str().unwrap(), "-n", NS],
+                )
+                .unwrap();
+                let encoded = s["data"][secret["key"].as_str().unwrap()]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let decoded = std::process::Command::new("base64")
+                    .arg("-d")
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .and_then(|mut child| {
+                        use std::io::Write;
+                        child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
+                        child.wait_with_output()
+                    })
+                    .unwrap();
+                String::from_utf8(decoded.stdout).unwrap()
+            }
+        };
+        env.push((name, value));
+    }
+    assert!(
+        env.iter().any(|(n, v)| n == "DATABASE_URL" && *v == dsn),
+        "{env:?}"
+    );
+    let run = std::process::Command::new(support::worker_binary())
+        .args(&command[1..])
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "the Job's command failed:\n{stderr}"
+    );
+    let stored = pg
+        .psql(
+            "history",
+            "SELECT symbol || ' ' || count(*) FROM quotes.real_time_vendor_bars \
+             WHERE timeframe = '1d' GROUP BY symbol ORDER BY symbol",
+        )
+        .unwrap();
+    let per_symbol: Vec<(String, i64)> = stored
+        .lines()
+        .filter_map(|l| {
+            let (s, n) = l.trim().split_once(' ')?;
+            Some((s.to_owned(), n.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(
+        per_symbol.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        ["AAPL", "^GSPC"],
+        "{stored}\n{stderr}"
+    );
+    assert!(
+        per_symbol.iter().all(|(_, n)| *n >= 15),
+        "about 20 trading days of daily bars each: {stored}"
+    );
+    // The Job controller's part: the pod succeeded, so the Job is Complete.
+    complete(&cp, job["metadata"]["name"].as_str().unwrap());
+    history_status(&cp, &op, "2 done", |h| counts(h).0 == 2);
+    drop(yahoo);
+}

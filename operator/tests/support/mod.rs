@@ -13,3 +13,20 @@ pub mod operator;
 pub mod partition;
 pub mod reshard;
 pub mod tape;
+
+/// `target/<profile>/quotestream-worker`, next to this test binary's `deps/` directory (the
+/// worker is not a dependency of this crate: `cargo build -p quotestream-worker` first when
+/// running one test alone).
+pub fn worker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|profile| profile.join("quotestream-worker"));
+    match bin {
+        Some(bin) if bin.is_file() => bin,
+        _ => {
+            panic!("build the worker first: cargo build -p quotestream-worker (looked for {bin:?})")
+        }
+    }
+}
