@@ -571,7 +571,10 @@ fn the_backfill_job_the_operator_writes_runs_to_completion() {
         })
         .collect();
     assert_eq!(
-        per_symbol.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        per_symbol
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>(),
         ["AAPL", "^GSPC"],
         "{stored}\n{stderr}"
     );

@@ -418,16 +418,17 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     } else {
         Duration::from_secs(15)
     };
-    // status.market changes at each session bound: come back just after the next one.
+    // status.market changes at each session bound: come back just after the next one (one
+    // reading of the clock for both, so the wait is to the bound that was found).
+    let now = jiff::Timestamp::now();
     let requeue = match qs
         .spec
         .schedule
         .as_ref()
-        .and_then(|s| s.next_transition(jiff::Timestamp::now()))
+        .and_then(|s| s.next_transition(now))
     {
         Some(next) => {
-            let until =
-                Duration::try_from(next.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+            let until = Duration::try_from(next.duration_since(now)).unwrap_or_default();
             requeue.min(until + Duration::from_secs(1))
         }
         None => requeue,
