@@ -6,23 +6,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::BufReader;
 use std::net::TcpStream;
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use quotestream_api::crd::RedisSink as RedisSpec;
 use quotestream_testkit::{RedisClusterSet, RedisSentinelSet};
-use quotestream_worker::health::Health;
-use quotestream_worker::metrics::Metrics;
-use quotestream_worker::queue::{self, FullPolicy, QueueReceiver, QueueSender};
 use quotestream_worker::quote::{Quote, RawQuote, validate};
-use quotestream_worker::sinks::redis::{RedisConfig, RedisSink};
-use quotestream_worker::sinks::{Batch, Sink, SinkContext};
+use quotestream_worker::sinks::redis::RedisConfig;
 use serde_json::{Value, json};
+use support::redis_sink::RunningSink;
 
 const CHANNEL: &str = "quotes.realtime";
 /// Bound on every wait (forming, failover, resuming): a failure says what did not happen.
@@ -30,6 +28,10 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The stream's cadence: one quote per tick.
 const TICK: Duration = Duration::from_millis(5);
 const BASE_MS: i64 = 1_768_919_415_000;
+/// The sink's queue: a few hundred quotes.
+const QUEUE_BYTES: usize = 100_000;
+/// The sink's drain deadline when its queue closes.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Quote number `seq` (its volume carries the number, so a subscriber knows which it got).
 fn quote(seq: u64) -> Quote {
@@ -52,111 +54,29 @@ fn quote(seq: u64) -> Quote {
     .unwrap()
 }
 
-/// The sink as the worker builds it from `spec.sinks.redis`.
-struct Running {
-    tx: Option<QueueSender>,
-    task: tokio::task::JoinHandle<()>,
-    metrics: Metrics,
-}
-
-fn start(spec: Value) -> Running {
-    let (tx, rx, metrics) = queue_for_the_sink();
-    launch(&spec, tx, rx, metrics)
+/// The sink as the worker builds it from `spec.sinks.redis` = `spec`.
+fn start(spec: Value) -> RunningSink {
+    RunningSink::queued(0, QUEUE_BYTES).run(config(&spec), DRAIN)
 }
 
 /// Like [`start`], with quotes `queued` before the sink runs, so that a batch is its first
 /// event.
-async fn start_with_queued(spec: Value, queued: &[u64]) -> Running {
-    let (tx, rx, metrics) = queue_for_the_sink();
+async fn start_with_queued(spec: Value, queued: &[u64]) -> RunningSink {
+    let sink = RunningSink::queued(0, QUEUE_BYTES);
     for seq in queued {
-        let batch: Batch = Arc::from(vec![quote(*seq)]);
-        tx.send(batch).await;
+        sink.send(vec![quote(*seq)]).await;
     }
-    launch(&spec, tx, rx, metrics)
+    sink.run(config(&spec), DRAIN)
 }
 
-/// The sink's queue, and the metrics it counts in.
-fn queue_for_the_sink() -> (QueueSender, QueueReceiver, Metrics) {
-    // The sink's own log in the test output: a failure shows what the connection did.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
-    let metrics = Metrics::new("sp500", 0).unwrap();
-    let (tx, rx) = queue::for_sink(&metrics, "redis", 100_000, FullPolicy::DropOldest);
-    (tx, rx, metrics)
-}
-
-/// Runs the sink built from `spec.sinks.redis` = `spec` on the queue.
-fn launch(spec: &Value, tx: QueueSender, rx: QueueReceiver, metrics: Metrics) -> Running {
+fn config(spec: &Value) -> RedisConfig {
     let spec: RedisSpec = serde_json::from_value(spec.clone()).unwrap();
-    let config = RedisConfig::from_spec(
+    RedisConfig::from_spec(
         &spec,
         &std::collections::HashMap::new(),
         "/quotestream/markets/sp500/shard-0".into(),
     )
-    .unwrap();
-    let sink = RedisSink::new(config, Health::new(1, metrics.clone()), "0".into());
-    let ctx = SinkContext {
-        metrics: metrics.clone(),
-        drain_deadline: Duration::from_secs(2),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        status: Default::default(),
-        acks: quotestream_worker::buffer::Acks::none(),
-    };
-    let task = tokio::spawn(async move {
-        sink.run(rx, ctx).await.unwrap();
-    });
-    Running {
-        tx: Some(tx),
-        task,
-        metrics,
-    }
-}
-
-impl Running {
-    async fn send(&self, seq: u64) {
-        let batch: Batch = Arc::from(vec![quote(seq)]);
-        self.tx.as_ref().unwrap().send(batch).await;
-    }
-
-    /// Every quote the sink counted as not published, whatever the reason.
-    fn dropped(&self) -> u64 {
-        [
-            "queue_full",
-            "unavailable",
-            "shutdown",
-            "rejected",
-            "contract",
-            "encode",
-            "abandoned",
-        ]
-        .iter()
-        .map(|r| {
-            self.metrics
-                .dropped_quotes
-                .with_label_values(&["redis", r])
-                .get()
-        })
-        .sum()
-    }
-
-    fn published(&self) -> u64 {
-        self.metrics
-            .redis_publishes
-            .with_label_values(&[CHANNEL])
-            .get()
-    }
-
-    async fn stop(mut self) {
-        self.tx.take();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("sink stops when its queue closes")
-            .unwrap();
-    }
+    .unwrap()
 }
 
 /// A subscriber on the node at `port` (`SUBSCRIBE`, or `SSUBSCRIBE` for sharded Pub/Sub),
@@ -284,7 +204,7 @@ struct Failover {
 /// Streams quotes through `sink` while `kill` kills a master and `promoted` says when its
 /// replacement is in place; checks the accounting and returns the timings.
 async fn stream_through_a_failover(
-    sink: &Running,
+    sink: &RunningSink,
     subscribers: &[Receiver<(u64, Instant)>],
     kill: impl FnOnce(),
     mut promoted: impl FnMut() -> bool,
@@ -298,7 +218,7 @@ async fn stream_through_a_failover(
         assert!(
             flowing.elapsed() < WAIT,
             "quotes never reached the subscribers before the failover (published {}, dropped {}, publish errors {})",
-            sink.published(),
+            sink.published(CHANNEL),
             sink.dropped(),
             sink.metrics
                 .redis_publish_errors
@@ -307,7 +227,7 @@ async fn stream_through_a_failover(
         );
         tick.tick().await;
         seq += 1;
-        sink.send(seq).await;
+        sink.send(vec![quote(seq)]).await;
         received.take(subscribers, None);
     }
     let before = seq;
@@ -321,12 +241,12 @@ async fn stream_through_a_failover(
         assert!(
             killed.elapsed() < WAIT,
             "no quote through a new master within {WAIT:?} of the kill (promoted: {promoted_at:?}, published {}, dropped {})",
-            sink.published(),
+            sink.published(CHANNEL),
             sink.dropped()
         );
         tick.tick().await;
         seq += 1;
-        sink.send(seq).await;
+        sink.send(vec![quote(seq)]).await;
         received.take(subscribers, Some(before));
         if promoted_at.is_none() && last_poll.elapsed() >= Duration::from_millis(50) {
             last_poll = Instant::now();
@@ -344,7 +264,7 @@ async fn stream_through_a_failover(
         );
         tick.tick().await;
         seq += 1;
-        sink.send(seq).await;
+        sink.send(vec![quote(seq)]).await;
         received.take(subscribers, Some(before));
     }
     let timings = Failover {
@@ -364,35 +284,16 @@ async fn stream_through_a_failover(
 /// misses what is published between the promotion, which closes its connection, and its
 /// subscribing again.
 async fn assert_accounted(
-    sink: Running,
+    sink: RunningSink,
     subscribers: &[Receiver<(u64, Instant)>],
     sent: u64,
     mut received: Received,
     every_published_heard: Option<RangeInclusive<u64>>,
 ) -> u64 {
     let metrics = sink.metrics.clone();
-    let dropped_now = || {
-        [
-            "queue_full",
-            "unavailable",
-            "shutdown",
-            "rejected",
-            "contract",
-            "encode",
-            "abandoned",
-        ]
-        .iter()
-        .map(|r| {
-            metrics
-                .dropped_quotes
-                .with_label_values(&["redis", r])
-                .get()
-        })
-        .sum::<u64>()
-    };
-    sink.stop().await;
+    sink.stop(WAIT).await;
     let published = metrics.redis_publishes.with_label_values(&[CHANNEL]).get();
-    let dropped = dropped_now();
+    let dropped = support::redis_sink::dropped(&metrics);
     assert_eq!(
         published + dropped,
         sent,
@@ -624,7 +525,7 @@ async fn sentinels_that_never_answer_cost_counted_quotes_and_never_stall_the_sin
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    sink.send(2).await;
+    sink.send(vec![quote(2)]).await;
     while sink.dropped() < 2 {
         assert!(
             Instant::now() < deadline,
@@ -632,7 +533,7 @@ async fn sentinels_that_never_answer_cost_counted_quotes_and_never_stall_the_sin
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(sink.published(), 0);
-    sink.stop().await;
+    assert_eq!(sink.published(CHANNEL), 0);
+    sink.stop(WAIT).await;
     drop(silent);
 }

@@ -3,19 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use quotestream_api::crd::{RedisFormat, RedisSink as RedisSpec};
 use quotestream_testkit::{RedisServer, TestCerts};
-use quotestream_worker::health::Health;
 use quotestream_worker::metrics::Metrics;
-use quotestream_worker::queue::{self, FullPolicy, QueueSender};
 use quotestream_worker::quote::{Quote, RawQuote, validate};
-use quotestream_worker::sinks::redis::{RedisConfig, RedisSink};
-use quotestream_worker::sinks::{Batch, Sink, SinkContext};
+use quotestream_worker::sinks::redis::RedisConfig;
 use serde_json::{Value, json};
+use support::redis_sink::RunningSink;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -51,47 +51,10 @@ fn config(url: String, format: RedisFormat, heartbeat: Duration) -> RedisConfig 
     c
 }
 
-struct Running {
-    tx: Option<QueueSender>,
-    task: tokio::task::JoinHandle<()>,
-    metrics: Metrics,
-}
-
-fn start(config: RedisConfig) -> Running {
-    let metrics = Metrics::new("sp500", 2).unwrap();
+/// The sink as the worker runs it, shard 2, a queue of 10 000 quotes' worth.
+fn start(config: RedisConfig) -> RunningSink {
     let budget = quotestream_worker::footprint::budget_for_quotes(10_000);
-    let (tx, rx) = queue::for_sink(&metrics, "redis", budget, FullPolicy::DropOldest);
-    let sink = RedisSink::new(config, Health::new(2, metrics.clone()), "2".into());
-    let ctx = SinkContext {
-        metrics: metrics.clone(),
-        drain_deadline: Duration::from_secs(1),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        status: Default::default(),
-        acks: quotestream_worker::buffer::Acks::none(),
-    };
-    let task = tokio::spawn(async move {
-        sink.run(rx, ctx).await.unwrap();
-    });
-    Running {
-        tx: Some(tx),
-        task,
-        metrics,
-    }
-}
-
-impl Running {
-    async fn send(&self, quotes: Vec<Quote>) {
-        let batch: Batch = Arc::from(quotes);
-        self.tx.as_ref().unwrap().send(batch).await;
-    }
-
-    async fn stop(mut self) {
-        self.tx.take();
-        tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("sink stops when its queue closes")
-            .unwrap();
-    }
+    RunningSink::queued(2, budget).run(config, Duration::from_secs(1))
 }
 
 /// Polls `check` without blocking the runtime (the sink runs on the same thread).
@@ -133,7 +96,7 @@ async fn listen(
     channel: &str,
     format: RedisFormat,
     heartbeat: Duration,
-) -> (redis::aio::PubSub, Running) {
+) -> (redis::aio::PubSub, RunningSink) {
     let sub = subscribe(&redis.url(), channel).await;
     (sub, start(config(redis.url(), format, heartbeat)))
 }
@@ -178,7 +141,7 @@ async fn publishes_the_contract_message_to_quotes_realtime() {
                 && l.ends_with(" 1")),
         "one pipeline round trip observed:\n{text}"
     );
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }
 
 #[tokio::test]
@@ -194,7 +157,7 @@ async fn cloudevents_format_wraps_the_contract_message() {
     assert_eq!(event["type"], "io.opa.quotes.realtime.v1");
     assert_eq!(event["data"]["ticker"], "MSFT");
     assert_eq!(event["data"]["price"], 185.5);
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }
 
 #[tokio::test]
@@ -215,7 +178,7 @@ async fn heartbeats_follow_the_system_health_schema() {
     assert!(beat["details"]["uptime_seconds"].is_u64());
     assert!(beat["details"]["memory_mb"].as_f64().unwrap() > 0.0);
     assert!(beat["details"]["cpu_percent"].is_number());
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }
 
 #[tokio::test]
@@ -225,7 +188,7 @@ async fn authenticates_with_the_password_in_the_url() {
     let mut messages = sub.on_message();
     sink.send(vec![quote("NVDA", 1_768_919_415_123)]).await;
     assert_eq!(next_json(&mut messages).await["ticker"], "NVDA");
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }
 
 #[tokio::test]
@@ -285,7 +248,7 @@ async fn an_outage_is_counted_and_publishing_resumes_after_restart() {
     };
     let v: Value = serde_json::from_slice(got.get_payload_bytes()).unwrap();
     assert_eq!(v["ticker"], "NVDA");
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }
 
 /// Log output of the current thread (the sink runs on the test's single-threaded runtime).
@@ -345,7 +308,7 @@ async fn rediss_with_the_servers_ca_publishes() {
     let sink = start(c);
     sink.send(vec![quote("AAPL", 1_768_919_415_123)]).await;
     assert_eq!(next_json(&mut messages).await["ticker"], "AAPL");
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }
 
 #[tokio::test]
@@ -388,7 +351,7 @@ async fn rediss_with_another_ca_publishes_nothing_and_logs_the_certificate_error
         text.contains("Redis unavailable") && text.contains("UnknownIssuer"),
         "the log says the certificate is not trusted:\n{text}"
     );
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }
 
 fn contract_drops(m: &Metrics) -> u64 {
@@ -425,7 +388,7 @@ async fn share_classes_are_kept_off_redis_unless_the_sink_opts_in() {
     assert_eq!(contract_drops(&strict.metrics), 1);
     let published = |m: &Metrics| m.quotes_published.with_label_values(&["redis"]).get();
     assert!(eventually(|| published(&strict.metrics) == 1).await);
-    strict.stop().await;
+    strict.stop(WAIT).await;
 
     let mut c = config(redis.url(), RedisFormat::Plain, Duration::from_secs(3600));
     let spec: RedisSpec =
@@ -437,7 +400,7 @@ async fn share_classes_are_kept_off_redis_unless_the_sink_opts_in() {
     assert_eq!(next_json(&mut messages).await["ticker"], "BRK.B");
     assert_eq!(next_json(&mut messages).await["ticker"], "AAPL");
     assert_eq!(contract_drops(&extended.metrics), 0);
-    extended.stop().await;
+    extended.stop(WAIT).await;
 }
 
 /// An index (`^GSPC`) or a crypto pair (`BTC-USD`) in spec.tickers is never published on
@@ -463,5 +426,5 @@ async fn indices_and_crypto_are_never_published_on_redis() {
         "the first message is AAPL: the index and the pair were kept off"
     );
     assert_eq!(contract_drops(&sink.metrics), 2);
-    sink.stop().await;
+    sink.stop(WAIT).await;
 }

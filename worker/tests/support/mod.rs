@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod process;
+pub mod redis_sink;
 
 /// The alpaca source as the worker builds it: `spec.source.alpaca` naming Secret `alpaca-keys`
 /// and `url`, and the credentials in the environment (`secret_key` for the secret key).
