@@ -520,22 +520,10 @@ fn the_backfill_job_the_operator_writes_runs_to_completion() {
                     &["get", "secret", secret["name"].as_str().unwrap(), "-n", NS],
                 )
                 .unwrap();
-                let encoded = s["data"][secret["key"].as_str().unwrap()]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
-                let decoded = std::process::Command::new("base64")
-                    .arg("-d")
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .and_then(|mut child| {
-                        use std::io::Write;
-                        child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
-                        child.wait_with_output()
-                    })
-                    .unwrap();
-                String::from_utf8(decoded.stdout).unwrap()
+                // k8s-openapi's Secret decodes `data` from base64.
+                let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(s).unwrap();
+                let bytes = s.data.unwrap()[secret["key"].as_str().unwrap()].0.clone();
+                String::from_utf8(bytes).unwrap()
             }
         };
         env.push((name, value));

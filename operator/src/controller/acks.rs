@@ -144,12 +144,6 @@ impl Acks {
     }
 }
 
-impl Default for Acks {
-    fn default() -> Self {
-        Self::new(WorkerClient::new())
-    }
-}
-
 /// Records a release in the metrics; returns the largest per-ticker gap (None when the release
 /// was not acknowledged, so no gap is known).
 pub fn record_release(

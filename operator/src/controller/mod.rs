@@ -89,6 +89,9 @@ impl Context {
                 instance,
             },
         );
+        // One HTTP client for the workers' endpoints (one connection pool), shared by the
+        // hand-over's /assignment requests and the not-ready workers' /ready.
+        let workers = worker_client::WorkerClient::new();
         Self {
             client,
             writes: Writes::new(settings.api_concurrency),
@@ -97,8 +100,8 @@ impl Context {
             recorder,
             backoffs: Arc::default(),
             written: Arc::default(),
-            acks: Arc::default(),
-            workers: worker_client::WorkerClient::new(),
+            acks: Arc::new(acks::Acks::new(workers.clone())),
+            workers,
         }
     }
 }

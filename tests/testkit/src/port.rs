@@ -1,9 +1,9 @@
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::{Mutex, PoisonError};
 
 /// The ports this process has handed out: each goes to one server for the whole test run.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A loopback port that was free a moment ago (the OS picks it). Servers are started on it
 /// right away; the rare race with another process is caught by the readiness wait.
@@ -16,7 +16,7 @@ pub fn free_port() -> std::io::Result<u16> {
     for _ in 0..64 {
         let port = TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port();
         let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-        if handed_out.get_or_insert_with(HashSet::new).insert(port) {
+        if handed_out.insert(port) {
             return Ok(port);
         }
     }
@@ -33,7 +33,7 @@ mod tests {
     #[test]
     fn a_port_is_handed_out_once() {
         let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len());
     }
 }
