@@ -28,11 +28,12 @@ pub const MIGRATIONS: [(i32, &str); 2] = [
 /// The store's migrations (it keeps the rollups current at ingest and maintains the
 /// partitions): time partitions where TimescaleDB is not available, and one of the two rollup
 /// migrations, chosen by what the server has (docs/store.md).
-pub const ROLLUP_MIGRATIONS: [(i32, &str); 6] = [
+pub const ROLLUP_MIGRATIONS: [(i32, &str); 7] = [
     (3, "time partitions (plain PostgreSQL)"),
     (10, "rollup tables (plain PostgreSQL)"),
     (11, "rollups as timescaledb continuous aggregates"),
     (12, "rollup queue as minute partials"),
+    (13, "rollup queue as one row of partials per write"),
     (20, "read-only role quotestream_reader"),
     (30, "vendor bars and backfill checkpoints"),
 ];
@@ -191,6 +192,11 @@ async fn migrate_locked(
         if !applied.contains(&12) {
             apply(client, table, 12, &rollup::partials_migration(table)).await?;
             report.applied.push(12);
+        }
+        if !applied.contains(&13) {
+            let bars = report.rollups == Some(Rollups::Tables);
+            apply(client, table, 13, &rollup::batches_migration(table, bars)).await?;
+            report.applied.push(13);
         }
         if !applied.contains(&30) {
             apply(client, table, 30, &history::migration(table)).await?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement, Transaction};
 
 use crate::config::PostgresConfig;
@@ -44,19 +44,20 @@ pub const COPY_TYPES: [Type; 10] = [
     Type::TEXT,
 ];
 
-/// Types of [`rollup::PARTIAL_COLUMNS`], in order.
-const PARTIAL_TYPES: [Type; 11] = [
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::FLOAT8,
-    Type::TIMESTAMPTZ,
-    Type::TIMESTAMPTZ,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
+/// Types of [`rollup::BATCH_COLUMNS`], in order.
+const BATCH_TYPES: [Type; 12] = [
+    Type::INT4,
+    Type::TEXT_ARRAY,
+    Type::TIMESTAMPTZ_ARRAY,
+    Type::FLOAT8_ARRAY,
+    Type::FLOAT8_ARRAY,
+    Type::FLOAT8_ARRAY,
+    Type::FLOAT8_ARRAY,
+    Type::TIMESTAMPTZ_ARRAY,
+    Type::TIMESTAMPTZ_ARRAY,
+    Type::INT8_ARRAY,
+    Type::INT8_ARRAY,
+    Type::TEXT_ARRAY,
 ];
 
 /// A connection ready to write quotes (see the module docs).
@@ -64,15 +65,16 @@ pub struct PgSession {
     client: Client,
     /// COPY straight into the table (the fast path), when its column types allow it.
     copy_target: Option<Statement>,
-    /// COPY of minute partials into the rollup queue, when rollups are kept.
-    copy_partials: Option<Statement>,
+    /// The insert of a write's minute partials into the rollup queue (one row), when rollups
+    /// are kept.
+    insert_batch: Option<Statement>,
     copy: Statement,
     insert: Statement,
     /// The insert that also queues the inserted rows for the rollups (returns the count),
     /// when they are kept.
     ingest: Option<Statement>,
-    /// Folds queued rows into the rollups (returns the count), when they are kept.
-    merge: Option<Statement>,
+    /// Folds queued partials into the rollups, when they are kept.
+    merge: Option<rollup::Merger>,
     migrations: MigrationReport,
 }
 
@@ -169,11 +171,11 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
         ),
         false => None,
     };
-    let copy_partials = match migrations.rollups {
+    let insert_batch = match migrations.rollups {
         None => None,
         Some(_) => Some(
             client
-                .prepare(&rollup::copy_partials(&config.table))
+                .prepare_typed(&rollup::insert_batch(&config.table), &BATCH_TYPES)
                 .await
                 .map_err(connect_err)?,
         ),
@@ -186,17 +188,19 @@ async fn open(config: &PostgresConfig) -> Result<PgSession, PostgresError> {
         None => (None, None),
         Some(mode) => {
             let ingest = rollup::ingest(&config.table, schema::STAGE, &schema::column_list());
-            let merge = rollup::merge(&config.table, mode == Rollups::Tables);
+            let merge = rollup::Merger::prepare(&client, &config.table, mode == Rollups::Tables)
+                .await
+                .map_err(connect_err)?;
             (
                 Some(client.prepare(&ingest).await.map_err(connect_err)?),
-                Some(client.prepare(&merge).await.map_err(connect_err)?),
+                Some(merge),
             )
         }
     };
     Ok(PgSession {
         client,
         copy_target,
-        copy_partials,
+        insert_batch,
         copy,
         insert,
         ingest,
@@ -275,8 +279,8 @@ impl PgSession {
             None => false,
         };
         let inserted = if all_new {
-            if let Some(copy_partials) = &self.copy_partials {
-                copy_partial_rows(&tx, copy_partials, &rollup::minute_partials(rows)).await?;
+            if let Some(insert_batch) = &self.insert_batch {
+                queue_partials(&tx, insert_batch, &rollup::minute_partials(rows)).await?;
             }
             rows.len() as u64
         } else {
@@ -315,9 +319,8 @@ impl PgSession {
             let tx = self.client.transaction().await?;
             match copy_rows(&tx, copy_target, &rows).await {
                 Ok(()) => {
-                    if let Some(copy_partials) = &self.copy_partials {
-                        copy_partial_rows(&tx, copy_partials, &rollup::minute_partials(&rows))
-                            .await?;
+                    if let Some(insert_batch) = &self.insert_batch {
+                        queue_partials(&tx, insert_batch, &rollup::minute_partials(&rows)).await?;
                     }
                     tx.commit().await?;
                     return Ok(batches.iter().map(|b| Ok(b.len() as u64)).collect());
@@ -341,8 +344,7 @@ impl PgSession {
         let Some(merge) = &self.merge else {
             return Ok(0);
         };
-        let n: i64 = self.client.query_one(merge, &[]).await?.get(0);
-        Ok(u64::try_from(n).unwrap_or(0))
+        rollup::merge(&mut self.client, merge).await
     }
 
     /// The connection, for statements of the caller's own (health checks, rollups).
@@ -377,31 +379,56 @@ async fn copy_new(
     }
 }
 
-/// Binary COPY of minute partials into the rollup queue, inside `tx`.
-async fn copy_partial_rows(
+/// Queues minute partials for the rollups as one row of the queue per [`rollup::MERGE_LIMIT`]
+/// partials (one row for any batch or group; nothing when there are none), inside `tx`.
+async fn queue_partials(
     tx: &Transaction<'_>,
-    copy: &Statement,
+    insert: &Statement,
     partials: &[rollup::Partial<'_>],
 ) -> Result<(), tokio_postgres::Error> {
-    let sink = tx.copy_in(copy).await?;
-    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &PARTIAL_TYPES));
-    for p in partials {
-        let row: [&(dyn ToSql + Sync); 11] = [
-            &p.symbol,
-            &p.bucket,
-            &p.open,
-            &p.high,
-            &p.low,
-            &p.close,
-            &p.open_time,
-            &p.close_time,
-            &p.day_volume,
-            &p.quotes,
-            &p.source,
-        ];
-        writer.as_mut().write(&row).await?;
+    for chunk in partials.chunks(rollup::MERGE_LIMIT) {
+        queue_row(tx, insert, chunk).await?;
     }
-    writer.finish().await?;
+    Ok(())
+}
+
+async fn queue_row(
+    tx: &Transaction<'_>,
+    insert: &Statement,
+    partials: &[rollup::Partial<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    // At most MERGE_LIMIT (100 000) partials: fits.
+    let n = i32::try_from(partials.len()).unwrap_or(i32::MAX);
+    let column = |f: fn(&rollup::Partial<'_>) -> f64| partials.iter().map(f).collect::<Vec<f64>>();
+    let symbol: Vec<&str> = partials.iter().map(|p| p.symbol).collect();
+    let bucket: Vec<Timestamp> = partials.iter().map(|p| p.bucket).collect();
+    let open = column(|p| p.open);
+    let high = column(|p| p.high);
+    let low = column(|p| p.low);
+    let close = column(|p| p.close);
+    let open_time: Vec<Timestamp> = partials.iter().map(|p| p.open_time).collect();
+    let close_time: Vec<Timestamp> = partials.iter().map(|p| p.close_time).collect();
+    let day_volume: Vec<i64> = partials.iter().map(|p| p.day_volume).collect();
+    let quotes: Vec<i64> = partials.iter().map(|p| p.quotes).collect();
+    let source: Vec<&str> = partials.iter().map(|p| p.source).collect();
+    tx.execute(
+        insert,
+        &[
+            &n,
+            &symbol,
+            &bucket,
+            &open,
+            &high,
+            &low,
+            &close,
+            &open_time,
+            &close_time,
+            &day_volume,
+            &quotes,
+            &source,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -51,7 +51,7 @@ async fn partitions_are_made_filled_and_expired() {
     let mut store = worker.clone();
     store.rollups = true;
     let mut s = connect_and_migrate(&store).await.unwrap();
-    assert_eq!(s.migrations().applied, [3, 10, 12, 30, 20]);
+    assert_eq!(s.migrations().applied, [3, 10, 12, 13, 30, 20]);
     assert_eq!(relkind(&pg), "p");
     let count = |pg: &PostgresServer, t: &str| -> u64 {
         pg.psql("parts", &format!("SELECT count(*) FROM quotes.{t}"))

@@ -117,7 +117,7 @@ fn rollups_equal_a_from_scratch_computation() {
                 .chain([
                     table.quoted(),
                     rollup::latest(&table),
-                    rollup::partials(&table),
+                    rollup::batches(&table),
                 ])
                 .collect();
             session
@@ -241,9 +241,9 @@ async fn as_text(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     rows
 }
 
-/// A store upgraded from the row queue (migrations 10/11) to the partials queue (12) keeps
-/// what the old store had queued: migration 12 folds it into partials, and the merged bars
-/// equal the from-scratch ones.
+/// A store upgraded from the row queue (migrations 10/11) to the partials queue (12) and on to
+/// one queued row per write (13) keeps what the old store had queued: migration 12 folds it
+/// into partials, 13 folds those into a row, and the merged bars equal the from-scratch ones.
 #[test]
 fn rows_queued_by_an_older_store_are_merged_after_the_upgrade() {
     let pg = PostgresServer::start().unwrap();
@@ -251,6 +251,7 @@ fn rows_queued_by_an_older_store_are_merged_after_the_upgrade() {
     rt.block_on(async {
         let mut session = connect_and_migrate(&config).await.unwrap();
         assert!(session.migrations().applied.contains(&12));
+        assert!(session.migrations().applied.contains(&13));
         // Back to what a store before migration 12 left: quotes stored, their rows queued.
         let batch: Vec<Q> = (0..600)
             .map(|i| Q {
@@ -263,11 +264,11 @@ fn rows_queued_by_an_older_store_are_merged_after_the_upgrade() {
         let client = session.client();
         client
             .batch_execute(&format!(
-                "DROP TABLE {partials}; \
-                 DELETE FROM quotes.quotestream_migrations WHERE version = 12; \
+                "DROP TABLE {batches}; \
+                 DELETE FROM quotes.quotestream_migrations WHERE version IN (12, 13); \
                  CREATE TABLE {queue} (symbol text NOT NULL, \"timestamp\" timestamptz NOT NULL, \
                  price double precision NOT NULL, volume bigint NOT NULL, source text NOT NULL)",
-                partials = rollup::partials(&table),
+                batches = rollup::batches(&table),
                 queue = rollup::queue(&table),
             ))
             .await
@@ -288,7 +289,7 @@ fn rows_queued_by_an_older_store_are_merged_after_the_upgrade() {
             .unwrap();
 
         let mut upgraded = connect_and_migrate(&config).await.unwrap();
-        assert_eq!(upgraded.migrations().applied, [12]);
+        assert_eq!(upgraded.migrations().applied, [12, 13]);
         let mut merged = 0;
         loop {
             let n = upgraded.merge_rollups().await.unwrap();

@@ -390,8 +390,9 @@ impl CpuProbe {
         let roles = pg.psql(
             "postgres",
             &format!(
-                "SELECT string_agg(pid || ':' || CASE WHEN query LIKE 'WITH d AS (DELETE%' THEN 'merger' ELSE 'ingest' END, ' ') \
+                "SELECT string_agg(pid || ':' || CASE WHEN application_name = '{}' THEN 'merger' ELSE 'ingest' END, ' ') \
                  FROM pg_stat_activity WHERE datname = '{}'",
+                quotestream_store::server::MERGER_APPLICATION_NAME,
                 self.database
             ),
         )?;
@@ -480,7 +481,7 @@ async fn main() -> anyhow::Result<()> {
         count(
             &pg,
             "store",
-            "SELECT count(*) FROM quotes.real_time_rollup_partials",
+            "SELECT count(*) FROM quotes.real_time_rollup_batches",
         )
         .ok()
             == Some(0)

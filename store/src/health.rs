@@ -62,8 +62,8 @@ async fn status(health: &Health) -> Result<SchemaStatus, String> {
         return Err("no session".into());
     };
     let extra: &[i32] = match session.migrations().rollups {
-        Some(Rollups::ContinuousAggregates) => &[11, 12, 30],
-        Some(Rollups::Tables) => &[10, 12, 30],
+        Some(Rollups::ContinuousAggregates) => &[11, 12, 13, 30],
+        Some(Rollups::Tables) => &[10, 12, 13, 30],
         None => &[],
     };
     match tokio::time::timeout(

@@ -27,6 +27,8 @@ use utoipa_axum::routes;
 
 /// `application_name` of the store's connections.
 const APPLICATION_NAME: &str = "quotestream-store";
+/// `application_name` of the rollup merger's session (its own line in `pg_stat_activity`).
+pub const MERGER_APPLICATION_NAME: &str = "quotestream-store rollup merger";
 
 fn config(db: &DbArgs) -> anyhow::Result<PostgresConfig> {
     let config = PostgresConfig::new(db.database_url.clone(), &db.table)
@@ -250,7 +252,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Metrics::new().context("registering the metrics")?;
     let shutdown = quotestream_runtime::shutdown_on_signal("draining in-flight requests");
     let merger = tokio::spawn(merge_rollups(
-        config.clone(),
+        config
+            .clone()
+            .with_application_name(MERGER_APPLICATION_NAME),
         metrics.clone(),
         shutdown.clone(),
         args.drain_timeout,
