@@ -16,9 +16,10 @@
 //! computing them from the raw rows. `volume` depends on the previous bar, so it is computed
 //! when read, by the `_ohlcv_*` views.
 //!
-//! On plain PostgreSQL the tables are written in the ingest transaction ([`ingest`]). Where
-//! TimescaleDB is installed with its community license, the same names are hierarchical
-//! continuous aggregates with refresh policies instead ([`timescale_plan`]).
+//! On plain PostgreSQL the ingest transaction queues the partials of the rows it inserted
+//! ([`ingest`], [`insert_batch`]) and the store's merger folds the queue into the tables
+//! ([`merge`]). Where TimescaleDB is installed with its community license, the same names are
+//! hierarchical continuous aggregates with refresh policies instead ([`timescale_rollups`]).
 
 use std::collections::HashMap;
 
@@ -70,8 +71,8 @@ pub fn queue(t: &TableName) -> String {
     object(t, "rollup_queue")
 }
 
-/// What is inserted and not yet merged into the rollups: one partial 1-minute bar per symbol,
-/// minute and batch (a batch of 1000 quotes over 500 symbols queues ~500 rows, not 1000).
+/// The queue of migration 12: one partial 1-minute bar per row (per symbol, minute and
+/// write). Migration 13 folds it into [`batches`] and drops it.
 pub fn partials(t: &TableName) -> String {
     object(t, "rollup_partials")
 }

@@ -2,7 +2,7 @@
 //! staging table and statements prepared. A write is one transaction, so a batch lands whole
 //! or not at all, and replaying it adds no rows:
 //! - first, inside a savepoint, a binary COPY straight into the table (and, with rollups, the
-//!   batch's minute partials computed here, COPied into the queue): the common case, a batch
+//!   batch's minute partials computed here, one row of the queue): the common case, a batch
 //!   of new quotes, costs one pass over the rows;
 //! - when that COPY meets a row already stored (a unique violation: a replay, a retry after a
 //!   lost answer, a duplicate inside the batch), the savepoint is rolled back and the batch
@@ -298,7 +298,7 @@ impl PgSession {
     }
 
     /// Writes several batches in one transaction (group commit: one COPY of all their rows,
-    /// one COPY of their minute partials, one commit), when every row is new and the table
+    /// one queue row of their minute partials, one commit), when every row is new and the table
     /// takes the fast path; otherwise each batch is written on its own by
     /// [`PgSession::write`], in its own transaction, one after the other. Returns one result
     /// per batch, in order: what that batch's own write would have returned. The outer error

@@ -381,7 +381,8 @@ mod tests {
         );
         let hours = Fold::coarser(fold.minutes.iter().map(|(k, (b, _))| (k, b)), WIDTHS_MS[1]);
         let days = Fold::coarser(hours.iter(), WIDTHS_MS[2]);
-        let hour = hours[&(0, t(m))];
+        // 14:30 lies in the hour from 14:00.
+        let hour = hours[&(0, t(m - 1_800_000))];
         assert_eq!(
             (hour.open, hour.close, hour.quotes, hour.day_volume),
             (10.0, 12.0, 7, 1000)

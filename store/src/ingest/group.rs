@@ -3,7 +3,7 @@
 //! whichever comes first. The request that gets a session leads: it takes the batches queued
 //! at that moment (its own and those of requests still waiting for a session, oldest first,
 //! up to [`GROUP_ROWS`] quotes) and writes them in one transaction
-//! (`PgSession::write_group`: one COPY of their rows, one COPY of their rollup partials, one
+//! (`PgSession::write_group`: one COPY of their rows, one queue row of their rollup partials, one
 //! commit), then answers each batch with its own result.
 //!
 //! Why: on 2 cores shared with PostgreSQL, what a batch costs the server besides its rows —
