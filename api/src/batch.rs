@@ -177,6 +177,11 @@ pub struct CheckedQuote<'a> {
 /// INV-002: the strict contract pattern `^[A-Z]{1,5}$` (share classes such as `BRK.B` are
 /// valid tickers but outside this contract).
 pub fn check_ticker(ticker: &str) -> Result<(), String> {
+    // The common case, checked without building a `Ticker` (an allocation per quote of every
+    // batch); anything else goes through the parser for the message that says the fix.
+    if (1..=5).contains(&ticker.len()) && ticker.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Ok(());
+    }
     match Ticker::parse(ticker) {
         Ok(t) if t.is_contract_symbol() => Ok(()),
         Ok(t) => Err(format!(
@@ -333,6 +338,17 @@ pub fn check_batch<'a>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_tickers_fast_path_accepts_exactly_what_the_parser_accepts() {
+        for t in [
+            "A", "AAPL", "ABCDE", "ABCDEF", "", "aapl", "AaPL", "BRK.B", "BRK-B", "^GSPC",
+            "BTC-USD", "A1", "ÄBC", "AAPL ",
+        ] {
+            let parser = Ticker::parse(t).is_ok_and(|t| t.is_contract_symbol());
+            assert_eq!(check_ticker(t).is_ok(), parser, "{t:?}");
+        }
+    }
 
     fn now() -> Timestamp {
         "2026-01-20T15:00:00Z".parse().unwrap()
