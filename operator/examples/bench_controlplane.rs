@@ -76,6 +76,9 @@ const RUNS: usize = 3;
 /// Bound of every wait: far above any expected time, so that a stuck run fails clearly.
 const TIMEOUT: Duration = Duration::from_secs(180);
 const HISTOGRAM: &str = "quotestream_reconcile_duration_seconds";
+/// Writes in flight of the bare client that measures the API server's floor: the operator's
+/// default `--api-concurrency`.
+const LIMIT_IN_FLIGHT: usize = 16;
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -660,6 +663,8 @@ struct Flow {
     rejected: f64,
     waited: f64,
     seats: f64,
+    /// The API server's floor per size: the same objects written by a bare client.
+    floor: Vec<Vec<Duration>>,
 }
 
 const LEVEL: &str = r#"priority_level="workload-low""#;
@@ -719,6 +724,14 @@ async fn measure_scale(
         row.peak = mode.operator.memory()?.1;
     }
     let flow = flow_control(client).await?;
+    // The floor, after the operators' runs (its writes are not theirs to count).
+    let mut floor = Vec::new();
+    if let Some(bounded) = modes.last() {
+        for &n in &scale.sizes {
+            eprintln!("bench_controlplane: API server floor, {n} shards ...");
+            floor.push(api_server_floor(client, bounded, n).await?);
+        }
+    }
     Ok((
         rows,
         Flow {
@@ -726,8 +739,20 @@ async fn measure_scale(
             rejected: flow.rejected - flow_before.rejected,
             waited: flow.waited - flow_before.waited,
             seats: flow.seats,
+            floor,
         },
     ))
+}
+
+/// A stream of `shards` shards over the [`UNIVERSE`] ConfigMap's tickers.
+fn scale_manifest(namespace: &str, name: &str, shards: usize) -> anyhow::Result<QuoteStream> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"tickersFrom": {"configMapKeyRef": {"name": UNIVERSE, "key": "tickers"}},
+                 "shards": shards, "interval": "1s", "source": {"type": "synthetic"},
+                 "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
+    }))?)
 }
 
 /// One run: create → Ready, a no-op resync (returns its writes), delete and wait until the
@@ -740,13 +765,7 @@ async fn scale_run(
 ) -> anyhow::Result<(Duration, f64)> {
     let streams: Api<QuoteStream> = Api::namespaced(client.clone(), mode.namespace);
     let name = format!("scale-{shards}-{run}");
-    let manifest: QuoteStream = serde_json::from_value(json!({
-        "apiVersion": "quotes.opa.io/v1alpha1", "kind": "QuoteStream",
-        "metadata": {"name": name, "namespace": mode.namespace},
-        "spec": {"tickersFrom": {"configMapKeyRef": {"name": UNIVERSE, "key": "tickers"}},
-                 "shards": shards, "interval": "1s", "source": {"type": "synthetic"},
-                 "sinks": {"redis": {"url": "redis://redis:6379/0"}}}
-    }))?;
+    let manifest = scale_manifest(mode.namespace, &name, shards)?;
     let t = Instant::now();
     let uid = streams
         .create(&PostParams::default(), &manifest)
@@ -788,6 +807,100 @@ async fn scale_run(
     delete(&streams, &name, &uid).await?;
     wait_gone(client, mode.namespace, &format!("{STREAM_LABEL}={name}")).await?;
     Ok((ready, written))
+}
+
+/// The API server's floor for one stream's shards: the ConfigMaps and Deployments the bounded
+/// operator made for a `shards`-shard stream, replayed by a bare client (server-side apply,
+/// ConfigMaps then Deployments, [`LIMIT_IN_FLIGHT`] in flight like the operator) and reported
+/// ready by the harness; the time until every Deployment is ready, per run. No plan, no reads,
+/// no status: what any client would need to create these objects on this API server.
+async fn api_server_floor(
+    client: &Client,
+    mode: &Mode,
+    shards: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let namespace = mode.namespace;
+    let streams: Api<QuoteStream> = Api::namespaced(client.clone(), namespace);
+    let name = format!("floor-{shards}");
+    let manifest = scale_manifest(namespace, &name, shards)?;
+    let uid = streams
+        .create(&PostParams::default(), &manifest)
+        .await?
+        .uid()
+        .unwrap_or_default();
+    wait_ready(&streams, &name, shards).await?;
+    let selector = format!("{STREAM_LABEL}={name}");
+    let params = ListParams::default().labels(&selector);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let mut cms = maps.list(&params).await?.items;
+    let mut ds = deployments.list(&params).await?.items;
+    delete(&streams, &name, &uid).await?;
+    wait_gone(client, namespace, &selector).await?;
+    // As a client would send them: no server fields, no owner (the stream is gone).
+    let strip = |m: &mut kube::api::ObjectMeta| {
+        *m = kube::api::ObjectMeta {
+            name: m.name.take(),
+            namespace: m.namespace.take(),
+            labels: m.labels.take(),
+            annotations: m.annotations.take(),
+            ..Default::default()
+        };
+    };
+    cms.iter_mut().for_each(|c| strip(&mut c.metadata));
+    ds.iter_mut().for_each(|d| {
+        strip(&mut d.metadata);
+        d.status = None;
+    });
+    let apply = &PatchParams::apply("bench-floor").force();
+    let (maps, deployments) = (&maps, &deployments);
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        futures_util::stream::iter(cms.iter())
+            .map(|cm| async move {
+                let name = cm.metadata.name.as_deref().unwrap_or_default();
+                maps.patch(name, apply, &Patch::Apply(cm)).await
+            })
+            .buffer_unordered(LIMIT_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        futures_util::stream::iter(ds.iter())
+            .map(|d| async move {
+                let name = d.metadata.name.as_deref().unwrap_or_default();
+                deployments.patch(name, apply, &Patch::Apply(d)).await
+            })
+            .buffer_unordered(LIMIT_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let listed = deployments.list(&params).await?.items;
+            let ready = listed
+                .iter()
+                .filter(|d| d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1))
+                .count();
+            if ready == shards {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{name}: {ready} of {shards} replayed Deployments ready after {TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        times.push(t.elapsed());
+        maps.delete_collection(&DeleteParams::default(), &params)
+            .await?;
+        deployments
+            .delete_collection(&DeleteParams::default(), &params)
+            .await?;
+        wait_gone(client, namespace, &selector).await?;
+    }
+    Ok(times)
 }
 
 /// `count` streams of [`MANY_SHARDS`] shards at once: the time until all are Ready and the
@@ -852,6 +965,7 @@ async fn flow_control(client: &Client) -> anyhow::Result<Flow> {
         rejected: sum("apiserver_flowcontrol_rejected_requests_total"),
         waited: sum("apiserver_flowcontrol_request_wait_duration_seconds_sum"),
         seats: sum("apiserver_flowcontrol_nominal_limit_seats"),
+        floor: Vec::new(),
     })
 }
 
@@ -887,6 +1001,13 @@ fn print_scale(scale: &Scale, (rows, flow): &(Vec<ScaleRow>, Flow)) {
             r.memory.0 as f64 / 1e6,
             r.memory.1 as f64 / 1e6,
             r.peak as f64 / 1e6,
+        );
+    }
+    if let [small_floor, large_floor] = flow.floor.as_slice() {
+        println!(
+            "| the API server's floor: the bounded operator's ConfigMaps and Deployments of such a stream replayed by a bare client ({LIMIT_IN_FLIGHT} in flight), until all ready | {} | {} | | | | | |",
+            runs(small_floor),
+            runs(large_floor)
         );
     }
     let mean_wait = if flow.dispatched > 0.0 {

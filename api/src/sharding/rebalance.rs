@@ -67,8 +67,14 @@ pub fn rebalance(previous: &Assignment, tickers: &TickerSet, shards: NonZeroUsiz
     for (shard, list) in members.iter_mut().enumerate() {
         if list.len() > target[shard] {
             let surplus = list.len() - target[shard];
-            list.select_nth_unstable_by_key(surplus - 1, |&idx| (Reverse(preference(idx)), idx));
-            pool.extend(list.drain(..surplus));
+            // Each preference computed once (a selection compares an element several times).
+            let mut ranked: Vec<(Reverse<u64>, usize)> = list
+                .iter()
+                .map(|&idx| (Reverse(preference(idx)), idx))
+                .collect();
+            ranked.select_nth_unstable(surplus - 1);
+            pool.extend(ranked[..surplus].iter().map(|&(_, idx)| idx));
+            *list = ranked[surplus..].iter().map(|&(_, idx)| idx).collect();
         }
     }
 

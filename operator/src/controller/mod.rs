@@ -6,8 +6,10 @@ mod acks;
 mod apply;
 mod error;
 mod forget;
+mod memo;
 #[cfg(test)]
 mod mock_api;
+mod planning;
 #[cfg(test)]
 mod tests;
 mod worker_client;
@@ -47,7 +49,6 @@ use crate::resources::deployment::deployment;
 use crate::resources::handover::{Handover, Release};
 use crate::resources::meta::{FIELD_MANAGER, controlled_by, shard_index, shard_name};
 use crate::resources::plan::{OperatorSettings, PlanError, StreamPlan};
-use crate::resources::previous::{Skipped, read_previous};
 use crate::resources::status::{
     DEGRADED, ShardObservation, failed_status, observe, planned_status, worker_failed,
 };
@@ -72,6 +73,8 @@ pub struct Context {
     acks: Arc<acks::Acks>,
     /// Asks workers that run but are not ready why (`/ready`).
     workers: worker_client::WorkerClient,
+    /// Per stream, the last settled plan and what it was made of.
+    memos: Arc<memo::Memos>,
 }
 
 impl Context {
@@ -102,6 +105,7 @@ impl Context {
             written: Arc::default(),
             acks: Arc::new(acks::Acks::new(workers.clone())),
             workers,
+            memos: Arc::default(),
         }
     }
 }
@@ -215,6 +219,7 @@ impl Context {
             w.remove(&format!("{namespace}/{name}"));
         }
         self.acks.finish(&format!("{namespace}/{name}"));
+        self.memos.forget(&format!("{namespace}/{name}"));
     }
 }
 
@@ -295,49 +300,12 @@ fn error_policy(qs: Arc<QuoteStream>, error: &Error, ctx: Arc<Context>) -> Actio
 /// receivers, apply the Deployments, release and prune once the receivers are ready, report.
 async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Error> {
     let stream = StreamApi::new(qs, ctx)?;
-
-    // Tickers (inline plus the tickersFrom ConfigMap), the stored assignment, then the plan.
-    let tickers = match qs.spec.ticker_set(stream.ticker_list(qs).await?.as_deref()) {
-        Ok(t) => t,
-        Err(e) => return stream.degraded(qs, ctx, &PlanError::from(e)).await,
-    };
-    let existing_maps = stream.config_maps.list(&stream.selector).await?.items;
-    // Only the stream's own ConfigMaps are its stored state: a look-alike with its labels (made
-    // by hand, another tool) must neither steer the assignment nor shadow a real shard.
-    let uid = qs.metadata.uid.as_deref().unwrap_or_default();
-    let (own_maps, strangers): (Vec<ConfigMap>, Vec<ConfigMap>) = existing_maps
-        .iter()
-        .cloned()
-        .partition(|cm| controlled_by(&cm.metadata, uid));
-    let (previous, mut skipped) = read_previous(&stream.name, &own_maps);
-    skipped.extend(strangers.iter().map(|cm| Skipped {
-        config_map: cm.name_any(),
-        reason: "the QuoteStream is not its controlling owner".to_owned(),
-    }));
-    for skipped in &skipped {
-        let note = format!(
-            "ConfigMap {} is labelled {STREAM_LABEL}={} but was ignored: {}",
-            skipped.config_map, stream.name, skipped.reason
-        );
-        tracing::warn!(stream = %key(qs), config_map = %skipped.config_map, reason = %skipped.reason, "shard ConfigMap ignored");
-        publish(
-            ctx,
-            &stream.reference,
-            EventType::Warning,
-            "IgnoredConfigMap",
-            note,
-        )
-        .await;
-    }
-    let plan = match StreamPlan::new(
-        qs,
-        &tickers,
-        previous.as_ref().map(|p| &p.assignment),
-        &ctx.settings,
-    ) {
+    let planned = match planning::plan(&stream, qs, ctx).await? {
         Ok(p) => p,
         Err(e) => return stream.degraded(qs, ctx, &e).await,
     };
+    let (plan, tickers) = (planned.plan.clone(), planned.tickers.clone());
+    let existing_maps = &planned.config_maps;
     if let Some(refused) = stream
         .refused_secret(qs, &ctx.settings.policy.secrets)
         .await?
@@ -350,9 +318,14 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     // shard taking a ticker over is ready do the other shards shrink their lists and removed
     // shards go. Until then a moving ticker is owned twice, never by nobody (sinks are
     // idempotent on (ticker, timestamp)).
-    let handover = Handover::new(&plan, previous.as_ref());
-    stream
-        .apply_config_maps(&plan, |i| handover.first.contains(&i), &existing_maps)
+    // A reused plan is settled: every shard ConfigMap holds it, nothing moves.
+    let handover = if planned.settled {
+        Handover::default()
+    } else {
+        Handover::new(&plan, planned.previous.as_ref())
+    };
+    let mut shard_maps = stream
+        .apply_config_maps(&planned, |i| handover.first.contains(&i))
         .await?;
     let deployments = stream.apply_deployments(&plan).await?;
     let pods = stream.pods.list(&stream.selector).await?.items;
@@ -382,10 +355,12 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
         .set(i64::try_from(handover.moving_tickers()).unwrap_or(i64::MAX));
     let released = !matches!(decision.release, Release::Wait { .. });
     let removed = if released {
-        stream
-            .apply_config_maps(&plan, |i| !handover.first.contains(&i), &existing_maps)
-            .await?;
-        let removed = stream.prune(&plan, &deployments, &existing_maps).await?;
+        shard_maps.extend(
+            stream
+                .apply_config_maps(&planned, |i| !handover.first.contains(&i))
+                .await?,
+        );
+        let removed = stream.prune(&plan, &deployments, existing_maps).await?;
         stream.handed_over(ctx, &handover, &decision).await;
         removed
     } else {
@@ -406,6 +381,10 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
             tickers.len(),
         )
         .await?;
+    // Every shard ConfigMap holds the plan now: the next reconcile may reuse it.
+    if released {
+        planning::remember(ctx, qs, planned, &shard_maps);
+    }
     // spec.history: backfill Jobs for the tickers that lack history (`crate::history`).
     let history =
         crate::history::reconcile(&ctx.client, qs, &plan, &tickers, &ctx.settings.policy).await?;
@@ -484,17 +463,15 @@ impl StreamApi {
         })
     }
 
-    /// The text of the `tickersFrom` ConfigMap key, when the stream names one that exists.
-    async fn ticker_list(&self, qs: &QuoteStream) -> Result<Option<String>, Error> {
+    /// The `tickersFrom` ConfigMap, when the stream names one that exists.
+    async fn ticker_list(&self, qs: &QuoteStream) -> Result<Option<ConfigMap>, Error> {
         let Some(from) = &qs.spec.tickers_from else {
             return Ok(None);
         };
         Ok(self
             .config_maps
             .get_opt(&from.config_map_key_ref.name)
-            .await?
-            .and_then(|cm| cm.data)
-            .and_then(|mut d| d.remove(&from.config_map_key_ref.key)))
+            .await?)
     }
 
     /// The first Secret reference the admin's policy refuses (an unlabelled or missing
@@ -526,23 +503,25 @@ impl StreamApi {
         Ok(None)
     }
 
-    /// Applies the ConfigMaps of the shards `which` selects that differ from `live` (the
-    /// stream's ConfigMaps as listed), several at once; returns when all are written.
+    /// Applies the ConfigMaps of the shards `which` selects that differ from the listed ones,
+    /// several at once; returns them as they are now, when all are written. A reused plan
+    /// (`planned.settled`) is already what they hold: nothing is compared or written.
     async fn apply_config_maps(
         &self,
-        plan: &StreamPlan,
+        planned: &planning::Planned,
         which: impl Fn(u32) -> bool,
-        live: &[ConfigMap],
-    ) -> Result<(), Error> {
-        let desired = plan
-            .shards
-            .iter()
-            .filter(|s| which(s.index))
-            .map(|shard| config_map(plan, shard));
+    ) -> Result<Vec<ConfigMap>, Error> {
+        let plan = &planned.plan;
+        let selected = plan.shards.iter().filter(|s| which(s.index));
+        if planned.settled {
+            let unchanged = self.metrics.unchanged(Written::ConfigMap);
+            unchanged.inc_by(selected.count() as u64);
+            return Ok(Vec::new());
+        }
+        let desired = selected.map(|shard| config_map(plan, shard));
         self.applier(&self.config_maps, Written::ConfigMap)
-            .apply_changed(desired, &by_name(live))
-            .await?;
-        Ok(())
+            .apply_changed(desired, &by_name(&planned.config_maps))
+            .await
     }
 
     /// Applies every shard Deployment that differs from the listed one, several at once;

@@ -1162,3 +1162,86 @@ async fn a_status_just_written_is_not_written_again_while_the_cache_lags_behind_
     assert_eq!(metrics.writes(Written::Status, "patch").get(), 1);
     assert_eq!(metrics.unchanged(Written::Status).get(), 1);
 }
+
+/// Whether `call` asked for metadata only (`as=PartialObjectMetadata[List]`).
+fn is_metadata_only(call: &Call) -> bool {
+    call.accept
+        .as_deref()
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+}
+
+#[tokio::test]
+async fn a_settled_plan_is_reused_while_its_inputs_keep_their_versions() {
+    let mut before = stored(&stream("sp500", 3), &sp500(), None, &[true; 3]);
+    for (i, cm) in before.config_maps.iter_mut().enumerate() {
+        cm.metadata.resource_version = Some(format!("{}", 10 + i));
+    }
+    let mut tickers = ticker_list();
+    tickers.metadata.resource_version = Some("9".into());
+    let qs = with_status(stream("sp500", 3), &before.status);
+    let (client, api) = mock_api::client();
+    let metrics = Metrics::new().unwrap();
+    let ctx = Arc::new(Context::new(client, sequential(), metrics.clone(), None));
+    let run = |ctx: &Arc<Context>| tokio::spawn(reconcile(Arc::new(qs.clone()), ctx.clone()));
+
+    // 1. Nothing remembered: the whole ticker list and shard ConfigMaps are read and planned.
+    let mut r = Reconcile {
+        api,
+        task: run(&ctx),
+        metrics: metrics.clone(),
+    };
+    let get = r.expect(Method::GET, &config_map_path("sp500")).await;
+    assert!(!is_metadata_only(&get));
+    get.ok(&tickers);
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list("v1", "ConfigMapList", &before.config_maps));
+    r.expect_workers(&before.deployments, &[]).await;
+    (&mut r.task).await.unwrap().unwrap();
+
+    // 2. The same versions: metadata only, and the plan is the last one (nothing written).
+    r.task = run(&ctx);
+    let get = r.expect(Method::GET, &config_map_path("sp500")).await;
+    assert!(is_metadata_only(&get), "{:?}", get.accept);
+    get.ok(&tickers);
+    let listed = r.expect_list(CONFIG_MAPS).await;
+    assert!(is_metadata_only(&listed), "{:?}", listed.accept);
+    listed.ok(&list("v1", "ConfigMapList", &before.config_maps));
+    r.expect_workers(&before.deployments, &[]).await;
+    (&mut r.task).await.unwrap().unwrap();
+    let skipped = |w| metrics.unchanged(w).get();
+    assert_eq!(
+        skipped(Written::ConfigMap),
+        6,
+        "3 compared, then 3 known unchanged"
+    );
+
+    // 3. Shard 1's ConfigMap edited by hand (a new version): planned afresh, and put back.
+    let mut edited = before.config_maps.clone();
+    edited[1].metadata.resource_version = Some("20".into());
+    let mut config = worker_config(&serde_json::to_value(&edited[1]).unwrap());
+    config.interval = "5s".into();
+    let json = serde_json::to_string(&config).unwrap();
+    edited[1].data = Some([(WORKER_CONFIG_KEY.to_owned(), json)].into());
+    r.task = run(&ctx);
+    r.expect(Method::GET, &config_map_path("sp500"))
+        .await
+        .ok(&tickers);
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list("v1", "ConfigMapList", &edited));
+    let get = r.expect(Method::GET, &config_map_path("sp500")).await;
+    assert!(!is_metadata_only(&get));
+    get.ok(&tickers);
+    r.expect_list(CONFIG_MAPS)
+        .await
+        .ok(&list("v1", "ConfigMapList", &edited));
+    // Its list did not change, so it is written with the shards that keep theirs: after the
+    // Deployments.
+    r.expect_workers(&before.deployments, &[]).await;
+    r.expect_shard_config_map(1).await.echo();
+    drop(ctx); // the client goes with the task, so finish sees the end of the calls
+    r.finish().await.unwrap();
+    assert_eq!(metrics.writes(Written::ConfigMap, "apply").get(), 1);
+    assert_eq!(metrics.writes(Written::Status, "patch").get(), 0);
+}

@@ -45,7 +45,10 @@ pub fn previous_assignment(stream: &str, config_maps: &[ConfigMap]) -> Option<Pr
 
 /// [`previous_assignment`], and the ConfigMaps left out of it even when none was usable (a
 /// hand-made ConfigMap with the stream's label is worth a warning naming it).
-pub fn read_previous(stream: &str, config_maps: &[ConfigMap]) -> (Option<Previous>, Vec<Skipped>) {
+pub fn read_previous<'a>(
+    stream: &str,
+    config_maps: impl IntoIterator<Item = &'a ConfigMap>,
+) -> (Option<Previous>, Vec<Skipped>) {
     let mut skipped = Vec::new();
     let mut shards: BTreeMap<u32, (i64, Vec<Ticker>)> = BTreeMap::new();
     for cm in config_maps {
