@@ -17,6 +17,7 @@ mod error;
 pub mod history;
 mod migrations;
 pub mod partitions;
+mod pg_time;
 pub mod reader_role;
 pub mod rollup;
 pub mod schema;

@@ -23,6 +23,7 @@ use tokio_postgres::{Client, Statement, Transaction};
 use crate::config::PostgresConfig;
 use crate::error::{PostgresError, describe, fix_for, is_permanent_error, sqlstate_of};
 use crate::migrations::{MigrationReport, Rollups, migrate};
+use crate::pg_time::PgTime;
 use crate::rollup;
 use crate::schema;
 
@@ -401,13 +402,13 @@ async fn queue_row(
     let n = i32::try_from(partials.len()).unwrap_or(i32::MAX);
     let column = |f: fn(&rollup::Partial<'_>) -> f64| partials.iter().map(f).collect::<Vec<f64>>();
     let symbol: Vec<&str> = partials.iter().map(|p| p.symbol).collect();
-    let bucket: Vec<Timestamp> = partials.iter().map(|p| p.bucket).collect();
+    let bucket: Vec<PgTime> = partials.iter().map(|p| PgTime(p.bucket)).collect();
     let open = column(|p| p.open);
     let high = column(|p| p.high);
     let low = column(|p| p.low);
     let close = column(|p| p.close);
-    let open_time: Vec<Timestamp> = partials.iter().map(|p| p.open_time).collect();
-    let close_time: Vec<Timestamp> = partials.iter().map(|p| p.close_time).collect();
+    let open_time: Vec<PgTime> = partials.iter().map(|p| PgTime(p.open_time)).collect();
+    let close_time: Vec<PgTime> = partials.iter().map(|p| PgTime(p.close_time)).collect();
     let day_volume: Vec<i64> = partials.iter().map(|p| p.day_volume).collect();
     let quotes: Vec<i64> = partials.iter().map(|p| p.quotes).collect();
     let source: Vec<&str> = partials.iter().map(|p| p.source).collect();
@@ -446,7 +447,7 @@ pub async fn copy_rows(
             .as_mut()
             .write(&[
                 &r.symbol,
-                &r.timestamp,
+                &PgTime(r.timestamp),
                 &r.price,
                 &r.volume,
                 &r.bid,

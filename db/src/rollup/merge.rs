@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 use super::{GRAINS, TableName, bin};
+use crate::pg_time::PgTime;
 
 /// Widths of [`GRAINS`] in milliseconds, in their order.
 const WIDTHS_MS: [i64; 3] = [60_000, 3_600_000, 86_400_000];
@@ -131,19 +132,19 @@ impl Fold {
     /// Folds every row the take statement returned.
     fn add_row(&mut self, row: &tokio_postgres::Row) -> Result<(), tokio_postgres::Error> {
         let symbol: Vec<&str> = row.try_get(0)?;
-        let bucket: Vec<Timestamp> = row.try_get(1)?;
+        let bucket: Vec<PgTime> = row.try_get(1)?;
         let open: Vec<f64> = row.try_get(2)?;
         let high: Vec<f64> = row.try_get(3)?;
         let low: Vec<f64> = row.try_get(4)?;
         let close: Vec<f64> = row.try_get(5)?;
-        let open_time: Vec<Timestamp> = row.try_get(6)?;
-        let close_time: Vec<Timestamp> = row.try_get(7)?;
+        let open_time: Vec<PgTime> = row.try_get(6)?;
+        let close_time: Vec<PgTime> = row.try_get(7)?;
         let day_volume: Vec<i64> = row.try_get(8)?;
         let quotes: Vec<i64> = row.try_get(9)?;
         let source: Vec<&str> = row.try_get(10)?;
         // The table's CHECK holds every array to the same length.
         for i in 0..symbol.len() {
-            let (Some(&bucket), Some(&open), Some(&high), Some(&low), Some(&close)) = (
+            let (Some(&PgTime(bucket)), Some(&open), Some(&high), Some(&low), Some(&close)) = (
                 bucket.get(i),
                 open.get(i),
                 high.get(i),
@@ -152,12 +153,18 @@ impl Fold {
             ) else {
                 break;
             };
-            let (Some(&open_time), Some(&close_time), Some(&day_volume), Some(&quotes)) = (
+            let (
+                Some(&PgTime(open_time)),
+                Some(&PgTime(close_time)),
+                Some(&day_volume),
+                Some(&quotes),
+            ) = (
                 open_time.get(i),
                 close_time.get(i),
                 day_volume.get(i),
                 quotes.get(i),
-            ) else {
+            )
+            else {
                 break;
             };
             let (Some(symbol), Some(source)) = (symbol.get(i), source.get(i)) else {
@@ -203,13 +210,13 @@ impl Fold {
 /// mergers (one per store replica) lock bar rows in the same order.
 struct Columns<'a> {
     symbol: Vec<&'a str>,
-    bucket: Vec<Timestamp>,
+    bucket: Vec<PgTime>,
     open: Vec<f64>,
     high: Vec<f64>,
     low: Vec<f64>,
     close: Vec<f64>,
-    open_time: Vec<Timestamp>,
-    close_time: Vec<Timestamp>,
+    open_time: Vec<PgTime>,
+    close_time: Vec<PgTime>,
     day_volume: Vec<i64>,
     quotes: Vec<i64>,
 }
@@ -237,13 +244,13 @@ impl<'a> Columns<'a> {
         };
         for (symbol, bucket, bar) in sorted {
             c.symbol.push(symbol);
-            c.bucket.push(bucket);
+            c.bucket.push(PgTime(bucket));
             c.open.push(bar.open);
             c.high.push(bar.high);
             c.low.push(bar.low);
             c.close.push(bar.close);
-            c.open_time.push(bar.open_time);
-            c.close_time.push(bar.close_time);
+            c.open_time.push(PgTime(bar.open_time));
+            c.close_time.push(PgTime(bar.close_time));
             c.day_volume.push(bar.day_volume);
             c.quotes.push(bar.quotes);
         }
@@ -317,7 +324,7 @@ pub async fn merge(client: &mut Client, merger: &Merger) -> Result<u64, tokio_po
         .collect();
     latest.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let symbol: Vec<&str> = latest.iter().map(|l| l.0).collect();
-    let time: Vec<Timestamp> = latest.iter().map(|l| l.1.close_time).collect();
+    let time: Vec<PgTime> = latest.iter().map(|l| PgTime(l.1.close_time)).collect();
     let price: Vec<f64> = latest.iter().map(|l| l.1.close).collect();
     let volume: Vec<i64> = latest.iter().map(|l| l.1.day_volume).collect();
     let source: Vec<&str> = latest.iter().map(|l| l.2).collect();
@@ -395,6 +402,9 @@ mod tests {
             ["AAPL", "AAPL", "MSFT"],
             "sorted by symbol, bucket"
         );
-        assert_eq!(columns.bucket, [t(m), t(m + 60_000), t(m)]);
+        assert_eq!(
+            columns.bucket,
+            [PgTime(t(m)), PgTime(t(m + 60_000)), PgTime(t(m))]
+        );
     }
 }
