@@ -85,13 +85,37 @@ impl WorkerConfig {
     /// a running worker reloads. The operator hashes this view into the pod template
     /// (`quotes.opa.io/config-hash`), so exactly these changes roll the pods.
     pub fn restart_view(&self) -> WorkerConfig {
+        // Every field named (no `..self.clone()`): the ticker list, up to 100 000 strings, is
+        // not cloned only to be dropped, and a field added later must be placed here by hand.
+        let Self {
+            namespace,
+            stream,
+            shard,
+            shards: _,
+            tickers: _,
+            interval,
+            requests_per_hour: _,
+            source,
+            sinks,
+            schedule,
+            epoch: _,
+            fingerprint: _,
+            queue_bytes,
+        } = self;
         WorkerConfig {
+            namespace: namespace.clone(),
+            stream: stream.clone(),
+            shard: *shard,
             shards: 0,
             tickers: Vec::new(),
+            interval: interval.clone(),
             requests_per_hour: 0.0,
+            source: source.clone(),
+            sinks: sinks.clone(),
+            schedule: schedule.clone(),
             epoch: 0,
             fingerprint: String::new(),
-            ..self.clone()
+            queue_bytes: *queue_bytes,
         }
     }
 

@@ -335,6 +335,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
     failures.extend(ctx.workers.failed_sinks(&pods).await);
     // Acknowledged: a receiver is ready *and* one of its ready pods streams the list written
     // for it (`controller::acks`), so kubelet's late ConfigMap refresh cannot open a gap.
+    let listed = by_name(&deployments);
     let decision = ctx
         .acks
         .decide(
@@ -343,7 +344,7 @@ async fn reconcile_stream(qs: &QuoteStream, ctx: &Context) -> Result<Action, Err
             &handover,
             |index| {
                 let name = shard_name(&stream.name, index);
-                observe(deployments.iter().find(|d| d.name_any() == name)).ready
+                observe(listed.get(&name).copied()).ready
             },
             &pods,
             ctx.settings.handover_timeout,
@@ -643,10 +644,12 @@ impl StreamApi {
             deployments,
             failures,
         } = workers;
+        // By name once: a linear search per shard is quadratic at 1024 shards.
+        let listed = by_name(deployments);
         let observed: Vec<ShardObservation> = plan
             .shards
             .iter()
-            .map(|shard| observe(deployments.iter().find(|d| d.name_any() == shard.name)))
+            .map(|shard| observe(listed.get(&shard.name).copied()))
             .collect();
         let previous_epoch = qs
             .status
