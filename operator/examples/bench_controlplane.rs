@@ -176,7 +176,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "\nReconciles: every successful reconcile of the N-shard streams (creation, both reshards, the requeues and the reconciles the operator's own writes trigger), from `{HISTOGRAM}{{result=\"ok\"}}`; p50/p99 are interpolated within the histogram's buckets (5, 10, 25, 50, 100, 150, 200, 300, 500 ms, …), as `histogram_quantile` does, so they are only as fine as those buckets; the mean (sum ÷ count) is exact."
+        "\nReconciles: every successful reconcile of the N-shard streams (creation, both reshards, the requeues and the reconciles the operator's own writes trigger), from `{HISTOGRAM}{{result=\"ok\"}}`; p50/p99 are interpolated within the histogram's buckets (5, 10, 25, 50, 100, 150, 200, 300, 500, 750 ms, 1, 1.5, 2, 2.5 s, …), as `histogram_quantile` does, so they are only as fine as those buckets; the mean (sum ÷ count) is exact."
     );
     print_scale(&scale, &scaled);
     Ok(())
