@@ -476,15 +476,14 @@ async fn main() -> anyhow::Result<()> {
     let store_cpu = probe.used(&pg)?;
     let rss = peak_rss_mb(store_pid).unwrap_or(f64::NAN);
     let phases = phases(port)?;
-    // The rollups are current once the merger has emptied the queue.
+    // The rollups are current once the merger has emptied the queue. A query that fails (a
+    // store binary older than this harness has no such table) ends the wait at once.
+    let queued = "SELECT count(*) FROM quotes.real_time_rollup_batches";
+    count(&pg, "store", queued).with_context(|| {
+        format!("reading the rollup queue ({queued}): is target/release/quotestream-store current? cargo build --release -p quotestream-store --bins --examples")
+    })?;
     let current = wait_until(Duration::from_secs(600), || {
-        count(
-            &pg,
-            "store",
-            "SELECT count(*) FROM quotes.real_time_rollup_batches",
-        )
-        .ok()
-            == Some(0)
+        count(&pg, "store", queued).ok() == Some(0)
     });
     let rollup_time = store_started.elapsed();
     if !current {
