@@ -871,39 +871,22 @@ async fn api_server_floor(
                     {
                         ready.insert(d.name_any());
                         if ready.len() == shards {
-                            return;
+                            return true;
                         }
                     }
                 }
+                false
             })
         };
-        let (maps, deployments) = (&maps, &deployments);
         let t = Instant::now();
-        futures_util::stream::iter(cms.iter())
-            .map(|cm| async move {
-                let name = cm.metadata.name.as_deref().unwrap_or_default();
-                maps.patch(name, apply, &Patch::Apply(cm)).await
-            })
-            .buffer_unordered(LIMIT_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        futures_util::stream::iter(ds.iter())
-            .map(|d| async move {
-                let name = d.metadata.name.as_deref().unwrap_or_default();
-                deployments.patch(name, apply, &Patch::Apply(d)).await
-            })
-            .buffer_unordered(LIMIT_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        tokio::time::timeout(TIMEOUT, ready_watch)
-            .await
-            .with_context(|| {
-                format!("{name}: the replayed Deployments ready within {TIMEOUT:?}")
-            })??;
+        apply_all(&maps, &cms, apply).await?;
+        apply_all(&deployments, &ds, apply).await?;
+        let mut ready_watch = ready_watch;
+        let seen = tokio::time::timeout(TIMEOUT, &mut ready_watch).await;
+        ready_watch.abort();
+        if !matches!(seen, Ok(Ok(true))) {
+            bail!("{name}: the replayed Deployments were not all ready within {TIMEOUT:?}");
+        }
         times.push(t.elapsed());
         maps.delete_collection(&DeleteParams::default(), &params)
             .await?;
@@ -913,6 +896,25 @@ async fn api_server_floor(
         wait_gone(client, namespace, &selector).await?;
     }
     Ok(times)
+}
+
+/// Server-side applies `objects` through `api`, [`LIMIT_IN_FLIGHT`] at once; stops at the first
+/// failure.
+async fn apply_all<K>(api: &Api<K>, objects: &[K], params: &PatchParams) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    futures_util::stream::iter(objects)
+        .map(|object| async move {
+            let name = object.meta().name.as_deref().unwrap_or_default();
+            api.patch(name, params, &Patch::Apply(object)).await
+        })
+        .buffer_unordered(LIMIT_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(())
 }
 
 /// `count` streams of [`MANY_SHARDS`] shards at once: the time until all are Ready and the
