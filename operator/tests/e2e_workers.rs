@@ -165,7 +165,13 @@ impl World<'_> {
         let plan = Reshard::plan(before, to);
         let t = Instant::now();
         self.kubectl(command);
+        // status.handover, if a poll sees the hand-over waiting (it may be over between two).
+        let mut waiting: Option<Value> = None;
         let lists = self.eventually(&format!("{what}: rebalance(before, tickers, {to})"), || {
+            if waiting.is_none() {
+                let status = &self.get(&format!("quotestream/{STREAM}"))["status"];
+                waiting = status.get("handover").filter(|h| !h.is_null()).cloned();
+            }
             let observed = self.assignment();
             if let Err(e) = plan.check(&observed) {
                 panic!("{what}: {e}\n{}", self.diagnose());
@@ -221,6 +227,22 @@ impl World<'_> {
         let gap = assert_no_gap(self, &what, t, settled);
         let overlap = handover_overlaps(&self.tape.heard(), &owners(before), &owners(&lists), t);
         self.wait_ready(to as u64);
+        if let Some(h) = &waiting {
+            assert!(
+                h["movingTickers"].as_u64() > Some(0)
+                    && h["receivers"].as_array().is_some_and(|r| !r.is_empty()),
+                "{what}: a waiting hand-over names what moves and where: {h}"
+            );
+        }
+        let status = &self.get(&format!("quotestream/{STREAM}"))["status"];
+        assert!(
+            status.get("handover").is_none_or(Value::is_null),
+            "{what}: the hand-over is over, so status.handover is removed: {status}"
+        );
+        eprintln!(
+            "{what}: status.handover while waiting: {}",
+            waiting.map_or_else(|| "not polled in time".to_owned(), |h| h.to_string())
+        );
         Resharded {
             moved: plan.moved.len(),
             lists,

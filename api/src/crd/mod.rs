@@ -35,8 +35,8 @@ pub use source::{
     ReplaySource, Source, SourceType, SyntheticSource, YahooSource, YahooStreamSource,
 };
 pub use status::{
-    AssignmentStatus, HistoryDone, HistoryFailure, HistoryStatus, MarketStatus, QuoteStreamStatus,
-    ShardStatus,
+    AssignmentStatus, HandoverStatus, HistoryDone, HistoryFailure, HistoryStatus, MarketStatus,
+    QuoteStreamStatus, ShardStatus,
 };
 pub use worker::WorkerTemplate;
 

@@ -36,9 +36,39 @@ pub struct QuoteStreamStatus {
     /// Progress of the spec.history backfill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryStatus>,
-    /// The exchange's state, for a stream with spec.schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The exchange's state, for a stream with spec.schedule (removed with the schedule).
+    #[serde(default)]
     pub market: Option<MarketStatus>,
+    /// A hand-over in progress: tickers moving between shards stay listed by their old owners
+    /// until every shard taking them over is ready and has acknowledged its new list. Absent
+    /// when nothing waits.
+    // `market` and `handover` serialise None as null: the operator's status write is a merge
+    // patch, in which an absent field keeps the stored one and null removes it.
+    #[serde(default)]
+    pub handover: Option<HandoverStatus>,
+}
+
+/// A waiting hand-over (docs/operator.md, "Acknowledged hand-over").
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoverStatus {
+    /// Tickers listed by two shards (their old and their new owner) until the hand-over ends.
+    pub moving_tickers: i32,
+    /// The shards taking tickers over.
+    pub receivers: Vec<i32>,
+    /// Receivers whose worker is not ready yet.
+    #[serde(default)]
+    pub not_ready: Vec<i32>,
+    /// Receivers no ready pod of which reports its new list on /assignment yet.
+    #[serde(default)]
+    pub unacknowledged: Vec<i32>,
+    /// When this operator replica saw the hand-over begin (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// When the old owners are released even without every acknowledgement (`since` plus the
+    /// operator's --handover-timeout; RFC 3339). Absent when acknowledgement is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_by: Option<String>,
 }
 
 /// The trading-hours state of a stream with `spec.schedule`, refreshed at each session bound.
@@ -167,4 +197,22 @@ pub struct HistoryFailure {
     pub generation: i64,
     /// The tickers, sorted.
     pub tickers: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merge_patch_of_the_status_removes_a_market_or_hand_over_that_ended() {
+        // The operator writes the status as a JSON merge patch: an absent field would keep
+        // the stored one; null removes it.
+        let body = serde_json::to_value(QuoteStreamStatus::default()).unwrap();
+        assert_eq!(body["market"], serde_json::Value::Null);
+        assert_eq!(body["handover"], serde_json::Value::Null);
+        assert!(body.as_object().unwrap().contains_key("market"));
+        assert!(body.as_object().unwrap().contains_key("handover"));
+        // status.history belongs to the history step: never written by omission.
+        assert!(!body.as_object().unwrap().contains_key("history"));
+    }
 }

@@ -34,6 +34,8 @@ struct Pending {
     /// The assignment being handed over: a newer one starts a new wait.
     fingerprint: String,
     since: Instant,
+    /// The same moment on the wall clock, for the status.
+    began: jiff::Timestamp,
 }
 
 /// What a reconcile learnt about its hand-over.
@@ -44,6 +46,8 @@ pub struct Decision {
     pub acknowledged: BTreeMap<u32, AppliedList>,
     /// Since the hand-over's first reconcile (by this replica).
     pub waited: Duration,
+    /// When that was, on the wall clock (None when nothing moves).
+    pub began: Option<jiff::Timestamp>,
 }
 
 impl Acks {
@@ -54,22 +58,23 @@ impl Acks {
         }
     }
 
-    /// Since when the stream's hand-over of `fingerprint` waits (now, if it is new).
-    fn since(&self, key: &str, fingerprint: &str) -> Instant {
-        let Ok(mut pending) = self.pending.lock() else {
-            return Instant::now();
-        };
-        let entry = pending.entry(key.to_owned()).or_insert_with(|| Pending {
+    /// Since when the stream's hand-over of `fingerprint` waits (now, if it is new), on the
+    /// monotonic and on the wall clock.
+    fn since(&self, key: &str, fingerprint: &str) -> (Instant, jiff::Timestamp) {
+        let new = || Pending {
             fingerprint: fingerprint.to_owned(),
             since: Instant::now(),
-        });
+            began: jiff::Timestamp::now(),
+        };
+        let Ok(mut pending) = self.pending.lock() else {
+            let now = new();
+            return (now.since, now.began);
+        };
+        let entry = pending.entry(key.to_owned()).or_insert_with(new);
         if entry.fingerprint != fingerprint {
-            *entry = Pending {
-                fingerprint: fingerprint.to_owned(),
-                since: Instant::now(),
-            };
+            *entry = new();
         }
-        entry.since
+        (entry.since, entry.began)
     }
 
     /// Forgets the stream's hand-over (released, or nothing to hand over).
@@ -134,12 +139,13 @@ impl Acks {
                 }
             }
         }
-        let waited = since.map_or(Duration::ZERO, |s| s.elapsed());
+        let waited = since.map_or(Duration::ZERO, |(s, _)| s.elapsed());
         let release = handover.decide(ready, |s| acknowledged.contains_key(&s), waited, timeout);
         Decision {
             release,
             acknowledged,
             waited,
+            began: since.map(|(_, began)| began),
         }
     }
 }

@@ -43,20 +43,21 @@ pub(super) async fn plan(
     if !ctx.memos.holds(&key) {
         return afresh(stream, qs, ctx).await;
     }
-    // Metadata only: which versions the inputs are at.
-    let tickers_from = match &qs.spec.tickers_from {
-        Some(from) => stream
-            .config_maps
-            .get_metadata_opt(&from.config_map_key_ref.name)
-            .await?
-            .and_then(|m| m.metadata.resource_version),
-        None => None,
+    // Metadata only: which versions the inputs are at (both reads at once: this is most of a
+    // settled reconcile's time).
+    let tickers_from = async {
+        match &qs.spec.tickers_from {
+            Some(from) => Ok(stream
+                .config_maps
+                .get_metadata_opt(&from.config_map_key_ref.name)
+                .await?
+                .and_then(|m| m.metadata.resource_version)),
+            None => Ok::<_, kube::Error>(None),
+        }
     };
-    let labelled = stream
-        .config_maps
-        .list_metadata(&stream.selector)
-        .await?
-        .items;
+    let labelled = stream.config_maps.list_metadata(&stream.selector);
+    let (tickers_from, labelled) = tokio::try_join!(tickers_from, labelled)?;
+    let labelled = labelled.items;
     let now = Inputs::now(
         qs,
         tickers_from.clone(),

@@ -672,6 +672,19 @@ async fn scale_up_keeps_the_losing_shards_lists_until_the_new_shard_is_ready() {
     let status = r.expect_status(&qs).await;
     assert_eq!(status["readyShards"], 2);
     assert_eq!(condition(&status, "Ready")["reason"], "ShardsStarting");
+    // The waiting hand-over, as `kubectl get qs -o yaml` shows it.
+    let handover = &status["handover"];
+    assert_eq!(handover["movingTickers"], moved.len(), "{handover}");
+    assert_eq!(handover["receivers"], json!([2]), "{handover}");
+    assert_eq!(handover["notReady"], json!([2]), "{handover}");
+    assert_eq!(handover["unacknowledged"], json!([]), "{handover}");
+    let since: jiff::Timestamp = handover["since"].as_str().unwrap().parse().unwrap();
+    let release_by: jiff::Timestamp = handover["releaseBy"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        release_by.duration_since(since),
+        jiff::SignedDuration::from_secs(300),
+        "--handover-timeout's default"
+    );
     let scaled = r.expect_event("Normal", "Scaled").await;
     assert_eq!(scaled["note"], "2 -> 3 shards (0 removed)");
     r.expect_event("Normal", "Resharded").await;

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use quotestream_api::Ticker;
+use quotestream_api::crd::HandoverStatus;
 
 use super::plan::StreamPlan;
 use super::previous::Previous;
@@ -95,6 +96,53 @@ impl Handover {
         self.receivers.iter().all(|s| ready(*s))
     }
 
+    /// `status.handover` while the old owners wait for the receivers (`release`), None once
+    /// they may let go or when nothing moves. `began`: when the wait began; `timeout`: the
+    /// operator's --handover-timeout (zero: acknowledgement off, no deadline).
+    pub fn status(
+        &self,
+        release: &Release,
+        began: Option<jiff::Timestamp>,
+        timeout: Duration,
+    ) -> Option<HandoverStatus> {
+        let Release::Wait {
+            not_ready,
+            unacknowledged,
+        } = release
+        else {
+            return None;
+        };
+        if self.receivers.is_empty() {
+            return None;
+        }
+        let shards = |s: &[u32]| -> Vec<i32> {
+            s.iter()
+                .map(|&i| i32::try_from(i).unwrap_or(i32::MAX))
+                .collect()
+        };
+        let receivers: Vec<u32> = self.receivers.iter().copied().collect();
+        let release_by = began
+            .filter(|_| !timeout.is_zero())
+            .and_then(|b| jiff::SignedDuration::try_from(timeout).ok().map(|t| (b, t)))
+            .and_then(|(b, t)| b.checked_add(t).ok());
+        Some(HandoverStatus {
+            moving_tickers: i32::try_from(self.moving_tickers()).unwrap_or(i32::MAX),
+            receivers: shards(&receivers),
+            not_ready: shards(not_ready),
+            // A receiver that is not ready cannot have acknowledged either: listed once, as
+            // not ready.
+            unacknowledged: shards(
+                &unacknowledged
+                    .iter()
+                    .copied()
+                    .filter(|s| !not_ready.contains(s))
+                    .collect::<Vec<_>>(),
+            ),
+            since: began.map(rfc3339),
+            release_by: release_by.map(rfc3339),
+        })
+    }
+
     /// Tickers that are listed twice until this hand-over completes.
     pub fn moving_tickers(&self) -> usize {
         self.moving.values().sum()
@@ -131,6 +179,11 @@ impl Handover {
             },
         }
     }
+}
+
+/// A time for the status: RFC 3339 in UTC, whole seconds.
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
 }
 
 #[cfg(test)]

@@ -33,8 +33,8 @@ pub struct OperatorSettings {
     pub handover_timeout: std::time::Duration,
 }
 
-/// `--api-concurrency` by default: with as many streams reconciled at once (each with one read
-/// or Event in flight) at most 32 requests, below the 49 seats of the smallest default
+/// `--api-concurrency` by default: with as many streams reconciled at once (each with at most
+/// two reads or one Event in flight) at most 48 requests, below the 49 seats of the smallest default
 /// priority level a client lands in (`global-default`; `workload-low`, where ServiceAccounts
 /// land, has 245) with the API server's default 600-request concurrency.
 pub const DEFAULT_API_CONCURRENCY: NonZeroU16 = NonZeroU16::new(16).unwrap();

@@ -1,4 +1,4 @@
-use quotestream_api::crd::AssignmentStatus;
+use quotestream_api::crd::{AssignmentStatus, HandoverStatus};
 use quotestream_api::{QuoteStream, QuoteStreamStatus, TickerSet};
 
 use std::time::Duration;
@@ -164,6 +164,51 @@ fn a_ready_receiver_that_has_not_acknowledged_keeps_the_old_owners() {
         Handover::default().decide(|_| false, |_| false, wait, timeout),
         Release::Acknowledged,
         "nothing moves: nothing to wait for"
+    );
+}
+
+#[test]
+fn a_waiting_hand_over_is_in_the_status_until_the_release() {
+    let all = sp500();
+    let (five, _) = reconcile(&stream("sp500", 5), &all, &[]);
+    let maps: Vec<_> = five.shards.iter().map(|s| config_map(&five, s)).collect();
+    let (_, h) = reconcile(&with_status(stream("sp500", 2), &five), &all, &maps);
+    let began: jiff::Timestamp = "2026-12-07T14:30:00.250Z".parse().unwrap();
+    let timeout = Duration::from_secs(300);
+    let wait = Release::Wait {
+        not_ready: vec![0],
+        unacknowledged: vec![0, 1],
+    };
+    let status = h.status(&wait, Some(began), timeout).unwrap();
+    assert_eq!(
+        status,
+        HandoverStatus {
+            moving_tickers: i32::try_from(h.moving_tickers()).unwrap(),
+            receivers: vec![0, 1],
+            not_ready: vec![0],
+            // Shard 0 is listed once, as not ready.
+            unacknowledged: vec![1],
+            since: Some("2026-12-07T14:30:00Z".into()),
+            release_by: Some("2026-12-07T14:35:00Z".into()),
+        }
+    );
+    assert!(status.moving_tickers > 0);
+    assert_eq!(
+        h.status(&wait, Some(began), Duration::ZERO)
+            .unwrap()
+            .release_by,
+        None,
+        "acknowledgement off: released on readiness, no deadline"
+    );
+    assert_eq!(h.status(&Release::Acknowledged, Some(began), timeout), None);
+    let timed_out = Release::TimedOut {
+        unacknowledged: vec![1],
+    };
+    assert_eq!(h.status(&timed_out, Some(began), timeout), None);
+    assert_eq!(
+        Handover::default().status(&wait, Some(began), timeout),
+        None,
+        "nothing moves: no hand-over"
     );
 }
 
