@@ -159,7 +159,7 @@ fn create_batches(t: &TableName) -> Vec<String> {
         same_length.join(" AND ")
     )];
     // Out of line without compression: prices and times barely compress, and compressing
-    // every row would cost the writing session CPU for nothing (the row lives ~100 ms).
+    // every row would cost the writing session CPU for nothing (the row lives until the next merge: at most the store's --rollup-interval).
     out.push(format!(
         "ALTER TABLE {table} {}",
         BATCH_ARRAYS

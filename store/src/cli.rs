@@ -115,6 +115,12 @@ pub struct ServeArgs {
     /// is open (the default). In a cluster, set the variable from a Secret.
     #[arg(long, env = "QUOTESTREAM_STORE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Least time between two merges of the rollup queue into the bars, the latest quotes and
+    /// the daily summaries: how far they may lag the stored rows. A merge costs the database
+    /// about the same whatever it folds (the current bar of every symbol it saw), so under
+    /// heavy ingest a longer interval costs less CPU per quote (docs/store.md#rollups).
+    #[arg(long, env = "QUOTESTREAM_STORE_ROLLUP_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub rollup_interval: Duration,
     /// Longest wait for in-flight requests after SIGTERM.
     #[arg(long, default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -142,6 +148,7 @@ mod tests {
         };
         assert_eq!(args.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(args.db.table, "quotes.real_time");
+        assert_eq!(args.rollup_interval, Duration::from_millis(250));
         for argv in [
             &["quotestream-store", "serve", "--listen", "127.0.0.1:1"][..],
             &["quotestream-store", "--listen", "127.0.0.1:1"][..],

@@ -157,21 +157,21 @@ async fn maintain_partitions(pool: Arc<Pool>, stop: CancellationToken) {
     }
 }
 
-/// Least time from one merge's start to the next: how far the rollups may lag the inserts.
-/// Under load the merger does not run back to back: each merge then folds what ~100 ms of
-/// batches queued, so every bar, hour, day and latest quote it touches is upserted once per
-/// 100 ms instead of once per few batches (the upserts, not the partials, were most of the
-/// merger's CPU, and it shares the cores with ingest).
-const MERGE_EVERY: Duration = Duration::from_millis(100);
-
 /// Folds the rollup queue into the rollups on a session of its own (outside the pool, so it
 /// never takes a request's connection) until `stop`, then once more until the queue is empty
 /// (bounded by `drain`). Failures are logged and retried; queued rows wait, nothing is lost.
+///
+/// `every` (`--rollup-interval`) is the least time from one merge's start to the next: how far
+/// the rollups may lag the inserts. Under load the merger does not run back to back: each
+/// merge then folds what `every` of batches queued, so every bar, hour, day and latest quote
+/// it touches is upserted once per interval instead of once per few batches (the upserts, not
+/// the partials, are most of the merger's CPU, and it shares the cores with ingest).
 async fn merge_rollups(
     config: PostgresConfig,
     metrics: Metrics,
     stop: CancellationToken,
     drain: Duration,
+    every: Duration,
 ) {
     let mut session: Option<PgSession> = None;
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -211,7 +211,7 @@ async fn merge_rollups(
                 // While draining, the queue is emptied at once.
                 if deadline.is_none() {
                     tokio::select! {
-                        () = tokio::time::sleep_until(started + MERGE_EVERY) => {}
+                        () = tokio::time::sleep_until(started + every) => {}
                         () = stop.cancelled() => {}
                     }
                 }
@@ -258,6 +258,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics.clone(),
         shutdown.clone(),
         args.drain_timeout,
+        args.rollup_interval,
     ));
     let pool = Arc::new(Pool::new(config, args.connections, first));
     let ingest = Arc::new(Ingest {

@@ -156,7 +156,7 @@ async fn ensure_known(
 /// Stored symbols with their first and last quote times and counts.
 #[utoipa::path(get, path = "/v1/symbols", tag = "read",
     responses(
-        (status = 200, description = "Every symbol with stored quotes, alphabetically (from the daily rollup: current within the merger's lag, about 100 ms)", body = Symbols),
+        (status = 200, description = "Every symbol with stored quotes, alphabetically (from the daily rollup: current within the merger's lag, at most --rollup-interval, 250 ms by default)", body = Symbols),
         (status = 400, description = "An unknown parameter", body = ErrorBody),
         (status = 401, description = "A token is configured and the request lacks it", body = ErrorBody),
         (status = 503, description = "The database is unavailable (Retry-After)", body = ErrorBody)),
