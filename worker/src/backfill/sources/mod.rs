@@ -3,6 +3,7 @@
 //! all of them. Each vendor has a folder: its request, its paging, its decoder.
 
 pub mod alpaca;
+mod pages;
 pub mod polygon;
 pub mod rest_base;
 pub mod yahoo;

@@ -12,15 +12,13 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::RawBar;
+use super::{RawBar, pages};
 use crate::backfill::http::{FetchError, HistoryHttp};
 use crate::backfill::interval::Interval;
 
 const WHAT: &str = "Alpaca's bars API";
 /// The most bars an answer holds (Alpaca's maximum `limit`).
 const PAGE: &str = "10000";
-/// Pages one window may take before the answer is treated as broken (a token that never ends).
-const MAX_PAGES: usize = 10_000;
 /// Alpaca's data API.
 pub const DEFAULT_BASE_URL: &str = "https://data.alpaca.markets";
 
@@ -135,14 +133,13 @@ impl AlpacaBars {
         }
         // `end` is inclusive at Alpaca: the last second of the window.
         let last = end - SignedDuration::from_secs(1);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut url = self.url(instrument, &symbol);
+        let symbol = &symbol;
+        pages::collect(WHAT, |token: Option<String>| async move {
+            let mut url = self.url(instrument, symbol);
             {
                 let mut q = url.query_pairs_mut();
                 if crypto {
-                    q.append_pair("symbols", &symbol);
+                    q.append_pair("symbols", symbol);
                 }
                 q.append_pair("timeframe", tf)
                     .append_pair("start", &start.to_string())
@@ -162,7 +159,7 @@ impl AlpacaBars {
                     serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))?;
                 let bars = page
                     .bars
-                    .and_then(|mut m| m.remove(&symbol))
+                    .and_then(|mut m| m.remove(symbol))
                     .unwrap_or_default();
                 (bars, page.next_page_token)
             } else {
@@ -170,7 +167,7 @@ impl AlpacaBars {
                     serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))?;
                 (page.bars.unwrap_or_default(), page.next_page_token)
             };
-            out.extend(bars.into_iter().map(|b| RawBar {
+            let bars = bars.into_iter().map(|b| RawBar {
                 start: b.t,
                 open: b.o,
                 high: b.h,
@@ -179,14 +176,9 @@ impl AlpacaBars {
                 volume: b.v,
                 trades: b.n,
                 vwap: b.vw,
-            }));
-            match next.filter(|t| !t.is_empty()) {
-                Some(t) => token = Some(t),
-                None => return Ok(out),
-            }
-        }
-        Err(decode(format!(
-            "more than {MAX_PAGES} pages for one window"
-        )))
+            });
+            Ok((bars.collect(), next.filter(|t| !t.is_empty())))
+        })
+        .await
     }
 }

@@ -13,12 +13,11 @@ use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::RawBar;
+use super::{RawBar, pages};
 use crate::backfill::http::{FetchError, HistoryHttp};
 use crate::backfill::interval::Interval;
 
 const WHAT: &str = "Polygon's aggregates API";
-const MAX_PAGES: usize = 10_000;
 /// Massive's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.massive.com";
 
@@ -116,42 +115,49 @@ impl PolygonAggs {
             .append_pair("adjusted", "false")
             .append_pair("sort", "asc")
             .append_pair("limit", "50000");
-        let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let body = http.get(&url, &self.headers, WHAT).await?;
-            let page: Page = serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))?;
-            for a in page.results.unwrap_or_default() {
-                let start = Timestamp::from_millisecond(a.t)
-                    .map_err(|e| decode(format!("t = {}: {e}", a.t)))?;
-                out.push(RawBar {
-                    start,
-                    open: a.o,
-                    high: a.h,
-                    low: a.l,
-                    close: a.c,
-                    volume: a.v,
-                    trades: a.n,
-                    vwap: a.vw,
-                });
-            }
-            match page.next_url {
+        pages::collect(WHAT, |next: Option<Url>| {
+            let url = next.unwrap_or_else(|| url.clone());
+            async move {
+                let body = http.get(&url, &self.headers, WHAT).await?;
+                let page: Page =
+                    serde_json::from_slice(&body).map_err(|e| decode(e.to_string()))?;
+                let bars = page
+                    .results
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|a| {
+                        let start = Timestamp::from_millisecond(a.t)
+                            .map_err(|e| decode(format!("t = {}: {e}", a.t)))?;
+                        Ok(RawBar {
+                            start,
+                            open: a.o,
+                            high: a.h,
+                            low: a.l,
+                            close: a.c,
+                            volume: a.v,
+                            trades: a.n,
+                            vwap: a.vw,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, FetchError>>()?;
                 // next_url is absolute; it carries no key (the header does).
-                Some(next) => {
-                    let parsed =
-                        Url::parse(&next).map_err(|e| decode(format!("next_url {next:?}: {e}")))?;
-                    // The key goes with every page: never to another host than the first's.
-                    if parsed.origin() != self.base.origin() {
-                        return Err(decode(format!(
-                            "next_url {next:?} names another host than --base-url; not followed"
-                        )));
+                let next = match page.next_url {
+                    Some(next) => {
+                        let parsed = Url::parse(&next)
+                            .map_err(|e| decode(format!("next_url {next:?}: {e}")))?;
+                        // The key goes with every page: never to another host than the first's.
+                        if parsed.origin() != self.base.origin() {
+                            return Err(decode(format!(
+                                "next_url {next:?} names another host than --base-url; not followed"
+                            )));
+                        }
+                        Some(parsed)
                     }
-                    url = parsed;
-                }
-                None => return Ok(out),
+                    None => None,
+                };
+                Ok((bars, next))
             }
-        }
-        Err(decode(format!(
-            "more than {MAX_PAGES} pages for one window"
-        )))
+        })
+        .await
     }
 }
