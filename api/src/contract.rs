@@ -35,6 +35,9 @@ pub mod env {
     /// The AUTH password of the data nodes of a Sentinel or Cluster Redis (filled from
     /// `spec.sinks.redis.passwordSecretRef`).
     pub const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
+    /// The Sentinels' own AUTH password (filled from
+    /// `spec.sinks.redis.sentinel.passwordSecretRef`).
+    pub const REDIS_SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
     /// Path of a PEM file of the CA certificates a `rediss://` connection trusts (instead of the
     /// system's): a Redis with a private CA.
     pub const REDIS_CA_FILE: &str = "QUOTESTREAM_REDIS_CA_FILE";
@@ -70,6 +73,7 @@ pub mod env {
     pub const WORKER_READS: &[&str] = &[
         REDIS_URL,
         REDIS_PASSWORD,
+        REDIS_SENTINEL_PASSWORD,
         REDIS_CA_FILE,
         DATABASE_URL,
         STORAGE_URL,

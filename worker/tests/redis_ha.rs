@@ -537,3 +537,72 @@ async fn sentinels_that_never_answer_cost_counted_quotes_and_never_stall_the_sin
     sink.stop(WAIT).await;
     drop(silent);
 }
+
+/// Sentinels with their own `requirepass` (Bitnami's chart and most managed Sentinel sets):
+/// the sink asks them with `sentinel.passwordSecretRef`'s password and publishes to the master
+/// they name; without it they refuse, no master is found, and every quote is counted lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_with_a_password_are_asked_with_it() {
+    const PASSWORD: &str = "sentinel-s3cr3t";
+    let set = RedisSentinelSet::start_with_sentinel_password(Some(PASSWORD)).unwrap();
+    let Some(master) = set.master_index() else {
+        panic!("the Sentinels name no master of the set:\n{}", set.logs());
+    };
+    let subscribers = vec![subscribe(set.nodes[master].port(), "SUBSCRIBE")];
+    let sentinel =
+        json!({"masterName": RedisSentinelSet::MASTER_NAME, "addresses": set.sentinel_addresses()});
+
+    // With the password: every quote reaches the master's subscriber.
+    let mut with_password = sentinel.clone();
+    with_password["passwordSecretRef"] = json!({"name": "sentinel-auth", "key": "password"});
+    let spec: RedisSpec = serde_json::from_value(json!({ "sentinel": with_password })).unwrap();
+    let env = std::collections::HashMap::from([(
+        quotestream_api::contract::env::REDIS_SENTINEL_PASSWORD.to_owned(),
+        PASSWORD.to_owned(),
+    )]);
+    let config =
+        RedisConfig::from_spec(&spec, &env, "/quotestream/markets/sp500/shard-0".into()).unwrap();
+    let sink = RunningSink::queued(0, QUEUE_BYTES).run(config, DRAIN);
+    for seq in 1..=20 {
+        sink.send(vec![quote(seq)]).await;
+    }
+    let mut received = Received::default();
+    let deadline = Instant::now() + WAIT;
+    while received.seqs.len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "with the Sentinels' password, {} of 20 quotes reached the master's subscriber within {WAIT:?} (published {}, dropped {})",
+            received.seqs.len(),
+            sink.published(CHANNEL),
+            sink.dropped()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        received.take(&subscribers, None);
+    }
+    assert_eq!(sink.dropped(), 0);
+    sink.stop(WAIT).await;
+
+    // Without it: the Sentinels answer NOAUTH, and what is sent is counted lost, not published.
+    let sink = start(json!({ "sentinel": sentinel }));
+    for seq in 21..=25 {
+        sink.send(vec![quote(seq)]).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    while sink.dropped() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "without the Sentinels' password, {} of 5 quotes were counted lost within {WAIT:?} (published {})",
+            sink.dropped(),
+            sink.published(CHANNEL)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sink.published(CHANNEL), 0);
+    sink.stop(WAIT).await;
+    received.take(&subscribers, None);
+    assert!(
+        received.seqs.iter().all(|s| *s <= 20),
+        "nothing reached the master without the Sentinels' password: {:?}",
+        received.seqs
+    );
+}

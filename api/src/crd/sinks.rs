@@ -76,7 +76,7 @@ pub struct RedisSink {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<RedisCluster>,
     /// A Secret key holding the AUTH password of the data nodes of sinks.redis.sentinel or
-    /// sinks.redis.cluster (the Sentinels themselves are asked without AUTH).
+    /// sinks.redis.cluster (the Sentinels' own: sinks.redis.sentinel.passwordSecretRef).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
     /// Publish with sharded Pub/Sub (SPUBLISH, Redis 7+) instead of PUBLISH: only with
@@ -120,6 +120,10 @@ pub struct RedisSentinel {
     /// sinks.redis.caSecretRef when set, else the system's CAs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// A Secret key holding the Sentinels' own AUTH password (their `requirepass`), when they
+    /// have one; the data nodes' password is sinks.redis.passwordSecretRef.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
 }
 
 /// A Redis Cluster.

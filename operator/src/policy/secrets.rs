@@ -123,6 +123,16 @@ pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
         if let Some(r) = &redis.password_secret_ref {
             add("spec.sinks.redis.passwordSecretRef".into(), &r.name);
         }
+        if let Some(r) = redis
+            .sentinel
+            .as_ref()
+            .and_then(|s| s.password_secret_ref.as_ref())
+        {
+            add(
+                "spec.sinks.redis.sentinel.passwordSecretRef".into(),
+                &r.name,
+            );
+        }
     }
     if let Some(pg) = &spec.sinks.postgres {
         add(
@@ -165,8 +175,8 @@ pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
 mod tests {
     use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
     use quotestream_api::crd::{
-        AlpacaCredentials, HistoryAlpaca, HistorySource, HistorySpec, PolygonSource, SourceType,
-        WorkerTemplate,
+        AlpacaCredentials, HistoryAlpaca, HistorySource, HistorySpec, PolygonSource, RedisSentinel,
+        SourceType, WorkerTemplate,
     };
 
     use super::*;
@@ -274,6 +284,38 @@ mod tests {
                 (
                     "spec.worker.env[1].valueFrom.secretKeyRef (STORAGE_URL)".into(),
                     "store-auth".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sentinel_sets_passwords_are_references_too() {
+        let mut s = stream("s", 1);
+        if let Some(redis) = s.spec.sinks.redis.as_mut() {
+            redis.url = None;
+            redis.sentinel = Some(RedisSentinel {
+                master_name: "quotes".into(),
+                addresses: vec!["sentinel-0:26379".into()],
+                tls: false,
+                password_secret_ref: Some(secret("sentinel-auth", "password")),
+            });
+            redis.password_secret_ref = Some(secret("redis-auth", "password"));
+        }
+        let found: Vec<(String, String)> = secret_references(&s.spec)
+            .into_iter()
+            .map(|r| (r.field, r.secret))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "spec.sinks.redis.passwordSecretRef".into(),
+                    "redis-auth".into()
+                ),
+                (
+                    "spec.sinks.redis.sentinel.passwordSecretRef".into(),
+                    "sentinel-auth".into()
                 ),
             ]
         );

@@ -16,6 +16,7 @@ pub const RESERVED_ENV: &[&str] = &[
     GRACE,
     REDIS_URL,
     REDIS_PASSWORD,
+    REDIS_SENTINEL_PASSWORD,
     REDIS_CA_FILE,
     DATABASE_URL,
     ALPACA_KEY_ID,
@@ -58,6 +59,14 @@ pub fn worker_env(
         .and_then(|r| r.password_secret_ref.as_ref())
     {
         env.push(from_secret(REDIS_PASSWORD, r));
+    }
+    if let Some(r) = sinks
+        .redis
+        .as_ref()
+        .and_then(|r| r.sentinel.as_ref())
+        .and_then(|s| s.password_secret_ref.as_ref())
+    {
+        env.push(from_secret(REDIS_SENTINEL_PASSWORD, r));
     }
     // The CA itself is a file (pod.rs mounts the Secret key); the variable names it.
     if sinks
@@ -135,7 +144,7 @@ pub(crate) fn from_secret(name: &str, secret: &SecretKeyRef) -> EnvVar {
 #[cfg(test)]
 mod tests {
     use quotestream_api::crd::{
-        AlpacaCredentials, AlpacaSource, PolygonSource, RedisFormat, RedisSink,
+        AlpacaCredentials, AlpacaSource, PolygonSource, RedisFormat, RedisSentinel, RedisSink,
     };
 
     use super::*;
@@ -206,6 +215,30 @@ mod tests {
             .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref()?.optional)
             .collect::<Vec<_>>();
         assert_eq!(optional, [false, false]);
+    }
+
+    #[test]
+    fn a_sentinel_sets_two_passwords_come_from_their_secrets() {
+        let mut sinks = redis_sinks();
+        if let Some(redis) = sinks.redis.as_mut() {
+            redis.url = None;
+            redis.sentinel = Some(RedisSentinel {
+                master_name: "quotes".into(),
+                addresses: vec!["sentinel-0:26379".into()],
+                tls: false,
+                password_secret_ref: Some(secret("sentinel-auth", "password")),
+            });
+            redis.password_secret_ref = Some(secret("redis-auth", "password"));
+        }
+        let env = worker_env(&source(SourceType::Yahoo), &sinks, None, &[]);
+        assert_eq!(
+            secret_of(&env, "REDIS_PASSWORD"),
+            Some(("redis-auth", "password"))
+        );
+        assert_eq!(
+            secret_of(&env, "REDIS_SENTINEL_PASSWORD"),
+            Some(("sentinel-auth", "password"))
+        );
     }
 
     #[test]

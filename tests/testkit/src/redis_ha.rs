@@ -13,9 +13,19 @@ use crate::{RedisServer, Result, TestkitError, free_port, io_err, wait_until};
 /// slots agreed).
 const FORM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a test asks a node or a Sentinel; `None` when it does not answer (yet).
+/// What a test asks a node; `None` when it does not answer (yet).
 fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> Option<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    query_as(port, None, cmd)
+}
+
+/// What a test asks a node or a Sentinel, with AUTH when it has a password.
+fn query_as<T: redis::FromRedisValue>(
+    port: u16,
+    password: Option<&str>,
+    cmd: &redis::Cmd,
+) -> Option<T> {
+    let auth = password.map_or_else(String::new, |p| format!(":{p}@"));
+    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}")).ok()?;
     let mut conn = client
         .get_connection_with_timeout(Duration::from_secs(1))
         .ok()?;
@@ -38,6 +48,8 @@ pub struct RedisSentinelSet {
     /// `[master, replica]` as started; after a failover the replica is the master.
     pub nodes: Vec<RedisServer>,
     sentinels: Vec<(u16, Guarded)>,
+    /// The Sentinels' own `requirepass`, if any.
+    sentinel_password: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,6 +64,12 @@ impl RedisSentinelSet {
     /// Starts the set and waits until the Sentinels know the replica and each other (so a
     /// failover can be agreed).
     pub fn start() -> Result<Self> {
+        Self::start_with_sentinel_password(None)
+    }
+
+    /// [`RedisSentinelSet::start`], with Sentinels that require `password` (`requirepass`,
+    /// and `sentinel sentinel-pass` so that they can still talk to each other).
+    pub fn start_with_sentinel_password(password: Option<&str>) -> Result<Self> {
         let master = RedisServer::start()?;
         let replica = RedisServer::start_with_args(&[
             "--replicaof".into(),
@@ -68,7 +86,7 @@ impl RedisSentinelSet {
             let port = free_port().map_err(io_err("picking a free port"))?;
             let conf = dir.path().join(format!("sentinel-{i}.conf"));
             // Sentinel rewrites its config file (what it learns), so each has its own.
-            let text = format!(
+            let mut text = format!(
                 "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
                  sentinel monitor {name} 127.0.0.1 {master} 2\n\
                  sentinel down-after-milliseconds {name} {down}\n\
@@ -79,6 +97,9 @@ impl RedisSentinelSet {
                 master = master.port(),
                 down = Self::DOWN_AFTER.as_millis(),
             );
+            if let Some(p) = password {
+                text.push_str(&format!("requirepass {p}\nsentinel sentinel-pass {p}\n"));
+            }
             std::fs::write(&conf, text).map_err(io_err(format!("writing {}", conf.display())))?;
             let mut cmd = Command::new(&program);
             cmd.arg(&conf).arg("--sentinel");
@@ -88,6 +109,7 @@ impl RedisSentinelSet {
         let set = Self {
             nodes: vec![master, replica],
             sentinels,
+            sentinel_password: password.map(str::to_owned),
             _dir: dir,
         };
         set.wait_formed()?;
@@ -105,8 +127,9 @@ impl RedisSentinelSet {
     /// The master's port as the first Sentinel that answers names it.
     pub fn master_port(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|(port, _)| {
-            let addr: Option<(String, String)> = query(
+            let addr: Option<(String, String)> = query_as(
                 *port,
+                self.sentinel_password.as_deref(),
                 redis::cmd("SENTINEL")
                     .arg("get-master-addr-by-name")
                     .arg(Self::MASTER_NAME),
@@ -125,8 +148,9 @@ impl RedisSentinelSet {
     pub fn wait_master(&self, port: u16, timeout: Duration) -> bool {
         wait_until(timeout, || {
             let named = self.sentinels.iter().all(|(p, _)| {
-                let addr: Option<(String, String)> = query(
+                let addr: Option<(String, String)> = query_as(
                     *p,
+                    self.sentinel_password.as_deref(),
                     redis::cmd("SENTINEL")
                         .arg("get-master-addr-by-name")
                         .arg(Self::MASTER_NAME),
@@ -143,8 +167,9 @@ impl RedisSentinelSet {
     fn wait_formed(&self) -> Result<()> {
         let ready = wait_until(FORM_TIMEOUT, || {
             self.sentinels.iter().all(|(port, _)| {
-                let info: Option<HashMap<String, String>> = query(
+                let info: Option<HashMap<String, String>> = query_as(
                     *port,
+                    self.sentinel_password.as_deref(),
                     redis::cmd("SENTINEL").arg("master").arg(Self::MASTER_NAME),
                 );
                 info.is_some_and(|m| {

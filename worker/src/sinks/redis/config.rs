@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use quotestream_api::contract::{
     self,
-    env::{REDIS_CA_FILE, REDIS_PASSWORD, REDIS_URL},
+    env::{REDIS_CA_FILE, REDIS_PASSWORD, REDIS_SENTINEL_PASSWORD, REDIS_URL},
 };
 use quotestream_api::crd::{RedisFormat, RedisSink};
 
@@ -20,7 +20,10 @@ pub enum Target {
         master_name: String,
         sentinels: Vec<String>,
         tls: bool,
+        /// The data nodes' AUTH password.
         password: Option<String>,
+        /// The Sentinels' own AUTH password.
+        sentinel_password: Option<String>,
     },
     /// A Redis Cluster learnt from the seed nodes `nodes` (host:port).
     Cluster {
@@ -43,12 +46,14 @@ impl std::fmt::Debug for Target {
                 sentinels,
                 tls,
                 password: p,
+                sentinel_password: sp,
             } => f
                 .debug_struct("Sentinel")
                 .field("master_name", master_name)
                 .field("sentinels", sentinels)
                 .field("tls", tls)
                 .field("password", &password(p))
+                .field("sentinel_password", &password(sp))
                 .finish(),
             Self::Cluster {
                 nodes,
@@ -163,6 +168,7 @@ impl RedisConfig {
                 sentinels: addresses("spec.sinks.redis.sentinel.addresses", &s.addresses)?,
                 tls: s.tls,
                 password,
+                sentinel_password: sentinel_password(s, env)?,
             },
             (None, Some(c)) => Target::Cluster {
                 nodes: addresses("spec.sinks.redis.cluster.addresses", &c.addresses)?,
@@ -271,6 +277,23 @@ fn server_url(spec: &RedisSink, env: &HashMap<String, String>) -> Result<String,
         ));
     }
     Ok(url)
+}
+
+/// The Sentinels' own password: `REDIS_SENTINEL_PASSWORD`, which the Deployment sets from
+/// `sentinel.passwordSecretRef` (a missing variable with a reference set is a clear error).
+fn sentinel_password(
+    sentinel: &quotestream_api::crd::RedisSentinel,
+    env: &HashMap<String, String>,
+) -> Result<Option<String>, String> {
+    let password =
+        contract::env_or_spec(env, REDIS_SENTINEL_PASSWORD, None).map(|(p, _)| p.to_owned());
+    match (&password, &sentinel.password_secret_ref) {
+        (None, Some(r)) => Err(format!(
+            "{REDIS_SENTINEL_PASSWORD} is not set: the Deployment sets it from Secret {} key {} (spec.sinks.redis.sentinel.passwordSecretRef)",
+            r.name, r.key
+        )),
+        _ => Ok(password),
+    }
 }
 
 /// Sentinel or cluster node addresses: host:port each, at least one (the CRD's schema checks
@@ -452,9 +475,40 @@ mod tests {
                 sentinels: vec!["s-0:26379".into(), "[fd00::1]:26379".into()],
                 tls: false,
                 password: Some("pw-s3cr3t".into()),
+                sentinel_password: None,
             }
         );
         assert_eq!(c.target.publish_command(), "PUBLISH");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_sentinels_own_password_comes_from_the_environment_and_is_never_shown() {
+        let spec = serde_json::json!({
+            "sentinel": {"masterName": "quotes", "addresses": ["s-0:26379"],
+                         "passwordSecretRef": {"name": "sentinel-auth", "key": "pw"}},
+        });
+        let err = parse(spec.clone(), &[]).unwrap_err();
+        assert!(
+            err.contains("REDIS_SENTINEL_PASSWORD is not set")
+                && err.contains("Secret sentinel-auth key pw")
+                && err.contains("spec.sinks.redis.sentinel.passwordSecretRef"),
+            "{err}"
+        );
+        let c = parse(spec, &[(REDIS_SENTINEL_PASSWORD, "sentinel-s3cr3t")]).unwrap();
+        let Target::Sentinel {
+            password,
+            sentinel_password,
+            ..
+        } = &c.target
+        else {
+            panic!("{:?}", c.target);
+        };
+        assert_eq!(
+            (password.as_deref(), sentinel_password.as_deref()),
+            (None, Some("sentinel-s3cr3t")),
+            "the data nodes keep no password of their own"
+        );
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 

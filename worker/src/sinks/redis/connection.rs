@@ -66,6 +66,7 @@ impl Connection {
                 sentinels,
                 tls,
                 password,
+                sentinel_password,
             } => {
                 let addrs = sentinels.iter().map(|a| tcp_addr(a)).collect::<Vec<_>>();
                 let mut builder =
@@ -83,6 +84,9 @@ impl Connection {
                 }
                 if let Some(p) = password {
                     builder = builder.set_client_to_redis_password(p);
+                }
+                if let Some(p) = sentinel_password {
+                    builder = builder.set_client_to_sentinel_password(p);
                 }
                 let client = builder
                     .build()
