@@ -70,6 +70,17 @@ fn the_crd_serves_columns_scale_and_explain() {
         table.contains("sp500") && table.contains("yahoo"),
         "{table}"
     );
+    let out = cp
+        .kubectl("admin", &["get", "qs", "-n", "default", "-o", "wide"])
+        .unwrap();
+    let wide = text(&out);
+    let header = wide.lines().next().unwrap_or_default();
+    for column in ["INTERVAL", "MOVING"] {
+        assert!(
+            header.contains(column),
+            "column {column} in `kubectl get qs -o wide`:\n{wide}"
+        );
+    }
 
     let out = cp
         .kubectl(

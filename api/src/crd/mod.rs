@@ -120,6 +120,13 @@ pub const MAX_SHARDS: i32 = 1024;
         description = "Backfill of spec.history: tickers done, pending, failed"
     ),
     printcolumn(
+        name = "Moving",
+        type_ = "integer",
+        json_path = ".status.handover.movingTickers",
+        priority = 1,
+        description = "Tickers listed by two shards while a reshard's hand-over waits for the receivers (status.handover)"
+    ),
+    printcolumn(
         name = "Market",
         type_ = "string",
         json_path = ".status.market.state",
