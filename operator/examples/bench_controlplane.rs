@@ -858,7 +858,7 @@ async fn api_server_floor(
         // Readiness is watched, not polled: a LIST of 1024 Deployments every few milliseconds
         // would load the API server with work the operator's runs do not have. The watch's
         // initial list and its events cover every object, whenever it turned ready.
-        let ready_watch = {
+        let mut ready_watch = {
             let config = watcher::Config::default().labels(&selector);
             let mut events = watcher::watcher(deployments.clone(), config)
                 .default_backoff()
@@ -881,7 +881,6 @@ async fn api_server_floor(
         let t = Instant::now();
         apply_all(&maps, &cms, apply).await?;
         apply_all(&deployments, &ds, apply).await?;
-        let mut ready_watch = ready_watch;
         let seen = tokio::time::timeout(TIMEOUT, &mut ready_watch).await;
         ready_watch.abort();
         if !matches!(seen, Ok(Ok(true))) {

@@ -175,12 +175,12 @@ pub fn secret_references(spec: &QuoteStreamSpec) -> Vec<SecretReference> {
 mod tests {
     use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
     use quotestream_api::crd::{
-        AlpacaCredentials, HistoryAlpaca, HistorySource, HistorySpec, PolygonSource, RedisSentinel,
-        SourceType, WorkerTemplate,
+        AlpacaCredentials, HistoryAlpaca, HistorySource, HistorySpec, PolygonSource, SourceType,
+        WorkerTemplate,
     };
 
     use super::*;
-    use crate::resources::fixtures::{postgres_sink, secret, source, stream};
+    use crate::resources::fixtures::{postgres_sink, secret, sentinel_sinks, source, stream};
 
     #[test]
     fn the_default_requires_the_stream_access_label() {
@@ -292,16 +292,7 @@ mod tests {
     #[test]
     fn a_sentinel_sets_passwords_are_references_too() {
         let mut s = stream("s", 1);
-        if let Some(redis) = s.spec.sinks.redis.as_mut() {
-            redis.url = None;
-            redis.sentinel = Some(RedisSentinel {
-                master_name: "quotes".into(),
-                addresses: vec!["sentinel-0:26379".into()],
-                tls: false,
-                password_secret_ref: Some(secret("sentinel-auth", "password")),
-            });
-            redis.password_secret_ref = Some(secret("redis-auth", "password"));
-        }
+        s.spec.sinks = sentinel_sinks();
         let found: Vec<(String, String)> = secret_references(&s.spec)
             .into_iter()
             .map(|r| (r.field, r.secret))

@@ -144,11 +144,11 @@ pub(crate) fn from_secret(name: &str, secret: &SecretKeyRef) -> EnvVar {
 #[cfg(test)]
 mod tests {
     use quotestream_api::crd::{
-        AlpacaCredentials, AlpacaSource, PolygonSource, RedisFormat, RedisSentinel, RedisSink,
+        AlpacaCredentials, AlpacaSource, PolygonSource, RedisFormat, RedisSink,
     };
 
     use super::*;
-    use crate::resources::fixtures::{postgres_sink, redis_sinks, secret, source};
+    use crate::resources::fixtures::{postgres_sink, redis_sinks, secret, sentinel_sinks, source};
 
     fn secret_of<'a>(env: &'a [EnvVar], name: &str) -> Option<(&'a str, &'a str)> {
         let sel = env
@@ -219,18 +219,7 @@ mod tests {
 
     #[test]
     fn a_sentinel_sets_two_passwords_come_from_their_secrets() {
-        let mut sinks = redis_sinks();
-        if let Some(redis) = sinks.redis.as_mut() {
-            redis.url = None;
-            redis.sentinel = Some(RedisSentinel {
-                master_name: "quotes".into(),
-                addresses: vec!["sentinel-0:26379".into()],
-                tls: false,
-                password_secret_ref: Some(secret("sentinel-auth", "password")),
-            });
-            redis.password_secret_ref = Some(secret("redis-auth", "password"));
-        }
-        let env = worker_env(&source(SourceType::Yahoo), &sinks, None, &[]);
+        let env = worker_env(&source(SourceType::Yahoo), &sentinel_sinks(), None, &[]);
         assert_eq!(
             secret_of(&env, "REDIS_PASSWORD"),
             Some(("redis-auth", "password"))

@@ -1,7 +1,8 @@
 //! Test builders: QuoteStreams as the API server hands them to the operator.
 
 use quotestream_api::crd::{
-    ConfigMapKeyRef, PostgresSink, RedisFormat, RedisSink, SecretKeyRef, Sinks, Source, SourceType,
+    ConfigMapKeyRef, PostgresSink, RedisFormat, RedisSentinel, RedisSink, SecretKeyRef, Sinks,
+    Source, SourceType,
 };
 use quotestream_api::{QuoteStream, QuoteStreamSpec, TickerSet};
 
@@ -38,6 +39,23 @@ pub fn redis_sinks() -> Sinks {
         storage: None,
         postgres: None,
     }
+}
+
+/// [`redis_sinks`] with a master behind Sentinel instead of a URL: the data nodes' password in
+/// Secret `redis-auth`, the Sentinels' own in Secret `sentinel-auth` (key `password` each).
+pub fn sentinel_sinks() -> Sinks {
+    let mut sinks = redis_sinks();
+    if let Some(redis) = sinks.redis.as_mut() {
+        redis.url = None;
+        redis.sentinel = Some(RedisSentinel {
+            master_name: "quotes".into(),
+            addresses: vec!["sentinel-0:26379".into()],
+            tls: false,
+            password_secret_ref: Some(secret("sentinel-auth", "password")),
+        });
+        redis.password_secret_ref = Some(secret("redis-auth", "password"));
+    }
+    sinks
 }
 
 pub fn postgres_sink() -> PostgresSink {

@@ -115,29 +115,16 @@ impl Handover {
         if self.receivers.is_empty() {
             return None;
         }
-        let shards = |s: &[u32]| -> Vec<i32> {
-            s.iter()
-                .map(|&i| i32::try_from(i).unwrap_or(i32::MAX))
-                .collect()
-        };
-        let receivers: Vec<u32> = self.receivers.iter().copied().collect();
         let release_by = began
             .filter(|_| !timeout.is_zero())
-            .and_then(|b| jiff::SignedDuration::try_from(timeout).ok().map(|t| (b, t)))
-            .and_then(|(b, t)| b.checked_add(t).ok());
+            .and_then(|b| b.checked_add(timeout).ok());
         Some(HandoverStatus {
             moving_tickers: i32::try_from(self.moving_tickers()).unwrap_or(i32::MAX),
-            receivers: shards(&receivers),
-            not_ready: shards(not_ready),
+            receivers: shard_list(&self.receivers),
+            not_ready: shard_list(not_ready),
             // A receiver that is not ready cannot have acknowledged either: listed once, as
             // not ready.
-            unacknowledged: shards(
-                &unacknowledged
-                    .iter()
-                    .copied()
-                    .filter(|s| !not_ready.contains(s))
-                    .collect::<Vec<_>>(),
-            ),
+            unacknowledged: shard_list(unacknowledged.iter().filter(|s| !not_ready.contains(s))),
             since: began.map(rfc3339),
             release_by: release_by.map(rfc3339),
         })
@@ -179,6 +166,14 @@ impl Handover {
             },
         }
     }
+}
+
+/// Shard indices as the status lists them.
+fn shard_list<'a>(shards: impl IntoIterator<Item = &'a u32>) -> Vec<i32> {
+    shards
+        .into_iter()
+        .map(|&i| i32::try_from(i).unwrap_or(i32::MAX))
+        .collect()
 }
 
 /// A time for the status: RFC 3339 in UTC, whole seconds.
