@@ -4,7 +4,7 @@
 # services), and the container runtime of `make images-test` and of the real node (tests/node/:
 # containerd, runc, the CNI plugins, iptables; started only by those, the node's only inside
 # its own namespaces), headless chromium + chromedriver for the store's page, wrk for the
-# query benchmark. Idempotent and quiet when everything is there.
+# query benchmark, promtool for the alerting rules. Idempotent and quiet when everything is there.
 set -euo pipefail
 
 pg_bindir() {
@@ -36,6 +36,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 # The query API rows of `make bench` load the store with wrk (p50/p95/p99).
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# The chart's alerting rules are checked and unit-tested by Prometheus' own rule engine
+# (`promtool test rules`, operator/tests/alert_rules.rs): Debian's prometheus ships promtool.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

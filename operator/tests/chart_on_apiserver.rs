@@ -246,7 +246,7 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         "--strict",
         &chart,
         "--set",
-        "serviceMonitor.enabled=true,podMonitor.enabled=true,example.enabled=true,watchNamespace=markets",
+        "serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true,example.enabled=true,watchNamespace=markets",
     ]);
     ok(&out, "helm lint --strict with every toggle");
 
@@ -269,6 +269,7 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
     for kind in [
         "ServiceMonitor",
         "PodMonitor",
+        "PrometheusRule",
         "QuoteStream",
         "Secret",
         "PodDisruptionBudget",
@@ -283,6 +284,8 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         "watchNamespace=markets",
         "serviceMonitor.enabled=true",
         "podMonitor.enabled=true",
+        "prometheusRule.enabled=true",
+        "prometheusRule.labels.release=monitoring",
         "example.enabled=true",
         "store.enabled=true",
         "store.database.secretName=quotestream-store-db",
@@ -292,6 +295,7 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         ("RoleBinding", "quotestream-operator"),
         ("ServiceMonitor", "quotestream-operator"),
         ("PodMonitor", "quotestream-workers"),
+        ("PrometheusRule", "quotestream"),
         ("QuoteStream", "demo"),
         ("Deployment", "quotestream-store"),
         ("Service", "quotestream-store"),
@@ -307,6 +311,27 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         !has(&scoped, "ClusterRoleBinding", "quotestream-operator"),
         "watchNamespace must not grant cluster-wide rights: {scoped:?}"
     );
+    // The PrometheusRule carries the rule file whole (promtool checks that file:
+    // alert_rules.rs), with the labels a Prometheus selects rules by.
+    let rendered = template(&[
+        "prometheusRule.enabled=true",
+        "prometheusRule.labels.release=monitoring",
+    ]);
+    let rules = objects(&rendered, "PrometheusRule");
+    let file: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            repo().join("charts/quotestream/files/alerts/quotestream-rules.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rules.len(), 1, "one PrometheusRule: {rules:?}");
+    assert_eq!(
+        rules[0]["spec"], file,
+        "the PrometheusRule's spec is the rule file"
+    );
+    assert_eq!(rules[0]["metadata"]["labels"]["release"], "monitoring");
+    assert_eq!(rules[0]["metadata"]["namespace"], NAMESPACE);
 
     assert!(
         !has(&defaults, "ConfigMap", "quotestream-prices-dashboard"),
@@ -783,6 +808,7 @@ fn every_rendering_passes_a_server_dry_run_under_restricted_pod_security() {
         &[
             "serviceMonitor.enabled=true",
             "podMonitor.enabled=true",
+            "prometheusRule.enabled=true",
             "example.enabled=true",
             "store.enabled=true",
             "store.database.secretName=quotestream-store-db",
