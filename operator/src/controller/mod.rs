@@ -550,9 +550,23 @@ impl StreamApi {
         Ok(self.deployments.list(&self.selector).await?.items)
     }
 
-    /// The stream's workers' pods.
+    /// The stream's workers' pods, from the API server's cache (`resourceVersion=0`).
+    ///
+    /// Why not a consistent read: the API server serves one from its watch cache only once
+    /// that cache has caught up with etcd, and the pods' cache of a namespace whose pods do not
+    /// change learns how far etcd is only from a progress notification it requests every 100
+    /// ms — a LIST of no pods took 65-70 ms, most of a settled reconcile (docs/operator.md#scale).
+    /// A cached list is as fresh as every pod event this API server sent the operator's watch
+    /// (the cache applies an event before it sends it), and what the pods decide tolerates a
+    /// staler one (another API server's cache): a ready pod missed is seen at the next event or
+    /// the requeue, and a pod listed ready after it went is asked for its acknowledgement and
+    /// does not answer.
     async fn list_pods(&self) -> Result<Vec<Pod>, kube::Error> {
-        Ok(self.pods.list(&self.selector).await?.items)
+        Ok(self
+            .pods
+            .list(&self.selector.clone().match_any())
+            .await?
+            .items)
     }
 
     /// Applies every shard Deployment that differs from the `listed` one, several at once;

@@ -98,6 +98,15 @@ impl Reconcile {
             call.query.get("labelSelector").map(String::as_str),
             Some(SELECTOR)
         );
+        // The objects the operator writes are read consistently: a cached list could hold an
+        // older version than the one it wrote, and the operator would write it again.
+        if path != PODS {
+            assert_eq!(
+                call.query.get("resourceVersion"),
+                None,
+                "{path} is listed consistently"
+            );
+        }
         call
     }
 
@@ -140,11 +149,19 @@ impl Reconcile {
         self.expect_pods(pods).await;
     }
 
-    /// The list of the stream's pods, answered with `listed`.
+    /// The list of the stream's pods, answered with `listed`: from the API server's cache
+    /// (`resourceVersion=0`; why: `list_pods`).
     async fn expect_pods(&mut self, listed: &[Value]) {
-        self.expect_list(PODS)
-            .await
-            .ok(&list("v1", "PodList", listed));
+        let call = self.expect_list(PODS).await;
+        assert_eq!(
+            (
+                call.query.get("resourceVersion").map(String::as_str),
+                call.query.get("resourceVersionMatch").map(String::as_str)
+            ),
+            (Some("0"), Some("NotOlderThan")),
+            "the pods are listed from the cache"
+        );
+        call.ok(&list("v1", "PodList", listed));
     }
 
     /// The status merge patch; answered with the stream carrying it. Returns the status.
