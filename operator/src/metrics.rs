@@ -258,6 +258,18 @@ impl Metrics {
         let _ = self.handover_pending.remove_label_values(&labels);
     }
 
+    /// Removes every per-stream series and zeroes `quotestream_streams`: what a replica does
+    /// when it stops leading. Only the leader's series are current; a standby still showing
+    /// the streams as it last saw them would double every dashboard line and keep alerts on
+    /// them firing (a shard not ready, a hand-over waiting) long after the new leader resolved
+    /// them.
+    pub fn forget_streams(&self) {
+        self.shards_desired.reset();
+        self.shards_ready.reset();
+        self.handover_pending.reset();
+        self.streams.set(0);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         quotestream_runtime::metrics_text(&self.registry)
@@ -267,6 +279,26 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replica_that_stops_leading_exports_no_stream() {
+        let m = Metrics::new().unwrap();
+        m.set_stream_shards("default", "a", 3, 2);
+        m.handover_pending
+            .with_label_values(&["default", "a"])
+            .set(40);
+        m.streams.set(1);
+        m.forget_streams();
+        let text = m.render();
+        for series in [
+            "quotestream_shards_desired{",
+            "quotestream_shards_ready{",
+            "quotestream_handover_pending_tickers{",
+        ] {
+            assert!(!text.contains(series), "{series} left:\n{text}");
+        }
+        assert!(text.contains("quotestream_streams 0"), "{text}");
+    }
 
     #[test]
     fn a_forgotten_stream_leaves_no_series() {

@@ -249,6 +249,8 @@ async fn lead_while_elected(
                 "the controller did not stop in time: aborted"
             );
         }
+        // The new leader reports the streams from now on (`Metrics::forget_streams`).
+        metrics.forget_streams();
         metrics.leader.set(0);
         match why {
             StepDown::Shutdown => return Ok(()),

@@ -402,6 +402,21 @@ fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expires() {
     let mut b = Operator::start(&cp, "operator", "operator-b", &args);
     b.wait_ready();
     assert_eq!(b.leader_gauge(), Some(0), "operator-b is a standby");
+    // The leader exports the stream's series, the standby none.
+    apply_stream(&cp, "before-partition", 2);
+    wait_reconciled(&cp, &a, "before-partition", 2);
+    let desired = "quotestream_shards_desired{namespace=\"default\",stream=\"before-partition\"}";
+    eventually(
+        "operator-a to export the stream's series",
+        WAIT,
+        || a.log(),
+        || (metric(&a.metrics()?, desired)? == 2.0).then_some(()),
+    );
+    let standby = b.metrics().unwrap();
+    assert!(
+        !standby.contains("quotestream_shards_desired{"),
+        "the standby exports stream series:\n{standby}"
+    );
 
     // The partition: operator-a's requests hang, its renewals cannot reach the API server.
     let cut_at = jiff::Timestamp::now();
@@ -420,6 +435,22 @@ fn a_leader_cut_off_from_the_api_server_steps_down_before_its_lease_expires() {
             "quotestream_leader_step_downs_total{reason=\"not_renewed\"}"
         ),
         Some(1.0),
+        "{metrics}"
+    );
+    // Stepped down, it no longer reports the streams (stale series would keep alerts firing).
+    for series in [
+        "quotestream_shards_desired{",
+        "quotestream_shards_ready{",
+        "quotestream_handover_pending_tickers{",
+    ] {
+        assert!(
+            !metrics.contains(series),
+            "operator-a still exports {series} after stepping down:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        metric(&metrics, "quotestream_streams"),
+        Some(0.0),
         "{metrics}"
     );
     eventually(
