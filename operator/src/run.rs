@@ -170,6 +170,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<(
     ready.set(true);
 
     if !args.leader_election {
+        // The only replica runs the controller: it leads (alerts and dashboards read
+        // `quotestream_leader` to know that some replica reconciles).
+        metrics.leader.set(1);
         controller::run(
             client,
             args.namespace.as_deref(),
@@ -244,6 +247,9 @@ async fn lead_while_elected(
         };
         if tokio::time::timeout(bound, &mut running).await.is_err() {
             running.abort();
+            // Until the aborted task is gone, a reconcile polled on another thread could still
+            // set a stream's gauges after `forget_streams` below.
+            let _ = (&mut running).await;
             tracing::warn!(
                 seconds = bound.as_secs(),
                 "the controller did not stop in time: aborted"

@@ -294,6 +294,7 @@ fn the_chart_lints_renders_every_toggle_and_rejects_typos() {
         ("Role", "quotestream-operator"),
         ("RoleBinding", "quotestream-operator"),
         ("ServiceMonitor", "quotestream-operator"),
+        ("ServiceMonitor", "quotestream-store"),
         ("PodMonitor", "quotestream-workers"),
         ("PrometheusRule", "quotestream"),
         ("QuoteStream", "demo"),

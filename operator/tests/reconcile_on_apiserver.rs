@@ -246,6 +246,8 @@ fn a_stream_becomes_shards_that_scale_minimally_and_are_garbage_collected() {
     let series = r#"quotestream_shards_desired{namespace="default",stream="demo""#;
     let body = operator.metrics().unwrap();
     assert_eq!(metric(&body, series), Some(2.0), "{body}");
+    // Without leader election the one replica leads: the no-leader alert stays silent.
+    assert_eq!(metric(&body, "quotestream_leader"), Some(1.0), "{body}");
 
     // Deleting the stream deletes what it owns (ownerReferences + the garbage collector), and
     // the operator drops its per-stream metric series.

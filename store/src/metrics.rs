@@ -7,7 +7,8 @@
 //! - `quotestore_rejected_batches_total{rule}`: refused batches by rule (`INV-001`…`INV-007`,
 //!   `volume`, `range`, `duplicate`, `json`, `body_size`)
 //! - `quotestore_db_errors_total{kind}`: `unavailable` (no connection), `retry` (the server
-//!   failed the write), `rejected` (the server refused the rows)
+//!   failed the write), `rejected` (the server refused the rows), `rollup` (a merge of the
+//!   rollups failed; the merger retries)
 //! - `quotestore_idempotent_replays_total`: batches answered from the Idempotency-Key cache
 //! - `quotestore_rollup_merged_rows_total`: inserted rows folded into the rollups (it trails
 //!   `quotestore_ingest_rows_total{result="inserted"}` by the merger's lag)
@@ -80,7 +81,7 @@ impl Metrics {
         let db_errors = IntCounterVec::new(
             Opts::new(
                 "quotestore_db_errors_total",
-                "Database failures while storing a batch, by kind (unavailable, retry, rejected)",
+                "Database failures, by kind: storing a batch (unavailable, retry, rejected) or merging the rollups (rollup)",
             ),
             &["kind"],
         )?;
@@ -130,7 +131,7 @@ impl Metrics {
         for r in ["volume", "range", "duplicate", JSON, BODY_SIZE] {
             rejected.with_label_values(&[r]);
         }
-        for k in ["unavailable", "retry", "rejected"] {
+        for k in ["unavailable", "retry", "rejected", "rollup"] {
             db_errors.with_label_values(&[k]);
         }
         Ok(Self {

@@ -190,6 +190,7 @@ async fn merge_rollups(
             slot => match connect_and_migrate(&config).await {
                 Ok(s) => slot.insert(s),
                 Err(e) => {
+                    metrics.db_errors.with_label_values(&["rollup"]).inc();
                     tracing::warn!(error = %e, "rollup merger: no database session; retrying");
                     *slot = None;
                     if deadline.is_some() {
@@ -217,7 +218,9 @@ async fn merge_rollups(
                 }
             }
             Err(e) => {
-                metrics.db_errors.with_label_values(&["retry"]).inc();
+                // Its own kind: a failing merge leaves ingest untouched (the batches are still
+                // stored), and alerts tell the two apart (docs/alerts.md).
+                metrics.db_errors.with_label_values(&["rollup"]).inc();
                 tracing::warn!(error = %describe(&e), "rollup merge failed; retrying");
                 if e.as_db_error().is_none() {
                     session = None;

@@ -429,6 +429,14 @@ async fn while_the_database_is_down_batches_get_503_with_retry_after() {
     // Still ready: the Service keeps routing to it so clients get the 503 and its Retry-After.
     assert_eq!(http_get(store.port, "/ready").unwrap().0, 200);
     assert!(store.metric("quotestore_db_errors_total{kind=\"unavailable\"}") >= 1.0);
+    // The rollup merger fails too (it retries every second), counted apart from the batches:
+    // a failing merge alone must not look like a store that cannot take batches.
+    assert!(
+        wait_until(support::WAIT, || {
+            store.metric("quotestore_db_errors_total{kind=\"rollup\"}") >= 1.0
+        }),
+        "no failed merge counted as kind=\"rollup\" while the database was down"
+    );
 
     pg.restart().unwrap();
     let (code, _, a) = post(

@@ -559,8 +559,9 @@ impl StreamApi {
     /// A cached list is as fresh as every pod event this API server sent the operator's watch
     /// (the cache applies an event before it sends it), and what the pods decide tolerates a
     /// staler one (another API server's cache): a ready pod missed is seen at the next event or
-    /// the requeue, and a pod listed ready after it went is asked for its acknowledgement and
-    /// does not answer.
+    /// the requeue, and a pod listed after it stopped may still answer for its acknowledgement
+    /// during its grace period, but no hand-over is released on that alone: the receiver's
+    /// Deployment must be ready too, and the Deployments are read consistently.
     async fn list_pods(&self) -> Result<Vec<Pod>, kube::Error> {
         Ok(self
             .pods
