@@ -183,6 +183,18 @@ fn every_alert_is_explained_in_the_docs_and_links_there() {
         let row = format!("| [{name}](#{}) | {severity} |", name.to_lowercase());
         assert!(docs.contains(&row), "docs/alerts.md's table lacks `{row}`");
     }
+    // The counts the docs give.
+    let count = names.len();
+    assert!(
+        docs.contains(&format!("{count} alerts in three groups")),
+        "docs/alerts.md must say there are {count} alerts"
+    );
+    let chart_readme =
+        std::fs::read_to_string(repo().join("charts/quotestream/README.md")).unwrap();
+    assert!(
+        chart_readme.contains(&format!("{count} alerts on the operator")),
+        "charts/quotestream/README.md must say there are {count} alerts"
+    );
     for heading in headings.iter().filter(|h| h.starts_with("Quote")) {
         assert!(
             names.contains(*heading),
