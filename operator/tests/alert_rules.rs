@@ -44,48 +44,39 @@ fn alerts() -> Vec<(String, Value)> {
         .collect()
 }
 
-fn promtool(args: &[&str]) -> Output {
-    Command::new("promtool")
-        .args(args)
+/// Runs `promtool <command> rules <file>`, asserts it succeeded, returns what it printed.
+fn promtool(command: &str, file: &Path) -> String {
+    let out: Output = Command::new("promtool")
+        .args([command, "rules"])
+        .arg(file)
         .output()
         .unwrap_or_else(|e| {
             panic!(
                 "promtool could not run ({e}): `make deps` installs it (Debian package prometheus)"
             )
-        })
-}
-
-fn report(out: &Output) -> String {
-    format!(
+        });
+    let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    )
+    );
+    assert!(
+        out.status.success(),
+        "promtool {command} rules {}:\n{printed}",
+        file.display()
+    );
+    printed
 }
 
 #[test]
 fn promtool_accepts_the_rules_and_their_unit_tests_pass() {
-    let rules = rules_file();
-    let out = promtool(&["check", "rules", rules.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "promtool check rules:\n{}",
-        report(&out)
-    );
+    let checked = promtool("check", &rules_file());
     let count = alerts().len();
     assert!(
-        report(&out).contains(&format!("SUCCESS: {count} rules found")),
-        "promtool saw a different number of rules than the {count} alerts:\n{}",
-        report(&out)
+        checked.contains(&format!("SUCCESS: {count} rules found")),
+        "promtool saw a different number of rules than the {count} alerts:\n{checked}"
     );
-
-    let tests = tests_file();
-    let out = promtool(&["test", "rules", tests.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "promtool test rules:\n{}",
-        report(&out)
-    );
+    promtool("test", &tests_file());
 }
 
 #[test]
@@ -164,8 +155,9 @@ fn every_alert_is_explained_in_the_docs_and_links_there() {
         .lines()
         .filter_map(|l| l.strip_prefix("### "))
         .collect();
-    let names: BTreeSet<String> = alerts().into_iter().map(|(n, _)| n).collect();
-    for (name, rule) in alerts() {
+    let alerts = alerts();
+    let names: BTreeSet<&str> = alerts.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, rule) in &alerts {
         assert!(
             headings.contains(name.as_str()),
             "docs/alerts.md has no `### {name}` section"
@@ -197,7 +189,7 @@ fn every_alert_is_explained_in_the_docs_and_links_there() {
     );
     for heading in headings.iter().filter(|h| h.starts_with("Quote")) {
         assert!(
-            names.contains(*heading),
+            names.contains(heading),
             "docs/alerts.md explains {heading}, which is no alert of the rule file"
         );
     }

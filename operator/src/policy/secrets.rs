@@ -182,6 +182,14 @@ mod tests {
     use super::*;
     use crate::resources::fixtures::{postgres_sink, secret, sentinel_sinks, source, stream};
 
+    /// What `secret_references` finds, as (field, Secret) pairs.
+    fn fields_and_secrets(spec: &QuoteStreamSpec) -> Vec<(String, String)> {
+        secret_references(spec)
+            .into_iter()
+            .map(|r| (r.field, r.secret))
+            .collect()
+    }
+
     #[test]
     fn the_default_requires_the_stream_access_label() {
         let policy = SecretPolicy::default();
@@ -260,10 +268,7 @@ mod tests {
             ]),
             ..WorkerTemplate::default()
         });
-        let found: Vec<(String, String)> = secret_references(&s.spec)
-            .into_iter()
-            .map(|r| (r.field, r.secret))
-            .collect();
+        let found = fields_and_secrets(&s.spec);
         assert_eq!(
             found,
             [
@@ -293,10 +298,7 @@ mod tests {
     fn a_sentinel_sets_passwords_are_references_too() {
         let mut s = stream("s", 1);
         s.spec.sinks = sentinel_sinks();
-        let found: Vec<(String, String)> = secret_references(&s.spec)
-            .into_iter()
-            .map(|r| (r.field, r.secret))
-            .collect();
+        let found = fields_and_secrets(&s.spec);
         assert_eq!(
             found,
             [

@@ -460,8 +460,8 @@ impl Sink for PostgresSink {
 
     async fn run(mut self, mut queue: QueueReceiver, ctx: SinkContext) -> Result<(), SinkError> {
         ctx.metrics.sink_retrying.with_label_values(&[NAME]).set(0);
-        // The series exists from the start (at 0), as the other sinks' do: a shard whose only
-        // sink never commits must still show "nothing published" (docs/alerts.md).
+        // The series exists from the start (at 0), as the other sinks' do: a dashboard shows
+        // a postgres sink that never committed as 0 published, not as no data.
         ctx.metrics.quotes_published.with_label_values(&[NAME]);
         self.drain = Some(Drain::for_sink(&ctx));
         let mut pending = Vec::new();
